@@ -1,0 +1,23 @@
+"""`userphoto init`."""
+
+from __future__ import annotations
+
+import click
+
+from . import Context, cli, pass_ctx
+
+
+@cli.command()
+@pass_ctx
+def init(ctx: Context) -> None:
+    """Create the data folder, a commented userphoto.toml and an empty store.
+
+    Safe to run again: existing configuration and data are kept, and the store's schema is
+    migrated to the current version.
+    """
+    settings = ctx.app.settings
+    created = settings.write_default()
+    ctx.app.store  # opening the store creates or migrates it
+    click.echo(f"data folder: {settings.home}")
+    click.echo(f"config:      {settings.config_path} ({'created' if created else 'kept'})")
+    click.echo(f"store:       {settings.store_url}")

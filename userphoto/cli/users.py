@@ -1,0 +1,154 @@
+"""`userphoto user ...`: add, list, show and change users."""
+
+from __future__ import annotations
+
+import uuid
+
+import click
+
+from ..errors import InvalidArgument
+from ..model import Account, Picture, PhotoState, User, Visibility, is_address
+from ..store import UserQuery
+from . import Context, cli, pass_ctx
+
+ACCOUNT = click.Choice([a.value for a in Account])
+PICTURE = click.Choice([p.value for p in Picture])
+VISIBILITY = click.Choice([v.value for v in Visibility])
+
+
+def _check_address(address: str) -> str:
+    if not is_address(address):
+        raise InvalidArgument(f"{address!r} is not a mail address (expected name@domain).")
+    return address.strip().lower()
+
+
+def _check_url(picture: Picture, url: str | None) -> None:
+    if picture is Picture.URL and not (url and url.startswith(("https://", "http://"))):
+        raise InvalidArgument("--picture url needs --url https://... (the photo's web address).")
+
+
+@cli.group()
+def user() -> None:
+    """Add, list, show and change users (accounts, picture options, visibility)."""
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--name", required=True, help="Display name, e.g. \"Ada Lovelace\".")
+@click.option("--alias", "aliases", multiple=True, help="Another address (repeatable).")
+@click.option("--account", type=ACCOUNT, default="hd", show_default=True,
+              help="Photo-store account: hd, sd_only (sizes <= 96), disabled or absent.")
+@click.option("--id", "user_id", help="Stable id (default: a new random one).")
+@pass_ctx
+def user_add(
+    ctx: Context, address: str, name: str, aliases: tuple[str, ...], account: str,
+    user_id: str | None,
+) -> None:
+    """Add a local user with ADDRESS as primary address.
+
+    \b
+    Example:
+      userphoto user add ada@contoso.example --name "Ada Lovelace" --alias al@contoso.example
+    """
+    new = User(
+        id=user_id or uuid.uuid4().hex,
+        address=_check_address(address),
+        display_name=name,
+        aliases=[_check_address(a) for a in aliases],
+        account=Account(account),
+    )
+    ctx.app.store.add_user(new)
+    click.echo(f"added {new.address} (id {new.id})")
+
+
+@user.command("list")
+@click.option("--search", default="", help="Only users whose address, alias or name contains this.")
+@click.option("--limit", default=1000, show_default=True)
+@click.option("--offset", default=0)
+@pass_ctx
+def user_list(ctx: Context, search: str, limit: int, offset: int) -> None:
+    """List users: address, account, picture option, visibility and whether a photo is saved."""
+    store = ctx.app.store
+    users = store.list_users(UserQuery(search, offset, limit))
+    if not users:
+        click.echo("no users" + (f" matching {search!r}" if search else "") +
+                   " (add one with `userphoto user add` or load `userphoto demo`)")
+        return
+    width = max(len(u.address) for u in users)
+    for u in users:
+        has = "photo" if store.get_photo(u.id) else "-"
+        click.echo(f"{u.address:<{width}}  {u.account.value:<8}  {u.picture.value:<7}  "
+                   f"{u.visibility.value:<12}  {has:<5}  {u.display_name}")
+    total = store.count_users(search)
+    if total > offset + len(users):
+        click.echo(f"... {total - offset - len(users)} more (use --offset/--limit)")
+
+
+@user.command("show")
+@click.argument("address")
+@pass_ctx
+def user_show(ctx: Context, address: str) -> None:
+    """Show one user: settings, current photo, preview, removal record, directory thumbnail."""
+    app = ctx.app
+    u = app.photos.user(address)
+    photo = app.store.get_photo(u.id)
+    preview = app.store.get_photo(u.id, PhotoState.PREVIEW)
+    thumb = app.store.get_directory_thumbnail(u.id)
+    lines = [
+        ("address", u.address),
+        ("id", u.id),
+        ("name", u.display_name),
+        ("aliases", ", ".join(u.aliases) or "-"),
+        ("account", u.account.value),
+        ("picture", u.picture.value + (f" ({u.picture_url})" if u.picture_url else "")),
+        ("visibility", u.visibility.value),
+        ("source", u.source + (" (gone from directory)" if u.directory_gone else "")),
+        ("photo", f"version {photo.version}, sizes {','.join(map(str, photo.sizes))}, "
+                  f"crop {photo.crop}, set {photo.created:%Y-%m-%d %H:%M} by {photo.actor} via "
+                  f"{photo.via}" if photo else "none"),
+        ("preview", f"version {preview.version}, pending" if preview else "none"),
+        ("removal record", f"since {u.removal_record:%Y-%m-%d %H:%M} (blocks the directory "
+                           "fallback; clear with `remove --clear-record`)"
+                           if u.removal_record else "none"),
+        ("directory photo", (f"{thumb.width}×{thumb.height}, {thumb.raw_size} bytes"
+                             + (f", problem: {thumb.problem}" if thumb.problem else ""))
+                            if thumb else "none"),
+    ]
+    for key, value in lines:
+        click.echo(f"{key + ':':<17}{value}")
+
+
+@user.command("set")
+@click.argument("address")
+@click.option("--account", type=ACCOUNT, help="Photo-store account state.")
+@click.option("--picture", type=PICTURE, help="What to show: photo, default (initials), hidden, url.")
+@click.option("--url", help="The picture's web address (with --picture url).")
+@click.option("--visibility", type=VISIBILITY, help="Who may see it: everyone, organization, nobody.")
+@click.option("--name", help="New display name.")
+@pass_ctx
+def user_set(
+    ctx: Context, address: str, account: str | None, picture: str | None, url: str | None,
+    visibility: str | None, name: str | None,
+) -> None:
+    """Change a user's account state, picture option, visibility or name.
+
+    \b
+    Examples:
+      userphoto user set ada@contoso.example --visibility everyone
+      userphoto user set ada@contoso.example --picture url --url https://example.org/ada.jpg
+    """
+    u = ctx.app.photos.user(address)
+    if account:
+        u.account = Account(account)
+    if picture:
+        u.picture = Picture(picture)
+    if url is not None:
+        u.picture_url = url or None
+    if visibility:
+        u.visibility = Visibility(visibility)
+    if name:
+        u.display_name = name
+    _check_url(u.picture, u.picture_url)
+    ctx.app.store.update_user(u)
+    click.echo(f"updated {u.address}: account {u.account.value}, picture {u.picture.value}, "
+               f"visibility {u.visibility.value}")

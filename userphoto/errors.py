@@ -1,0 +1,64 @@
+"""Errors that carry a stable code, a plain message and the HTTP status that fits them.
+
+Every adapter (CLI, HTTP, web) turns a `UserPhotoError` into its own shape: a one-line reason
+and a non-zero exit code, a JSON body with the status below, an inline form message.
+"""
+
+from __future__ import annotations
+
+
+class UserPhotoError(Exception):
+    """A failure the user can act on. `code` is stable; `message` is for people."""
+
+    code: str = "error"
+    status: int = 400
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotFound(UserPhotoError):
+    code = "not_found"
+    status = 404
+
+
+class UnknownUser(NotFound):
+    code = "unknown_user"
+
+
+class NoPhoto(NotFound):
+    code = "no_photo"
+
+
+class NoPreview(NotFound):
+    code = "no_preview"
+
+
+class AccountUnavailable(UserPhotoError):
+    """The photo-store account cannot hold photos (absent / disabled), or only SD ones."""
+
+    code = "account_unavailable"
+    status = 409
+
+
+class Conflict(UserPhotoError):
+    code = "conflict"
+    status = 409
+
+
+class Forbidden(UserPhotoError):
+    code = "forbidden"
+    status = 403
+
+
+class InvalidArgument(UserPhotoError):
+    code = "invalid_argument"
+    status = 400

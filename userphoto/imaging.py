@@ -1,0 +1,403 @@
+"""Decode safely, normalize, crop and render photos. Bytes in, bytes out; no other I/O.
+
+The pipeline decodes once, at the smallest scale the largest rendition allows (JPEG
+`draft` mode decodes at 1/2, 1/4 or 1/8 scale for almost nothing), then derives every size
+from that one image. Nothing from the upload is ever passed through: every output is a fresh
+JPEG with no metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from PIL import Image, ImageCms, ImageOps
+
+from .errors import UserPhotoError
+from .model import HD_SIZES, MASTER_MAX, SD_MAX, CropBox
+
+# Formats accepted, by content. Pillow is restricted to exactly these decoders.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF")
+DIRECTORY_LIMIT = 102_400  # AD thumbnailPhoto rangeUpper, bytes
+JPEG_QUALITY = 85
+
+# Never let Pillow decode more than we could ever accept, whatever the caller's limits.
+Image.MAX_IMAGE_PIXELS = 200_000_000
+
+
+class ImageErrorKind(StrEnum):
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"  # bytes
+    UNSUPPORTED_TYPE = "unsupported_type"
+    CORRUPT = "corrupt"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    TOO_SMALL = "too_small"
+    THUMBNAIL_TOO_LARGE = "thumbnail_too_large"
+    BAD_CROP = "bad_crop"
+
+
+_STATUS = {
+    ImageErrorKind.EMPTY: 400,
+    ImageErrorKind.TOO_LARGE: 413,
+    ImageErrorKind.UNSUPPORTED_TYPE: 415,
+    ImageErrorKind.CORRUPT: 422,
+    ImageErrorKind.TOO_MANY_PIXELS: 422,
+    ImageErrorKind.TOO_SMALL: 422,
+    ImageErrorKind.THUMBNAIL_TOO_LARGE: 422,
+    ImageErrorKind.BAD_CROP: 400,
+}
+
+
+class ImageError(UserPhotoError):
+    """The image was refused; `kind` says which rule, the message says what to do."""
+
+    def __init__(self, kind: ImageErrorKind, message: str):
+        super().__init__(message, code=f"image_{kind.value}", status=_STATUS[kind])
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 4 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    min_side: int = 48
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    format: str  # one of FORMATS
+    width: int  # upright (after EXIF orientation)
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything stored for one photo version."""
+
+    source: SourceInfo
+    crop: CropBox  # in upright source pixels
+    renditions: dict[int, bytes]  # HD size -> JPEG, only sizes <= the cropped side
+    thumbnail: bytes  # the directory thumbnail, <= DIRECTORY_LIMIT
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(sorted(self.renditions))
+
+
+# A crop suggester looks at a small upright RGB image and returns a box in its coordinates,
+# or None to fall back to the centre. The face-aware crop plugs in here.
+CropSuggester = Callable[[Image.Image], CropBox | None]
+
+
+def sniff(data: bytes) -> str | None:
+    """The format by magic bytes, or None. File names and declared types are never trusted."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "AVIF"
+    return None
+
+
+def _describe_unknown(data: bytes) -> str:
+    head = data[:512].lstrip().lower()
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"hevc"):
+        return "HEIC/HEIF (not supported: export it as JPEG or PNG)"
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        return "SVG (vector images are not accepted)"
+    if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head[:200]:
+        return "HTML, not an image"
+    if data.startswith(b"%PDF"):
+        return "PDF, not an image"
+    if data.startswith((b"BM", b"II*\x00", b"MM\x00*")):
+        return "BMP/TIFF (not accepted)"
+    try:
+        data[:512].decode("utf-8")
+        return "text, not an image"
+    except UnicodeDecodeError:
+        return "an unknown format"
+
+
+def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
+    """Open from the header only, enforcing every limit that needs no decoding."""
+    if not data:
+        raise ImageError(ImageErrorKind.EMPTY, "The file is empty.")
+    if len(data) > limits.max_bytes:
+        raise ImageError(
+            ImageErrorKind.TOO_LARGE,
+            f"The file is {_mb(len(data))}; the limit is {_mb(limits.max_bytes)}. "
+            "Export a smaller JPEG (648×648 is plenty).",
+        )
+    kind = sniff(data)
+    if kind is None:
+        raise ImageError(
+            ImageErrorKind.UNSUPPORTED_TYPE,
+            f"This file is {_describe_unknown(data)}. Upload a JPEG, PNG, GIF, WebP or AVIF photo.",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[kind])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            ImageErrorKind.TOO_MANY_PIXELS,
+            f"The image has far too many pixels; the limit is {limits.max_pixels:,}.",
+        ) from None
+    except Exception as exc:
+        raise ImageError(
+            ImageErrorKind.CORRUPT, f"The {kind} file is damaged and cannot be read ({exc})."
+        ) from None
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageError(
+            ImageErrorKind.TOO_MANY_PIXELS,
+            f"The image is {width}×{height} ({width * height:,} pixels); "
+            f"the limit is {limits.max_pixels:,}. Scale it down first.",
+        )
+    if min(width, height) < limits.min_side:
+        raise ImageError(
+            ImageErrorKind.TOO_SMALL,
+            f"The image is {width}×{height}; photos must be at least "
+            f"{limits.min_side}×{limits.min_side} (648×648 is recommended).",
+        )
+    return image, kind
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def _upright_size(image: Image.Image, orientation: int) -> tuple[int, int]:
+    w, h = image.size
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def inspect(data: bytes, limits: Limits = Limits()) -> SourceInfo:
+    """Check the header against every limit and report format and upright size."""
+    image, kind = _open(data, limits)
+    w, h = _upright_size(image, _orientation(image))
+    return SourceInfo(kind, w, h, hashlib.sha256(data).hexdigest())
+
+
+def centre_crop(width: int, height: int) -> CropBox:
+    side = min(width, height)
+    return CropBox((width - side) // 2, (height - side) // 2, side)
+
+
+def _decode(image: Image.Image, kind: str, scale_hint: float) -> Image.Image:
+    """Decode to pixels, at a reduced scale for JPEG when that loses nothing we need."""
+    if kind == "JPEG" and scale_hint > 1:
+        w, h = image.size
+        image.draft(image.mode, (math.ceil(w / scale_hint), math.ceil(h / scale_hint)))
+    try:
+        image.load()
+    except Exception as exc:
+        raise ImageError(
+            ImageErrorKind.CORRUPT, f"The {kind} file is damaged or truncated ({exc})."
+        ) from None
+    return image
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """Any mode and embedded profile -> 8-bit RGB in sRGB, alpha flattened on white."""
+    icc = image.info.get("icc_profile")
+    mode = image.mode
+
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (and 32-bit int) grey: scale down explicitly; convert() would clip to white.
+        peak = 65535 if mode.startswith("I;16") or image.getextrema()[1] > 255 else 255
+        image = image.convert("I").point(lambda v: v * (255 / peak)).convert("L")
+        mode = "L"
+    elif mode == "F":
+        image = image.convert("L")
+        mode = "L"
+
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+        mode = "RGB"
+    if mode == "1":
+        image = image.convert("L")
+        mode = "L"
+
+    if icc and mode in ("RGB", "L", "CMYK"):
+        try:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            converted = ImageCms.profileToProfile(image, src, dst, outputMode="RGB")
+            if converted is not None:
+                return converted
+        except Exception:
+            pass  # a broken profile is not worth refusing the photo over; fall through
+    return image.convert("RGB")
+
+
+def _crop_in(
+    width: int, height: int, crop: CropBox | None, suggested: CropBox | None
+) -> CropBox:
+    if crop is None:
+        return suggested or centre_crop(width, height)
+    if crop.x + crop.size > width or crop.y + crop.size > height:
+        raise ImageError(
+            ImageErrorKind.BAD_CROP,
+            f"The crop box {crop} does not fit inside the {width}×{height} image.",
+        )
+    return crop
+
+
+def normalize(
+    data: bytes,
+    limits: Limits = Limits(),
+    *,
+    target: int = MASTER_MAX,
+    region: int | None = None,
+) -> tuple[Image.Image, SourceInfo, float]:
+    """Decode once at reduced scale; return the upright sRGB image, the source and the scale.
+
+    The decode keeps at least `target` pixels across `region` (default: the short side), so
+    no rendition loses detail. `scale` maps upright source coordinates to the returned
+    image's (divide by it).
+    """
+    image, kind = _open(data, limits)
+    orientation = _orientation(image)
+    uw, uh = _upright_size(image, orientation)
+    hint = max(1.0, (region or min(uw, uh)) / target)
+    image = _decode(image, kind, hint)
+    if orientation != 1:
+        image = ImageOps.exif_transpose(image)
+    image = _to_srgb(image)
+    scale = uw / image.width
+    return image, SourceInfo(kind, uw, uh, hashlib.sha256(data).hexdigest()), scale
+
+
+def render(
+    data: bytes,
+    *,
+    limits: Limits = Limits(),
+    crop: CropBox | None = None,
+    suggest: CropSuggester | None = None,
+    thumbnail_size: int = SD_MAX,
+    max_size: int = MASTER_MAX,
+    quality: int = JPEG_QUALITY,
+) -> Rendered:
+    """Validate, normalize and crop `data`, and render every HD size plus the thumbnail.
+
+    `crop` is an explicit box in upright source pixels; without it `suggest` (face-aware)
+    proposes one and the centre is the fallback. `max_size` caps the renditions
+    (96 for sd_only accounts).
+    """
+    image, source, scale = normalize(
+        data, limits, target=max_size, region=crop.size if crop else None
+    )
+    suggested = None
+    if crop is None and suggest is not None:
+        small = image.copy()
+        small.thumbnail((max_size, max_size))
+        box = suggest(small)
+        if box is not None:
+            f = source.width / small.width
+            suggested = _clamp(
+                CropBox(round(box.x * f), round(box.y * f), round(box.size * f)),
+                source.width,
+                source.height,
+            )
+    box = _crop_in(source.width, source.height, crop, suggested)
+
+    # Map the box into the decoded image and cut it out.
+    left, top = box.x / scale, box.y / scale
+    side = box.size / scale
+    square = image.resize(
+        (min(max_size, max(1, round(side))),) * 2,
+        Image.Resampling.LANCZOS,
+        box=(left, top, left + side, top + side),
+        reducing_gap=3.0,
+    )
+    renditions = _render_sizes(square, box.size, max_size, quality)
+    thumbnail = directory_thumbnail(square, thumbnail_size, quality)
+    return Rendered(source, box, renditions, thumbnail)
+
+
+def _clamp(box: CropBox, width: int, height: int) -> CropBox:
+    size = max(1, min(box.size, width, height))
+    x = min(max(0, box.x), width - size)
+    y = min(max(0, box.y), height - size)
+    return CropBox(x, y, size)
+
+
+def _render_sizes(square: Image.Image, side: int, max_size: int, quality: int) -> dict[int, bytes]:
+    """Every HD size up to the cropped side (never upscaled), each from the one master."""
+    sizes = [s for s in HD_SIZES if s <= min(side, max_size)]
+    out: dict[int, bytes] = {}
+    for size in sizes:
+        img = square if square.width == size else square.resize((size, size), Image.Resampling.LANCZOS)
+        out[size] = encode_jpeg(img, quality)
+    return out
+
+
+def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
+    """A baseline sRGB JPEG with no metadata at all (no EXIF, ICC, comments)."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    clean = Image.frombytes("RGB", image.size, image.tobytes())  # drops every info key
+    clean.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
+
+
+def directory_thumbnail(square: Image.Image, size: int = SD_MAX, quality: int = JPEG_QUALITY) -> bytes:
+    """The `thumbnailPhoto` JPEG: `size`×`size`, stepping quality down until <= 100 KB."""
+    img = square if square.width == size else square.resize((size, size), Image.Resampling.LANCZOS)
+    for q in range(quality, 19, -10):
+        out = encode_jpeg(img, q)
+        if len(out) <= DIRECTORY_LIMIT:
+            return out
+    raise ImageError(
+        ImageErrorKind.THUMBNAIL_TOO_LARGE,
+        f"A {size}×{size} directory thumbnail cannot fit in {DIRECTORY_LIMIT:,} bytes even at "
+        "low quality; choose a smaller thumbnail size (96 is recommended).",
+    )
+
+
+def resize_jpeg(jpeg: bytes, size: int, quality: int = JPEG_QUALITY) -> bytes:
+    """Downscale one of our own renditions (trusted bytes) to `size`×`size`."""
+    with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as image:
+        image.draft("RGB", (size, size))
+        image = image.convert("RGB")
+        if image.width != size:
+            image = image.resize((size, size), Image.Resampling.LANCZOS)
+        return encode_jpeg(image, quality)
+
+
+def reencode_directory_photo(
+    data: bytes, limits: Limits = Limits(min_side=1), max_side: int = MASTER_MAX
+) -> tuple[bytes, int, int]:
+    """A directory thumbnail as we serve it: validated, upright, sRGB, re-encoded, not cropped.
+
+    Directory photos need not be square (the modeled system serves them as they are).
+    """
+    image, _source, _scale = normalize(data, limits, target=max_side)
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return encode_jpeg(image), image.width, image.height

@@ -1,0 +1,209 @@
+"""The domain: users, photos, viewers and clients as plain values. No I/O here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Account(StrEnum):
+    """State of a user's photo-store account (the modeled system's Exchange mailbox)."""
+
+    HD = "hd"  # holds HD photos, every size
+    SD_ONLY = "sd_only"  # legacy store: sizes <= 96 only
+    DISABLED = "disabled"  # exists but cannot serve or take photos
+    ABSENT = "absent"  # no photo store at all
+
+
+class Picture(StrEnum):
+    """What the user chose to show (Lync 2010 options + Lync 2013 show/hide)."""
+
+    PHOTO = "photo"
+    DEFAULT = "default"  # generated initials
+    HIDDEN = "hidden"
+    URL = "url"  # a picture from a web address
+
+
+class Visibility(StrEnum):
+    """Who may see the user's photo at all."""
+
+    EVERYONE = "everyone"  # anonymous and federated viewers too
+    ORGANIZATION = "organization"  # members of this org only
+    NOBODY = "nobody"
+
+
+class ViewerKind(StrEnum):
+    MEMBER = "member"
+    ADMIN = "admin"
+    PARTNER = "partner"  # a federated partner org's user
+    ANONYMOUS = "anonymous"
+
+    @property
+    def internal(self) -> bool:
+        return self in (ViewerKind.MEMBER, ViewerKind.ADMIN)
+
+
+class ClientProfile(StrEnum):
+    LEGACY = "legacy"  # Lync 2010: SD only, at most 96 px
+    HD = "hd"  # Lync 2013 / Skype for Business
+    WEB = "web"
+
+
+class PhotoState(StrEnum):
+    PREVIEW = "preview"  # uploaded, not yet saved
+    SAVED = "saved"  # the current photo
+    SUPERSEDED = "superseded"  # replaced by a later save
+    CANCELLED = "cancelled"  # a preview that was discarded
+    REMOVED = "removed"  # deleted by remove
+
+
+# The modeled system's HD sizes; sd_only accounts and legacy clients stop at SD_MAX.
+HD_SIZES: tuple[int, ...] = (48, 64, 96, 120, 240, 360, 432, 504, 648)
+SD_MAX = 96
+MASTER_MAX = 648
+
+_SIZE_CODE = re.compile(r"^hr(\d+)x(\d+)$", re.IGNORECASE)
+
+
+def parse_size(text: str | int) -> int:
+    """Parse `96`, `"96"` or an EWS size code like `HR96x96` (any case) into a pixel size.
+
+    Only the HD sizes are accepted; anything else raises ValueError naming the valid ones.
+    """
+    if isinstance(text, int):
+        value = text
+    else:
+        raw = text.strip()
+        match = _SIZE_CODE.match(raw)
+        if match:
+            width, height = int(match[1]), int(match[2])
+            if width != height:
+                raise ValueError(f"size code {raw!r} is not square; valid: {valid_sizes_text()}")
+            value = width
+        elif raw.isdigit():
+            value = int(raw)
+        else:
+            raise ValueError(f"unknown size {raw!r}; valid: {valid_sizes_text()}")
+    if value not in HD_SIZES:
+        raise ValueError(f"unknown size {value!r}; valid: {valid_sizes_text()}")
+    return value
+
+
+def valid_sizes_text() -> str:
+    return ", ".join(str(s) for s in HD_SIZES) + " (or HR<n>x<n>)"
+
+
+def size_code(size: int) -> str:
+    return f"HR{size}x{size}"
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A square in the upright source image's pixel coordinates."""
+
+    x: int
+    y: int
+    size: int
+
+    @classmethod
+    def parse(cls, text: str) -> CropBox:
+        parts = text.replace(" ", "").split(",")
+        if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts):
+            raise ValueError(f"crop box must be X,Y,SIZE in pixels (got {text!r})")
+        x, y, size = (int(p) for p in parts)
+        if x < 0 or y < 0 or size <= 0:
+            raise ValueError(f"crop box must have X,Y >= 0 and SIZE > 0 (got {text!r})")
+        return cls(x, y, size)
+
+    def __str__(self) -> str:
+        return f"{self.x},{self.y},{self.size}"
+
+
+@dataclass
+class User:
+    id: str
+    address: str
+    display_name: str
+    aliases: list[str] = field(default_factory=list)
+    account: Account = Account.HD
+    picture: Picture = Picture.PHOTO
+    picture_url: str | None = None
+    visibility: Visibility = Visibility.ORGANIZATION
+    # Set by Remove-UserPhoto semantics: blocks the directory fallback until cleared.
+    removal_record: datetime | None = None
+    # Directory-sourced users: gone from the directory (marked, never deleted).
+    directory_gone: bool = False
+    source: str = "local"  # "local" or "directory"
+    attributes: dict[str, str] = field(default_factory=dict)  # extra directory attributes
+    created: datetime | None = None
+    updated: datetime | None = None
+
+    @property
+    def addresses(self) -> list[str]:
+        return [self.address, *self.aliases]
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+
+@dataclass
+class Photo:
+    """One version of a user's photo: its renditions live beside it in the store."""
+
+    id: int
+    user_id: str
+    version: int
+    state: PhotoState
+    crop: CropBox
+    source_hash: str  # sha256 of the uploaded bytes (idempotent imports compare it)
+    source_format: str
+    source_width: int
+    source_height: int
+    sizes: tuple[int, ...]  # HD sizes rendered, ascending
+    created: datetime
+    actor: str
+    via: str
+
+    @property
+    def largest(self) -> int:
+        return self.sizes[-1]
+
+
+@dataclass
+class DirectoryThumbnail:
+    """The user's directory photo (AD thumbnailPhoto / jpegPhoto), as last read by sync."""
+
+    user_id: str
+    jpeg: bytes | None  # re-encoded, servable; None when the directory value was unusable
+    raw_hash: str  # sha256 of the directory's raw bytes (change detection)
+    raw_size: int
+    width: int
+    height: int
+    problem: str | None  # why the raw value could not be used, for the troubleshooter
+    seen: datetime
+    written_by_us: bool = False  # our own write-back, so sync does not loop
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    user_id: str
+    action: str
+    via: str
+    detail: str = ""
+
+
+def normalize_address(address: str) -> str:
+    """Addresses compare trimmed and lower-cased (as Libravatar hashes them)."""
+    return address.strip().lower()
+
+
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def is_address(text: str) -> bool:
+    return bool(_ADDRESS.match(text.strip()))

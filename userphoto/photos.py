@@ -1,0 +1,144 @@
+"""The photo lifecycle, as Set-UserPhoto / Get-UserPhoto / Remove-UserPhoto define it.
+
+Every upload path (CLI, HTTP, web, import) goes through `Photos`, so the rules live once:
+validation and rendering happen before the store is touched; the store commits a photo and
+all its renditions in one transaction; listeners (directory write-back, caches) hear of each
+change after it committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import imaging
+from .config import Settings
+from .errors import AccountUnavailable, NoPhoto, NoPreview, UnknownUser
+from .imaging import CropSuggester, Rendered
+from .model import SD_MAX, Account, CropBox, Photo, PhotoState, User
+from .store import Store
+
+# Called after a committed change: (user, event) where event is "saved", "removed", ...
+Listener = Callable[[User, str], None]
+
+
+@dataclass
+class Photos:
+    store: Store
+    settings: Settings
+    suggest_crop: CropSuggester | None = None
+    listeners: list[Listener] = field(default_factory=list)
+
+    # --- lookups ---------------------------------------------------------------------------
+    def user(self, key: str) -> User:
+        user = self.store.find_user(key)
+        if user is None:
+            raise UnknownUser(f"No user {key!r}. `userphoto user list` shows who exists.")
+        return user
+
+    @staticmethod
+    def check_account(user: User) -> None:
+        """Raise unless the user's photo-store account can hold photos at all."""
+        if user.account in (Account.ABSENT, Account.DISABLED):
+            raise AccountUnavailable(
+                f"{user.address} has no usable photo-store account (account is "
+                f"{user.account.value}), so it cannot hold photos. Enable it with "
+                f"`userphoto user set {user.address} --account hd`."
+            )
+
+    # --- Set-UserPhoto -----------------------------------------------------------------------
+    def render(self, user: User, data: bytes, crop: CropBox | None = None) -> Rendered:
+        """Validate and render without storing (what an upload would become)."""
+        self.check_account(user)
+        return imaging.render(
+            data,
+            limits=self.settings.limits,
+            crop=crop,
+            suggest=self.suggest_crop,
+            thumbnail_size=self.settings.thumbnail_size,
+            max_size=SD_MAX if user.account is Account.SD_ONLY else imaging.MASTER_MAX,
+            quality=self.settings.jpeg_quality,
+        )
+
+    def set(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        preview: bool = False,
+        crop: CropBox | None = None,
+        actor: str = "admin",
+        via: str = "cli",
+    ) -> Photo:
+        """Upload and save in one step, or store an unsaved preview."""
+        user = self.user(key)
+        rendered = self.render(user, data, crop)
+        state = PhotoState.PREVIEW if preview else PhotoState.SAVED
+        photo = self.store.put_photo(user.id, rendered, state, actor=actor, via=via)
+        self._notify(user, "previewed" if preview else "saved")
+        return photo
+
+    def save(self, key: str, *, actor: str = "admin", via: str = "cli") -> Photo:
+        user = self.user(key)
+        self.check_account(user)
+        photo = self.store.save_preview(user.id, actor=actor, via=via)
+        self._notify(user, "saved")
+        return photo
+
+    def cancel(self, key: str, *, actor: str = "admin", via: str = "cli") -> None:
+        user = self.user(key)
+        self.store.cancel_preview(user.id, actor=actor, via=via)
+        self._notify(user, "cancelled")
+
+    # --- Get-UserPhoto -----------------------------------------------------------------------
+    def get(self, key: str, *, size: int | None = None, preview: bool = False) -> tuple[Photo, int, bytes]:
+        """The saved photo (or preview) at `size`, or its largest rendition below it."""
+        user = self.user(key)
+        self.check_account(user)
+        state = PhotoState.PREVIEW if preview else PhotoState.SAVED
+        photo = self.store.get_photo(user.id, state)
+        if photo is None:
+            if preview:
+                raise NoPreview(f"{user.address} has no pending preview.")
+            hint = (
+                " Its photo was removed; `userphoto set` uploads a new one."
+                if user.removal_record
+                else f" Upload one with `userphoto set {user.address} FILE`."
+            )
+            raise NoPhoto(f"{user.address} has no photo.{hint}")
+        if size is not None and size > SD_MAX and user.account is Account.SD_ONLY:
+            raise AccountUnavailable(
+                f"{user.address} has an sd_only photo-store account, which holds only sizes "
+                f"up to {SD_MAX}. Ask for --size {SD_MAX} or move the account to HD with "
+                f"`userphoto user set {user.address} --account hd` and upload again."
+            )
+        chosen = self.fit(photo, size)
+        data = self.store.get_rendition(photo.id, chosen)
+        if data is None:  # renditions and their row commit together; this would be a bug
+            raise NoPhoto(f"{user.address}'s photo has no {chosen}px rendition.")
+        return photo, chosen, data
+
+    @staticmethod
+    def fit(photo: Photo, size: int | None) -> int:
+        """The rendition to serve for `size`: exact, else the largest below, else the smallest."""
+        if size is None:
+            return photo.largest
+        below = [s for s in photo.sizes if s <= size]
+        return below[-1] if below else photo.sizes[0]
+
+    # --- Remove-UserPhoto --------------------------------------------------------------------
+    def remove(self, key: str, *, actor: str = "admin", via: str = "cli") -> None:
+        user = self.user(key)
+        self.store.remove_photo(user.id, actor=actor, via=via)
+        self._notify(user, "removed")
+
+    def clear_record(self, key: str, *, actor: str = "admin", via: str = "cli") -> bool:
+        user = self.user(key)
+        cleared = self.store.clear_removal_record(user.id, actor=actor, via=via)
+        if cleared:
+            self._notify(user, "record_cleared")
+        return cleared
+
+    def _notify(self, user: User, event: str) -> None:
+        for listener in self.listeners:
+            listener(user, event)

@@ -1,0 +1,26 @@
+"""Persistence behind one interface; `open_store` picks the implementation from a URL."""
+
+from __future__ import annotations
+
+from ..errors import UserPhotoError
+from .base import Store, UserQuery, address_hashes
+
+__all__ = ["Store", "UserQuery", "address_hashes", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """`sqlite:///path/to/file.db` (the default) or `postgresql://...` (scale-out)."""
+    if url.startswith("sqlite:///"):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite://")[1:] if url.startswith("sqlite:///./") else url.removeprefix("sqlite://"))
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from .postgres import PostgresStore  # type: ignore[import-not-found]
+        except ImportError:
+            raise UserPhotoError(
+                "The PostgreSQL store is not available in this version; use SQLite "
+                "(remove [store] url from userphoto.toml)."
+            ) from None
+        return PostgresStore(url)
+    raise UserPhotoError(f"Unknown store URL {url!r}; use sqlite:///PATH or postgresql://...")

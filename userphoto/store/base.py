@@ -1,0 +1,138 @@
+"""The one store interface. SQLite is the embedded default; PostgreSQL implements the same.
+
+Callers never see SQL. Every write bumps `generation()`, which serving nodes poll to drop
+their caches when anything changed, in this process or another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..imaging import Rendered
+from ..model import AuditEntry, DirectoryThumbnail, Photo, PhotoState, User
+
+
+@dataclass(frozen=True)
+class UserQuery:
+    """A page of users for listings: free-text search over address, aliases and name."""
+
+    search: str = ""
+    offset: int = 0
+    limit: int = 100
+
+
+def address_hashes(address: str) -> tuple[str, str]:
+    """Libravatar/Gravatar keys of one address: MD5 and SHA-256 of it trimmed and lower-cased."""
+    norm = address.strip().lower().encode()
+    return hashlib.md5(norm).hexdigest(), hashlib.sha256(norm).hexdigest()
+
+
+class Store(ABC):
+    # --- users -------------------------------------------------------------------------
+    @abstractmethod
+    def add_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
+        """Insert a user; raises Conflict if the id or any address is taken."""
+
+    @abstractmethod
+    def update_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
+        """Replace a user's fields and aliases (by id)."""
+
+    @abstractmethod
+    def find_user(self, key: str) -> User | None:
+        """By id, primary address or alias (addresses case-insensitive)."""
+
+    @abstractmethod
+    def find_user_by_hash(self, digest: str) -> User | None:
+        """By the MD5 or SHA-256 hex of any address or alias."""
+
+    @abstractmethod
+    def list_users(self, query: UserQuery = UserQuery()) -> list[User]:
+        """Users ordered by address."""
+
+    @abstractmethod
+    def iter_users(self, batch: int = 1000) -> Iterator[User]:
+        """Every user, in batches, for org-wide work."""
+
+    @abstractmethod
+    def count_users(self, search: str = "") -> int: ...
+
+    # --- photos ------------------------------------------------------------------------
+    @abstractmethod
+    def put_photo(
+        self, user_id: str, rendered: Rendered, state: PhotoState, *, actor: str, via: str
+    ) -> Photo:
+        """Store a photo version and all its renditions in one transaction.
+
+        `SAVED` supersedes the current saved photo, clears any preview and any removal
+        record. `PREVIEW` replaces the pending preview and leaves the saved photo alone.
+        """
+
+    @abstractmethod
+    def get_photo(self, user_id: str, state: PhotoState = PhotoState.SAVED) -> Photo | None:
+        """The current saved photo or pending preview."""
+
+    @abstractmethod
+    def get_rendition(self, photo_id: int, size: int) -> bytes | None: ...
+
+    @abstractmethod
+    def get_thumbnail(self, photo_id: int) -> bytes | None:
+        """The directory thumbnail rendered with this photo (for write-back)."""
+
+    @abstractmethod
+    def save_preview(self, user_id: str, *, actor: str, via: str) -> Photo:
+        """Promote the pending preview to the saved photo (NoPreview if none)."""
+
+    @abstractmethod
+    def cancel_preview(self, user_id: str, *, actor: str, via: str) -> None:
+        """Discard only the pending preview (NoPreview if none)."""
+
+    @abstractmethod
+    def remove_photo(self, user_id: str, *, actor: str, via: str) -> None:
+        """Mark the saved photo removed and leave a removal record (NoPhoto if none)."""
+
+    @abstractmethod
+    def clear_removal_record(self, user_id: str, *, actor: str, via: str) -> bool:
+        """Drop the removal record; False if there was none."""
+
+    @abstractmethod
+    def photo_history(self, user_id: str) -> list[Photo]:
+        """Every version, newest first."""
+
+    # --- directory thumbnail slot -----------------------------------------------------------
+    @abstractmethod
+    def put_directory_thumbnail(self, thumb: DirectoryThumbnail) -> None: ...
+
+    @abstractmethod
+    def get_directory_thumbnail(self, user_id: str) -> DirectoryThumbnail | None: ...
+
+    @abstractmethod
+    def delete_directory_thumbnail(self, user_id: str) -> None: ...
+
+    # --- audit, state, change tracking ------------------------------------------------------
+    @abstractmethod
+    def audit(self, entry: AuditEntry) -> None: ...
+
+    @abstractmethod
+    def audit_log(self, user_id: str | None = None, limit: int = 50) -> list[AuditEntry]:
+        """Newest first."""
+
+    @abstractmethod
+    def get_state(self, key: str) -> str | None:
+        """Small named values kept for adapters (sync cursors, last-run summaries)."""
+
+    @abstractmethod
+    def set_state(self, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    def generation(self) -> int:
+        """A number that grows with every committed change, from any process."""
+
+    @abstractmethod
+    def domains(self) -> set[str]:
+        """The organization's mail domains (of every address and alias)."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,588 @@
+"""The embedded store: one SQLite file in WAL mode, photo bytes as blobs beside their rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import Conflict, NoPhoto, NoPreview, UnknownUser
+from ..imaging import Rendered
+from ..model import (
+    Account,
+    AuditEntry,
+    CropBox,
+    DirectoryThumbnail,
+    Photo,
+    PhotoState,
+    Picture,
+    User,
+    Visibility,
+)
+from .base import Store, UserQuery, address_hashes
+
+# Each entry moves the schema one version up; never edit a released one, append.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        account TEXT NOT NULL,
+        picture TEXT NOT NULL,
+        picture_url TEXT,
+        visibility TEXT NOT NULL,
+        removal_record TEXT,
+        directory_gone INTEGER NOT NULL DEFAULT 0,
+        source TEXT NOT NULL DEFAULT 'local',
+        attributes TEXT NOT NULL DEFAULT '{}',
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE TABLE aliases (
+        address TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE
+    );
+    CREATE INDEX aliases_user ON aliases(user_id);
+    CREATE TABLE address_hashes (
+        digest TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE
+    );
+    CREATE INDEX address_hashes_user ON address_hashes(user_id);
+    CREATE TABLE photos (
+        id INTEGER PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        crop TEXT NOT NULL,
+        source_hash TEXT NOT NULL,
+        source_format TEXT NOT NULL,
+        source_width INTEGER NOT NULL,
+        source_height INTEGER NOT NULL,
+        sizes TEXT NOT NULL,
+        thumbnail BLOB,
+        created TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        UNIQUE (user_id, version)
+    );
+    CREATE INDEX photos_current ON photos(user_id, state);
+    CREATE TABLE renditions (
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        size INTEGER NOT NULL,
+        jpeg BLOB NOT NULL,
+        PRIMARY KEY (photo_id, size)
+    ) WITHOUT ROWID;
+    CREATE TABLE directory_thumbnails (
+        user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        jpeg BLOB,
+        raw_hash TEXT NOT NULL,
+        raw_size INTEGER NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        problem TEXT,
+        seen TEXT NOT NULL,
+        written_by_us INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        via TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_user ON audit(user_id, id);
+    CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
+    INSERT INTO generation VALUES (1, 0);
+    """,
+]
+
+_USER_COLUMNS = (
+    "id, address, display_name, account, picture, picture_url, visibility, removal_record, "
+    "directory_gone, source, attributes, created, updated"
+)
+_PHOTO_COLUMNS = (
+    "id, user_id, version, state, crop, source_hash, source_format, source_width, "
+    "source_height, sizes, created, actor, via"
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: Path | str):
+        self.path = str(path)
+        self._local = threading.local()
+        self._migrate()
+
+    # --- plumbing ----------------------------------------------------------------------
+    @property
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything in it commits together, or nothing does."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- users -------------------------------------------------------------------------
+    def _user(self, row: tuple, aliases: list[str]) -> User:
+        return User(
+            id=row[0],
+            address=row[1],
+            display_name=row[2],
+            account=Account(row[3]),
+            picture=Picture(row[4]),
+            picture_url=row[5],
+            visibility=Visibility(row[6]),
+            removal_record=_dt(row[7]),
+            directory_gone=bool(row[8]),
+            source=row[9],
+            attributes=json.loads(row[10]),
+            created=_dt(row[11]),
+            updated=_dt(row[12]),
+            aliases=aliases,
+        )
+
+    def _aliases(self, user_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT address FROM aliases WHERE user_id = ? ORDER BY address", (user_id,)
+        )
+        return [r[0] for r in rows]
+
+    def _write_addresses(self, db: sqlite3.Connection, user: User) -> None:
+        db.execute("DELETE FROM aliases WHERE user_id = ?", (user.id,))
+        db.execute("DELETE FROM address_hashes WHERE user_id = ?", (user.id,))
+        for alias in user.aliases:
+            taken = db.execute(
+                "SELECT 1 FROM users WHERE address = ? UNION ALL "
+                "SELECT 1 FROM aliases WHERE address = ?",
+                (alias, alias),
+            ).fetchone()
+            if taken:
+                raise Conflict(f"The address {alias} already belongs to another user.")
+            db.execute("INSERT INTO aliases VALUES (?, ?)", (alias, user.id))
+        for address in user.addresses:
+            for digest in address_hashes(address):
+                db.execute(
+                    "INSERT OR REPLACE INTO address_hashes VALUES (?, ?)", (digest, user.id)
+                )
+
+    @staticmethod
+    def _clean(user: User) -> None:
+        user.address = user.address.strip().lower()
+        user.aliases = sorted({a.strip().lower() for a in user.aliases} - {user.address})
+
+    def _user_row(self, user: User) -> tuple:
+        return (
+            user.id,
+            user.address,
+            user.display_name,
+            user.account.value,
+            user.picture.value,
+            user.picture_url,
+            user.visibility.value,
+            _ts(user.removal_record),
+            int(user.directory_gone),
+            user.source,
+            json.dumps(user.attributes, sort_keys=True),
+            _ts(user.created),
+            _ts(user.updated),
+        )
+
+    def add_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
+        self._clean(user)
+        user.created = user.updated = now()
+        with self._tx() as db:
+            taken = db.execute(
+                "SELECT 1 FROM users WHERE id = ? OR address = ? UNION ALL "
+                "SELECT 1 FROM aliases WHERE address = ?",
+                (user.id, user.address, user.address),
+            ).fetchone()
+            if taken:
+                raise Conflict(f"A user with the id or address {user.address} already exists.")
+            db.execute(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                self._user_row(user),
+            )
+            self._write_addresses(db, user)
+            self._audit(db, AuditEntry(now(), actor, user.id, "user.add", via, user.address))
+        return user
+
+    def update_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
+        self._clean(user)
+        user.updated = now()
+        with self._tx() as db:
+            clash = db.execute(
+                "SELECT 1 FROM users WHERE address = ? AND id != ? UNION ALL "
+                "SELECT 1 FROM aliases WHERE address = ? AND user_id != ?",
+                (user.address, user.id, user.address, user.id),
+            ).fetchone()
+            if clash:
+                raise Conflict(f"The address {user.address} already belongs to another user.")
+            cur = db.execute(
+                "UPDATE users SET address=?, display_name=?, account=?, picture=?, "
+                "picture_url=?, visibility=?, removal_record=?, directory_gone=?, source=?, "
+                "attributes=?, updated=? WHERE id=?",
+                (*self._user_row(user)[1:11], _ts(user.updated), user.id),
+            )
+            if cur.rowcount == 0:
+                raise UnknownUser(f"No user with id {user.id}.")
+            self._write_addresses(db, user)
+            self._audit(db, AuditEntry(now(), actor, user.id, "user.update", via, ""))
+        return user
+
+    def find_user(self, key: str) -> User | None:
+        key = key.strip()
+        db = self._db
+        row = db.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (key,)).fetchone()
+        if row is None:
+            lowered = key.lower()
+            row = db.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE address = ? UNION ALL "
+                f"SELECT {', '.join('u.' + c.strip() for c in _USER_COLUMNS.split(','))} "
+                "FROM aliases a JOIN users u ON u.id = a.user_id WHERE a.address = ?",
+                (lowered, lowered),
+            ).fetchone()
+        return self._user(row, self._aliases(row[0])) if row else None
+
+    def find_user_by_hash(self, digest: str) -> User | None:
+        row = self._db.execute(
+            "SELECT user_id FROM address_hashes WHERE digest = ?", (digest.lower(),)
+        ).fetchone()
+        return self.find_user(row[0]) if row else None
+
+    def list_users(self, query: UserQuery = UserQuery()) -> list[User]:
+        where, params = self._search(query.search)
+        rows = self._db.execute(
+            f"SELECT {_USER_COLUMNS} FROM users {where} ORDER BY address LIMIT ? OFFSET ?",
+            (*params, query.limit, query.offset),
+        ).fetchall()
+        return [self._user(r, self._aliases(r[0])) for r in rows]
+
+    def iter_users(self, batch: int = 1000) -> Iterator[User]:
+        last = ""
+        while True:
+            rows = self._db.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE address > ? ORDER BY address LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            ids = [r[0] for r in rows]
+            aliases: dict[str, list[str]] = {i: [] for i in ids}
+            marks = ",".join("?" * len(ids))
+            for address, uid in self._db.execute(
+                f"SELECT address, user_id FROM aliases WHERE user_id IN ({marks}) "
+                "ORDER BY address",
+                ids,
+            ):
+                aliases[uid].append(address)
+            for r in rows:
+                yield self._user(r, aliases[r[0]])
+            last = rows[-1][1]
+
+    @staticmethod
+    def _search(text: str) -> tuple[str, tuple]:
+        text = text.strip().lower()
+        if not text:
+            return "", ()
+        like = f"%{text.replace('%', '').replace('_', '')}%"
+        return (
+            "WHERE address LIKE ? OR lower(display_name) LIKE ? OR id IN "
+            "(SELECT user_id FROM aliases WHERE address LIKE ?)",
+            (like, like, like),
+        )
+
+    def count_users(self, search: str = "") -> int:
+        where, params = self._search(search)
+        return self._db.execute(f"SELECT count(*) FROM users {where}", params).fetchone()[0]
+
+    # --- photos ------------------------------------------------------------------------
+    def _photo(self, row: tuple) -> Photo:
+        x, y, size = (int(v) for v in row[4].split(","))
+        return Photo(
+            id=row[0],
+            user_id=row[1],
+            version=row[2],
+            state=PhotoState(row[3]),
+            crop=CropBox(x, y, size),
+            source_hash=row[5],
+            source_format=row[6],
+            source_width=row[7],
+            source_height=row[8],
+            sizes=tuple(int(s) for s in row[9].split(",") if s),
+            created=_dt(row[10]),  # type: ignore[arg-type]
+            actor=row[11],
+            via=row[12],
+        )
+
+    def _require_user(self, db: sqlite3.Connection, user_id: str) -> None:
+        if not db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone():
+            raise UnknownUser(f"No user with id {user_id}.")
+
+    def put_photo(
+        self, user_id: str, rendered: Rendered, state: PhotoState, *, actor: str, via: str
+    ) -> Photo:
+        if state not in (PhotoState.SAVED, PhotoState.PREVIEW):
+            raise ValueError(f"cannot put a photo in state {state}")
+        at = now()
+        with self._tx() as db:
+            self._require_user(db, user_id)
+            version = db.execute(
+                "SELECT coalesce(max(version), 0) + 1 FROM photos WHERE user_id = ?", (user_id,)
+            ).fetchone()[0]
+            # A new preview replaces the old one; a new save replaces the saved one and
+            # discards any preview (as Set-UserPhoto without -Preview does).
+            self._retire(db, user_id, PhotoState.PREVIEW, PhotoState.CANCELLED)
+            if state is PhotoState.SAVED:
+                self._retire(db, user_id, PhotoState.SAVED, PhotoState.SUPERSEDED)
+                db.execute("UPDATE users SET removal_record = NULL WHERE id = ?", (user_id,))
+            cur = db.execute(
+                f"INSERT INTO photos ({_PHOTO_COLUMNS.replace('id, ', '', 1)}, thumbnail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user_id,
+                    version,
+                    state.value,
+                    str(rendered.crop),
+                    rendered.source.sha256,
+                    rendered.source.format,
+                    rendered.source.width,
+                    rendered.source.height,
+                    ",".join(str(s) for s in rendered.sizes),
+                    _ts(at),
+                    actor,
+                    via,
+                    rendered.thumbnail,
+                ),
+            )
+            photo_id = cur.lastrowid
+            db.executemany(
+                "INSERT INTO renditions VALUES (?, ?, ?)",
+                [(photo_id, size, jpeg) for size, jpeg in rendered.renditions.items()],
+            )
+            action = "photo.set" if state is PhotoState.SAVED else "photo.preview"
+            self._audit(db, AuditEntry(at, actor, user_id, action, via, f"version {version}"))
+        photo = self.get_photo(user_id, state)
+        assert photo is not None
+        return photo
+
+    def _retire(
+        self, db: sqlite3.Connection, user_id: str, current: PhotoState, to: PhotoState
+    ) -> None:
+        """Move a current photo out of service; its renditions go (history keeps the row)."""
+        db.execute(
+            "DELETE FROM renditions WHERE photo_id IN "
+            "(SELECT id FROM photos WHERE user_id = ? AND state = ?)",
+            (user_id, current.value),
+        )
+        db.execute(
+            "UPDATE photos SET state = ?, thumbnail = NULL WHERE user_id = ? AND state = ?",
+            (to.value, user_id, current.value),
+        )
+
+    def get_photo(self, user_id: str, state: PhotoState = PhotoState.SAVED) -> Photo | None:
+        row = self._db.execute(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE user_id = ? AND state = ?",
+            (user_id, state.value),
+        ).fetchone()
+        return self._photo(row) if row else None
+
+    def get_rendition(self, photo_id: int, size: int) -> bytes | None:
+        row = self._db.execute(
+            "SELECT jpeg FROM renditions WHERE photo_id = ? AND size = ?", (photo_id, size)
+        ).fetchone()
+        return row[0] if row else None
+
+    def get_thumbnail(self, photo_id: int) -> bytes | None:
+        row = self._db.execute("SELECT thumbnail FROM photos WHERE id = ?", (photo_id,)).fetchone()
+        return row[0] if row else None
+
+    def save_preview(self, user_id: str, *, actor: str, via: str) -> Photo:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id, version FROM photos WHERE user_id = ? AND state = 'preview'",
+                (user_id,),
+            ).fetchone()
+            if row is None:
+                raise NoPreview("There is no preview to save; upload one with --preview first.")
+            self._retire(db, user_id, PhotoState.SAVED, PhotoState.SUPERSEDED)
+            db.execute("UPDATE photos SET state = 'saved' WHERE id = ?", (row[0],))
+            db.execute("UPDATE users SET removal_record = NULL WHERE id = ?", (user_id,))
+            self._audit(db, AuditEntry(now(), actor, user_id, "photo.save", via, f"version {row[1]}"))
+        photo = self.get_photo(user_id)
+        assert photo is not None
+        return photo
+
+    def cancel_preview(self, user_id: str, *, actor: str, via: str) -> None:
+        with self._tx() as db:
+            if not db.execute(
+                "SELECT 1 FROM photos WHERE user_id = ? AND state = 'preview'", (user_id,)
+            ).fetchone():
+                raise NoPreview("There is no preview to cancel.")
+            self._retire(db, user_id, PhotoState.PREVIEW, PhotoState.CANCELLED)
+            self._audit(db, AuditEntry(now(), actor, user_id, "photo.cancel", via, ""))
+
+    def remove_photo(self, user_id: str, *, actor: str, via: str) -> None:
+        with self._tx() as db:
+            if not db.execute(
+                "SELECT 1 FROM photos WHERE user_id = ? AND state = 'saved'", (user_id,)
+            ).fetchone():
+                raise NoPhoto("This user has no saved photo to remove.")
+            self._retire(db, user_id, PhotoState.SAVED, PhotoState.REMOVED)
+            db.execute(
+                "UPDATE users SET removal_record = ? WHERE id = ?", (_ts(now()), user_id)
+            )
+            self._audit(db, AuditEntry(now(), actor, user_id, "photo.remove", via, ""))
+
+    def clear_removal_record(self, user_id: str, *, actor: str, via: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE users SET removal_record = NULL "
+                "WHERE id = ? AND removal_record IS NOT NULL",
+                (user_id,),
+            )
+            if cur.rowcount:
+                self._audit(db, AuditEntry(now(), actor, user_id, "photo.clear_record", via, ""))
+            return bool(cur.rowcount)
+
+    def photo_history(self, user_id: str) -> list[Photo]:
+        rows = self._db.execute(
+            f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE user_id = ? ORDER BY version DESC",
+            (user_id,),
+        ).fetchall()
+        return [self._photo(r) for r in rows]
+
+    # --- directory thumbnail slot -----------------------------------------------------------
+    def put_directory_thumbnail(self, thumb: DirectoryThumbnail) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO directory_thumbnails VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    thumb.user_id,
+                    thumb.jpeg,
+                    thumb.raw_hash,
+                    thumb.raw_size,
+                    thumb.width,
+                    thumb.height,
+                    thumb.problem,
+                    _ts(thumb.seen),
+                    int(thumb.written_by_us),
+                ),
+            )
+
+    def get_directory_thumbnail(self, user_id: str) -> DirectoryThumbnail | None:
+        row = self._db.execute(
+            "SELECT user_id, jpeg, raw_hash, raw_size, width, height, problem, seen, "
+            "written_by_us FROM directory_thumbnails WHERE user_id = ?",
+            (user_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return DirectoryThumbnail(
+            *row[:7],
+            seen=_dt(row[7]),  # type: ignore[arg-type]
+            written_by_us=bool(row[8]),
+        )
+
+    def delete_directory_thumbnail(self, user_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM directory_thumbnails WHERE user_id = ?", (user_id,))
+
+    # --- audit, state, change tracking ------------------------------------------------------
+    @staticmethod
+    def _audit(db: sqlite3.Connection, e: AuditEntry) -> None:
+        db.execute(
+            "INSERT INTO audit (at, actor, user_id, action, via, detail) VALUES (?,?,?,?,?,?)",
+            (_ts(e.at), e.actor, e.user_id, e.action, e.via, e.detail),
+        )
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self._tx() as db:
+            self._audit(db, entry)
+
+    def audit_log(self, user_id: str | None = None, limit: int = 50) -> list[AuditEntry]:
+        where, params = ("WHERE user_id = ?", (user_id,)) if user_id else ("", ())
+        rows = self._db.execute(
+            f"SELECT at, actor, user_id, action, via, detail FROM audit {where} "
+            "ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [AuditEntry(_dt(r[0]), *r[1:]) for r in rows]  # type: ignore[arg-type]
+
+    def get_state(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
+
+    def generation(self) -> int:
+        return self._db.execute("SELECT value FROM generation WHERE id = 1").fetchone()[0]
+
+    def domains(self) -> set[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT substr(address, instr(address, '@') + 1) FROM users UNION "
+            "SELECT DISTINCT substr(address, instr(address, '@') + 1) FROM aliases"
+        )
+        return {r[0] for r in rows}
