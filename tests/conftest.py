@@ -42,7 +42,9 @@ RunCli = Callable[..., subprocess.CompletedProcess]
 def run_cli(home: Path) -> RunCli:
     """Run the real `userphoto` entry point in a subprocess; returns the CompletedProcess."""
 
-    def run(*args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, input: bytes | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
         env = {**os.environ, "USERPHOTO_HOME": str(home)}
         env.pop("USERPHOTO_DEBUG", None)
         proc = subprocess.run(

@@ -254,9 +254,7 @@ def _to_srgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _crop_in(
-    width: int, height: int, crop: CropBox | None, suggested: CropBox | None
-) -> CropBox:
+def _crop_in(width: int, height: int, crop: CropBox | None, suggested: CropBox | None) -> CropBox:
     if crop is None:
         return suggested or centre_crop(width, height)
     if crop.x + crop.size > width or crop.y + crop.size > height:
@@ -351,7 +349,11 @@ def _render_sizes(square: Image.Image, side: int, max_size: int, quality: int) -
     sizes = [s for s in HD_SIZES if s <= min(side, max_size)]
     out: dict[int, bytes] = {}
     for size in sizes:
-        img = square if square.width == size else square.resize((size, size), Image.Resampling.LANCZOS)
+        img = (
+            square
+            if square.width == size
+            else square.resize((size, size), Image.Resampling.LANCZOS)
+        )
         out[size] = encode_jpeg(img, quality)
     return out
 
@@ -366,7 +368,9 @@ def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
     return buf.getvalue()
 
 
-def directory_thumbnail(square: Image.Image, size: int = SD_MAX, quality: int = JPEG_QUALITY) -> bytes:
+def directory_thumbnail(
+    square: Image.Image, size: int = SD_MAX, quality: int = JPEG_QUALITY
+) -> bytes:
     """The `thumbnailPhoto` JPEG: `size`×`size`, stepping quality down until <= 100 KB."""
     img = square if square.width == size else square.resize((size, size), Image.Resampling.LANCZOS)
     for q in range(quality, 19, -10):

@@ -91,7 +91,9 @@ class Photos:
         self._notify(user, "cancelled")
 
     # --- Get-UserPhoto -----------------------------------------------------------------------
-    def get(self, key: str, *, size: int | None = None, preview: bool = False) -> tuple[Photo, int, bytes]:
+    def get(
+        self, key: str, *, size: int | None = None, preview: bool = False
+    ) -> tuple[Photo, int, bytes]:
         """The saved photo (or preview) at `size`, or its largest rendition below it."""
         user = self.user(key)
         self.check_account(user)

@@ -30,6 +30,8 @@ def demo(ctx: Context) -> None:
             if person.photo is not None:
                 app.photos.set(person.user.address, person.photo, actor="demo", via="demo")
                 photos += 1
-    click.echo(f"{demo_org.DOMAIN}: {added} users added ({photos} with photos), "
-               f"{len(everyone) - added} already present")
+    click.echo(
+        f"{demo_org.DOMAIN}: {added} users added ({photos} with photos), "
+        f"{len(everyone) - added} already present"
+    )
     click.echo(f"try: userphoto get adele.vance@{demo_org.DOMAIN} --size 240 -o adele.jpg")

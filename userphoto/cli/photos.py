@@ -28,14 +28,25 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
 @cli.command("set")
 @click.argument("address")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--preview", is_flag=True, help="Store as an unsaved preview (then --save or --cancel).")
+@click.option(
+    "--preview", is_flag=True, help="Store as an unsaved preview (then --save or --cancel)."
+)
 @click.option("--save", is_flag=True, help="Save the pending preview as the photo.")
 @click.option("--cancel", is_flag=True, help="Discard the pending preview; the saved photo stays.")
-@click.option("--crop", callback=_crop, metavar="X,Y,SIZE",
-              help="Square crop box in pixels of the upright image (default: face-aware or centre).")
+@click.option(
+    "--crop",
+    callback=_crop,
+    metavar="X,Y,SIZE",
+    help="Square crop box in pixels of the upright image (default: face-aware or centre).",
+)
 @pass_ctx
 def set_photo(
-    ctx: Context, address: str, file: Path | None, preview: bool, save: bool, cancel: bool,
+    ctx: Context,
+    address: str,
+    file: Path | None,
+    preview: bool,
+    save: bool,
+    cancel: bool,
     crop: CropBox | None,
 ) -> None:
     """Upload FILE as ADDRESS's photo, or --save / --cancel a pending preview.
@@ -69,24 +80,38 @@ def set_photo(
         raise InvalidArgument(f"Cannot read {file}: {exc.strerror}.") from None
     photo = photos.set(address, data, preview=preview, crop=crop)
     what = "preview stored (save with --save, discard with --cancel)" if preview else "saved"
-    click.echo(f"{address}: {what}; version {photo.version}, "
-               f"{photo.source_format} {photo.source_width}×{photo.source_height}, "
-               f"crop {photo.crop}, sizes {','.join(map(str, photo.sizes))}")
+    click.echo(
+        f"{address}: {what}; version {photo.version}, "
+        f"{photo.source_format} {photo.source_width}×{photo.source_height}, "
+        f"crop {photo.crop}, sizes {','.join(map(str, photo.sizes))}"
+    )
     user = photos.user(address)
     if user.account is Account.SD_ONLY:
-        click.echo(f"note: {address} has an sd_only account, so only sizes up to {SD_MAX} "
-                   "were kept", err=True)
+        click.echo(
+            f"note: {address} has an sd_only account, so only sizes up to {SD_MAX} were kept",
+            err=True,
+        )
     elif photo.largest < 648:
-        click.echo(f"note: the crop is {photo.crop.size}px, so the largest size is "
-                   f"{photo.largest} (648×648 or more gives every size)", err=True)
+        click.echo(
+            f"note: the crop is {photo.crop.size}px, so the largest size is "
+            f"{photo.largest} (648×648 or more gives every size)",
+            err=True,
+        )
 
 
 @cli.command("get")
 @click.argument("address")
-@click.option("--size", callback=_size, help="Pixel size or EWS code (96, HR240x240); default largest.")
+@click.option(
+    "--size", callback=_size, help="Pixel size or EWS code (96, HR240x240); default largest."
+)
 @click.option("--preview", is_flag=True, help="Get the pending preview instead of the saved photo.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the JPEG ('-' for standard output).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the JPEG ('-' for standard output).",
+)
 @pass_ctx
 def get_photo(ctx: Context, address: str, size: int | None, preview: bool, output: Path) -> None:
     """Write ADDRESS's saved photo (or --preview) as a JPEG.
@@ -104,8 +129,11 @@ def get_photo(ctx: Context, address: str, size: int | None, preview: bool, outpu
 
 @cli.command("remove")
 @click.argument("address")
-@click.option("--clear-record", is_flag=True,
-              help="Clear the removal record so the directory photo shows again.")
+@click.option(
+    "--clear-record",
+    is_flag=True,
+    help="Clear the removal record so the directory photo shows again.",
+)
 @pass_ctx
 def remove_photo(ctx: Context, address: str, clear_record: bool) -> None:
     """Remove ADDRESS's photo, leaving a removal record.
@@ -121,5 +149,7 @@ def remove_photo(ctx: Context, address: str, clear_record: bool) -> None:
             click.echo(f"{address} had no removal record")
         return
     photos.remove(address)
-    click.echo(f"removed the photo of {address}; a removal record now blocks the directory "
-               "fallback (clear it with --clear-record)")
+    click.echo(
+        f"removed the photo of {address}; a removal record now blocks the directory "
+        "fallback (clear it with --clear-record)"
+    )

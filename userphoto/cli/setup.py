@@ -17,7 +17,7 @@ def init(ctx: Context) -> None:
     """
     settings = ctx.app.settings
     created = settings.write_default()
-    ctx.app.store  # opening the store creates or migrates it
+    _ = ctx.app.store  # opening the store creates or migrates it
     click.echo(f"data folder: {settings.home}")
     click.echo(f"config:      {settings.config_path} ({'created' if created else 'kept'})")
     click.echo(f"store:       {settings.store_url}")

@@ -7,7 +7,7 @@ import uuid
 import click
 
 from ..errors import InvalidArgument
-from ..model import Account, Picture, PhotoState, User, Visibility, is_address
+from ..model import Account, PhotoState, Picture, User, Visibility, is_address
 from ..store import UserQuery
 from . import Context, cli, pass_ctx
 
@@ -34,14 +34,23 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("address")
-@click.option("--name", required=True, help="Display name, e.g. \"Ada Lovelace\".")
+@click.option("--name", required=True, help='Display name, e.g. "Ada Lovelace".')
 @click.option("--alias", "aliases", multiple=True, help="Another address (repeatable).")
-@click.option("--account", type=ACCOUNT, default="hd", show_default=True,
-              help="Photo-store account: hd, sd_only (sizes <= 96), disabled or absent.")
+@click.option(
+    "--account",
+    type=ACCOUNT,
+    default="hd",
+    show_default=True,
+    help="Photo-store account: hd, sd_only (sizes <= 96), disabled or absent.",
+)
 @click.option("--id", "user_id", help="Stable id (default: a new random one).")
 @pass_ctx
 def user_add(
-    ctx: Context, address: str, name: str, aliases: tuple[str, ...], account: str,
+    ctx: Context,
+    address: str,
+    name: str,
+    aliases: tuple[str, ...],
+    account: str,
     user_id: str | None,
 ) -> None:
     """Add a local user with ADDRESS as primary address.
@@ -71,14 +80,19 @@ def user_list(ctx: Context, search: str, limit: int, offset: int) -> None:
     store = ctx.app.store
     users = store.list_users(UserQuery(search, offset, limit))
     if not users:
-        click.echo("no users" + (f" matching {search!r}" if search else "") +
-                   " (add one with `userphoto user add` or load `userphoto demo`)")
+        click.echo(
+            "no users"
+            + (f" matching {search!r}" if search else "")
+            + " (add one with `userphoto user add` or load `userphoto demo`)"
+        )
         return
     width = max(len(u.address) for u in users)
     for u in users:
         has = "photo" if store.get_photo(u.id) else "-"
-        click.echo(f"{u.address:<{width}}  {u.account.value:<8}  {u.picture.value:<7}  "
-                   f"{u.visibility.value:<12}  {has:<5}  {u.display_name}")
+        click.echo(
+            f"{u.address:<{width}}  {u.account.value:<8}  {u.picture.value:<7}  "
+            f"{u.visibility.value:<12}  {has:<5}  {u.display_name}"
+        )
     total = store.count_users(search)
     if total > offset + len(users):
         click.echo(f"... {total - offset - len(users)} more (use --offset/--limit)")
@@ -103,16 +117,31 @@ def user_show(ctx: Context, address: str) -> None:
         ("picture", u.picture.value + (f" ({u.picture_url})" if u.picture_url else "")),
         ("visibility", u.visibility.value),
         ("source", u.source + (" (gone from directory)" if u.directory_gone else "")),
-        ("photo", f"version {photo.version}, sizes {','.join(map(str, photo.sizes))}, "
-                  f"crop {photo.crop}, set {photo.created:%Y-%m-%d %H:%M} by {photo.actor} via "
-                  f"{photo.via}" if photo else "none"),
+        (
+            "photo",
+            f"version {photo.version}, sizes {','.join(map(str, photo.sizes))}, "
+            f"crop {photo.crop}, set {photo.created:%Y-%m-%d %H:%M} by {photo.actor} via "
+            f"{photo.via}"
+            if photo
+            else "none",
+        ),
         ("preview", f"version {preview.version}, pending" if preview else "none"),
-        ("removal record", f"since {u.removal_record:%Y-%m-%d %H:%M} (blocks the directory "
-                           "fallback; clear with `remove --clear-record`)"
-                           if u.removal_record else "none"),
-        ("directory photo", (f"{thumb.width}×{thumb.height}, {thumb.raw_size} bytes"
-                             + (f", problem: {thumb.problem}" if thumb.problem else ""))
-                            if thumb else "none"),
+        (
+            "removal record",
+            f"since {u.removal_record:%Y-%m-%d %H:%M} (blocks the directory "
+            "fallback; clear with `remove --clear-record`)"
+            if u.removal_record
+            else "none",
+        ),
+        (
+            "directory photo",
+            (
+                f"{thumb.width}×{thumb.height}, {thumb.raw_size} bytes"
+                + (f", problem: {thumb.problem}" if thumb.problem else "")
+            )
+            if thumb
+            else "none",
+        ),
     ]
     for key, value in lines:
         click.echo(f"{key + ':':<17}{value}")
@@ -121,14 +150,23 @@ def user_show(ctx: Context, address: str) -> None:
 @user.command("set")
 @click.argument("address")
 @click.option("--account", type=ACCOUNT, help="Photo-store account state.")
-@click.option("--picture", type=PICTURE, help="What to show: photo, default (initials), hidden, url.")
+@click.option(
+    "--picture", type=PICTURE, help="What to show: photo, default (initials), hidden, url."
+)
 @click.option("--url", help="The picture's web address (with --picture url).")
-@click.option("--visibility", type=VISIBILITY, help="Who may see it: everyone, organization, nobody.")
+@click.option(
+    "--visibility", type=VISIBILITY, help="Who may see it: everyone, organization, nobody."
+)
 @click.option("--name", help="New display name.")
 @pass_ctx
 def user_set(
-    ctx: Context, address: str, account: str | None, picture: str | None, url: str | None,
-    visibility: str | None, name: str | None,
+    ctx: Context,
+    address: str,
+    account: str | None,
+    picture: str | None,
+    url: str | None,
+    visibility: str | None,
+    name: str | None,
 ) -> None:
     """Change a user's account state, picture option, visibility or name.
 
@@ -150,5 +188,7 @@ def user_set(
         u.display_name = name
     _check_url(u.picture, u.picture_url)
     ctx.app.store.update_user(u)
-    click.echo(f"updated {u.address}: account {u.account.value}, picture {u.picture.value}, "
-               f"visibility {u.visibility.value}")
+    click.echo(
+        f"updated {u.address}: account {u.account.value}, picture {u.picture.value}, "
+        f"visibility {u.visibility.value}"
+    )

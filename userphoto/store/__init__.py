@@ -13,7 +13,11 @@ def open_store(url: str) -> Store:
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite://")[1:] if url.startswith("sqlite:///./") else url.removeprefix("sqlite://"))
+        return SQLiteStore(
+            url.removeprefix("sqlite://")[1:]
+            if url.startswith("sqlite:///./")
+            else url.removeprefix("sqlite://")
+        )
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from .postgres import PostgresStore  # type: ignore[import-not-found]
