@@ -29,7 +29,9 @@ class App:
 
     @cached_property
     def photos(self) -> Photos:
-        return Photos(self.store, self.settings)
+        from .facecrop import suggest  # face-aware default crop for uploads without a box
+
+        return Photos(self.store, self.settings, suggest_crop=suggest)
 
     def close(self) -> None:
         if "store" in self.__dict__:

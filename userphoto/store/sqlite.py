@@ -146,9 +146,33 @@ class SQLiteStore(Store):
         return conn
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around many writes (bulk sync): each write inside is a savepoint."""
+        if getattr(self._local, "batch", False):
+            yield
+            return
+        with self._tx():
+            self._local.batch = True
+            try:
+                yield
+            finally:
+                self._local.batch = False
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: everything in it commits together, or nothing does."""
         db = self._db
+        if getattr(self._local, "batch", False):
+            # Inside batch(): a savepoint, so a failed write undoes only itself.
+            db.execute("SAVEPOINT write")
+            try:
+                yield db
+                db.execute("RELEASE write")
+            except BaseException:
+                db.execute("ROLLBACK TO write")
+                db.execute("RELEASE write")
+                raise
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
