@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from ..imaging import Rendered
-from ..model import AuditEntry, DirectoryThumbnail, Photo, PhotoState, User
+from ..model import ApiToken, AuditEntry, DirectoryThumbnail, Partner, Photo, PhotoState, User
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,29 @@ class Store(ABC):
     @abstractmethod
     def delete_directory_thumbnail(self, user_id: str) -> None: ...
 
+    # --- credentials (bearer tokens, federation partners) -----------------------------------
+    @abstractmethod
+    def add_token(self, token: ApiToken) -> None:
+        """Store a member/admin token (its digest only)."""
+
+    @abstractmethod
+    def list_tokens(self) -> list[ApiToken]:
+        """Every token, oldest first."""
+
+    @abstractmethod
+    def delete_token(self, token_id: str) -> bool:
+        """Revoke a token by its id; False if there was none."""
+
+    @abstractmethod
+    def put_partner(self, partner: Partner) -> None:
+        """Add or replace a federation partner (by domain)."""
+
+    @abstractmethod
+    def list_partners(self) -> list[Partner]: ...
+
+    @abstractmethod
+    def delete_partner(self, domain: str) -> bool: ...
+
     # --- audit, state, change tracking ------------------------------------------------------
     @abstractmethod
     def audit(self, entry: AuditEntry) -> None: ...
@@ -136,3 +160,10 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group the writes inside into one transaction where the backend can (bulk sync).
+
+        Each write inside still succeeds or fails on its own. The default groups nothing.
+        """
+        return nullcontext()
