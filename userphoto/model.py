@@ -207,3 +207,50 @@ _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 def is_address(text: str) -> bool:
     return bool(_ADDRESS.match(text.strip()))
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: resolved from a request's credentials by the auth adapter."""
+
+    kind: ViewerKind
+    address: str | None = None  # the viewer's address (None when anonymous)
+    user_id: str | None = None  # their user in this org (members and admins only)
+    partner: str | None = None  # the federated partner domain that vouched for them
+
+    @property
+    def internal(self) -> bool:
+        return self.kind.internal
+
+    @property
+    def admin(self) -> bool:
+        return self.kind is ViewerKind.ADMIN
+
+    def __str__(self) -> str:
+        if self.kind is ViewerKind.ANONYMOUS:
+            return "anonymous"
+        return f"{self.kind.value} {self.address}"
+
+
+ANONYMOUS = Viewer(ViewerKind.ANONYMOUS)
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A member's or admin's bearer token; only its SHA-256 digest is ever stored."""
+
+    id: str  # short public handle, for listing and revoking
+    digest: str  # sha256 hex of the token
+    address: str
+    admin: bool
+    created: datetime
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A federated partner organization whose users present JWTs signed by it."""
+
+    domain: str  # the JWT `iss`
+    algorithm: str  # HS256 (shared secret) | RS256 | ES256 (partner's public key)
+    key: str  # the shared secret, or the PEM public key
+    created: datetime

@@ -14,9 +14,11 @@ from ..errors import Conflict, NoPhoto, NoPreview, UnknownUser
 from ..imaging import Rendered
 from ..model import (
     Account,
+    ApiToken,
     AuditEntry,
     CropBox,
     DirectoryThumbnail,
+    Partner,
     Photo,
     PhotoState,
     Picture,
@@ -101,6 +103,22 @@ MIGRATIONS: list[str] = [
     CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL);
     INSERT INTO generation VALUES (1, 0);
+    """,
+    # 2: serving credentials (tokens hashed; partner secrets are needed to verify, so kept)
+    """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        digest TEXT NOT NULL UNIQUE,
+        address TEXT NOT NULL,
+        admin INTEGER NOT NULL,
+        created TEXT NOT NULL
+    );
+    CREATE TABLE partners (
+        domain TEXT PRIMARY KEY,
+        algorithm TEXT NOT NULL,
+        key TEXT NOT NULL,
+        created TEXT NOT NULL
+    );
     """,
 ]
 
@@ -571,6 +589,41 @@ class SQLiteStore(Store):
     def delete_directory_thumbnail(self, user_id: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM directory_thumbnails WHERE user_id = ?", (user_id,))
+
+    # --- credentials -------------------------------------------------------------------------
+    def add_token(self, token: ApiToken) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?)",
+                (token.id, token.digest, token.address, int(token.admin), _ts(token.created)),
+            )
+
+    def list_tokens(self) -> list[ApiToken]:
+        rows = self._db.execute(
+            "SELECT id, digest, address, admin, created FROM api_tokens ORDER BY created, id"
+        ).fetchall()
+        return [ApiToken(r[0], r[1], r[2], bool(r[3]), _dt(r[4])) for r in rows]  # type: ignore[arg-type]
+
+    def delete_token(self, token_id: str) -> bool:
+        with self._tx() as db:
+            return bool(db.execute("DELETE FROM api_tokens WHERE id = ?", (token_id,)).rowcount)
+
+    def put_partner(self, partner: Partner) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO partners VALUES (?, ?, ?, ?)",
+                (partner.domain, partner.algorithm, partner.key, _ts(partner.created)),
+            )
+
+    def list_partners(self) -> list[Partner]:
+        rows = self._db.execute(
+            "SELECT domain, algorithm, key, created FROM partners ORDER BY domain"
+        ).fetchall()
+        return [Partner(r[0], r[1], r[2], _dt(r[3])) for r in rows]  # type: ignore[arg-type]
+
+    def delete_partner(self, domain: str) -> bool:
+        with self._tx() as db:
+            return bool(db.execute("DELETE FROM partners WHERE domain = ?", (domain,)).rowcount)
 
     # --- audit, state, change tracking ------------------------------------------------------
     @staticmethod

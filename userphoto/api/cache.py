@@ -1,0 +1,223 @@
+"""Encoded answers (status + headers + bytes) and the in-memory cache that holds them.
+
+An `Answer` is built once, with every header final (strong ETag over the exact bytes,
+Cache-Control, Vary, nosniff), so serving a cached one is two ASGI messages and nothing else.
+The cache is dropped whenever the store's generation changes (see `server.Poller`); an answer
+computed from data older than the current generation is never stored, so a build that raced
+an invalidation cannot leave a stale entry behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import Viewer
+
+Headers = list[tuple[bytes, bytes]]
+
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+VARY_AUTH = (b"vary", b"Authorization")
+PUBLIC_MAX_AGE = 300  # public answers: Libravatar's own value; ETags make revalidation cheap
+PRIVATE_MAX_AGE = 60
+
+
+def etag_of(body: bytes) -> bytes:
+    """A strong ETag: it changes exactly when the bytes change."""
+    return b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
+
+
+def cache_control(viewer: Viewer) -> bytes:
+    if viewer.address is None:
+        return f"public, max-age={PUBLIC_MAX_AGE}".encode()
+    return f"private, max-age={PRIVATE_MAX_AGE}".encode()
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    headers: Headers
+    body: bytes = b""
+    etag: bytes | None = None
+    not_modified: Headers | None = None  # the 304's headers (ETag, caching, Vary)
+    target: str | None = None  # id of the user it is about (for the viewer relation)
+    cacheable: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def matches(self, if_none_match: bytes) -> bool:
+        """`If-None-Match` handling: `*`, a list, and weak comparison (RFC 9110 §13.1.2)."""
+        etag = self.etag
+        if etag is None:
+            return False
+        if if_none_match == etag:
+            return True
+        for candidate in if_none_match.split(b","):
+            candidate = candidate.strip()
+            if candidate.startswith(b"W/"):
+                candidate = candidate[2:]
+            if candidate == etag or candidate == b"*":
+                return True
+        return False
+
+
+def _common(viewer: Viewer, vary: bool) -> Headers:
+    headers = [(b"cache-control", cache_control(viewer)), NOSNIFF]
+    if vary:
+        headers.append(VARY_AUTH)
+    return headers
+
+
+def body_answer(
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    viewer: Viewer,
+    *,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+    target: str | None = None,
+    cacheable: bool = True,
+) -> Answer:
+    """A 200-style answer with an ETag and caching headers."""
+    etag = etag_of(body)
+    common = _common(viewer, vary=True)
+    extra = list(extra)
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"etag", etag),
+        *common,
+        *extra,
+    ]
+    return Answer(
+        status,
+        headers,
+        body,
+        etag,
+        not_modified=[(b"etag", etag), *common, *extra],
+        target=target,
+        cacheable=cacheable,
+    )
+
+
+def image_answer(
+    body: bytes,
+    viewer: Viewer,
+    source: str,
+    *,
+    target: str | None,
+    content_type: bytes = b"image/jpeg",
+) -> Answer:
+    return body_answer(
+        200,
+        body,
+        content_type,
+        viewer,
+        extra=[(b"x-photo-source", source.encode())],
+        target=target,
+    )
+
+
+def json_answer(
+    payload: Any,
+    viewer: Viewer,
+    *,
+    status: int = 200,
+    target: str | None = None,
+    cacheable: bool = True,
+) -> Answer:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return body_answer(
+        status, body, b"application/json", viewer, target=target, cacheable=cacheable
+    )
+
+
+def error_answer(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    target: str | None = None,
+    cacheable: bool = False,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+) -> Answer:
+    """The JSON error shape shared by the native and Graph APIs: {"error": {code, message}}."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    return plain_error(
+        status, body, b"application/json", target=target, cacheable=cacheable, extra=extra
+    )
+
+
+def plain_error(
+    status: int,
+    body: bytes,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    *,
+    target: str | None = None,
+    cacheable: bool = False,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+) -> Answer:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-cache"),
+        NOSNIFF,
+        VARY_AUTH,
+        *extra,
+    ]
+    return Answer(status, headers, body, target=target, cacheable=cacheable)
+
+
+def redirect_answer(url: str, viewer: Viewer, *, target: str | None, source: str = "url") -> Answer:
+    """A 302 to a web-address picture: we never fetch it ourselves."""
+    headers = [
+        (b"location", url.encode("utf-8")),
+        (b"content-length", b"0"),
+        (b"x-photo-source", source.encode()),
+        *_common(viewer, vary=True),
+    ]
+    return Answer(302, headers, b"", target=target, cacheable=True)
+
+
+def empty_answer(status: int, extra: Iterable[tuple[bytes, bytes]] = ()) -> Answer:
+    return Answer(status, [(b"content-length", b"0"), NOSNIFF, *extra])
+
+
+class AnswerCache:
+    """Answers by (route key, viewer relation) plus route key → target user id.
+
+    Plain dicts, replaced (not mutated) on invalidation so readers never see a half-cleared
+    state; bounded so that a flood of distinct URLs cannot grow memory without limit.
+    """
+
+    def __init__(self, limit: int = 200_000):
+        self.limit = limit
+        self.generation = -1
+        self.answers: dict[tuple, Answer] = {}
+        self.targets: dict[tuple, str | None] = {}
+
+    def invalidate(self, generation: int) -> None:
+        self.answers = {}
+        self.targets = {}
+        self.generation = generation
+
+    def put(self, key: tuple, relation: str, answer: Answer, built_at: int) -> None:
+        if built_at != self.generation:  # built from data the poller has since replaced
+            return
+        answers = self.answers
+        if len(answers) >= self.limit:
+            self.answers = answers = {}
+            self.targets = {}
+        self.targets[key] = answer.target
+        answers[(key, relation)] = answer
+
+
+def relation(viewer: Viewer, target: str | None) -> str:
+    """What an answer about `target` depends on: the viewer's relation, not their identity."""
+    if target is not None and viewer.user_id == target:
+        return "self"
+    if viewer.internal:
+        return "internal"
+    return viewer.kind.value

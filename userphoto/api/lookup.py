@@ -1,0 +1,123 @@
+"""From a request's target to bytes: read the store once, run the rule, fetch what it chose.
+
+Only cache misses come here; the answers they produce are cached by the server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .. import imaging
+from ..app import App
+from ..errors import InvalidArgument
+from ..model import (
+    ClientProfile,
+    DirectoryThumbnail,
+    Photo,
+    User,
+    Viewer,
+    is_address,
+)
+from ..resolve import Resolution, resolve
+
+_ID = re.compile(r"^[A-Za-z0-9._:{}~+=-]{1,128}$")
+
+
+def check_key(key: str) -> str:
+    """An address or a user id, else InvalidArgument (→ 400) before touching the store."""
+    key = key.strip()
+    if "@" in key:
+        if not is_address(key) or len(key) > 320:
+            raise InvalidArgument(f"{key[:80]!r} is not a valid address.")
+        return key
+    if not _ID.match(key):
+        raise InvalidArgument(
+            f"{key[:80]!r} is neither an address nor a user id (letters, digits, '.-_:{{}}~+=')."
+        )
+    return key
+
+
+@dataclass(frozen=True)
+class Target:
+    user: User
+    photo: Photo | None
+    directory: DirectoryThumbnail | None
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.photo.sizes if self.photo else ()
+
+
+class Lookup:
+    def __init__(self, app: App):
+        self.app = app
+        self.store = app.store
+        self._resized: dict[tuple[int, int], bytes] = {}
+
+    def reset(self) -> None:
+        self._resized = {}
+
+    def target(self, key: str) -> Target | None:
+        user = self.store.find_user(key)
+        return self.load(user) if user else None
+
+    def by_hash(self, digest: str) -> Target | None:
+        user = self.store.find_user_by_hash(digest)
+        return self.load(user) if user else None
+
+    def load(self, user: User) -> Target:
+        return Target(
+            user,
+            self.store.get_photo(user.id),
+            self.store.get_directory_thumbnail(user.id),
+        )
+
+    @staticmethod
+    def resolve(
+        target: Target,
+        viewer: Viewer,
+        client: ClientProfile = ClientProfile.HD,
+        size: int | None = None,
+        *,
+        prefer_directory: bool = False,
+    ) -> Resolution:
+        return resolve(
+            target.user,
+            viewer,
+            client,
+            size,
+            photo_sizes=target.sizes,
+            directory=target.directory,
+            prefer_directory=prefer_directory,
+        )
+
+    def rendition(self, target: Target, size: int) -> bytes | None:
+        assert target.photo is not None
+        return self.store.get_rendition(target.photo.id, size)
+
+    def any_size(self, target: Target, size: int) -> tuple[bytes, int] | None:
+        """Libravatar sizes: a stored rendition when one matches, else made once from the
+        master (the largest rendition) by downscaling. Never upscaled: above the master's
+        size the master itself is served (clients scale it in the browser)."""
+        photo = target.photo
+        if photo is None:
+            return None
+        if size in photo.sizes:
+            data = self.rendition(target, size)
+            return (data, size) if data else None
+        master = photo.largest
+        if size >= master:
+            data = self.rendition(target, master)
+            return (data, master) if data else None
+        key = (photo.id, size)
+        made = self._resized.get(key)
+        if made is None:
+            source = self.rendition(target, master)
+            if source is None:
+                return None
+            made = imaging.resize_jpeg(source, size, self.app.settings.jpeg_quality)
+            if len(self._resized) > 10_000:
+                self._resized = {}
+            self._resized[key] = made
+        return made, size

@@ -1,0 +1,220 @@
+"""Who is asking: bearer tokens for members and admins, JWTs for federation partners.
+
+- Member/admin tokens are random strings (`upt_…`); the store keeps only their SHA-256, so a
+  leaked database reveals no usable token. `userphoto token create ADDRESS [--admin]`.
+- A partner organization is registered with `userphoto partner add DOMAIN` (a shared secret,
+  HS256) or `--public-key FILE` (RS256/ES256). Its users present a JWT with `iss` = the
+  partner domain, `sub` = their address (in that domain), `aud` = one of our domains and
+  `exp`; they are external viewers. Partner secrets must be kept to verify signatures.
+- No credentials: the anonymous viewer, who sees only what visibility 'everyone' allows.
+
+`Authenticator.from_header` is what every HTTP adapter calls (photo routes, admin API, web
+pages); it answers from memory (token digests, verified JWTs) and is refreshed by `reload()`
+whenever the store's generation changes. Tokens and secrets are never logged or put in errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from .errors import InvalidArgument, UserPhotoError
+from .model import (
+    ANONYMOUS,
+    ApiToken,
+    Partner,
+    Viewer,
+    ViewerKind,
+    is_address,
+    normalize_address,
+)
+from .store import Store
+
+TOKEN_PREFIX = "upt_"
+_CACHE_LIMIT = 20_000  # distinct credentials remembered between reloads
+
+
+class Unauthorized(UserPhotoError):
+    """Credentials were given but are not valid (or are required and missing)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(store: Store, address: str, *, admin: bool = False) -> tuple[ApiToken, str]:
+    """A new token for ADDRESS; returns the record and the token (shown once, never stored)."""
+    address = normalize_address(address)
+    if not is_address(address):
+        raise InvalidArgument(f"{address!r} is not an address like name@example.org.")
+    if not admin and store.find_user(address) is None:
+        raise InvalidArgument(
+            f"No user {address}: member tokens belong to users (`userphoto user add` first); "
+            "admin tokens (--admin) may belong to any address."
+        )
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    record = ApiToken(
+        id=secrets.token_hex(4),
+        digest=token_digest(token),
+        address=address,
+        admin=admin,
+        created=datetime.now(UTC),
+    )
+    store.add_token(record)
+    return record, token
+
+
+def partner_key(pem: bytes) -> tuple[str, str]:
+    """(algorithm, PEM text) of a partner's public key: RSA → RS256, EC P-256 → ES256."""
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"Not a PEM public key: {exc}") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256", pem.decode()
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256", pem.decode()
+    raise InvalidArgument("Only RSA (RS256) and EC P-256 (ES256) public keys are supported.")
+
+
+def add_partner(
+    store: Store, domain: str, public_key: bytes | None = None
+) -> tuple[Partner, str | None]:
+    """Register a partner; returns it and the new shared secret (None with a public key)."""
+    domain = domain.strip().lower().rstrip(".")
+    if not domain or "." not in domain or any(c in domain for c in "@/ :"):
+        raise InvalidArgument(f"{domain!r} is not a domain like partner.example.")
+    secret: str | None = None
+    if public_key is not None:
+        algorithm, key = partner_key(public_key)
+    else:
+        algorithm, key = "HS256", secrets.token_urlsafe(48)
+        secret = key
+    partner = Partner(domain, algorithm, key, datetime.now(UTC))
+    store.put_partner(partner)
+    return partner, secret
+
+
+@dataclass
+class _Loaded:
+    tokens: dict[str, ApiToken]  # digest -> token record
+    partners: dict[str, tuple[Partner, Any]]  # domain -> (partner, verification key)
+    domains: list[str]
+
+
+class Authenticator:
+    """Resolves credentials to a `Viewer` from memory; `reload()` re-reads the store."""
+
+    def __init__(self, store: Store, extra_domains: tuple[str, ...] = ()):
+        self.store = store
+        self.extra_domains = extra_domains
+        self._loaded = _Loaded({}, {}, [])
+        # Authorization header -> (viewer, valid-until); dropped on every reload.
+        self._seen: dict[bytes, tuple[Viewer, float]] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        partners: dict[str, tuple[Partner, Any]] = {}
+        for p in self.store.list_partners():
+            key: Any = p.key if p.algorithm == "HS256" else load_pem_public_key(p.key.encode())
+            partners[p.domain] = (p, key)
+        domains = sorted(self.store.domains() | set(self.extra_domains))
+        self._loaded = _Loaded({t.digest: t for t in self.store.list_tokens()}, partners, domains)
+        self._seen = {}
+
+    # --- entry points ----------------------------------------------------------------------
+    def from_header(self, header: bytes | str | None) -> Viewer:
+        """The viewer for an `Authorization` header value; anonymous when absent.
+
+        Raises Unauthorized for anything present but not valid (never falls back to
+        anonymous, so a typo in a token is reported rather than silently downgraded).
+        """
+        if not header:
+            return ANONYMOUS
+        raw = header.encode("latin-1") if isinstance(header, str) else header
+        hit = self._seen.get(raw)
+        if hit is not None and hit[1] > time.time():
+            return hit[0]
+        scheme, _, credential = raw.decode("latin-1").strip().partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise Unauthorized("Use 'Authorization: Bearer <token>'.")
+        viewer, until = self._verify(credential.strip())
+        seen = self._seen
+        if len(seen) >= _CACHE_LIMIT:
+            seen.clear()
+        seen[raw] = (viewer, until)
+        return viewer
+
+    def from_token(self, token: str) -> Viewer:
+        """The viewer for a bare token (e.g. from a session cookie)."""
+        return self.from_header(b"Bearer " + token.encode("latin-1", "replace"))
+
+    # --- verification ----------------------------------------------------------------------
+    def _verify(self, token: str) -> tuple[Viewer, float]:
+        if token.count(".") == 2:
+            return self._partner(token)
+        digest = token_digest(token)
+        record = self._loaded.tokens.get(digest)
+        if record is None or not hmac.compare_digest(record.digest, digest):
+            raise Unauthorized("The bearer token is not valid (unknown or revoked).")
+        if record.admin:
+            user = self.store.find_user(record.address)
+            return Viewer(ViewerKind.ADMIN, record.address, user.id if user else None), _FOREVER
+        user = self.store.find_user(record.address)
+        if user is None:
+            raise Unauthorized("The bearer token's user no longer exists.")
+        return Viewer(ViewerKind.MEMBER, record.address, user.id), _FOREVER
+
+    def _partner(self, token: str) -> tuple[Viewer, float]:
+        loaded = self._loaded
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise Unauthorized("The bearer token is not a valid JWT.") from None
+        issuer = unverified.get("iss")
+        entry = loaded.partners.get(issuer) if isinstance(issuer, str) else None
+        if entry is None:
+            raise Unauthorized("The JWT's issuer is not a federation partner of this server.")
+        partner, key = entry
+        if not loaded.domains:
+            raise Unauthorized("This server has no domains yet, so no JWT audience is valid.")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[partner.algorithm],
+                audience=loaded.domains,
+                issuer=partner.domain,
+                options={"require": ["exp", "iss", "sub", "aud"]},
+                leeway=30,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The JWT has expired.") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("The JWT's audience is not one of this server's domains.") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"The JWT was refused: {type(exc).__name__}.") from None
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not is_address(subject):
+            raise Unauthorized("The JWT's sub must be the viewer's address.")
+        subject = normalize_address(subject)
+        domain = subject.rpartition("@")[2]
+        if domain != partner.domain and not domain.endswith("." + partner.domain):
+            raise Unauthorized("The JWT's sub is not an address of the issuing partner.")
+        until = float(claims["exp"])
+        return Viewer(ViewerKind.PARTNER, subject, None, partner.domain), until
+
+
+_FOREVER = float("inf")

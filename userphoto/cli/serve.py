@@ -1,0 +1,48 @@
+"""`userphoto serve`: the HTTP APIs and web pages in one process."""
+
+from __future__ import annotations
+
+import click
+
+from . import Context, cli, pass_ctx
+
+
+@cli.command("serve")
+@click.option(
+    "--host", default=None, help="Address to listen on (default [server] host, 127.0.0.1)."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port (default [server] port, 8080).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes (each keeps its own answer cache).",
+)
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> None:
+    """Serve the native, Graph, EWS and Libravatar photo APIs and the web pages.
+
+    \b
+    Examples:
+      userphoto serve                            127.0.0.1:8080 (from userphoto.toml)
+      userphoto serve --host 0.0.0.0 --port 80
+      curl -H "Authorization: Bearer $TOKEN" localhost:8080/v1/users/ada@contoso.example/photo
+    """
+    import os
+
+    from ..api.server import run
+
+    settings = ctx.app.settings
+    settings.home.mkdir(parents=True, exist_ok=True)
+    ctx.app.store  # noqa: B018 - create and migrate the store once, before workers start
+    os.environ["USERPHOTO_HOME"] = str(settings.home)
+    host = host or settings.get("server", "host", "127.0.0.1")
+    port = settings.get("server", "port", 8080) if port is None else port
+    click.echo(f"userphoto serving on http://{host}:{port}/ (Ctrl-C stops)", err=True)
+    run(host, port, workers=workers)

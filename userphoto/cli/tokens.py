@@ -1,0 +1,105 @@
+"""`userphoto token ...` and `userphoto partner ...`: who may call the HTTP APIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import auth
+from ..errors import InvalidArgument, NotFound
+from . import Context, cli, pass_ctx
+
+
+@cli.group()
+def token() -> None:
+    """Bearer tokens for members and admins (only a hash is stored)."""
+
+
+@token.command("create")
+@click.argument("address")
+@click.option("--admin", is_flag=True, help="May change anyone's photo (and use admin APIs).")
+@pass_ctx
+def token_create(ctx: Context, address: str, admin: bool) -> None:
+    """Print a new token for ADDRESS. It is shown once; store it safely.
+
+    \b
+    Examples:
+      userphoto token create ada@contoso.example
+      userphoto token create it@contoso.example --admin
+      curl -H "Authorization: Bearer $(userphoto token create ada@contoso.example)" ...
+    """
+    record, secret = auth.create_token(ctx.app.store, address, admin=admin)
+    click.echo(secret)
+    kind = "admin" if admin else "member"
+    click.echo(f"token {record.id}: {kind} {record.address}", err=True)
+
+
+@token.command("list")
+@pass_ctx
+def token_list(ctx: Context) -> None:
+    """List tokens (ids, owners, kinds; never the tokens themselves)."""
+    for t in ctx.app.store.list_tokens():
+        kind = "admin" if t.admin else "member"
+        click.echo(f"{t.id}  {kind:6}  {t.address}  {t.created:%Y-%m-%d %H:%M}")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@pass_ctx
+def token_revoke(ctx: Context, token_id: str) -> None:
+    """Revoke the token with TOKEN_ID (from `token list`); servers drop it within a second."""
+    if not ctx.app.store.delete_token(token_id):
+        raise NotFound(f"No token {token_id!r}; `userphoto token list` shows them.")
+    click.echo(f"revoked {token_id}")
+
+
+@cli.group()
+def partner() -> None:
+    """Federation partners whose users present signed JWTs (external viewers)."""
+
+
+@partner.command("add")
+@click.argument("domain")
+@click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The partner's PEM public key (RSA → RS256, EC P-256 → ES256).",
+)
+@pass_ctx
+def partner_add(ctx: Context, domain: str, public_key: Path | None) -> None:
+    """Register DOMAIN as a partner; prints the HS256 shared secret unless --public-key.
+
+    The partner's users send `Authorization: Bearer <JWT>` with iss=DOMAIN, sub=their
+    address, aud=one of this organization's domains and exp. They see what external
+    viewers may see (visibility 'everyone', never directory-only photos).
+    """
+    pem = None
+    if public_key is not None:
+        try:
+            pem = public_key.read_bytes()
+        except OSError as exc:
+            raise InvalidArgument(f"Cannot read {public_key}: {exc.strerror}.") from None
+    record, secret = auth.add_partner(ctx.app.store, domain, pem)
+    if secret is not None:
+        click.echo(secret)
+    click.echo(f"partner {record.domain}: {record.algorithm}", err=True)
+
+
+@partner.command("list")
+@pass_ctx
+def partner_list(ctx: Context) -> None:
+    """List partners and their signature algorithms (never secrets)."""
+    for p in ctx.app.store.list_partners():
+        click.echo(f"{p.domain}  {p.algorithm}  {p.created:%Y-%m-%d %H:%M}")
+
+
+@partner.command("remove")
+@click.argument("domain")
+@pass_ctx
+def partner_remove(ctx: Context, domain: str) -> None:
+    """Stop accepting DOMAIN's tokens."""
+    if not ctx.app.store.delete_partner(domain.strip().lower()):
+        raise NotFound(f"No partner {domain!r}.")
+    click.echo(f"removed {domain}")
