@@ -73,6 +73,19 @@ class Photos:
         """Upload and save in one step, or store an unsaved preview."""
         user = self.user(key)
         rendered = self.render(user, data, crop)
+        return self.put(user, rendered, preview=preview, actor=actor, via=via)
+
+    def put(
+        self,
+        user: User,
+        rendered: Rendered,
+        *,
+        preview: bool = False,
+        actor: str = "admin",
+        via: str = "cli",
+    ) -> Photo:
+        """Store an already rendered photo (bulk import renders in worker processes)."""
+        self.check_account(user)
         state = PhotoState.PREVIEW if preview else PhotoState.SAVED
         photo = self.store.put_photo(user.id, rendered, state, actor=actor, via=via)
         self._notify(user, "previewed" if preview else "saved")

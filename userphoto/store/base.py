@@ -102,6 +102,14 @@ class Store(ABC):
     def photo_history(self, user_id: str) -> list[Photo]:
         """Every version, newest first."""
 
+    @abstractmethod
+    def saved_photo_hashes(self) -> dict[str, str]:
+        """user id -> `source_hash` of their saved photo, for every user who has one.
+
+        One query for the whole org, so bulk import can skip unchanged files without a
+        lookup per file.
+        """
+
     # --- directory thumbnail slot -----------------------------------------------------------
     @abstractmethod
     def put_directory_thumbnail(self, thumb: DirectoryThumbnail) -> None: ...

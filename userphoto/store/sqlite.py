@@ -554,6 +554,10 @@ class SQLiteStore(Store):
         ).fetchall()
         return [self._photo(r) for r in rows]
 
+    def saved_photo_hashes(self) -> dict[str, str]:
+        rows = self._db.execute("SELECT user_id, source_hash FROM photos WHERE state = 'saved'")
+        return dict(rows.fetchall())
+
     # --- directory thumbnail slot -----------------------------------------------------------
     def put_directory_thumbnail(self, thumb: DirectoryThumbnail) -> None:
         with self._tx() as db:
