@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .photos import Photos
 from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .directory.config import DirectoryConfig
 
 
 class App:
@@ -31,7 +35,21 @@ class App:
     def photos(self) -> Photos:
         from .facecrop import suggest  # face-aware default crop for uploads without a box
 
-        return Photos(self.store, self.settings, suggest_crop=suggest)
+        photos = Photos(self.store, self.settings, suggest_crop=suggest)
+        directory = self.directory
+        if directory is not None and directory.writeback:
+            # HD photo saved/removed -> the directory's thumbnailPhoto follows.
+            from .directory.writeback import attach
+
+            attach(photos, self.store, directory)
+        return photos
+
+    @cached_property
+    def directory(self) -> DirectoryConfig | None:
+        """The `[directory]` settings, or None when no directory is configured."""
+        from .directory.config import DirectoryConfig
+
+        return DirectoryConfig.from_settings(self.settings)
 
     def close(self) -> None:
         if "store" in self.__dict__:
