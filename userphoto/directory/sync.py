@@ -1,0 +1,501 @@
+"""The sync engine: directory entries -> users and directory thumbnails in the store.
+
+Rules that hold for every mode:
+- Change detection by content: a photo whose raw bytes hash the same as last time is not
+  touched; a user whose fields are unchanged is not written (so an idle `--watch` writes
+  nothing, and serving caches stay warm).
+- The directory photo only ever lands in the directory-thumbnail slot, never over an HD photo.
+- Garbage in the directory (not an image, over 100 KB, base64 text) is recorded per user and
+  the last good thumbnail is kept.
+- Users missing from a complete full read are marked gone, never deleted, unless that would
+  mark more than `delete_guard` of them: then the sync refuses and says why.
+- A run that fails part-way keeps what it committed, leaves the delta cursor where it was and
+  marks nobody gone; the next run picks up from there (unchanged entries cost a hash compare).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from queue import Empty, Queue
+
+from .. import imaging
+from ..errors import Conflict, UserPhotoError
+from ..model import Account, DirectoryThumbnail, User
+from ..store import Store
+from . import status
+from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Entry
+from .config import DirectoryConfig
+from .entry import (
+    OWNED_KEYS,
+    DirectoryUser,
+    EntryProblem,
+    Flavour,
+    account_for,
+    directory_id,
+    parse,
+    unwrap_base64,
+)
+from .status import SyncReport
+
+log = logging.getLogger(__name__)
+
+ACTOR = "directory-sync"
+# modifyTimestamp has one-second resolution and commits can land out of order: re-read a
+# little before the cursor (repeats are de-duplicated by content hashes).
+TIMESTAMP_OVERLAP = timedelta(seconds=2)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        store: Store,
+        config: DirectoryConfig,
+        client: DirectoryClient | None = None,
+        *,
+        on_page: Callable[[int], None] | None = None,
+    ):
+        self.store = store
+        self.config = config
+        self.client = client or DirectoryClient(config)
+        self.on_page = on_page  # test and progress hook: called with the page number
+        # directory id -> user id, for users this engine manages (rebuilt by each full sync).
+        self._index: dict[str, str] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="directory-photo")
+
+    # --- public modes ----------------------------------------------------------------------
+    def full(self, *, force: bool = False) -> SyncReport:
+        """Read every user; add, update, mark gone (guarded). Always records its report."""
+        return self._run("full", force=force)
+
+    def delta(self) -> SyncReport:
+        """Read what changed since the stored cursor (a full sync when there is none)."""
+        cursor = self._cursor()
+        if cursor is None:
+            return self._run("full", force=False)
+        return self._run("delta", cursor=cursor)
+
+    def watch(
+        self,
+        stop: threading.Event,
+        *,
+        after_cycle: Callable[[SyncReport], None] | None = None,
+        drain: Callable[[], None] | None = None,
+    ) -> None:
+        """Poll for changes every `watch_interval` until `stop` is set.
+
+        An idle cycle writes nothing to the store. A full reconciliation (which is what
+        notices deletions) runs every `full_interval`. `drain` retries pending write-backs.
+        """
+        started = now().isoformat(timespec="seconds")
+        heartbeat_every = 300.0
+        last_full = time.monotonic()
+        last_beat = 0.0
+        last_error: str | None = "starting"
+        while not stop.is_set():
+            if time.monotonic() - last_full >= self.config.full_interval:
+                report = self.full()
+                last_full = time.monotonic()
+            else:
+                report = self.delta()
+                if report.mode == "full":
+                    last_full = time.monotonic()
+            if drain is not None:
+                try:
+                    drain()
+                except UserPhotoError as exc:  # recorded per user by the writer
+                    log.warning("write-back retry failed: %s", exc)
+            if after_cycle is not None:
+                after_cycle(report)
+            error = report.error
+            if error != last_error or time.monotonic() - last_beat >= heartbeat_every:
+                status.record_watch(self.store, {
+                    "state": "running" if report.ok else "degraded",
+                    "since": started,
+                    "heartbeat": now().isoformat(timespec="seconds"),
+                    "pid": os.getpid(),
+                    "error": error,
+                })
+                last_beat = time.monotonic()
+                last_error = error
+            # Back off while the directory is down; the client already retried with backoff.
+            stop.wait(self.config.watch_interval if report.ok else max(
+                self.config.watch_interval, self.config.backoff * 4))
+        with contextlib.suppress(UserPhotoError):
+            status.record_watch(self.store, {
+                "state": "stopped", "since": started,
+                "heartbeat": now().isoformat(timespec="seconds"), "pid": os.getpid(),
+                "error": None,
+            })
+
+    # --- one run ---------------------------------------------------------------------------
+    def _run(self, mode: str, *, force: bool = False, cursor: dict | None = None) -> SyncReport:
+        report = SyncReport(mode)
+        t0 = time.perf_counter()
+        try:
+            self._read(report, force=force, cursor=cursor)
+        except (DirectoryUnavailable, DirectoryRefused) as exc:
+            report.error = str(exc)
+            self.client.close()
+        report.seconds = round(time.perf_counter() - t0, 3)
+        report.finished = now().isoformat(timespec="seconds")
+        report.ok = report.error is None
+        # An idle delta writes nothing (each write moves the store generation and would empty
+        # every serving cache); a full run or any change is always recorded.
+        if mode == "full" or report.changed:
+            status.record(self.store, report)
+        log.info(report.summary())
+        return report
+
+    def _read(self, report: SyncReport, *, force: bool, cursor: dict | None) -> None:
+        client = self.client
+        client.connect()
+        info = client.refresh_info()  # AD: highestCommittedUSN *before* the read starts
+        report.server = info.uri
+        flavour = Flavour.of(self.config, info.is_ad)
+        full = report.mode == "full"
+        if cursor is not None and cursor.get("server") not in (None, info.server_id) and (
+            cursor.get("kind") == "usn"
+        ):
+            # USNs are per domain controller: after a failover the cursor means nothing here.
+            report.mode, full, cursor = "full", True, None
+
+        users: dict[str, User] = {}
+        if full or self._index is None:
+            users = {u.id: u for u in self.store.iter_users()}
+            self._index = {
+                u.attributes.get("directory_id", u.id): u.id
+                for u in users.values()
+                if u.source == "directory"
+            }
+        search_filter = flavour.user_filter
+        if not full and cursor is not None:
+            search_filter = f"(&{flavour.user_filter}{_delta_clause(cursor)})"
+
+        seen: set[str] = set()
+        newest = cursor.get("value") if cursor and cursor.get("kind") == "modifyTimestamp" else None
+        pages = _prefetch(client.search(search_filter, flavour.attributes(self.config)))
+        for number, page in enumerate(pages, start=1):
+            prepared = self._prepare_photos(page, flavour)
+            # One transaction per page: the initial load of 10,000 users is 20 commits, not
+            # 40,000 (each write inside is still its own savepoint).
+            with self.store.batch():
+                for entry, photo in zip(page, prepared, strict=True):
+                    user_id = self._apply_entry(
+                        entry, flavour, users if full else None, report, photo
+                    )
+                    if user_id is None:
+                        continue
+                    seen.add(user_id)
+                    changed = entry[1].get("modifytimestamp")
+                    if changed:
+                        stamp = changed[0].decode()
+                        if newest is None or stamp > newest:
+                            newest = stamp
+            if self.on_page is not None:
+                self.on_page(number)
+
+        if full:
+            self._mark_gone(users, seen, report, force=force)
+        # Only now, with every page read, does the cursor move.
+        if info.is_ad and info.highest_usn is not None:
+            new_cursor = {"kind": "usn", "server": info.server_id, "value": info.highest_usn}
+        else:
+            new_cursor = {"kind": "modifyTimestamp", "server": info.server_id, "value": newest}
+        if new_cursor != cursor and (new_cursor["value"] is not None or full):
+            self.store.set_state(status.CURSOR_KEY, json.dumps(new_cursor))
+
+    def _cursor(self) -> dict | None:
+        raw = self.store.get_state(status.CURSOR_KEY)
+        if not raw:
+            return None
+        cursor = json.loads(raw)
+        return cursor if cursor.get("value") is not None else None
+
+    # --- one entry -------------------------------------------------------------------------
+    def _prepare_photos(self, page: list[Entry], flavour: Flavour) -> list[Prepared | None]:
+        """Validate and re-encode the page's new photos in parallel (Pillow frees the GIL).
+
+        Photos whose raw hash matches the stored one are skipped here and in `_apply_photo`.
+        """
+        attribute = self.config.photo_attribute.lower()
+        jobs: dict[int, bytes] = {}
+        for i, (_dn, attrs) in enumerate(page):
+            raw = (attrs.get(attribute) or [None])[0]
+            if raw is None:
+                continue
+            did = directory_id(attrs, flavour.id_attribute)
+            user_id = self._index.get(did) if (did and self._index is not None) else None
+            old = self.store.get_directory_thumbnail(user_id) if user_id else None
+            if old is None or old.raw_hash != hashlib.sha256(raw).hexdigest():
+                jobs[i] = raw
+        results: list[Prepared | None] = [None] * len(page)
+        if jobs:
+            done = self._pool.map(
+                lambda raw: prepare_photo(raw, self.config.photo_attribute), jobs.values()
+            )
+            for i, prepared in zip(jobs, done, strict=True):
+                results[i] = prepared
+        return results
+
+    def _apply_entry(
+        self,
+        entry: Entry,
+        flavour: Flavour,
+        users: dict[str, User] | None,
+        report: SyncReport,
+        prepared: Prepared | None = None,
+    ) -> str | None:
+        dn, attrs = entry
+        report.seen += 1
+        try:
+            du = parse(dn, attrs, self.config, flavour)
+        except EntryProblem as exc:
+            report.skipped += 1
+            report.problem(str(exc))
+            return None
+        assert self._index is not None
+        user_id = self._index.get(du.directory_id)
+        current: User | None = None
+        if user_id is not None:
+            current = users.get(user_id) if users is not None else self.store.find_user(user_id)
+        try:
+            user = self._apply_user(du, current, report)
+        except Conflict as exc:
+            report.skipped += 1
+            report.problem(f"{dn}: {exc}")
+            return None
+        if user is None:
+            return None
+        self._index[du.directory_id] = user.id
+        if users is not None:
+            users[user.id] = user
+        self._apply_photo(user.id, du, report, prepared)
+        return user.id
+
+    def _apply_user(
+        self, du: DirectoryUser, current: User | None, report: SyncReport
+    ) -> User | None:
+        if current is None:
+            # A local user with this address (e.g. created before the directory was
+            # connected) is adopted rather than duplicated; its id stays.
+            existing = self.store.find_user(du.address)
+            if existing is not None and (existing.source != "directory" or existing.directory_gone):
+                current = existing
+            elif existing is not None:
+                raise Conflict(
+                    f"{du.address} already belongs to directory entry "
+                    f"{existing.attributes.get('dn', existing.id)}"
+                )
+        if current is None:
+            user = User(
+                id=du.directory_id,
+                address=du.address,
+                display_name=du.display_name,
+                aliases=list(du.aliases),
+                account=Account.DISABLED if du.disabled else Account.HD,
+                source="directory",
+                attributes=dict(du.attributes),
+            )
+            self.store.add_user(user, actor=ACTOR, via="sync")
+            report.added += 1
+            return user
+        attributes = {k: v for k, v in current.attributes.items() if k not in OWNED_KEYS}
+        attributes.update(du.attributes)
+        desired = replace(
+            current,
+            address=du.address,
+            aliases=list(du.aliases),
+            display_name=du.display_name,
+            account=account_for(
+                du.disabled, current.account, current.attributes.get("directory_disabled") == "1"
+            ),
+            source="directory",
+            directory_gone=False,
+            attributes=attributes,
+        )
+        if _same(current, desired):
+            report.unchanged += 1
+            return current
+        if current.directory_gone:
+            report.returned += 1
+        self.store.update_user(desired, actor=ACTOR, via="sync")
+        report.updated += 1
+        return desired
+
+    def _apply_photo(
+        self, user_id: str, du: DirectoryUser, report: SyncReport, prepared: Prepared | None
+    ) -> None:
+        old = self.store.get_directory_thumbnail(user_id)
+        raw = du.photo
+        if raw is None:
+            if old is not None:
+                self.store.delete_directory_thumbnail(user_id)
+                report.photos_removed += 1
+            return
+        raw_hash = hashlib.sha256(raw).hexdigest()
+        if old is not None and old.raw_hash == raw_hash:
+            # Unchanged -- including the thumbnail our own write-back put there (no loop).
+            report.photos_unchanged += 1
+            return
+        if prepared is None:
+            prepared = prepare_photo(raw, self.config.photo_attribute)
+        thumb = directory_thumbnail(user_id, prepared, raw_hash, len(raw), old)
+        self.store.put_directory_thumbnail(thumb)
+        if thumb.problem and thumb.jpeg is (old.jpeg if old else None):
+            report.photo_problems += 1
+            report.problem(f"{du.dn}: {thumb.problem}")
+        else:
+            report.photos_new += 1
+            if thumb.problem:
+                report.problem(f"{du.dn}: {thumb.problem}")
+
+    def _mark_gone(
+        self, users: dict[str, User], seen: set[str], report: SyncReport, *, force: bool
+    ) -> None:
+        managed = [u for u in users.values() if u.source == "directory" and not u.directory_gone]
+        missing = [u for u in managed if u.id not in seen]
+        if not missing:
+            return
+        share = len(missing) / max(1, len(managed))
+        if share > self.config.delete_guard and not force:
+            report.error = (
+                f"refused to mark {len(missing)} of {len(managed)} directory users gone "
+                f"({share:.0%}, more than delete_guard {self.config.delete_guard:.0%}). "
+                "If the directory really lost them, run `userphoto sync --full --force`; if "
+                "not, check base_dn and user_filter (a wrong filter looks like mass deletion)."
+            )
+            return
+        for user in missing:
+            self.store.update_user(replace(user, directory_gone=True), actor=ACTOR, via="sync")
+            report.gone += 1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A raw directory photo after validation: a servable JPEG, or the reason there is none."""
+
+    jpeg: bytes | None
+    width: int
+    height: int
+    note: str | None  # usable, but worth telling the troubleshooter (base64 text)
+    problem: str | None  # unusable, and why
+
+
+def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
+    """Validate and re-encode one raw directory photo. Pure: bytes in, verdict out."""
+    data = raw
+    note: str | None = None
+    decoded = unwrap_base64(raw) if imaging.sniff(raw) is None else None
+    if decoded is not None and imaging.sniff(decoded) is not None:
+        data = decoded
+        note = (
+            f"{attribute} holds base64 text, not image bytes; it was decoded and used. "
+            "Rewrite it as bytes (`userphoto directory upload`)."
+        )
+    if attribute.lower() == "thumbnailphoto" and len(raw) > imaging.DIRECTORY_LIMIT:
+        return Prepared(None, 0, 0, None, (
+            f"{attribute} is {len(raw):,} bytes, over the {imaging.DIRECTORY_LIMIT:,}-byte "
+            "limit; it was ignored. Upload a 96×96 JPEG (`userphoto directory upload`)."
+        ))
+    try:
+        jpeg, width, height = imaging.reencode_directory_photo(data)
+    except imaging.ImageError as exc:
+        return Prepared(None, 0, 0, None, f"{attribute} is not a usable image: {exc}")
+    return Prepared(jpeg, width, height, note, None)
+
+
+def directory_thumbnail(
+    user_id: str,
+    prepared: Prepared,
+    raw_hash: str,
+    raw_size: int,
+    old: DirectoryThumbnail | None,
+) -> DirectoryThumbnail:
+    """The slot's new value; on garbage the last good JPEG stays, with the problem noted."""
+    if prepared.jpeg is not None:
+        return DirectoryThumbnail(
+            user_id, prepared.jpeg, raw_hash, raw_size, prepared.width, prepared.height,
+            prepared.note, now(), False,
+        )
+    return DirectoryThumbnail(
+        user_id=user_id,
+        jpeg=old.jpeg if old else None,
+        raw_hash=raw_hash,
+        raw_size=raw_size,
+        width=old.width if old else 0,
+        height=old.height if old else 0,
+        problem=prepared.problem,
+        seen=now(),
+        written_by_us=old.written_by_us if old else False,
+    )
+
+
+def _prefetch(pages: Iterator[list[Entry]]) -> Iterator[list[Entry]]:
+    """Read the next page while this one is processed (the server works on the other core)."""
+    queue: Queue[tuple[list[Entry] | None, BaseException | None]] = Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if stop.is_set():
+                    return
+                queue.put((page, None))
+            queue.put((None, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put((None, exc))
+
+    thread = threading.Thread(target=produce, name="directory-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            page, error = queue.get()
+            if error is not None:
+                raise error
+            if page is None:
+                return
+            yield page
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get_nowait()
+            thread.join(0.05)
+
+
+def _same(a: User, b: User) -> bool:
+    return (
+        a.address == b.address
+        and sorted(a.aliases) == sorted(b.aliases)
+        and a.display_name == b.display_name
+        and a.account == b.account
+        and a.source == b.source
+        and a.directory_gone == b.directory_gone
+        and a.attributes == b.attributes
+    )
+
+
+def _delta_clause(cursor: dict) -> str:
+    if cursor["kind"] == "usn":
+        return f"(uSNChanged>={int(cursor['value']) + 1})"
+    stamp = str(cursor["value"])
+    try:
+        at = datetime.strptime(stamp[:14], "%Y%m%d%H%M%S") - TIMESTAMP_OVERLAP
+        stamp = at.strftime("%Y%m%d%H%M%S") + "Z"
+    except ValueError:
+        pass  # an unexpected format: use it as the server gave it
+    return f"(modifyTimestamp>={stamp})"

@@ -1,0 +1,147 @@
+"""Write-back: a saved HD photo's directory thumbnail goes to the user's thumbnailPhoto.
+
+Registered as a `Photos` listener when `[directory] writeback = true`. The write happens right
+after the HD change commits; if the directory is down the upload still succeeds, the user is
+queued under `directory.writeback.pending`, and `sync --watch` retries the queue.
+
+No loops: after writing, the same bytes go into the directory-thumbnail slot with
+`written_by_us` and their hash, so when sync reads them back the hash matches and nothing
+is "new".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from PIL import Image
+
+from .. import imaging
+from ..model import DirectoryThumbnail, PhotoState, User
+from ..store import Store
+from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable
+from .config import DirectoryConfig
+
+log = logging.getLogger(__name__)
+
+PENDING_KEY = "directory.writeback.pending"
+EVENTS = ("saved", "removed")
+
+
+class WriteBack:
+    def __init__(
+        self, store: Store, config: DirectoryConfig, client: DirectoryClient | None = None
+    ):
+        self.store = store
+        self.config = config
+        # Quick to give up inline (an upload must not hang on a dead directory): one attempt;
+        # the queue and `sync --watch` do the patient retrying.
+        quick = replace(config, retries=1, timeout=min(config.timeout, 3.0))
+        self.client = client or DirectoryClient(quick)
+        # One connection, shared by a server's threads: ldap3's sync connections are not
+        # safe to use from two threads at once.
+        self._lock = threading.Lock()
+
+    # --- the Photos listener ---------------------------------------------------------------
+    def __call__(self, user: User, event: str) -> None:
+        if event not in EVENTS or not self.applies(user):
+            return
+        try:
+            self.write(user)
+        except (DirectoryUnavailable, DirectoryRefused) as exc:
+            log.warning("write-back of %s queued: %s", user.address, exc)
+            self._queue(user.id, add=True)
+
+    @staticmethod
+    def applies(user: User) -> bool:
+        return user.source == "directory" and bool(user.attributes.get("dn")) and (
+            not user.directory_gone
+        )
+
+    # --- the write -------------------------------------------------------------------------
+    def thumbnail_for(self, user: User) -> bytes | None:
+        """The bytes the directory should hold for `user` now: None means clear it."""
+        photo = self.store.get_photo(user.id, PhotoState.SAVED)
+        if photo is None:
+            return None
+        thumb = self.store.get_thumbnail(photo.id)
+        size = self.config.writeback_size
+        if thumb is not None and _side(thumb) == size:
+            data = thumb
+        else:
+            # Derive from the smallest rendition that is at least `size` (no upscale).
+            source = next((s for s in photo.sizes if s >= size), photo.largest)
+            rendition = self.store.get_rendition(photo.id, source)
+            if rendition is None:
+                return thumb
+            data = imaging.resize_jpeg(rendition, min(size, source))
+        if len(data) > imaging.DIRECTORY_LIMIT:  # impossible at 96 px; asserted anyway
+            raise DirectoryRefused(f"the {size}px thumbnail is over 100 KB; not written")
+        return data
+
+    def write(self, user: User) -> bytes | None:
+        data = self.thumbnail_for(user)
+        with self._lock:
+            self.client.write_photo(user.attributes["dn"], data)
+        if data is None:
+            self.store.delete_directory_thumbnail(user.id)
+        else:
+            jpeg = data
+            side = _side(data)
+            self.store.put_directory_thumbnail(DirectoryThumbnail(
+                user_id=user.id,
+                jpeg=jpeg,
+                raw_hash=hashlib.sha256(data).hexdigest(),
+                raw_size=len(data),
+                width=side,
+                height=side,
+                problem=None,
+                seen=datetime.now(UTC),
+                written_by_us=True,
+            ))
+        self._queue(user.id, add=False)
+        return data
+
+    # --- the retry queue -------------------------------------------------------------------
+    def pending(self) -> list[str]:
+        raw = self.store.get_state(PENDING_KEY)
+        return json.loads(raw) if raw else []
+
+    def _queue(self, user_id: str, *, add: bool) -> None:
+        queue = self.pending()
+        if add == (user_id in queue):
+            return  # nothing to change: keep the store (and its generation) untouched
+        if add:
+            queue.append(user_id)
+        else:
+            queue.remove(user_id)
+        self.store.set_state(PENDING_KEY, json.dumps(queue))
+
+    def drain(self) -> int:
+        """Retry every queued write-back; returns how many went through."""
+        done = 0
+        for user_id in self.pending():
+            user = self.store.find_user(user_id)
+            if user is None or not self.applies(user):
+                self._queue(user_id, add=False)
+                continue
+            self.write(user)  # DirectoryUnavailable propagates: try again next cycle
+            done += 1
+        return done
+
+
+def _side(jpeg: bytes) -> int:
+    with Image.open(io.BytesIO(jpeg)) as image:
+        return image.width
+
+
+def attach(photos: object, store: Store, config: DirectoryConfig) -> WriteBack:
+    """Register write-back on a `Photos` (typed loosely: the core must not import us)."""
+    writer = WriteBack(store, config)
+    photos.listeners.append(writer)  # type: ignore[attr-defined]
+    return writer
