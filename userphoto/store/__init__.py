@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..errors import UserPhotoError
-from .base import Store, UserQuery, address_hashes
+from .base import PhotoStatus, Store, UserQuery, address_hashes
 
-__all__ = ["Store", "UserQuery", "address_hashes", "open_store"]
+__all__ = ["PhotoStatus", "Store", "UserQuery", "address_hashes", "open_store"]
 
 
 def open_store(url: str) -> Store:

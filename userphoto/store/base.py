@@ -11,9 +11,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..imaging import Rendered
 from ..model import ApiToken, AuditEntry, DirectoryThumbnail, Partner, Photo, PhotoState, User
+
+
+@dataclass(frozen=True)
+class PhotoStatus:
+    """One user's photo facts in one row: what org-wide checks and listings need."""
+
+    user: User  # without aliases (listings do not need them)
+    sizes: tuple[int, ...]  # of the saved photo; () when none
+    photo_created: datetime | None
+    has_preview: bool
+    directory_usable: bool | None  # None: no directory thumbnail
+    directory_problem: str | None
+    directory_seen: datetime | None
+    directory_written_by_us: bool
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,10 @@ class Store(ABC):
 
     @abstractmethod
     def count_users(self, search: str = "") -> int: ...
+
+    @abstractmethod
+    def iter_photo_status(self, batch: int = 5000) -> Iterator[PhotoStatus]:
+        """Every user with their photo facts, one query per batch (for org-wide checks)."""
 
     # --- photos ------------------------------------------------------------------------
     @abstractmethod

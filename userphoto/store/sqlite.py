@@ -25,7 +25,7 @@ from ..model import (
     User,
     Visibility,
 )
-from .base import Store, UserQuery, address_hashes
+from .base import PhotoStatus, Store, UserQuery, address_hashes
 
 # Each entry moves the schema one version up; never edit a released one, append.
 MIGRATIONS: list[str] = [
@@ -393,6 +393,35 @@ class SQLiteStore(Store):
             "(SELECT user_id FROM aliases WHERE address LIKE ?)",
             (like, like, like),
         )
+
+    def iter_photo_status(self, batch: int = 5000) -> Iterator[PhotoStatus]:
+        columns = ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
+        last = ""
+        while True:
+            rows = self._db.execute(
+                f"SELECT {columns}, p.sizes, p.created, "
+                "EXISTS (SELECT 1 FROM photos v WHERE v.user_id = u.id AND v.state = 'preview'), "
+                "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us "
+                "FROM users u "
+                "LEFT JOIN photos p ON p.user_id = u.id AND p.state = 'saved' "
+                "LEFT JOIN directory_thumbnails d ON d.user_id = u.id "
+                "WHERE u.address > ? ORDER BY u.address LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield PhotoStatus(
+                    user=self._user(r[:13], []),
+                    sizes=tuple(int(s) for s in r[13].split(",")) if r[13] else (),
+                    photo_created=_dt(r[14]),
+                    has_preview=bool(r[15]),
+                    directory_usable=bool(r[17]) if r[16] else None,
+                    directory_problem=r[18],
+                    directory_seen=_dt(r[19]),
+                    directory_written_by_us=bool(r[20]),
+                )
+            last = rows[-1][1]
 
     def count_users(self, search: str = "") -> int:
         where, params = self._search(search)
