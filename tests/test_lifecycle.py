@@ -186,8 +186,10 @@ def test_invalid_upload_changes_nothing(app: App, ada: User) -> None:
     generation = app.store.generation()
     with pytest.raises(imaging.ImageError):
         app.photos.set(ada.address, b"<html>not a photo</html>")
-    assert app.store.generation() == generation
+    assert app.store.generation() == generation  # no cached answer needs to change
     assert close(colour_of(app.photos.get(ada.address)[2]), (200, 0, 0))
+    rejected = app.store.audit_log(ada.id)[0]
+    assert rejected.action == "photo.rejected" and "HTML" in rejected.detail
 
 
 # --- atomicity, change tracking, migrations --------------------------------------------------

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from . import imaging
 from .config import Settings
 from .errors import AccountUnavailable, NoPhoto, NoPreview, UnknownUser
 from .imaging import CropSuggester, Rendered
-from .model import SD_MAX, Account, CropBox, Photo, PhotoState, User
+from .model import SD_MAX, Account, AuditEntry, CropBox, Photo, PhotoState, User
 from .store import Store
+
+REJECTED = "photo.rejected"  # audit action of an upload that failed validation
 
 # Called after a committed change: (user, event) where event is "saved", "removed", ...
 Listener = Callable[[User, str], None]
@@ -70,9 +73,19 @@ class Photos:
         actor: str = "admin",
         via: str = "cli",
     ) -> Photo:
-        """Upload and save in one step, or store an unsaved preview."""
+        """Upload and save in one step, or store an unsaved preview.
+
+        A refused image changes no photo; the refusal is audited so the troubleshooter can
+        say which limit an upload hit.
+        """
         user = self.user(key)
-        rendered = self.render(user, data, crop)
+        try:
+            rendered = self.render(user, data, crop)
+        except imaging.ImageError as exc:
+            self.store.audit(
+                AuditEntry(datetime.now(UTC), actor, user.id, REJECTED, via, exc.message)
+            )
+            raise
         return self.put(user, rendered, preview=preview, actor=actor, via=via)
 
     def put(

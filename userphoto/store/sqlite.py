@@ -667,7 +667,7 @@ class SQLiteStore(Store):
         )
 
     def audit(self, entry: AuditEntry) -> None:
-        with self._tx() as db:
+        with self._tx(bump=False) as db:
             self._audit(db, entry)
 
     def audit_log(self, user_id: str | None = None, limit: int = 50) -> list[AuditEntry]:
