@@ -82,9 +82,16 @@ class PhotoServer:
             self.poller.start()
 
     def _surfaces(self) -> list[tuple[str, Surface]]:
-        from . import native
+        from . import avatar, ews, graph, native
 
-        return [(native.PREFIX, native.NativeApi(self.services))]
+        ews_api = ews.EwsApi(self.services)
+        return [
+            (native.PREFIX, native.NativeApi(self.services)),
+            (graph.PREFIX, graph.GraphApi(self.services)),
+            (avatar.PREFIX, avatar.AvatarApi(self.services)),
+            (ews.PREFIX, ews_api),
+            ("/EWS/", ews_api),  # IIS paths are case-insensitive; clients send both
+        ]
 
     def refresh(self, force: bool = False) -> None:
         generation = self.app.store.generation()
