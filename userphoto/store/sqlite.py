@@ -177,8 +177,12 @@ class SQLiteStore(Store):
                 self._local.batch = False
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: everything in it commits together, or nothing does."""
+    def _tx(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything in it commits together, or nothing does.
+
+        `bump` advances the generation that serving caches watch; writes that change no
+        answer (the audit log) leave it alone.
+        """
         db = self._db
         if getattr(self._local, "batch", False):
             # Inside batch(): a savepoint, so a failed write undoes only itself.
@@ -194,7 +198,8 @@ class SQLiteStore(Store):
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
-            db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
+            if bump:
+                db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
