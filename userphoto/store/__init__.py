@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from ..errors import UserPhotoError
-from .base import PhotoStatus, Store, UserQuery, address_hashes
+from .base import PhotoStatus, StatusFilter, StatusQuery, Store, UserQuery, address_hashes
 
-__all__ = ["PhotoStatus", "Store", "UserQuery", "address_hashes", "open_store"]
+__all__ = [
+    "PhotoStatus",
+    "StatusFilter",
+    "StatusQuery",
+    "Store",
+    "UserQuery",
+    "address_hashes",
+    "open_store",
+]
 
 
 def open_store(url: str) -> Store:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from ..imaging import Rendered
 from ..model import ApiToken, AuditEntry, DirectoryThumbnail, Partner, Photo, PhotoState, User
@@ -38,6 +39,25 @@ class UserQuery:
     search: str = ""
     offset: int = 0
     limit: int = 100
+
+
+class StatusFilter(StrEnum):
+    """Listing filters of the admin directory view."""
+
+    ALL = "all"
+    NO_PHOTO = "no_photo"  # no saved photo and no usable directory thumbnail
+    DIRECTORY_ONLY = "directory_only"  # a usable directory thumbnail, no saved photo
+    PROBLEMS = "problems"  # an unusable directory thumbnail, or an absent/disabled account
+
+
+@dataclass(frozen=True)
+class StatusQuery:
+    """A page of `PhotoStatus` rows: search (address, aliases, name), filter, paging."""
+
+    search: str = ""
+    filter: StatusFilter = StatusFilter.ALL
+    offset: int = 0
+    limit: int = 50
 
 
 def address_hashes(address: str) -> tuple[str, str]:
@@ -78,6 +98,17 @@ class Store(ABC):
     @abstractmethod
     def iter_photo_status(self, batch: int = 5000) -> Iterator[PhotoStatus]:
         """Every user with their photo facts, one query per batch (for org-wide checks)."""
+
+    @abstractmethod
+    def list_photo_status(self, query: StatusQuery | None = None) -> list[PhotoStatus]:
+        """One page of users with their photo facts, ordered by address (admin listing).
+
+        Filtered and paged by the database: fast at 100,000 users, never loads them all.
+        """
+
+    @abstractmethod
+    def count_photo_status(self, query: StatusQuery | None = None) -> int:
+        """How many users `query` matches (its offset and limit are ignored)."""
 
     # --- photos ------------------------------------------------------------------------
     @abstractmethod
