@@ -194,12 +194,20 @@ class SQLiteStore(Store):
         if getattr(self._local, "batch", False):
             yield
             return
-        with self._tx():
-            self._local.batch = True
-            try:
-                yield
-            finally:
-                self._local.batch = False
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        self._local.batch, self._local.dirty = True, False
+        try:
+            yield
+            # A batch that wrote nothing leaves the generation alone (serving caches stay).
+            if self._local.dirty:
+                db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
+            db.execute("COMMIT" if self._local.dirty else "ROLLBACK")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            self._local.batch = False
 
     @contextmanager
     def _tx(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
@@ -215,6 +223,7 @@ class SQLiteStore(Store):
             try:
                 yield db
                 db.execute("RELEASE write")
+                self._local.dirty = True
             except BaseException:
                 db.execute("ROLLBACK TO write")
                 db.execute("RELEASE write")
