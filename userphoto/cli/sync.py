@@ -1,0 +1,141 @@
+"""`userphoto sync`: load users and directory photos from LDAP / Active Directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+import click
+
+from ..errors import UserPhotoError
+from ..store import Store
+from . import Context, cli, pass_ctx
+
+if TYPE_CHECKING:  # LDAP code loads only when a sync command runs
+    from ..directory.config import DirectoryConfig
+    from ..directory.status import SyncReport
+    from ..directory.sync import SyncEngine
+
+
+class NoDirectory(UserPhotoError):
+    code = "no_directory"
+
+
+def directory_config(ctx: Context) -> DirectoryConfig:
+    config = ctx.app.directory
+    if config is None:
+        raise NoDirectory(
+            f"No directory is configured. Add a [directory] section with uri and base_dn to "
+            f"{ctx.app.settings.config_path} (README: Directory)."
+        )
+    return config
+
+
+@cli.command("sync")
+@click.option("--full", is_flag=True, help="Read every user (initial load; notices deletions).")
+@click.option("--watch", is_flag=True, help="Keep running: pick up changes within seconds.")
+@click.option("--status", "show_status", is_flag=True, help="Show the last runs and problems.")
+@click.option("--user", "user_key", metavar="ADDRESS", help="With --status: one user's sync facts.")
+@click.option("--force", is_flag=True,
+              help="With --full: mark users gone even beyond delete_guard.")
+@click.option("-v", "--verbose", is_flag=True, help="Log retries and every run.")
+@pass_ctx
+def sync(
+    ctx: Context, full: bool, watch: bool, show_status: bool, user_key: str | None, force: bool,
+    verbose: bool,
+) -> None:
+    """Sync users and their thumbnailPhoto from the directory into userphoto.
+
+    \b
+    Without options: a delta since the last run (a full sync the first time).
+      userphoto sync --full          initial load; marks users gone from the directory
+      userphoto sync                 what changed since the last run
+      userphoto sync --watch         continuously, changes visible within seconds
+      userphoto sync --status        last full/delta/watch runs, counts, errors
+
+    The directory photo fills the directory-thumbnail slot only: once a user has an HD photo,
+    the HD store is authoritative. Unchanged photos and users are not rewritten.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if sum((full, watch, show_status)) > 1:
+        raise click.UsageError("Give at most one of --full, --watch, --status.")
+    if show_status:
+        _status(ctx.app.store, user_key)
+        return
+    from ..directory.sync import SyncEngine
+
+    config = directory_config(ctx)
+    engine = SyncEngine(ctx.app.store, config)
+    if watch:
+        _watch(ctx, engine)
+        return
+    report = engine.full(force=force) if full else engine.delta()
+    click.echo(report.summary())
+    for problem in report.problems[:20]:
+        click.echo(f"  problem: {problem}", err=True)
+    if len(report.problems) > 20:
+        click.echo(f"  ... {len(report.problems) - 20} more (userphoto sync --status)", err=True)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _watch(ctx: Context, engine: SyncEngine) -> None:
+    config = engine.config
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    drain = None
+    if config.writeback:
+        from ..directory.writeback import WriteBack
+
+        drain = WriteBack(ctx.app.store, config).drain
+
+    def after(report: SyncReport) -> None:
+        if report.changed:
+            click.echo(report.summary(), err=not report.ok)
+
+    click.echo(f"watching {', '.join(config.uris)} every {config.watch_interval:g}s "
+               f"(full reconciliation every {config.full_interval:g}s); Ctrl-C stops")
+    engine.watch(stop, after_cycle=after, drain=drain)
+    click.echo("stopped")
+
+
+def _status(store: Store, user_key: str | None) -> None:
+    from ..directory import status
+    from ..directory.writeback import PENDING_KEY
+
+    if user_key:
+        _user_status(store, user_key)
+        return
+    pending = store.get_state(PENDING_KEY)
+    click.echo(status.format_status(
+        status.load(store), pending_writebacks=len(json.loads(pending)) if pending else 0
+    ))
+
+
+def _user_status(store: Store, key: str) -> None:
+    from ..errors import UnknownUser
+
+    user = store.find_user(key)
+    if user is None:
+        raise UnknownUser(f"No user {key!r}.")
+    a = user.attributes
+    click.echo(f"{user.address}: source {user.source}"
+               + (", GONE from the directory" if user.directory_gone else ""))
+    click.echo(f"  dn: {a.get('dn', '-')}")
+    click.echo(f"  directory id: {a.get('directory_id', '-')}")
+    click.echo(f"  last directory change seen: {a.get('directory_changed', '-')}")
+    thumb = store.get_directory_thumbnail(user.id)
+    if thumb is None:
+        click.echo("  directory photo: none")
+        return
+    who = "written back by userphoto" if thumb.written_by_us else "from the directory"
+    usable = f"{thumb.width}×{thumb.height} JPEG" if thumb.jpeg else "no usable photo"
+    click.echo(f"  directory photo: {usable}, {who}, raw {thumb.raw_size:,} bytes, "
+               f"seen {thumb.seen.isoformat(timespec='seconds')}")
+    if thumb.problem:
+        click.echo(f"  problem: {thumb.problem}")
