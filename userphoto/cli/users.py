@@ -186,7 +186,8 @@ def user_set(
         u.visibility = Visibility(visibility)
     if name:
         u.display_name = name
-    _check_url(u.picture, u.picture_url)
+    if picture or url is not None:  # a stored bad address must not block other changes
+        _check_url(u.picture, u.picture_url)
     ctx.app.store.update_user(u)
     click.echo(
         f"updated {u.address}: account {u.account.value}, picture {u.picture.value}, "

@@ -1,0 +1,98 @@
+"""`userphoto diagnose` and `userphoto doctor`: why a photo does or does not show."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .. import diagnose as troubleshooter
+from ..model import ClientProfile, parse_size
+from . import Context, cli, pass_ctx
+
+
+def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    try:
+        return parse_size(value) if value else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@click.argument("target")
+@click.option(
+    "--viewer", metavar="ADDRESS", help="Who looks: a member's (or partner user's) address."
+)
+@click.option("--external", metavar="DOMAIN", help="Who looks: a user of this partner domain.")
+@click.option("--anonymous", is_flag=True, help="Who looks: an anonymous caller (Libravatar, web).")
+@click.option(
+    "--token", metavar="JWT", help="Check the credential a caller presents (e.g. a partner JWT)."
+)
+@click.option(
+    "--client",
+    type=click.Choice([c.value for c in ClientProfile]),
+    default="hd",
+    show_default=True,
+    help="legacy = Lync 2010 (SD only), hd = Lync 2013+, web.",
+)
+@click.option("--size", callback=_size, help="Requested size: 96, 240, HR648x648 ...")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
+@pass_ctx
+def diagnose(
+    ctx: Context,
+    target: str,
+    viewer: str | None,
+    external: str | None,
+    anonymous: bool,
+    token: str | None,
+    client: str,
+    size: int | None,
+    as_json: bool,
+) -> None:
+    """Explain what a viewer sees of TARGET's photo, why, and the commands that fix it.
+
+    Runs the same resolution rule the APIs serve from (visibility → HD photo store →
+    directory thumbnail → web address → default), prints each step's verdict, names the
+    symptom (own photo not shown / others can't see it / no HD photo) and every cause.
+    Without a viewer option the viewer is a member of the organization.
+
+    \b
+    Examples:
+      userphoto diagnose ada@contoso.example
+      userphoto diagnose ada@contoso.example --viewer ada@contoso.example   # her own view
+      userphoto diagnose ada@contoso.example --external fabrikam.example
+      userphoto diagnose ada@contoso.example --client legacy --size 240
+    """
+    if sum(map(bool, (viewer, external, anonymous))) > 1:
+        raise click.UsageError("Give at most one of --viewer, --external, --anonymous.")
+    verdict = troubleshooter.diagnose(
+        ctx.app,
+        target,
+        viewer=viewer,
+        external=external,
+        anonymous=anonymous,
+        token=token,
+        client=client,
+        size=size,
+    )
+    click.echo(json.dumps(verdict.to_dict(), indent=2) if as_json else verdict.text())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@pass_ctx
+def doctor(ctx: Context, as_json: bool) -> None:
+    """Check every user's photo at once: counts per finding, examples, worst offenders.
+
+    Exits 1 when anything is at error level (for monitoring), 0 otherwise.
+    `userphoto diagnose ADDRESS` then explains any single user.
+    """
+    app = ctx.app
+    total = app.store.count_users()
+    show = total > 20_000 and not as_json and sys.stderr.isatty()
+    with click.progressbar(length=total, label="checking", file=sys.stderr, hidden=not show) as bar:
+        report = troubleshooter.doctor(app, progress=bar.update)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
+    if report.errors:
+        sys.exit(1)
