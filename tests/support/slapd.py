@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ldap3
@@ -73,13 +74,20 @@ def user_entry(index: int, picture: bytes | None) -> dict[str, object]:
     return attrs
 
 
-def ldif(indexes: Iterable[int], pictures: Callable[[int], bytes | None] = photo) -> Iterator[str]:
+def ldif(
+    indexes: Iterable[int],
+    pictures: Callable[[int], bytes | None] = photo,
+    start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+) -> Iterator[str]:
+    """LDIF for slapadd. Entries carry old modifyTimestamps a minute apart, as in a directory
+    that has existed for a while (so a delta right after seeding sees only real changes)."""
     yield (
         f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\n"
         f"dc: example\n\ndn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n\n"
     )
     for i in indexes:
-        lines = [f"dn: {user_dn(i)}"]
+        stamp = (start + timedelta(minutes=i)).strftime("%Y%m%d%H%M%SZ")
+        lines = [f"dn: {user_dn(i)}", f"modifyTimestamp: {stamp}", f"createTimestamp: {stamp}"]
         for key, value in user_entry(i, pictures(i)).items():
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, bytes):

@@ -153,8 +153,15 @@ class DirectoryClient:
         )
 
     def refresh_info(self) -> ServerInfo:
-        """Re-read the root DSE (AD's highestCommittedUSN moves with every change)."""
-        return self.retry(lambda c: self._root_dse(c, self.info.uri if self.info else ""))
+        """Connect (with retry and failover) and re-read the root DSE: AD's
+        highestCommittedUSN moves with every change."""
+
+        def op(conn: ldap3.Connection) -> ServerInfo:
+            assert self.info is not None  # connect() sets it before any operation runs
+            self.info = self._root_dse(conn, self.info.uri)
+            return self.info
+
+        return self.retry(op, "the connection check")
 
     def close(self) -> None:
         if self._conn is not None:

@@ -162,7 +162,6 @@ class SyncEngine:
 
     def _read(self, report: SyncReport, *, force: bool, cursor: dict | None) -> None:
         client = self.client
-        client.connect()
         info = client.refresh_info()  # AD: highestCommittedUSN *before* the read starts
         report.server = info.uri
         flavour = Flavour.of(self.config, info.is_ad)
@@ -215,7 +214,7 @@ class SyncEngine:
             new_cursor = {"kind": "usn", "server": info.server_id, "value": info.highest_usn}
         else:
             new_cursor = {"kind": "modifyTimestamp", "server": info.server_id, "value": newest}
-        if new_cursor != cursor and (new_cursor["value"] is not None or full):
+        if new_cursor != self._cursor() and new_cursor["value"] is not None:
             self.store.set_state(status.CURSOR_KEY, json.dumps(new_cursor))
 
     def _cursor(self) -> dict | None:
