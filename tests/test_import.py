@@ -1,0 +1,345 @@
+"""Bulk import and export, end to end through the real `userphoto` entry point.
+
+Dry run, import, re-import (nothing rewritten), conflicts, zip, kill-and-resume and
+export/restore. Photos are small generated JPEGs with a real face (the astronaut) pasted
+off-centre, so the face crop has something to find.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from tests.conftest import BIN, RunCli
+from userphoto import bulk, imaging
+from userphoto.app import App
+from userphoto.config import Settings
+from userphoto.matching import Matcher, Pattern, fold, split_name
+from userphoto.model import Account, CropBox, PhotoState, User
+
+HEAD = Image.fromarray(data.astronaut()).crop((100, 0, 360, 260))
+
+
+def photo(seed: int, size: tuple[int, int] = (480, 320), noise: float = 4.0) -> bytes:
+    """A JPEG: a gradient backdrop with the astronaut's head pasted off-centre."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(60, 200, 3) * np.ones((h, w, 3))
+    img = base + np.linspace(0, 50, w)[None, :, None] + rng.normal(0, noise, (h, w, 3))
+    canvas = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    side = int(h * 0.6)
+    x = int(rng.integers(0, w // 4)) if seed % 2 else int(rng.integers(3 * w // 4 - side, w - side))
+    canvas.paste(HEAD.resize((side, side)), (max(0, x), int(rng.integers(0, h - side))))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+PEOPLE = [
+    # (id, address, name, aliases, attributes, account)
+    ("u-ada", "ada.lovelace@contoso.example", "Ada Lovelace", ["ada@contoso.example"], {}, "hd"),
+    ("u-alan", "alan.turing@contoso.example", "Turing, Alan", [], {}, "hd"),
+    ("u-jose", "jose.garcia@contoso.example", "José García", [], {}, "hd"),
+    ("u-grace", "ghopper@contoso.example", "Grace Hopper", [],
+     {"givenName": "Grace", "sn": "Hopper", "employeeID": "E1001", "sAMAccountName": "GHOPPER"},
+     "hd"),
+    ("u-sam1", "sam.smith@contoso.example", "Sam Smith", [], {"employeeID": "E2001"}, "hd"),
+    ("u-sam2", "sam.smith2@contoso.example", "Sam Smith", [], {"employeeID": "E2002"}, "hd"),
+    ("u-old", "legacy.user@contoso.example", "Legacy User", [], {}, "sd_only"),
+    ("u-off", "gone.user@contoso.example", "Gone User", [], {}, "disabled"),
+]
+
+
+def add_people(app: App) -> None:
+    for uid, address, name, aliases, attributes, account in PEOPLE:
+        app.store.add_user(
+            User(
+                id=uid, address=address, display_name=name, aliases=list(aliases),
+                attributes=dict(attributes), account=Account(account),
+                source="directory" if attributes else "local",
+            )
+        )
+
+
+@pytest.fixture
+def org(app: App) -> App:
+    add_people(app)
+    return app
+
+
+def write(folder: Path, files: dict[str, bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def saved(app: App, user_id: str) -> int:
+    return sum(1 for p in app.store.photo_history(user_id) if p.state is PhotoState.SAVED)
+
+
+# --- matching ---------------------------------------------------------------------------------
+
+
+def test_fold_and_names() -> None:
+    assert fold("  José.GARCÍA ") == "jose.garcia"
+    assert split_name("Ada Lovelace") == (["Ada"], ["Lovelace"])
+    assert split_name("Turing, Alan") == (["Alan"], ["Turing"])
+    firsts, lasts = split_name("Guido van Rossum")
+    assert firsts == ["Guido"] and {"Rossum", "van Rossum", "vanRossum"} <= set(lasts)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "stem", "expected"),
+    [
+        ("{mail}", "ADA.LOVELACE@contoso.example", ["u-ada"]),
+        ("{mail}", "ada@contoso.example", ["u-ada"]),  # an alias
+        ("{local}", "ada", ["u-ada"]),
+        ("{first}.{last}", "ada.lovelace", ["u-ada"]),
+        ("{first}.{last}", "alan.turing", ["u-alan"]),  # "Last, First" display name
+        ("{first}.{last}", "jose.garcia", ["u-jose"]),  # accents folded
+        ("{first}_{last}", "Grace_Hopper", ["u-grace"]),  # givenName / sn
+        ("{employeeID}", "e1001", ["u-grace"]),
+        ("{sAMAccountName}", "ghopper", ["u-grace"]),
+        ("photo-{employeeid}", "PHOTO-E2002", ["u-sam2"]),
+        ("{first}.{last}", "sam.smith", ["u-sam1", "u-sam2"]),  # ambiguous
+        ("{first}.{last}", "nobody.here", []),
+    ],
+)
+def test_matcher(org: App, pattern: str, stem: str, expected: list[str]) -> None:
+    matcher = Matcher(Pattern.parse(pattern), org.store.iter_users())
+    assert sorted(u.id for u in matcher.match(stem)) == expected
+
+
+def test_bad_patterns(org: App) -> None:
+    with pytest.raises(ValueError, match="no \\{field\\}"):
+        Pattern.parse("photo")
+    with pytest.raises(ValueError, match="unbalanced"):
+        Pattern.parse("{first.{last}")
+    with pytest.raises(ValueError, match="employeeNumber"):
+        Matcher(Pattern.parse("{employeeNumber}"), org.store.iter_users())
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(tmp_path: Path, org: App) -> Path:
+    return write(
+        tmp_path / "photos",
+        {
+            "ada.lovelace.jpg": photo(1),
+            "Alan.Turing.JPG": photo(2),
+            "jose.garcia.png": _png(photo(3)),
+            "grace.hopper.jpg": photo(4),
+            "sam.smith.jpg": photo(5),  # ambiguous
+            "nobody.jpg": photo(6),  # unmatched
+            "legacy.user.jpg": photo(7),  # sd_only: sizes up to 96
+            "gone.user.jpg": photo(8),  # disabled account
+            "broken.jpg": b"<html>not an image</html>",  # invalid (and unmatched name)
+        },
+    )
+
+
+def _png(jpeg: bytes) -> bytes:
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_dry_run_previews_and_writes_nothing(folder: Path, org: App, run_cli: RunCli) -> None:
+    (folder / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 20)
+    # a matched name with bad content: invalid-image shows up in the preview
+    (folder / "ada.lovelace.jpg").write_bytes(b"GIF89a not really")
+    out = run_cli("import", str(folder), "--match", "{first}.{last}", "--dry-run").stdout.decode()
+    lines = out.splitlines()
+    assert any(ln.startswith("import") and "Alan.Turing.JPG -> alan.turing@" in ln for ln in lines)
+    assert any(ln.startswith("import") and "jose.garcia.png" in ln for ln in lines)
+    assert any(ln.startswith("ambiguous") and "sam.smith.jpg" in ln and "sam.smith2@" in ln
+               for ln in lines)
+    assert any(ln.startswith("unmatched") and "nobody.jpg" in ln for ln in lines)
+    assert any(ln.startswith("invalid-image") and "ada.lovelace.jpg" in ln for ln in lines)
+    assert any(ln.startswith("failed") and "gone.user.jpg" in ln and "disabled" in ln
+               for ln in lines)
+    assert "dry run, nothing written" in lines[-1]
+    assert org.store.saved_photo_hashes() == {}
+
+
+def test_import_reimport_and_report(
+    folder: Path, org: App, run_cli: RunCli, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.csv"
+    proc = run_cli("import", str(folder), "--match", "{first}.{last}", "--jobs", "2",
+                   "--report", str(report), check=False)
+    out = proc.stdout.decode()
+    assert proc.returncode == 1, out  # broken.jpg is unmatched, but gone.user failed
+    rows = {r["file"]: r for r in csv.DictReader(report.open())}
+    assert rows["ada.lovelace.jpg"]["status"] == "imported"
+    assert rows["ada.lovelace.jpg"]["user"] == "ada.lovelace@contoso.example"
+    assert rows["sam.smith.jpg"]["status"] == "ambiguous"
+    assert rows["nobody.jpg"]["status"] == "unmatched"
+    assert rows["gone.user.jpg"]["status"] == "failed"
+    assert "5 imported" in out.splitlines()[-2] or "5 imported" in out
+
+    hashes = org.store.saved_photo_hashes()
+    assert set(hashes) == {"u-ada", "u-alan", "u-jose", "u-grace", "u-old"}
+    ada = org.store.get_photo("u-ada")
+    assert ada is not None and ada.via == "import" and ada.sizes[-1] <= 320
+    # The face crop, not the centre: the box is smaller than the 320 px short side.
+    assert ada.crop.size < 320
+    assert org.store.get_photo("u-old").sizes[-1] == 96  # type: ignore[union-attr]
+    assert org.store.get_thumbnail(ada.id)  # the directory thumbnail is stored too
+
+    # Re-run: every stored photo is skipped by hash, nothing is rewritten.
+    generation = org.store.generation()
+    again = run_cli("import", str(folder), "--match", "{first}.{last}", "--report",
+                    str(tmp_path / "r2.json"), check=False)
+    rows2 = {r["file"]: r for r in json.loads((tmp_path / "r2.json").read_text())}
+    assert rows2["ada.lovelace.jpg"]["status"] == "unchanged"
+    assert "5 unchanged" in again.stdout.decode()
+    assert org.store.generation() == generation
+    assert all(saved(org, uid) == 1 for uid in hashes)
+    assert org.store.get_photo("u-ada").version == 1  # type: ignore[union-attr]
+
+
+def test_on_conflict_skip_and_replace(org: App, run_cli: RunCli, tmp_path: Path) -> None:
+    org.photos.set("ada.lovelace@contoso.example", photo(20))
+    first = org.store.get_photo("u-ada")
+    folder = write(tmp_path / "p", {"ada.lovelace@contoso.example.jpg": photo(21)})
+    out = run_cli("import", str(folder)).stdout.decode()
+    assert "1 kept" in out
+    assert org.store.get_photo("u-ada").id == first.id  # type: ignore[union-attr]
+    out = run_cli("import", str(folder), "--on-conflict", "replace").stdout.decode()
+    assert "1 replaced" in out
+    assert org.store.get_photo("u-ada").version == 2  # type: ignore[union-attr]
+
+
+def test_zip_import_with_aliases_and_duplicates(
+    org: App, run_cli: RunCli, tmp_path: Path
+) -> None:
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("HR/ada.jpg", photo(30))  # the local part of an alias
+        z.writestr("HR/e1001.jpg", photo(31))
+        z.writestr("HR/ghopper.jpg", photo(32))
+        z.writestr("HR/old/GHOPPER.png", _png(photo(33)))  # the same user again: duplicate
+        z.writestr("__MACOSX/HR/._e1001.jpg", b"resource fork")  # skipped silently
+        z.writestr("HR/empty/", b"")
+    out = run_cli("import", str(archive), "--match", "{employeeID}", "--dry-run").stdout.decode()
+    assert "HR/e1001.jpg -> ghopper@contoso.example" in out
+    assert "4 files: 1 to import, 3 unmatched" in out
+    out = run_cli("import", str(archive), "--match", "{local}").stdout.decode()
+    assert "4 files: 1 imported, 1 unmatched, 2 duplicate" in out
+    assert "duplicate     HR/old/GHOPPER.png -> ghopper@contoso.example" in out
+    assert set(org.store.saved_photo_hashes()) == {"u-ada"}
+    run_cli("import", str(archive), "--match", "{employeeID}")
+    assert set(org.store.saved_photo_hashes()) == {"u-ada", "u-grace"}
+
+
+def test_export_then_restore(org: App, run_cli: RunCli, tmp_path: Path, home: Path) -> None:
+    for i, address in enumerate(["ada.lovelace@contoso.example", "ghopper@contoso.example"]):
+        org.photos.set(address, photo(40 + i, size=(900, 700)))
+    org.photos.set("legacy.user@contoso.example", photo(42))
+    backup = tmp_path / "backup"
+    out = run_cli("export", str(backup)).stdout.decode()
+    assert "exported 3 photos" in out
+    assert sorted(p.name for p in backup.iterdir()) == [
+        "ada.lovelace@contoso.example.jpg",
+        "ghopper@contoso.example.jpg",
+        "legacy.user@contoso.example.jpg",
+    ]
+    small = tmp_path / "small"
+    run_cli("export", str(small), "--size", "HR96x96")
+    assert Image.open(small / "ghopper@contoso.example.jpg").size == (96, 96)
+
+    # Restore into a fresh data folder holding the same users.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    restored = App(Settings.load(fresh))
+    add_people(restored)
+    env = {**os.environ, "USERPHOTO_HOME": str(fresh)}
+    proc = subprocess.run([str(BIN / "userphoto"), "import", str(backup)], env=env,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "3 imported" in proc.stdout.decode()
+    for uid in ("u-ada", "u-grace"):
+        before = org.store.get_photo(uid)
+        after = restored.store.get_photo(uid)
+        assert before is not None and after is not None
+        # The exported square comes back whole (no second face crop), at the same sizes.
+        assert after.crop == CropBox(0, 0, before.largest) and after.sizes == before.sizes
+        a = np.asarray(Image.open(io.BytesIO(org.store.get_rendition(before.id, 240) or b"")))
+        b = np.asarray(Image.open(io.BytesIO(restored.store.get_rendition(after.id, 240) or b"")))
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 4  # same picture
+    restored.close()
+
+
+def test_kill_and_resume(org: App, home: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    count = 40
+    for i in range(count):
+        org.store.add_user(User(id=f"k{i}", address=f"k{i}@contoso.example", display_name=f"K {i}"))
+    # One noisy 1400x1000 backdrop, the face moved per file: distinct files, cheap to make,
+    # slow enough to import (~50 ms each) that the kill lands mid-run.
+    rng = np.random.default_rng(0)
+    noise = rng.normal(128, 30, (1000, 1400, 3))
+    backdrop = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8))
+    head = HEAD.resize((500, 500))
+    files = {}
+    for i in range(count):
+        canvas = backdrop.copy()
+        canvas.paste(head, (20 * i, 10 * i))
+        buf = io.BytesIO()
+        canvas.save(buf, "JPEG", quality=88)
+        files[f"k{i}@contoso.example.jpg"] = buf.getvalue()
+    folder = write(tmp_path / "many", files)
+    env = {**os.environ, "USERPHOTO_HOME": str(home)}
+    proc = subprocess.Popen([str(BIN / "userphoto"), "import", str(folder), "--jobs", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = sqlite3.connect(home / "userphoto.db", timeout=30)
+    stored = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        stored = db.execute("SELECT count(*) FROM photos WHERE state = 'saved'").fetchone()[0]
+        if stored >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the import finished before it could be killed"
+    stored = db.execute("SELECT count(*) FROM photos WHERE state = 'saved'").fetchone()[0]
+    db.close()
+    assert 3 <= stored < count
+
+    out = run_cli("import", str(folder), "--jobs", "2").stdout.decode()
+    assert f"{count - stored} imported, {stored} unchanged" in out
+    assert len(org.store.saved_photo_hashes()) == count
+    for i in range(count):
+        assert [p.version for p in org.store.photo_history(f"k{i}")] == [1]
+
+
+def test_run_in_process_reports_bad_files_without_stopping(org: App, tmp_path: Path) -> None:
+    folder = write(tmp_path / "x", {
+        "ada.lovelace@contoso.example.jpg": photo(50)[:2000],  # truncated mid-scan
+        "ghopper@contoso.example.jpg": photo(51),
+        "jose.garcia@contoso.example.jpg": b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
+    })
+    the_plan = bulk.plan(bulk.scan(folder), bulk.load_matcher(org.store, "{mail}"))
+    items = {i.file: i for i in bulk.run(the_plan, org.photos, org.settings, jobs=1)}
+    assert items["ghopper@contoso.example.jpg"].status is bulk.Status.IMPORTED
+    assert items["jose.garcia@contoso.example.jpg"].status is bulk.Status.INVALID
+    bad = items["ada.lovelace@contoso.example.jpg"]
+    assert bad.status is bulk.Status.INVALID and "damaged" in bad.detail
+    assert imaging.sniff(b"\xff\xd8\xff") == "JPEG"

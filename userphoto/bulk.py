@@ -1,0 +1,395 @@
+"""Bulk import from a folder or zip, and export of every photo for backup.
+
+Import runs in three steps:
+
+1. **Plan** (parent, cheap): list the files, match each name to a user, and decide what needs
+   work. Unmatched, ambiguous and duplicate names, and users whose account cannot hold photos,
+   are settled here without reading a byte.
+2. **Process** (worker processes, all cores): read the file, hash it, skip it when the hash
+   equals the user's saved photo (idempotent re-runs), else decode, face-crop and render every
+   size. A bad file becomes a report line, never a stopped run.
+3. **Store** (parent only): SQLite has one writer, so results are written one transaction per
+   photo as they arrive. A killed run loses at most the photos in flight; re-running skips
+   everything already stored (same hash), so a re-run is the resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from itertools import islice
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from . import imaging
+from .config import Settings
+from .imaging import ImageError, Limits, Rendered
+from .matching import Matcher, Pattern
+from .model import MASTER_MAX, SD_MAX, Account, normalize_address
+from .photos import Photos
+from .store import Store
+
+
+class Status(StrEnum):
+    IMPORTED = "imported"  # a new photo for a user who had none
+    REPLACED = "replaced"  # replaced a different saved photo (--on-conflict replace)
+    UNCHANGED = "unchanged"  # the user's saved photo has exactly these bytes already
+    KEPT = "kept"  # the user has another photo and --on-conflict skip kept it
+    UNMATCHED = "unmatched"
+    AMBIGUOUS = "ambiguous"  # the name matches several users
+    DUPLICATE = "duplicate"  # several files name the same user
+    INVALID = "invalid-image"
+    FAILED = "failed"  # the user cannot take a photo, or storing it failed
+
+
+# Dry-run wording: what a real run would do.
+WOULD = {Status.IMPORTED: "import", Status.REPLACED: "replace"}
+PROBLEMS = (Status.UNMATCHED, Status.AMBIGUOUS, Status.DUPLICATE, Status.INVALID, Status.FAILED)
+
+# Files a file manager leaves behind; never photos, not worth an "unmatched" line.
+_IGNORED = {"thumbs.db", "desktop.ini"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file to import: a path, or a member of a zip archive."""
+
+    path: str
+    member: str | None = None
+    label: str = ""  # how reports name it: relative to the imported folder, or the member
+
+    @property
+    def name(self) -> str:
+        return self.label or (f"{self.path}!{self.member}" if self.member else self.path)
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.member).stem if self.member else Path(self.path).stem
+
+    def read(self, limit: int) -> bytes:
+        """At most `limit` bytes: enough to refuse an oversized file without loading it."""
+        if self.member is None:
+            with open(self.path, "rb") as f:
+                return f.read(limit)
+        with _zip(self.path).open(self.member) as f:
+            return f.read(limit)
+
+
+_zips: dict[str, zipfile.ZipFile] = {}
+
+
+def _zip(path: str) -> zipfile.ZipFile:
+    """One open archive per process: re-reading the central directory per file is slow."""
+    archive = _zips.get(path)
+    if archive is None:
+        archive = _zips[path] = zipfile.ZipFile(path)
+    return archive
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in _IGNORED
+
+
+def scan(path: Path) -> list[Source]:
+    """Every candidate file under a folder (recursively) or in a zip, in name order."""
+    if path.is_dir():
+        found: list[Source] = []
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [
+                Source(os.path.join(root, f), label=os.path.relpath(os.path.join(root, f), path))
+                for f in sorted(files)
+                if not _hidden(f)
+            ]
+        return found
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return [
+                Source(str(path), info.filename, label=info.filename)
+                for info in sorted(archive.infolist(), key=lambda i: i.filename)
+                if not info.is_dir()
+                and not _hidden(PurePosixPath(info.filename).name)
+                and not info.filename.startswith("__MACOSX/")
+            ]
+    if path.exists():
+        raise ValueError(f"{path} is neither a folder nor a zip archive.")
+    raise ValueError(f"{path} does not exist.")
+
+
+# --- per-file work (runs in worker processes) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Source
+    current_hash: str | None  # the user's saved photo, if any
+    replace: bool  # --on-conflict replace
+    render: bool  # False for a dry run: header checks only
+    limits: Limits
+    max_size: int
+    thumbnail_size: int
+    quality: int
+
+
+@dataclass
+class Outcome:
+    status: Status
+    sha256: str = ""
+    detail: str = ""
+    rendered: Rendered | None = None
+
+
+def process(job: Job) -> Outcome:
+    """Read, hash, and (unless unchanged or kept) validate and render one file."""
+    try:
+        data = job.source.read(job.limits.max_bytes + 1)
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+        return Outcome(Status.INVALID, detail=f"cannot read: {exc}")
+    sha = hashlib.sha256(data).hexdigest()
+    if sha == job.current_hash:
+        return Outcome(Status.UNCHANGED, sha, "same bytes as the saved photo")
+    if job.current_hash is not None and not job.replace:
+        return Outcome(Status.KEPT, sha, "has another photo (use --on-conflict replace)")
+    status = Status.IMPORTED if job.current_hash is None else Status.REPLACED
+    try:
+        if not job.render:
+            info = imaging.inspect(data, job.limits)
+            return Outcome(status, sha, f"{info.format} {info.width}×{info.height}")
+        from .facecrop import suggest
+
+        rendered = imaging.render(
+            data,
+            limits=job.limits,
+            suggest=suggest,
+            thumbnail_size=job.thumbnail_size,
+            max_size=job.max_size,
+            quality=job.quality,
+        )
+    except ImageError as exc:
+        return Outcome(Status.INVALID, sha, str(exc))
+    except Exception as exc:  # a decoder bug must not stop the other 9,999 files
+        return Outcome(Status.INVALID, sha, f"unexpected {type(exc).__name__}: {exc}")
+    return Outcome(status, sha, rendered=rendered)
+
+
+def _init_worker() -> None:
+    # Load the cascade once per worker, before the first photo, so it is not timed per file.
+    from .facecrop import _cascade
+
+    _cascade()
+
+
+# --- plan, run, report -----------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One file's line in the plan and the report."""
+
+    file: str
+    status: Status | None = None  # None: still to be processed
+    user: str = ""  # the matched user's primary address
+    detail: str = ""
+    sha256: str = ""
+    crop: str = ""
+    version: int | None = None
+    user_id: str = field(default="", repr=False)
+
+
+@dataclass
+class Plan:
+    items: list[Item]
+    sources: dict[str, Source]  # by Item.file
+
+    @property
+    def pending(self) -> list[Item]:
+        return [i for i in self.items if i.status is None]
+
+
+def plan(sources: list[Source], matcher: Matcher) -> Plan:
+    """Match every file to a user; settle the files that need no reading."""
+    items = [Item(s.name) for s in sources]
+    by_user: dict[str, list[Item]] = {}
+    for source, item in zip(sources, items, strict=True):
+        users = matcher.match(source.stem)
+        if not users:
+            item.status = Status.UNMATCHED
+            item.detail = f"no user matches {source.stem!r} with {matcher.pattern.text}"
+        elif len(users) > 1:
+            item.status = Status.AMBIGUOUS
+            item.detail = "matches " + ", ".join(u.address for u in users)
+        else:
+            user = users[0]
+            item.user, item.user_id = user.address, user.id
+            if user.account in (Account.ABSENT, Account.DISABLED):
+                item.status = Status.FAILED
+                item.detail = f"account is {user.account.value}; it cannot hold photos"
+            by_user.setdefault(user.id, []).append(item)
+    for group in by_user.values():
+        if len(group) > 1:
+            names = ", ".join(Path(i.file).name for i in group)
+            for item in group:
+                item.status = Status.DUPLICATE
+                item.detail = f"{len(group)} files name {item.user}: {names}"
+    return Plan(items, {s.name: s for s in sources})
+
+
+class Progress(Protocol):
+    """What run() reports progress to; the CLI passes a tqdm bar."""
+
+    def update(self, n: float | None = 1) -> bool | None: ...
+
+    def close(self) -> None: ...
+
+
+def run(
+    the_plan: Plan,
+    photos: Photos,
+    settings: Settings,
+    *,
+    jobs: int = 1,
+    replace: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    actor: str = "admin",
+) -> list[Item]:
+    """Process every pending item (workers) and store the results (here). Returns all items."""
+    store = photos.store
+    hashes = store.saved_photo_hashes()
+    users = {i.user_id: photos.store.find_user(i.user_id) for i in the_plan.pending}
+    work: list[tuple[Item, Job]] = []
+    for item in the_plan.pending:
+        user = users[item.user_id]
+        if user is None:  # deleted since the plan was made
+            item.status, item.detail = Status.FAILED, "the user no longer exists"
+            continue
+        job = Job(
+            source=the_plan.sources[item.file],
+            current_hash=hashes.get(user.id),
+            replace=replace,
+            render=not dry_run,
+            limits=settings.limits,
+            max_size=SD_MAX if user.account is Account.SD_ONLY else MASTER_MAX,
+            thumbnail_size=settings.thumbnail_size,
+            quality=settings.jpeg_quality,
+        )
+        work.append((item, job))
+
+    def finish(item: Item, outcome: Outcome) -> None:
+        item.sha256, item.detail = outcome.sha256, outcome.detail
+        item.status = outcome.status
+        if outcome.rendered is None:
+            return
+        user = users[item.user_id]
+        assert user is not None
+        try:
+            photo = photos.put(user, outcome.rendered, actor=actor, via="import")
+        except Exception as exc:  # e.g. the account was disabled meanwhile
+            item.status, item.detail = Status.FAILED, f"not stored: {exc}"
+            return
+        item.crop, item.version = str(photo.crop), photo.version
+        item.detail = f"version {photo.version}, sizes {photo.sizes[0]}..{photo.largest}"
+
+    try:
+        for item, outcome in _execute(work, jobs):
+            finish(item, outcome)
+            if progress is not None:
+                progress.update()
+    finally:
+        if progress is not None:
+            progress.close()
+    return the_plan.items
+
+
+def _execute(work: list[tuple[Item, Job]], jobs: int) -> Iterator[tuple[Item, Outcome]]:
+    """Outcomes as they complete. A bounded window keeps memory flat and a kill cheap."""
+    if jobs <= 1 or len(work) <= 1:
+        for item, job in work:
+            yield item, process(job)
+        return
+    # Load OpenCV and the cascade here, once: forked workers inherit them instead of each
+    # paying ~0.3 s at start (workers started another way load it in _init_worker).
+    _init_worker()
+    pending = iter(work)
+    in_flight: dict[Future[Outcome], Item] = {}
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
+        try:
+            for item, job in islice(pending, jobs * 3):
+                in_flight[pool.submit(process, job)] = item
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = in_flight.pop(future)
+                    for next_item, next_job in islice(pending, 1):
+                        in_flight[pool.submit(process, next_job)] = next_item
+                    yield item, future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def summary(items: Iterable[Item]) -> Counter[Status]:
+    return Counter(i.status for i in items if i.status is not None)
+
+
+def write_report(items: list[Item], path: Path) -> None:
+    """JSON when the name ends in .json, else CSV; one row per file."""
+    rows = [
+        {k: str(v) if isinstance(v, Status) else v for k, v in asdict(i).items() if k != "user_id"}
+        for i in items
+    ]
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Exported:
+    written: int = 0
+    skipped: list[str] = field(default_factory=list)  # addresses unusable as file names
+
+
+def export(store: Store, directory: Path, size: int | None = None) -> Exported:
+    """Write every saved photo as DIR/<address>.jpg (at `size`, default the largest).
+
+    Importing the folder with the default `{mail}` pattern restores them.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    result = Exported()
+    for user in store.iter_users():
+        photo = store.get_photo(user.id)
+        if photo is None:
+            continue
+        name = normalize_address(user.address)
+        if "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
+            result.skipped.append(user.address)
+            continue
+        data = store.get_rendition(photo.id, Photos.fit(photo, size))
+        if data is None:
+            continue
+        target = directory / f"{name}.jpg"
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)  # never a half-written file under the real name
+        result.written += 1
+    return result
+
+
+def load_matcher(store: Store, pattern: str) -> Matcher:
+    return Matcher(Pattern.parse(pattern), store.iter_users())
+

@@ -1,0 +1,140 @@
+"""`userphoto import | export`: bulk import from a folder or zip, and backup export."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .. import bulk
+from ..bulk import PROBLEMS, WOULD, Item, Status
+from ..errors import InvalidArgument
+from ..matching import DEFAULT_PATTERN
+from . import Context, cli, pass_ctx
+from .photos import _size
+
+ORDER = [Status.IMPORTED, Status.REPLACED, Status.UNCHANGED, Status.KEPT, *PROBLEMS]
+PROBLEM_LINES = 20
+
+
+def _line(item: Item, dry_run: bool) -> str:
+    status = item.status or Status.FAILED
+    word = WOULD.get(status, status.value) if dry_run else status.value
+    target = f" -> {item.user}" if item.user and status not in (Status.AMBIGUOUS,) else ""
+    detail = f"  ({item.detail})" if item.detail else ""
+    return f"{word:<13} {item.file}{target}{detail}"
+
+
+def _summary(items: list[Item], dry_run: bool) -> str:
+    counts = bulk.summary(items)
+    parts = []
+    for status in ORDER:
+        if counts[status]:
+            word = (f"to {WOULD[status]}" if status in WOULD else status.value) if dry_run else (
+                status.value
+            )
+            parts.append(f"{counts[status]} {word}")
+    return f"{len(items)} files: " + (", ".join(parts) or "nothing to do")
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--match", "pattern", default=DEFAULT_PATTERN, show_default=True,
+              help="File name (without extension) as a pattern over user fields: {mail}, "
+                   "{local}, {first}, {last}, {name}, {id}, or any directory attribute such as "
+                   "{employeeID} or {sAMAccountName}. Case- and accent-insensitive; aliases count.")
+@click.option("--dry-run", is_flag=True,
+              help="Show matched / unmatched / ambiguous / invalid files; write nothing.")
+@click.option("--on-conflict", type=click.Choice(["skip", "replace"]), default="skip",
+              show_default=True,
+              help="A user who already has a different photo: keep it, or replace it.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=os.cpu_count() or 1,
+              show_default="all cores", help="Worker processes.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one row per file to FILE: JSON if it ends in .json, else CSV.")
+@pass_ctx
+def import_photos(
+    ctx: Context, path: Path, pattern: str, dry_run: bool, on_conflict: str, jobs: int,
+    report: Path | None,
+) -> None:
+    """Import every photo in PATH (a folder or a zip), matching file names to users.
+
+    Each file is validated, face-cropped and rendered at every size, as `set` does. Files
+    with a photo identical to the user's saved one are skipped, so re-running is safe and
+    resumes an interrupted import. Bad files are reported; they never stop the run. Exits 1
+    when a file was invalid or could not be stored.
+
+    \b
+    Examples:
+      userphoto import photos/ --dry-run                    preview: who matches what
+      userphoto import photos.zip --match '{first}.{last}'
+      userphoto import hr-export/ --match '{employeeID}' --on-conflict replace --report r.csv
+      userphoto import backup/                              restore a `userphoto export`
+    """
+    app = ctx.app
+    try:
+        matcher = bulk.load_matcher(app.store, pattern)
+        sources = bulk.scan(path)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    the_plan = bulk.plan(sources, matcher)
+    pending = len(the_plan.pending)
+    started = time.monotonic()
+    progress = None
+    if pending:
+        from tqdm import tqdm
+
+        progress = tqdm(
+            total=pending, unit="photo", desc="checking" if dry_run else "importing",
+            file=sys.stderr, dynamic_ncols=True, mininterval=0.5, leave=False,
+        )
+    try:
+        items = bulk.run(
+            the_plan, app.photos, app.settings, jobs=jobs, replace=on_conflict == "replace",
+            dry_run=dry_run, progress=progress,
+        )
+    finally:
+        if report is not None:
+            bulk.write_report(the_plan.items, report)
+    elapsed = time.monotonic() - started
+
+    # The dry run is the preview, so it lists every file; a real run lists only problems,
+    # and only the first few of each kind (the report has them all).
+    for status in ORDER if dry_run else PROBLEMS:
+        lines = [_line(i, dry_run) for i in items if i.status is status]
+        limit = len(lines) if dry_run else PROBLEM_LINES
+        for line in lines[:limit]:
+            click.echo(line)
+        if len(lines) > limit:
+            more = "see --report" if report else "list them with --report FILE"
+            click.echo(f"... and {len(lines) - limit} more {status.value} ({more})")
+    if dry_run:
+        click.echo(f"dry run, nothing written. {_summary(items, True)}")
+        return
+    done = sum(1 for i in items if i.status in (Status.IMPORTED, Status.REPLACED))
+    rate = f", {pending / elapsed:.1f} files/s" if pending and elapsed > 0 else ""
+    click.echo(f"{_summary(items, False)} ({done} stored in {elapsed:.1f} s{rate})")
+    if report is not None:
+        click.echo(f"report: {report}")
+    counts = bulk.summary(items)
+    if counts[Status.INVALID] or counts[Status.FAILED]:
+        sys.exit(1)
+
+
+@cli.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--size", callback=_size,
+              help="Pixel size or EWS code (96, HR240x240); default each photo's largest.")
+@pass_ctx
+def export_photos(ctx: Context, directory: Path, size: int | None) -> None:
+    """Write every user's saved photo to DIRECTORY as <address>.jpg (backup).
+
+    `userphoto import DIRECTORY` restores them (the default --match '{mail}' reads the names).
+    """
+    result = bulk.export(ctx.app.store, directory, size)
+    click.echo(f"exported {result.written} photos to {directory}")
+    for address in result.skipped:
+        click.echo(f"skipped {address}: not usable as a file name", err=True)
