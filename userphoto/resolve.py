@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from .model import (
     SD_MAX,
@@ -89,6 +90,20 @@ class Resolution:
         return ""
 
 
+_ORDER = list(Step)
+# The trace entries after a step that answered, and after a visibility refusal.
+_NOT_REACHED = {
+    step: tuple(
+        TraceEntry(later, Verdict.NOT_REACHED, "an earlier step answered")
+        for later in _ORDER[_ORDER.index(step) + 1 :]
+    )
+    for step in _ORDER
+}
+_HIDDEN_REST = tuple(
+    TraceEntry(step, Verdict.NOT_REACHED, "not visible to this viewer") for step in _ORDER[1:]
+)
+
+
 def usable_url(url: str | None) -> bool:
     return bool(url) and url.lower().startswith(("https://", "http://"))  # type: ignore[union-attr]
 
@@ -136,27 +151,16 @@ def resolve(
     """
     trace: list[TraceEntry] = []
 
-    def done(source: Source, verdict_step: Step, reason: str, **kw: object) -> Resolution:
-        trace.append(TraceEntry(verdict_step, Verdict.USED, reason))
-        for step in Step:
-            if not any(e.step is step for e in trace):
-                trace.append(TraceEntry(step, Verdict.NOT_REACHED, "an earlier step answered"))
-        order = list(Step)
-        trace.sort(key=lambda e: order.index(e.step))
-        return Resolution(
-            source,
-            kw.get("size"),
-            tuple(trace),
-            kw.get("url"),
-            kw.get("cap"),  # type: ignore[arg-type]
-        )
+    def done(source: Source, step: Step, reason: str, **kw: Any) -> Resolution:
+        trace.append(TraceEntry(step, Verdict.USED, reason))
+        trace.extend(_NOT_REACHED[step])
+        return Resolution(source, kw.get("size"), tuple(trace), kw.get("url"), kw.get("cap"))
 
     # 1. Visibility
     ok, why = visibility(user, viewer)
     if not ok:
         trace.append(TraceEntry(Step.VISIBILITY, Verdict.BLOCKED, why))
-        for step in list(Step)[1:]:
-            trace.append(TraceEntry(step, Verdict.NOT_REACHED, "not visible to this viewer"))
+        trace.extend(_HIDDEN_REST)
         return Resolution(Source.NONE, None, tuple(trace))
     trace.append(TraceEntry(Step.VISIBILITY, Verdict.USED, why))
 
@@ -242,7 +246,7 @@ def resolve(
         trace.append(TraceEntry(Step.DIRECTORY, verdict, reason))
 
     # 4. Web-address photo
-    if usable_url(user.picture_url) and user.picture in (Picture.URL, Picture.PHOTO):
+    if usable_url(user.picture_url):  # (a hidden picture only gets here for its owner)
         return done(
             Source.URL,
             Step.URL,
