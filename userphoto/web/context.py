@@ -1,0 +1,95 @@
+"""What every page handler shares: services, sessions, rendering, guards and body reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..api.common import Services
+from ..errors import Forbidden, InvalidArgument, UserPhotoError
+from ..model import Viewer, ViewerKind
+from .render import Renderer
+from .session import Sessions
+
+FORM_LIMIT = 64 * 1024
+
+
+class SignInNeeded(UserPhotoError):
+    """A page needs a signed-in member or admin; pages answer with a redirect to /signin."""
+
+    code = "signin_needed"
+    status = 401
+
+
+@dataclass
+class Web:
+    services: Services
+    sessions: Sessions
+    renderer: Renderer
+
+    @classmethod
+    def build(cls, services: Services) -> Web:
+        sessions = Sessions(services)
+        return cls(services, sessions, Renderer(sessions))
+
+    # --- guards --------------------------------------------------------------------------------
+    def member(self, request: Request) -> Viewer:
+        viewer = self.sessions.viewer(request)
+        if viewer.kind not in (ViewerKind.MEMBER, ViewerKind.ADMIN):
+            raise SignInNeeded("Sign in first.")
+        return viewer
+
+    def admin(self, request: Request) -> Viewer:
+        viewer = self.member(request)
+        if not viewer.admin:
+            raise Forbidden("This page is for administrators; sign in with an admin token.")
+        return viewer
+
+    def signin_redirect(self, request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return self.renderer.redirect(request, f"/signin?next={quote(target, safe='')}")
+
+    def refused(self, request: Request, exc: UserPhotoError) -> Response:
+        """A page that may not be shown: sign in, or a plain error page."""
+        if isinstance(exc, SignInNeeded):
+            return self.signin_redirect(request)
+        return self.renderer.page(
+            request, "error.html", {"title": "Not available", "message": exc.message}, exc.status
+        )
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An urlencoded form body (the only kind our forms send); first value of each name."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT:
+            raise InvalidArgument("The form is too large.")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise InvalidArgument("The form is not valid UTF-8.") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)
+    return form
+
+
+async def read_upload(request: Request, limit: int) -> bytes:
+    """A raw upload body. Up to 4× the limit is read so the image check can name the size;
+    beyond that the upload is cut off with the same kind of message."""
+    cap = limit * 4
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise UserPhotoError(
+                f"The file is larger than {cap // (1024 * 1024)} MB; the limit is "
+                f"{limit / (1024 * 1024):.1f} MB. Export a smaller JPEG (648×648 is plenty).",
+                code="image_too_large",
+                status=413,
+            )
+    return bytes(body)
