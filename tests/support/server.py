@@ -95,6 +95,9 @@ PEOPLE: list[tuple[str, str, dict, int | None, bool]] = [
     ("lee", "Lee Nobody", {"visibility": Visibility.NOBODY}, 700, False),
     ("max", "Max Public Nophoto", {"visibility": Visibility.EVERYONE}, None, False),
     ("ned", "Ned Both", {"visibility": Visibility.EVERYONE}, 700, True),
+    # changed by tests (nobody else reads them)
+    ("oz", "Oz Changes", {"visibility": Visibility.EVERYONE}, 700, False),
+    ("pam", "Pam Changes", {"visibility": Visibility.EVERYONE}, None, False),
 ]
 
 
@@ -156,7 +159,7 @@ def seed(home: Path) -> tuple[dict[str, str], str, rsa.RSAPrivateKey, ec.Ellipti
                 put_directory(app, user.id)
         app.photos.remove(ids["gus"])
         tokens = {
-            who: auth.create_token(app.store, addr(who))[1] for who in ("ada", "bob", "kim", "gus")
+            who: auth.create_token(app.store, addr(who))[1] for who in ("ada", "bob", "kim", "gus", "max", "pam")
         }
         tokens["admin"] = auth.create_token(app.store, "root@contoso.test", admin=True)[1]
         _p, secret = auth.add_partner(app.store, "partner.example")
@@ -173,9 +176,17 @@ def seed(home: Path) -> tuple[dict[str, str], str, rsa.RSAPrivateKey, ec.Ellipti
     return tokens, secret, rsa_key, ec_key, ids
 
 
+ALLOWED_DEFAULT = "https://static.contoso.test/avatars/"
+
+
 def start_server(home: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "USERPHOTO_HOME": str(home), **(extra_env or {})}
+    env = {
+        **os.environ,
+        "USERPHOTO_HOME": str(home),
+        "USERPHOTO_AVATAR_DEFAULT_URL_ALLOW": f'["{ALLOWED_DEFAULT}"]',
+        **(extra_env or {}),
+    }
     proc = subprocess.Popen(
         [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
