@@ -14,7 +14,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 
 # Fixture modules of each feature area (servers, directories, browsers).
-pytest_plugins: list[str] = ["tests.support.slapd", "tests.support.server"]
+pytest_plugins: list[str] = ["tests.support.slapd", "tests.support.server", "tests.support.browser"]
 
 BIN = Path(sys.executable).parent
 

@@ -108,7 +108,11 @@
       const el = $(`preview-${size}`);
       if (el) el.src = url;
       const capped = $(`capped-${size}`);
-      if (capped) capped.hidden = !data.capped.includes(Number(size));
+      if (capped) {
+        capped.hidden = !data.capped.includes(Number(size));
+        const largest = Math.max(...data.sizes);
+        capped.textContent = `The crop is under ${size} px, so this shows ${largest} px (never upscaled).`;
+      }
     }
     preview.hidden = false;
   }

@@ -1,0 +1,128 @@
+"""My photo in a real browser: upload a real face, crop, preview, save; cancel; errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.support.browser import Web, astronaut_png, shot, sign_in
+from userphoto.model import CropBox, PhotoState
+
+PNG = "image/png"
+
+
+def crop_shown(page: Any) -> CropBox:
+    text = page.locator("#crop-text").inner_text()
+    match = re.search(r"Crop: (\d+)×\d+ px at \((\d+), (\d+)\)", text)
+    assert match, text
+    size, x, y = (int(g) for g in match.groups())
+    return CropBox(x, y, size)
+
+
+def wait_preview(page: Any, version_after: int = 0) -> None:
+    page.wait_for_function(
+        "() => [96, 240, 648].every(s => { const i = document.getElementById('preview-' + s);"
+        " return i && i.complete && i.naturalWidth > 0"
+        " && !document.getElementById('preview').hidden; })"
+    )
+
+
+def test_upload_crop_preview_save(page: Any, web: Web) -> None:
+    before = web.api_photo("kim").content  # no photo yet: the generated initials
+    sign_in(page, web, "kim")
+    page.get_by_text("choose a file").wait_for()
+    page.set_input_files("#file", files=[{"name": "me.png", "mimeType": PNG,
+                                         "buffer": astronaut_png()}])
+    page.locator("#crop").wait_for(state="visible")
+    wait_preview(page)
+    suggested = crop_shown(page)
+    app = web.app()
+    try:
+        preview = app.store.get_photo(web.ids["kim"], PhotoState.PREVIEW)
+        assert preview is not None and preview.crop == suggested  # the server's face crop
+        assert suggested.size < 512  # face-aware: not the whole picture
+        # Crop with the keyboard: zoom out twice, move left, then let the preview update.
+        page.locator("#stage").focus()
+        page.keyboard.press("-")
+        page.keyboard.press("-")
+        page.keyboard.press("Shift+ArrowLeft")
+        page.get_by_text("Preview updated.").wait_for()
+        chosen = crop_shown(page)
+        assert chosen != suggested and chosen.size > suggested.size
+        preview = app.store.get_photo(web.ids["kim"], PhotoState.PREVIEW)
+        assert preview is not None and preview.crop == chosen
+        wait_preview(page)
+        shot(page, "web-photo-preview")
+        page.get_by_role("button", name="Save photo").click()
+        page.get_by_text("Saved.").wait_for()
+        saved = app.store.get_photo(web.ids["kim"])
+        assert saved is not None and saved.crop == chosen
+        assert app.store.get_photo(web.ids["kim"], PhotoState.PREVIEW) is None
+    finally:
+        app.close()
+    # The API serves the new photo within the serving cache's poll interval.
+    for _ in range(100):
+        after = web.api_photo("kim")
+        if after.content != before:
+            break
+        page.wait_for_timeout(50)
+    assert after.status_code == 200 and after.headers["x-photo-source"] == "hd"
+    assert after.content != before
+    page.locator("img.avatar-lg").evaluate("i => i.decode()")
+    shot(page, "web-photo-saved")
+
+
+def test_cancel_keeps_saved_photo(page: Any, web: Web) -> None:
+    before = web.api_photo("bob").content
+    sign_in(page, web, "bob")
+    page.set_input_files("#file", files=[{"name": "new.png", "mimeType": PNG,
+                                         "buffer": astronaut_png()}])
+    wait_preview(page)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Preview discarded").wait_for()
+    assert page.locator("#preview").is_hidden()
+    app = web.app()
+    try:
+        assert app.store.get_photo(web.ids["bob"], PhotoState.PREVIEW) is None
+    finally:
+        app.close()
+    page.wait_for_timeout(300)
+    assert web.api_photo("bob").content == before
+    shot(page, "web-photo-cancelled")
+
+
+def test_text_file_shows_the_api_message_inline(page: Any, web: Web) -> None:
+    from userphoto import imaging
+
+    sign_in(page, web, "ada")
+    text = b"name,address\nAda,ada@contoso.test\n"
+    page.set_input_files("#file", files=[{"name": "people.csv", "mimeType": "text/csv",
+                                         "buffer": text}])
+    error = page.locator("#upload-error")
+    error.wait_for(state="visible")
+    try:
+        imaging.inspect(text)
+    except imaging.ImageError as exc:
+        expected = exc.message
+    assert error.inner_text() == expected
+    assert "text, not an image" in expected
+    assert page.locator("#preview").is_hidden()
+    shot(page, "web-photo-error")
+
+
+def test_phone_width_and_keyboard_reachable(browser: Any, web: Web) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        page = context.new_page()
+        sign_in(page, web, "ada")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"page scrolls sideways at phone width ({width}px)"
+        # The file picker is reachable by keyboard and shows a focus ring.
+        page.locator("#file").focus()
+        ring = page.locator("#dropzone").evaluate("e => getComputedStyle(e).boxShadow")
+        assert ring != "none"
+        for img in page.locator("img").all():
+            assert img.get_attribute("alt") is not None
+        shot(page, "web-photo-phone")
+    finally:
+        context.close()
