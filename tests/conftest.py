@@ -14,7 +14,12 @@ from userphoto.app import App
 from userphoto.config import Settings
 
 # Fixture modules of each feature area (servers, directories, browsers).
-pytest_plugins: list[str] = ["tests.support.slapd", "tests.support.server", "tests.support.browser"]
+pytest_plugins: list[str] = [
+    "tests.support.slapd",
+    "tests.support.samba",
+    "tests.support.server",
+    "tests.support.browser",
+]
 
 BIN = Path(sys.executable).parent
 

@@ -1,0 +1,108 @@
+"""Directory sync against a real Samba AD DC: objectGUID, proxyAddresses, userAccountControl,
+the uSNChanged delta cursor, and write-back readable by `ldapsearch`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import ldap3
+import pytest
+from PIL import Image
+
+from tests.support.samba import ADMIN_DN, ADMIN_PASSWORD, URI, USERS, Samba, add_person, netns
+from tests.support.slapd import photo
+from tests.test_directory_slapd import write_config
+from userphoto.app import App
+from userphoto.config import Settings
+from userphoto.directory import status
+from userphoto.directory.sync import SyncEngine
+from userphoto.model import Account
+
+
+@pytest.fixture
+def ad(samba: Samba, home: Path) -> Iterator[tuple[Samba, App]]:
+    """A Samba DC with 30 people, and an App pointed at it; the test body runs in its netns."""
+    with netns(samba.ns):
+        conn = samba.connection()
+        for i in range(30):
+            add_person(conn, f"P{i:02d}", photo=photo(i) if i != 3 else None,
+                       disabled=(i == 4), employee_id=f"E{i:03d}",
+                       aliases=(f"alias{i}@up.example",) if i == 5 else ())
+        conn.unbind()
+        write_config(home, samba.directory_settings(writeback=True))
+        app = App(Settings.load(home))
+        yield samba, app
+        app.close()
+
+
+def engine(app: App) -> SyncEngine:
+    assert app.directory is not None
+    return SyncEngine(app.store, app.directory)
+
+
+def test_ad_identity_aliases_account_state_and_usn_delta(ad: tuple[Samba, App]) -> None:
+    samba, app = ad
+    report = engine(app).full()
+    assert report.ok, report.error
+    assert report.added == 30  # Administrator, Guest, krbtgt have no mail: skipped
+    assert report.skipped >= 3 and report.photos_new == 29
+
+    user = app.store.find_user("p05@up.example")
+    assert user is not None
+    conn = samba.connection()
+    conn.search(user.attributes["dn"], "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
+    guid = conn.response[0]["raw_attributes"]["objectGUID"][0]
+    assert user.id == str(uuid.UUID(bytes_le=guid))  # objectGUID, as AD prints it
+    assert user.aliases == ["alias5@up.example"]  # from proxyAddresses smtp:
+    assert user.attributes["sAMAccountName"] == "p05"
+    assert user.attributes["employeeID"] == "E005"
+    assert app.store.find_user("p04@up.example").account is Account.DISABLED  # type: ignore[union-attr]
+    assert app.store.get_directory_thumbnail(app.store.find_user("p03@up.example").id) is None  # type: ignore[union-attr]
+    cursor = app.store.get_state(status.CURSOR_KEY)
+    assert cursor is not None and '"kind": "usn"' in cursor
+
+    # Three changes; the uSNChanged delta reads exactly those three entries.
+    conn.modify(f"CN=P01,{USERS}", {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(1, 4)])]})
+    conn.modify(f"CN=P04,{USERS}", {"userAccountControl": [(ldap3.MODIFY_REPLACE, ["544"])]})
+    conn.modify(f"CN=P06,{USERS}", {"displayName": [(ldap3.MODIFY_REPLACE, ["Renamed Six"])]})
+    delta = engine(app).delta()
+    assert delta.ok and delta.mode == "delta"
+    assert delta.seen == 3
+    assert delta.photos_new == 1
+    assert app.store.find_user("p04@up.example").account is Account.HD  # type: ignore[union-attr]
+    assert app.store.find_user("p06@up.example").display_name == "Renamed Six"  # type: ignore[union-attr]
+    assert not engine(app).delta().changed
+
+    # Deleted in AD: the next full sync marks the user gone (1 of 30 is under the guard).
+    conn.delete(f"CN=P07,{USERS}")
+    assert engine(app).full().gone == 1
+    assert app.store.find_user("p07@up.example").directory_gone  # type: ignore[union-attr]
+    conn.unbind()
+
+
+def test_ad_writeback_visible_through_ldapsearch_without_loop(ad: tuple[Samba, App]) -> None:
+    samba, app = ad
+    assert engine(app).full().ok
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 640), (120, 30, 200)).save(buf, "JPEG")
+    app.photos.set("p08@up.example", buf.getvalue())
+
+    out = subprocess.run(
+        ["ip", "netns", "exec", samba.ns, "ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no",
+         "-H", URI, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, "-b", f"CN=P08,{USERS}", "-s", "base",
+         "thumbnailPhoto"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("thumbnailPhoto:: "))
+    written = base64.b64decode(line.split(":: ", 1)[1])
+    assert Image.open(io.BytesIO(written)).size == (96, 96)
+
+    again = engine(app).delta()
+    assert again.ok and again.seen == 1 and again.photos_new == 0  # our write, read back
+    slot = app.store.get_directory_thumbnail(app.store.find_user("p08@up.example").id)  # type: ignore[union-attr]
+    assert slot is not None and slot.written_by_us
