@@ -99,8 +99,9 @@ def wrk(url: str, headers: dict[str, str], duration: int) -> float:
 def prepare(home: Path, size: int) -> tuple[str, bytes]:
     app = App.load(home)
     app.settings.write_default()
-    user = User(id="bench-1", address=ADDRESS, display_name="Bench User",
-                visibility=Visibility.EVERYONE)
+    user = User(
+        id="bench-1", address=ADDRESS, display_name="Bench User", visibility=Visibility.EVERYONE
+    )
     app.store.add_user(user)
     app.photos.set(ADDRESS, portrait(7, 900, 900))
     _photo, _size, data = app.photos.get(ADDRESS, size=size)
@@ -110,8 +111,13 @@ def prepare(home: Path, size: int) -> tuple[str, bytes]:
 
 
 def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        ["taskset", "-c", "0", *cmd],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -169,26 +175,34 @@ def main() -> None:
     server = start([str(BIN / "userphoto"), "serve", "--port", str(port)], env)
     try:
         results["userphoto (granian, bare ASGI hot path)"] = measure(
-            "userphoto", f"http://127.0.0.1:{port}/v1/users/{ADDRESS}/photo?size={args.size}",
-            auth_header, args.duration,
+            "userphoto",
+            f"http://127.0.0.1:{port}/v1/users/{ADDRESS}/photo?size={args.size}",
+            auth_header,
+            args.duration,
         )
         if args.site:
             results["same photo via a Starlette route"] = measure(
-                "starlette", f"http://127.0.0.1:{port}/bench/photo?size={args.size}",
-                auth_header, args.duration,
+                "starlette",
+                f"http://127.0.0.1:{port}/bench/photo?size={args.size}",
+                auth_header,
+                args.duration,
             )
     finally:
         stop(server)
     shutil.rmtree(tmp, ignore_errors=True)
 
     ref = results["nginx static file"]
-    print(f"rendition {args.size}px, {len(data):,} bytes; wrk -t1 -c64 -d{args.duration}s; "
-          "server on core 0, wrk on core 1")
-    print(f"| server | GET 200 req/s | ratio | 304 req/s | ratio |")
+    print(
+        f"rendition {args.size}px, {len(data):,} bytes; wrk -t1 -c64 -d{args.duration}s; "
+        "server on core 0, wrk on core 1"
+    )
+    print("| server | GET 200 req/s | ratio | 304 req/s | ratio |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['200']:,.0f} | {r['200'] / ref['200']:.2f} | "
-              f"{r['304']:,.0f} | {r['304'] / ref['304']:.2f} |")
+        print(
+            f"| {name} | {r['200']:,.0f} | {r['200'] / ref['200']:.2f} | "
+            f"{r['304']:,.0f} | {r['304'] / ref['304']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

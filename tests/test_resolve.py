@@ -45,8 +45,14 @@ URLS = {"none": None, "https": "https://pics.example/t.jpg", "bad": "javascript:
 SIZES = (None, 96, 648)  # below, at and above SD; the fallback cases are in the photo sets
 
 
-def expected(user: User, viewer_name: str, client: ClientProfile, size: int | None,
-             photo: tuple[int, ...], directory: str) -> tuple[Source, int | None]:
+def expected(
+    user: User,
+    viewer_name: str,
+    client: ClientProfile,
+    size: int | None,
+    photo: tuple[int, ...],
+    directory: str,
+) -> tuple[Source, int | None]:
     """The rule of DESIGN.md written out plainly, independently of the implementation."""
     viewer = VIEWERS[viewer_name]
     internal = viewer_name in ("self", "member", "admin")
@@ -61,8 +67,11 @@ def expected(user: User, viewer_name: str, client: ClientProfile, size: int | No
     # Past visibility a hidden picture is its owner looking: they see what they would show.
     if user.picture in (Picture.PHOTO, Picture.HIDDEN):
         if photo and user.account in (Account.HD, Account.SD_ONLY):
-            limit = SD_MAX if (client is ClientProfile.LEGACY or user.account is Account.SD_ONLY) \
+            limit = (
+                SD_MAX
+                if (client is ClientProfile.LEGACY or user.account is Account.SD_ONLY)
                 else 10_000
+            )
             allowed = [s for s in photo if s <= limit]
             want = size if size is not None else max(allowed)
             fits = [s for s in allowed if s <= want]
@@ -76,28 +85,57 @@ def expected(user: User, viewer_name: str, client: ClientProfile, size: int | No
 
 
 def cases():
-    for (picture, visibility, account, viewer, client, photo, directory, removed, url) in \
-            itertools.product(Picture, Visibility, Account, VIEWERS, ClientProfile, PHOTOS,
-                              DIRECTORY, (False, True), URLS):
-        yield picture, visibility, account, viewer, client, photo, directory, removed, url
+    yield from itertools.product(
+        Picture, Visibility, Account, VIEWERS, ClientProfile, PHOTOS, DIRECTORY, (False, True), URLS
+    )
 
 
 def test_whole_matrix_matches_the_rule_and_its_invariants() -> None:
     checked = 0
-    for picture, visibility, account, viewer_name, client, photo, directory, removed, url in cases():
+    for (
+        picture,
+        visibility,
+        account,
+        viewer_name,
+        client,
+        photo,
+        directory,
+        removed,
+        url,
+    ) in cases():
         user = User(
-            id="target", address="t@org.test", display_name="T", account=account,
-            picture=picture, picture_url=URLS[url], visibility=visibility,
+            id="target",
+            address="t@org.test",
+            display_name="T",
+            account=account,
+            picture=picture,
+            picture_url=URLS[url],
+            visibility=visibility,
             removal_record=NOW if removed else None,
         )
         viewer = VIEWERS[viewer_name]
         for size in SIZES:
-            res = resolve(user, viewer, client, size, photo_sizes=PHOTOS[photo],
-                          directory=DIRECTORY[directory])
+            res = resolve(
+                user,
+                viewer,
+                client,
+                size,
+                photo_sizes=PHOTOS[photo],
+                directory=DIRECTORY[directory],
+            )
             want = expected(user, viewer_name, client, size, PHOTOS[photo], directory)
             assert (res.source, res.size) == want, (
-                picture, visibility, account, viewer_name, client, photo, directory, removed,
-                url, size, res.trace,
+                picture,
+                visibility,
+                account,
+                viewer_name,
+                client,
+                photo,
+                directory,
+                removed,
+                url,
+                size,
+                res.trace,
             )
             # Invariants the API relies on.
             if not viewer.internal:
@@ -117,9 +155,12 @@ def test_whole_matrix_matches_the_rule_and_its_invariants() -> None:
                 assert used[0].step is Step.VISIBILITY and len(used) == 2
                 assert used[1].step.value == res.source.value
                 answered = list(Step).index(used[1].step)
-                assert all(e.verdict is Verdict.NOT_REACHED for e in res.trace[answered + 1:])
-                assert all(e.verdict in (Verdict.SKIPPED, Verdict.BLOCKED)
-                           for e in res.trace[1:answered] if e.step is not Step.VISIBILITY)
+                assert all(e.verdict is Verdict.NOT_REACHED for e in res.trace[answered + 1 :])
+                assert all(
+                    e.verdict in (Verdict.SKIPPED, Verdict.BLOCKED)
+                    for e in res.trace[1:answered]
+                    if e.step is not Step.VISIBILITY
+                )
             assert all(e.reason for e in res.trace)
             checked += 1
     assert checked == 4 * 3 * 4 * 5 * 3 * 4 * 3 * 2 * 3 * len(SIZES)
@@ -130,8 +171,9 @@ def user(**kw) -> User:
 
 
 def test_directory_only_photo_is_blocked_for_partners_with_the_reason() -> None:
-    res = resolve(user(visibility=Visibility.EVERYONE), VIEWERS["partner"],
-                  directory=DIRECTORY["usable"])
+    res = resolve(
+        user(visibility=Visibility.EVERYONE), VIEWERS["partner"], directory=DIRECTORY["usable"]
+    )
     assert res.source is Source.DEFAULT
     entry = res.trace[2]
     assert entry.step is Step.DIRECTORY and entry.verdict is Verdict.BLOCKED
@@ -159,18 +201,34 @@ def test_legacy_client_gets_sd_and_the_trace_says_so() -> None:
 
 @pytest.mark.parametrize("account", [Account.ABSENT, Account.DISABLED])
 def test_unavailable_account_skips_hd_then_directory_answers_inside(account: Account) -> None:
-    res = resolve(user(account=account), VIEWERS["member"], photo_sizes=HD_SIZES,
-                  directory=DIRECTORY["usable"])
+    res = resolve(
+        user(account=account),
+        VIEWERS["member"],
+        photo_sizes=HD_SIZES,
+        directory=DIRECTORY["usable"],
+    )
     assert res.source is Source.DIRECTORY
     assert account.value in res.trace[1].reason
 
 
 def test_ews_48_prefers_directory_but_only_inside() -> None:
     u = user(visibility=Visibility.EVERYONE)
-    inside = resolve(u, VIEWERS["member"], size=48, photo_sizes=HD_SIZES,
-                     directory=DIRECTORY["usable"], prefer_directory=True)
-    outside = resolve(u, VIEWERS["anonymous"], size=48, photo_sizes=HD_SIZES,
-                      directory=DIRECTORY["usable"], prefer_directory=True)
+    inside = resolve(
+        u,
+        VIEWERS["member"],
+        size=48,
+        photo_sizes=HD_SIZES,
+        directory=DIRECTORY["usable"],
+        prefer_directory=True,
+    )
+    outside = resolve(
+        u,
+        VIEWERS["anonymous"],
+        size=48,
+        photo_sizes=HD_SIZES,
+        directory=DIRECTORY["usable"],
+        prefer_directory=True,
+    )
     assert inside.source is Source.DIRECTORY
     assert (outside.source, outside.size) == (Source.HD, 48)
 

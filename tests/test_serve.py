@@ -29,9 +29,16 @@ def dims(r: httpx.Response) -> tuple[int, int]:
         return im.size
 
 
-def partner_jwt(s: Served, *, iss: str = "partner.example", sub: str = "pia@partner.example",
-                aud: str = "contoso.test", exp: float | None = None, key: object = None,
-                alg: str = "HS256") -> str:
+def partner_jwt(
+    s: Served,
+    *,
+    iss: str = "partner.example",
+    sub: str = "pia@partner.example",
+    aud: str = "contoso.test",
+    exp: float | None = None,
+    key: object = None,
+    alg: str = "HS256",
+) -> str:
     claims = {"iss": iss, "sub": sub, "aud": aud, "exp": int(exp or time.time() + 300)}
     return jwt.encode(claims, key if key is not None else s.partner_secret, algorithm=alg)
 
@@ -80,8 +87,9 @@ def test_native_head_has_headers_and_no_body(served: Served) -> None:
 
 
 def test_native_sizes_legacy_small_source_and_sd_account(served: Served) -> None:
-    assert dims(served.get(f"/v1/users/{addr('ada')}/photo?size=HR648x648&client=legacy",
-                           "bob")) == (96, 96)
+    assert dims(
+        served.get(f"/v1/users/{addr('ada')}/photo?size=HR648x648&client=legacy", "bob")
+    ) == (96, 96)
     assert dims(served.get(f"/v1/users/{addr('eve')}/photo?size=648", "bob")) == (240, 240)
     assert dims(served.get(f"/v1/users/{addr('hal')}/photo?size=240", "bob")) == (96, 96)
     assert dims(served.get(f"/v1/users/{addr('ada')}/photo", "bob")) == (648, 648)
@@ -94,8 +102,7 @@ def test_native_meta_matches_the_photo(served: Served) -> None:
     photo = served.get(f"/v1/users/{addr('eve')}/photo", "bob")
     assert meta["etag"] == photo.headers["etag"]
     assert meta["updated"]
-    assert [t["step"] for t in meta["trace"]] == ["visibility", "hd", "directory", "url",
-                                                 "default"]
+    assert [t["step"] for t in meta["trace"]] == ["visibility", "hd", "directory", "url", "default"]
 
 
 def test_native_directory_thumbnail_inside_only(served: Served) -> None:
@@ -153,8 +160,15 @@ def test_public_answers_are_publicly_cacheable(served: Served) -> None:
 @pytest.mark.parametrize("who", [None, "partner"])
 def test_no_enumeration_for_external_viewers(served: Served, who: str | None) -> None:
     token = partner_jwt(served) if who == "partner" else None
-    cases = [addr("nobody-here"), addr("dee"), addr("bob"), addr("cy"), addr("max"),
-             addr("lee"), addr("ivy")]
+    cases = [
+        addr("nobody-here"),
+        addr("dee"),
+        addr("bob"),
+        addr("cy"),
+        addr("max"),
+        addr("lee"),
+        addr("ivy"),
+    ]
     templates = [
         "/v1/users/{a}/photo",
         "/v1/users/{a}/photo/meta",
@@ -186,8 +200,9 @@ def test_graph_metadata_value_and_sizes(served: Served) -> None:
     assert dims(value) == (648, 648)
     assert meta["@odata.mediaEtag"] == value.headers["etag"]
     listing = served.get(f"{base}/photos", "bob").json()["value"]
-    assert [p["id"] for p in listing] == [f"{s}x{s}" for s in (48, 64, 96, 120, 240, 360, 432,
-                                                                504, 648)]
+    assert [p["id"] for p in listing] == [
+        f"{s}x{s}" for s in (48, 64, 96, 120, 240, 360, 432, 504, 648)
+    ]
     assert served.get(f"{base}/photos/96x96", "bob").json()["width"] == 96
     assert dims(served.get(f"{base}/photos/96X96/$value", "bob")) == (96, 96)
     by_id = served.get("/v1.0/users/id-ada/photo", "bob").json()
@@ -201,8 +216,7 @@ def test_graph_errors_in_graphs_shape(served: Served) -> None:
     assert bad.status_code == 400 and "240x240" in bad.json()["error"]["message"]
     unknown = served.get(f"/v1.0/users/{addr('zed')}/photo", "bob")
     assert unknown.json()["error"]["code"] == "Request_ResourceNotFound"
-    assert served.get(f"/v1.0/users/{addr('zed')}/photo").json()["error"]["code"] == \
-        "ImageNotFound"
+    assert served.get(f"/v1.0/users/{addr('zed')}/photo").json()["error"]["code"] == "ImageNotFound"
     me = served.get("/v1.0/me/photo/$value")
     assert me.status_code == 401 and me.json()["error"]["code"] == "InvalidAuthenticationToken"
     nophoto = served.get("/v1.0/me/photo", "max")
@@ -237,8 +251,13 @@ def test_graph_put_and_delete_through_the_photo_lifecycle(served: Served) -> Non
         assert (entry.action, entry.actor, entry.via) == ("photo.set", addr("kim"), "graph")
     finally:
         app.close()
-    other = served.request("PUT", f"/v1.0/users/{addr('ada')}/photo/$value", "kim",
-                           content=jpeg, headers={"Content-Type": "image/jpeg"})
+    other = served.request(
+        "PUT",
+        f"/v1.0/users/{addr('ada')}/photo/$value",
+        "kim",
+        content=jpeg,
+        headers={"Content-Type": "image/jpeg"},
+    )
     assert other.status_code == 403
     assert served.request("DELETE", f"/v1.0/users/{addr('kim')}/photo", "bob").status_code == 403
     deleted = served.request("DELETE", f"/v1.0/users/{addr('kim')}/photo", "admin")
@@ -285,8 +304,9 @@ def test_ews_sizes_case_insensitive_and_largest_available(served: Served) -> Non
     assert dims(served.get(ews.format(addr("ada"), "HR240x240"), "bob")) == (240, 240)
     assert dims(served.get(ews.format(addr("ada"), "hr240X240"), "bob")) == (240, 240)
     assert dims(served.get(ews.format(addr("eve"), "HR648x648"), "bob")) == (240, 240)
-    assert dims(served.get("/EWS/exchange.asmx/s/getuserphoto?email="
-                           f"{addr('ada')}&size=HR64x64", "bob")) == (64, 64)
+    assert dims(
+        served.get(f"/EWS/exchange.asmx/s/getuserphoto?email={addr('ada')}&size=HR64x64", "bob")
+    ) == (64, 64)
     bad = served.get(ews.format(addr("ada"), "HR50x50"), "bob")
     assert bad.status_code == 400 and "648" in bad.text
 
@@ -298,8 +318,10 @@ def test_ews_48_and_missing_hd_use_directory_inside_only(served: Served) -> None
     assert served.get(ews.format(addr("ned"), "HR64x64"), "bob").headers["x-photo-source"] == "hd"
     outside = served.get(ews.format(addr("ned"), "HR48x48"))
     assert outside.headers["x-photo-source"] == "hd" and dims(outside) == (48, 48)
-    assert served.get(ews.format(addr("cy"), "HR96x96"), "bob").headers["x-photo-source"] == \
-        "directory"
+    assert (
+        served.get(ews.format(addr("cy"), "HR96x96"), "bob").headers["x-photo-source"]
+        == "directory"
+    )
     assert served.get(ews.format(addr("cy"), "HR96x96")).status_code == 404
     assert served.get(ews.format(addr("max"), "HR96x96"), "bob").status_code == 404
 
@@ -361,18 +383,21 @@ def test_avatar_never_serves_directory_only_photo_outside(served: Served) -> Non
 def test_partner_jwts_hs256_rs256_es256(served: Served) -> None:
     tokens = [
         partner_jwt(served),
-        partner_jwt(served, iss="rsa.example", sub="r@rsa.example", key=served.rsa_key,
-                    alg="RS256"),
-        partner_jwt(served, iss="ec.example", sub="e@ec.example", key=served.ec_key,
-                    alg="ES256"),
+        partner_jwt(
+            served, iss="rsa.example", sub="r@rsa.example", key=served.rsa_key, alg="RS256"
+        ),
+        partner_jwt(served, iss="ec.example", sub="e@ec.example", key=served.ec_key, alg="ES256"),
     ]
     for token in tokens:
         who = served.get("/v1/whoami", token).json()
         assert who["kind"] == "partner"
         assert served.get(f"/v1/users/{addr('ada')}/photo", token).status_code == 200
         assert served.get(f"/v1/users/{addr('bob')}/photo", token).status_code == 404
-        assert served.get(f"/v1/users/{addr('ada')}/photo", token).headers["cache-control"] \
+        assert (
+            served.get(f"/v1/users/{addr('ada')}/photo", token)
+            .headers["cache-control"]
             .startswith("private")
+        )
 
 
 def test_bad_partner_jwts_are_401(served: Served) -> None:
@@ -392,9 +417,13 @@ def test_bad_partner_jwts_are_401(served: Served) -> None:
 
 
 def test_bad_tokens_are_401_on_every_surface(served: Served) -> None:
-    for path in (f"/v1/users/{addr('ada')}/photo", f"/v1.0/users/{addr('ada')}/photo",
-                 f"/avatar/{md5(addr('ada'))}", "/v1/whoami",
-                 f"/ews/Exchange.asmx/s/GetUserPhoto?email={addr('ada')}&size=HR48x48"):
+    for path in (
+        f"/v1/users/{addr('ada')}/photo",
+        f"/v1.0/users/{addr('ada')}/photo",
+        f"/avatar/{md5(addr('ada'))}",
+        "/v1/whoami",
+        f"/ews/Exchange.asmx/s/GetUserPhoto?email={addr('ada')}&size=HR48x48",
+    ):
         for header in ("Bearer upt_nope", "Basic YTpi", "Bearer", "Bearer a.b.c"):
             r = served.client.get(path, headers={"Authorization": header})
             assert r.status_code == 401, (path, header)
@@ -412,9 +441,12 @@ def test_changes_from_another_process_show_within_a_second(served: Served, run_c
     from pathlib import Path
 
     cli = Path(sys.executable).parent / "userphoto"
-    subprocess.run([str(cli), "user", "set", addr("oz"), "--visibility", "organization"],
-                   env={**os.environ, "USERPHOTO_HOME": env_home}, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(cli), "user", "set", addr("oz"), "--visibility", "organization"],
+        env={**os.environ, "USERPHOTO_HOME": env_home},
+        check=True,
+        capture_output=True,
+    )
     took = served.wait_for(lambda: served.get(path).status_code == 404)
     assert took < 1.0
     app = served.app()
@@ -422,8 +454,12 @@ def test_changes_from_another_process_show_within_a_second(served: Served, run_c
         app.photos.set(addr("pam"), portrait(9, 200, 200))
     finally:
         app.close()
-    took = served.wait_for(lambda: served.get(f"/v1/users/{addr('pam')}/photo", "bob")
-                           .headers.get("x-photo-source") == "hd")
+    took = served.wait_for(
+        lambda: (
+            served.get(f"/v1/users/{addr('pam')}/photo", "bob").headers.get("x-photo-source")
+            == "hd"
+        )
+    )
     assert took < 1.0
 
 

@@ -81,15 +81,34 @@ PEOPLE: list[tuple[str, str, dict, int | None, bool]] = [
     ("ada", "Ada Lovelace", {"visibility": Visibility.EVERYONE}, 900, False),
     ("bob", "Bob Org", {}, 700, False),
     ("cy", "Cy Directory", {"visibility": Visibility.EVERYONE}, None, True),
-    ("dee", "Dee Hidden", {"picture": Picture.HIDDEN, "visibility": Visibility.EVERYONE}, 700,
-     False),
+    (
+        "dee",
+        "Dee Hidden",
+        {"picture": Picture.HIDDEN, "visibility": Visibility.EVERYONE},
+        700,
+        False,
+    ),
     ("eve", "Eve Small", {}, 300, False),
-    ("fay", "Fay Url", {"picture": Picture.URL, "picture_url": "https://photos.example/fay.jpg",
-                        "visibility": Visibility.EVERYONE}, None, False),
+    (
+        "fay",
+        "Fay Url",
+        {
+            "picture": Picture.URL,
+            "picture_url": "https://photos.example/fay.jpg",
+            "visibility": Visibility.EVERYONE,
+        },
+        None,
+        False,
+    ),
     ("gus", "Gus Removed", {}, 700, True),  # photo removed afterwards: removal record
     ("hal", "Hal Legacy", {"account": Account.SD_ONLY}, 700, False),
-    ("ivy", "Ivy Default", {"picture": Picture.DEFAULT, "visibility": Visibility.EVERYONE}, None,
-     False),
+    (
+        "ivy",
+        "Ivy Default",
+        {"picture": Picture.DEFAULT, "visibility": Visibility.EVERYONE},
+        None,
+        False,
+    ),
     ("jon", "Jon Disabled", {"account": Account.DISABLED}, None, True),
     ("kim", "Kim Writer", {"visibility": Visibility.EVERYONE}, None, False),
     ("lee", "Lee Nobody", {"visibility": Visibility.NOBODY}, 700, False),
@@ -141,8 +160,9 @@ class Served:
         return time.monotonic() - start
 
 
-def seed(home: Path) -> tuple[dict[str, str], str, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey,
-                              dict[str, str]]:
+def seed(
+    home: Path,
+) -> tuple[dict[str, str], str, rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, dict[str, str]]:
     app = App(Settings.load(home))
     app.settings.write_default()
     ids: dict[str, str] = {}
@@ -159,7 +179,8 @@ def seed(home: Path) -> tuple[dict[str, str], str, rsa.RSAPrivateKey, ec.Ellipti
                 put_directory(app, user.id)
         app.photos.remove(ids["gus"])
         tokens = {
-            who: auth.create_token(app.store, addr(who))[1] for who in ("ada", "bob", "kim", "gus", "max", "pam")
+            who: auth.create_token(app.store, addr(who))[1]
+            for who in ("ada", "bob", "kim", "gus", "max", "pam")
         }
         tokens["admin"] = auth.create_token(app.store, "root@contoso.test", admin=True)[1]
         _p, secret = auth.add_partner(app.store, "partner.example")
@@ -179,7 +200,9 @@ def seed(home: Path) -> tuple[dict[str, str], str, rsa.RSAPrivateKey, ec.Ellipti
 ALLOWED_DEFAULT = "https://static.contoso.test/avatars/"
 
 
-def start_server(home: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    home: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
         **os.environ,

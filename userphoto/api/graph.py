@@ -48,7 +48,15 @@ _CODES = {
     415: "ErrorUnsupportedMediaType",
     422: "ErrorInvalidImage",
 }
-_ACCEPTED_TYPES = ("image/jpeg", "image/jpg", "image/pjpeg", "image/png")
+# application/octet-stream: what the official msgraph-sdk sends for `photo.content.put`; the
+# body's own bytes decide (JPEG or PNG) whatever the declared type.
+_ACCEPTED_TYPES = (
+    "image/jpeg",
+    "image/jpg",
+    "image/pjpeg",
+    "image/png",
+    "application/octet-stream",
+)
 
 
 def size_id(text: str) -> int:
@@ -234,7 +242,8 @@ class GraphApi:
         content_type = (req.header(b"content-type") or "").split(";")[0].strip().lower()
         if content_type not in _ACCEPTED_TYPES:
             raise UserPhotoError(
-                f"Content-Type must be image/jpeg or image/png, not {content_type[:60]!r}.",
+                "Content-Type must be image/jpeg, image/png or application/octet-stream, "
+                f"not {content_type[:60]!r}.",
                 status=415,
             )
         kind = imaging.sniff(req.body)
