@@ -47,7 +47,9 @@ class StatusFilter(StrEnum):
     ALL = "all"
     NO_PHOTO = "no_photo"  # no saved photo and no usable directory thumbnail
     DIRECTORY_ONLY = "directory_only"  # a usable directory thumbnail, no saved photo
-    PROBLEMS = "problems"  # an unusable directory thumbnail, or an absent/disabled account
+    # An unusable directory thumbnail, an absent/disabled account, a removal record blocking
+    # a usable directory photo, or picture option 'url' without an http(s) address.
+    PROBLEMS = "problems"
 
 
 @dataclass(frozen=True)

@@ -149,10 +149,13 @@ _STATUS_SELECT = (
 _STATUS_FILTERS: dict[StatusFilter, tuple[str, ...]] = {
     StatusFilter.ALL: (),
     StatusFilter.NO_PHOTO: ("p.id IS NULL", "d.jpeg IS NULL"),
-    StatusFilter.DIRECTORY_ONLY: ("p.id IS NULL", "d.jpeg IS NOT NULL"),
+    StatusFilter.DIRECTORY_ONLY: ("p.id IS NULL", "d.jpeg IS NOT NULL", "u.removal_record IS NULL"),
     StatusFilter.PROBLEMS: (
-        "(d.problem IS NOT NULL OR d.jpeg IS NULL AND d.user_id IS NOT NULL "
-        "OR u.account IN ('absent', 'disabled'))",
+        "(d.problem IS NOT NULL OR (d.jpeg IS NULL AND d.user_id IS NOT NULL) "
+        "OR u.account IN ('absent', 'disabled') "
+        "OR (u.removal_record IS NOT NULL AND p.id IS NULL AND d.jpeg IS NOT NULL) "
+        "OR (u.picture = 'url' AND NOT (lower(coalesce(u.picture_url, '')) LIKE 'http://%' "
+        "OR lower(coalesce(u.picture_url, '')) LIKE 'https://%')))",
     ),
 }
 
