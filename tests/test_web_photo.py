@@ -31,8 +31,9 @@ def test_upload_crop_preview_save(page: Any, web: Web) -> None:
     before = web.api_photo("kim").content  # no photo yet: the generated initials
     sign_in(page, web, "kim")
     page.get_by_text("choose a file").wait_for()
-    page.set_input_files("#file", files=[{"name": "me.png", "mimeType": PNG,
-                                         "buffer": astronaut_png()}])
+    page.set_input_files(
+        "#file", files=[{"name": "me.png", "mimeType": PNG, "buffer": astronaut_png()}]
+    )
     page.locator("#crop").wait_for(state="visible")
     wait_preview(page)
     suggested = crop_shown(page)
@@ -75,9 +76,23 @@ def test_upload_crop_preview_save(page: Any, web: Web) -> None:
 def test_cancel_keeps_saved_photo(page: Any, web: Web) -> None:
     before = web.api_photo("bob").content
     sign_in(page, web, "bob")
-    page.set_input_files("#file", files=[{"name": "new.png", "mimeType": PNG,
-                                         "buffer": astronaut_png()}])
+    page.set_input_files(
+        "#file", files=[{"name": "new.png", "mimeType": PNG, "buffer": astronaut_png()}]
+    )
     wait_preview(page)
+    page.locator("#crop").wait_for(state="visible")
+    # Drag the crop square with the mouse: the preview follows.
+    first = crop_shown(page)
+    box = page.locator("#box").bounding_box()
+    assert box is not None
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 30, cy + 20, steps=5)
+    page.mouse.up()
+    page.get_by_text("Preview updated.").wait_for()
+    moved = crop_shown(page)
+    assert moved.size == first.size and (moved.x, moved.y) != (first.x, first.y)
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("Preview discarded").wait_for()
     assert page.locator("#preview").is_hidden()
@@ -96,8 +111,9 @@ def test_text_file_shows_the_api_message_inline(page: Any, web: Web) -> None:
 
     sign_in(page, web, "ada")
     text = b"name,address\nAda,ada@contoso.test\n"
-    page.set_input_files("#file", files=[{"name": "people.csv", "mimeType": "text/csv",
-                                         "buffer": text}])
+    page.set_input_files(
+        "#file", files=[{"name": "people.csv", "mimeType": "text/csv", "buffer": text}]
+    )
     error = page.locator("#upload-error")
     error.wait_for(state="visible")
     try:

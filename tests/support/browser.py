@@ -71,8 +71,9 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     tokens, _secret, _rsa, _ec, ids = seed(home)
     app = App(Settings.load(home))
     try:
-        user = app.store.add_user(User(id=f"id-{BROKEN}", address=f"{BROKEN}@contoso.test",
-                                       display_name="Mia Broken"))
+        user = app.store.add_user(
+            User(id=f"id-{BROKEN}", address=f"{BROKEN}@contoso.test", display_name="Mia Broken")
+        )
         app.store.put_directory_thumbnail(
             DirectoryThumbnail(
                 user_id=user.id,
@@ -102,9 +103,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:
