@@ -603,7 +603,7 @@ class _Facts:
                 Cause(
                     "directory_thumbnail_problem",
                     Level.ERROR if thumb.jpeg is None else Level.WARNING,
-                    f"The directory photo of {self.addr} is unusable: {thumb.problem}"
+                    f"The directory photo of {self.addr} is unusable: {thumb.problem.rstrip('.')}"
                     + (" (the last good one is still served)." if thumb.jpeg else "."),
                     (f"userphoto directory upload {self.addr} {FILE}", "userphoto sync"),
                 )

@@ -156,7 +156,8 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
         ) from None
     except Exception as exc:
         raise ImageError(
-            ImageErrorKind.CORRUPT, f"The {kind} file is damaged and cannot be read ({exc})."
+            ImageErrorKind.CORRUPT,
+            f"The {kind} file is damaged and cannot be read{_detail(exc)}.",
         ) from None
     width, height = image.size
     if width * height > limits.max_pixels:
@@ -172,6 +173,14 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
             f"{limits.min_side}×{limits.min_side} (648×648 is recommended).",
         )
     return image, kind
+
+
+def _detail(exc: Exception) -> str:
+    """The decoder's own words, when they say more than "cannot identify <object repr>"."""
+    text = str(exc)
+    if not text or isinstance(exc, Image.UnidentifiedImageError) or " object at 0x" in text:
+        return ""
+    return f" ({text})"
 
 
 def _mb(n: int) -> str:
@@ -211,7 +220,7 @@ def _decode(image: Image.Image, kind: str, scale_hint: float) -> Image.Image:
         image.load()
     except Exception as exc:
         raise ImageError(
-            ImageErrorKind.CORRUPT, f"The {kind} file is damaged or truncated ({exc})."
+            ImageErrorKind.CORRUPT, f"The {kind} file is damaged or truncated{_detail(exc)}."
         ) from None
     return image
 
