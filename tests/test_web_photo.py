@@ -142,3 +142,25 @@ def test_phone_width_and_keyboard_reachable(browser: Any, web: Web) -> None:
         shot(page, "web-photo-phone")
     finally:
         context.close()
+
+
+def test_picture_and_visibility_settings(page: Any, web: Web) -> None:
+    sign_in(page, web, "gus")
+    page.get_by_label("A picture from a web address").check()
+    page.get_by_role("button", name="Save settings").click()
+    error = page.locator(".flash-error")
+    error.wait_for()
+    assert "needs the web address" in error.inner_text()
+    page.get_by_label("A default picture with my initials").check()
+    page.get_by_label("Nobody").check()
+    page.get_by_role("button", name="Save settings").click()
+    page.get_by_text("Settings saved.").wait_for()
+    assert page.get_by_label("Nobody").is_checked()
+    app = web.app()
+    try:
+        user = app.store.find_user(web.ids["gus"])
+        assert user is not None
+        assert (user.picture.value, user.visibility.value) == ("default", "nobody")
+    finally:
+        app.close()
+    shot(page, "web-photo-settings")
