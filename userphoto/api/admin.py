@@ -1,7 +1,9 @@
 """The admin API: the troubleshooter's verdicts over HTTP (for the web page and scripts).
 
     GET /v1/admin/diagnose?target=ADDRESS[&viewer=ADDRESS|&external=DOMAIN|&anonymous=1]
-                          [&token=JWT][&client=legacy|hd|web][&size=N|HRnxn]
+                          [&client=legacy|hd|web][&size=N|HRnxn]
+        (a caller's credential to check goes in the `X-Diagnose-Token` header, never in the
+        URL, where access logs and browser history would keep it)
     GET /v1/admin/doctor
 
 Admins only: anyone else gets 401 (no credentials) or 403.
@@ -55,7 +57,7 @@ async def _diagnose(request: Request) -> Response:
         viewer=q.get("viewer") or None,
         external=q.get("external") or None,
         anonymous=q.get("anonymous") in ("1", "true", "yes"),
-        token=q.get("token") or None,
+        token=request.headers.get("x-diagnose-token") or None,
         client=client,
         size=size,
     )
