@@ -19,11 +19,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from queue import Empty, Queue
@@ -53,6 +54,10 @@ ACTOR = "directory-sync"
 # modifyTimestamp has one-second resolution and commits can land out of order: re-read a
 # little before the cursor (repeats are de-duplicated by content hashes).
 TIMESTAMP_OVERLAP = timedelta(seconds=2)
+WORKERS = 2  # photo re-encoding processes, used once a page has PARALLEL_FROM new photos
+PARALLEL_FROM = 64
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def now() -> datetime:
@@ -74,7 +79,6 @@ class SyncEngine:
         self.on_page = on_page  # test and progress hook: called with the page number
         # directory id -> user id, for users this engine manages (rebuilt by each full sync).
         self._index: dict[str, str] | None = None
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="directory-photo")
 
     # --- public modes ----------------------------------------------------------------------
     def full(self, *, force: bool = False) -> SyncReport:
@@ -186,26 +190,24 @@ class SyncEngine:
 
         seen: set[str] = set()
         newest = cursor.get("value") if cursor and cursor.get("kind") == "modifyTimestamp" else None
+        if full:
+            self._processes()  # before any thread starts (see _processes)
         pages = _prefetch(client.search(search_filter, flavour.attributes(self.config)))
-        for number, page in enumerate(pages, start=1):
-            prepared = self._prepare_photos(page, flavour)
-            # One transaction per page: the initial load of 10,000 users is 20 commits, not
-            # 40,000 (each write inside is still its own savepoint).
-            with self.store.batch():
-                for entry, photo in zip(page, prepared, strict=True):
-                    user_id = self._apply_entry(
-                        entry, flavour, users if full else None, report, photo
-                    )
-                    if user_id is None:
-                        continue
-                    seen.add(user_id)
-                    changed = entry[1].get("modifytimestamp")
-                    if changed:
-                        stamp = changed[0].decode()
-                        if newest is None or stamp > newest:
-                            newest = stamp
-            if self.on_page is not None:
-                self.on_page(number)
+        # Pipeline: page k+1's photos are re-encoded (in worker processes) while page k is
+        # written to the store, and page k+2 is being read from the directory meanwhile.
+        waiting: tuple[list[Entry], Callable[[], list[Prepared | None]]] | None = None
+        number = 0
+        for page in _then_none(pages):
+            if page is not None:
+                ahead = (page, self._prepare_photos(page, flavour))
+            if waiting is not None:
+                number += 1
+                done, prepared = waiting
+                newest = self._write_page(done, prepared(), flavour, users if full else None,
+                                          report, seen, newest)
+                if self.on_page is not None:
+                    self.on_page(number)
+            waiting = ahead if page is not None else None
 
         if full:
             self._mark_gone(users, seen, report, force=force)
@@ -225,10 +227,39 @@ class SyncEngine:
         return cursor if cursor.get("value") is not None else None
 
     # --- one entry -------------------------------------------------------------------------
-    def _prepare_photos(self, page: list[Entry], flavour: Flavour) -> list[Prepared | None]:
-        """Validate and re-encode the page's new photos in parallel (Pillow frees the GIL).
+    def _write_page(
+        self,
+        page: list[Entry],
+        prepared: list[Prepared | None],
+        flavour: Flavour,
+        users: dict[str, User] | None,
+        report: SyncReport,
+        seen: set[str],
+        newest: str | None,
+    ) -> str | None:
+        """Apply one page in one transaction (each write inside is its own savepoint): the
+        initial load of 10,000 users is 20 commits, not 40,000."""
+        with self.store.batch():
+            for entry, photo in zip(page, prepared, strict=True):
+                user_id = self._apply_entry(entry, flavour, users, report, photo)
+                if user_id is None:
+                    continue
+                seen.add(user_id)
+                changed = entry[1].get("modifytimestamp")
+                if changed:
+                    stamp = changed[0].decode()
+                    if newest is None or stamp > newest:
+                        newest = stamp
+        return newest
 
-        Photos whose raw hash matches the stored one are skipped here and in `_apply_photo`.
+    def _prepare_photos(
+        self, page: list[Entry], flavour: Flavour
+    ) -> Callable[[], list[Prepared | None]]:
+        """Start validating and re-encoding the page's new photos; returns a waiter.
+
+        Big batches go to worker processes (the Python around Pillow holds the GIL, and the
+        main process is busy parsing LDAP and writing the store); a few photos are done
+        inline. Photos whose raw hash matches the stored one are skipped.
         """
         attribute = self.config.photo_attribute.lower()
         jobs: dict[int, bytes] = {}
@@ -241,14 +272,41 @@ class SyncEngine:
             old = self.store.get_directory_thumbnail(user_id) if user_id else None
             if old is None or old.raw_hash != hashlib.sha256(raw).hexdigest():
                 jobs[i] = raw
-        results: list[Prepared | None] = [None] * len(page)
-        if jobs:
-            done = self._pool.map(
-                lambda raw: prepare_photo(raw, self.config.photo_attribute), jobs.values()
-            )
+        attribute_name = self.config.photo_attribute
+        raws = list(jobs.values())
+        if len(raws) < PARALLEL_FROM or _POOL is None:
+            inline = [prepare_photo(raw, attribute_name) for raw in raws]
+            futures = None
+        else:
+            chunk = max(1, len(raws) // (2 * WORKERS))
+            futures = [
+                self._processes().submit(prepare_many, raws[k : k + chunk], attribute_name)
+                for k in range(0, len(raws), chunk)
+            ]
+
+        def wait() -> list[Prepared | None]:
+            done = inline if futures is None else [p for f in futures for p in f.result()]
+            results: list[Prepared | None] = [None] * len(page)
             for i, prepared in zip(jobs, done, strict=True):
                 results[i] = prepared
-        return results
+            return results
+
+        return wait
+
+    @staticmethod
+    def _processes() -> ProcessPoolExecutor:
+        """One pool per process, started on first need and reused by every engine."""
+        global _POOL
+        with _POOL_LOCK:
+            if _POOL is None:
+                # Forked (cheap, no re-import of __main__), and started at once, before this
+                # run's prefetch thread exists: fork only from a process that runs no threads.
+                _POOL = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("fork"))
+                _POOL.submit(int).result()
+            return _POOL
+
+    def close(self) -> None:
+        self.client.close()
 
     def _apply_entry(
         self,
@@ -415,6 +473,16 @@ def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
     except imaging.ImageError as exc:
         return Prepared(None, 0, 0, None, f"{attribute} is not a usable image: {exc}")
     return Prepared(jpeg, width, height, note, None)
+
+
+def prepare_many(raws: list[bytes], attribute: str) -> list[Prepared]:
+    """Worker-process entry point: one chunk of photos per task."""
+    return [prepare_photo(raw, attribute) for raw in raws]
+
+
+def _then_none(pages: Iterator[list[Entry]]) -> Iterator[list[Entry] | None]:
+    yield from pages
+    yield None
 
 
 def directory_thumbnail(

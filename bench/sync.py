@@ -1,0 +1,185 @@
+"""Directory sync benchmark against a real slapd: full load, 1% delta, and propagation.
+
+Seeds N users with thumbnailPhoto offline (`slapadd`), then measures in this order:
+1. full sync (initial load) in users/s, and a repeat full sync (nothing changed);
+2. delta after 1% of the photos changed;
+3. LDAP -> HTTP: with `userphoto sync --watch` and `userphoto serve` running as the
+   administrator would run them (default settings: 1 s polling), change a thumbnailPhoto
+   over LDAP and time until `GET /v1/users/{address}/photo` serves the new bytes
+   (p50/p95 over 20 changes);
+4. HTTP -> LDAP: upload an HD photo through the HTTP API and time until the new
+   thumbnailPhoto is visible over LDAP (write-back), p50/p95 over 20 uploads.
+
+    .venv/bin/python bench/sync.py [--users 10000] [--changes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import ldap3
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.slapd import Slapd, free_port, ldif, photo, uid, user_dn
+from userphoto.app import App
+from userphoto.config import Settings
+from userphoto.directory.sync import SyncEngine
+
+BIN = Path(sys.executable).parent
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0, step: float = 0.02) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if check():
+            return time.perf_counter() - t0
+        time.sleep(step)
+    raise TimeoutError("the change did not arrive within 30 s")
+
+
+def write_config(home: Path, server: Slapd) -> None:
+    settings = server.directory_settings(writeback=True)
+    settings.update(retries=3, backoff=1.0, timeout=10)  # production-like, not test-quick
+    lines = ["[directory]"] + [
+        f"{k} = {v!r}".replace("'", '"') if not isinstance(v, bool) else f"{k} = {str(v).lower()}"
+        for k, v in settings.items()
+    ]
+    (home / "userphoto.toml").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--changes", type=int, default=20)
+    args = parser.parse_args()
+    n = args.users
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    home = tmp / "home"
+    home.mkdir()
+    os.environ["USERPHOTO_HOME"] = str(home)
+
+    server = Slapd(tmp / "slapd")
+    t0 = time.perf_counter()
+    server.seed(ldif(range(n)))
+    print(f"seeded {n:,} users with photos via slapadd in {time.perf_counter() - t0:.2f}s")
+    server.start()
+    write_config(home, server)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        app = App(Settings.load(home))
+        assert app.directory is not None
+        engine = SyncEngine(app.store, app.directory)
+
+        full = engine.full()
+        assert full.ok and full.added == n, full.summary()
+        print(f"full sync (initial load): {full.seconds:.2f}s, {n / full.seconds:,.0f} users/s")
+        again = SyncEngine(app.store, app.directory).full()
+        assert again.ok and again.unchanged == n
+        print(f"full sync (nothing changed): {again.seconds:.2f}s, "
+              f"{n / again.seconds:,.0f} users/s")
+
+        changed = max(1, n // 100)
+        conn = server.connection()
+        time.sleep(1.1)  # let the cursor's second pass (modifyTimestamp has 1 s resolution)
+        for i in range(changed):
+            conn.modify(user_dn(i * 97 % n),
+                        {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(i * 97 % n, 1)])]})
+        delta = SyncEngine(app.store, app.directory).delta()
+        assert delta.ok and delta.photos_new == changed, delta.summary()
+        print(f"delta with {changed} changed (1%): {delta.seconds:.3f}s, "
+              f"{delta.seen} entries read")
+        app.close()
+
+        # --- propagation under `sync --watch` and `serve`, as deployed -------------------
+        env = {**os.environ, "USERPHOTO_HOME": str(home)}
+        port = free_port()
+        procs.append(subprocess.Popen([str(BIN / "userphoto"), "serve", "--port", str(port)],
+                                      env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen([str(BIN / "userphoto"), "sync", "--watch"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        viewer = uid(n - 1) + "@example.org"
+        token = subprocess.run([str(BIN / "userphoto"), "token", "create", viewer], env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        http = httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        wait_for(lambda: _up(http), timeout=30)
+
+        forward: list[float] = []
+        for k in range(args.changes):
+            i = (n // 10 + k * 13) % n
+            url = f"/v1/users/{uid(i)}@example.org/photo?size=96"
+            before = http.get(url)
+            assert before.headers.get("x-photo-source") == "directory", before.headers
+            t0 = time.perf_counter()
+            conn.modify(user_dn(i), {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE,
+                                                          [photo(i, 50 + k)])]})
+            wait_for(lambda url=url, old=before.content: http.get(url).content != old)
+            forward.append(time.perf_counter() - t0)
+            time.sleep(0.3)  # changes arrive independently, not in lock-step with polling
+        print(f"LDAP -> HTTP ({args.changes} changes): p50 {percentile(forward, .5):.2f}s, "
+              f"p95 {percentile(forward, .95):.2f}s, max {max(forward):.2f}s")
+
+        reverse: list[float] = []
+        for k in range(args.changes):
+            i = (n // 2 + k * 11) % n
+            address = f"{uid(i)}@example.org"
+            own = subprocess.run([str(BIN / "userphoto"), "token", "create", address], env=env,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            body = io.BytesIO()
+            Image.new("RGB", (648, 648), ((k * 40) % 256, 90, 160)).save(body, "JPEG")
+            before = _ldap_photo(conn, user_dn(i))
+            t0 = time.perf_counter()
+            put = http.put(f"/v1/users/{address}/photo", content=body.getvalue(),
+                           headers={"Authorization": f"Bearer {own}",
+                                    "Content-Type": "image/jpeg"})
+            assert put.status_code in (200, 201, 204), (put.status_code, put.text)
+            wait_for(lambda i=i, old=before: _ldap_photo(conn, user_dn(i)) != old)
+            reverse.append(time.perf_counter() - t0)
+        print(f"HTTP upload -> LDAP thumbnailPhoto ({args.changes} uploads): "
+              f"p50 {percentile(reverse, .5):.3f}s, p95 {percentile(reverse, .95):.3f}s, "
+              f"max {max(reverse):.3f}s")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.stop()
+
+
+def _up(http: httpx.Client) -> bool:
+    try:
+        http.get("/v1/users/nobody@example.org/photo")
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def _ldap_photo(conn: ldap3.Connection, dn: str) -> bytes | None:
+    conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["thumbnailPhoto"])
+    values = conn.response[0]["raw_attributes"].get("thumbnailPhoto") if conn.response else None
+    return values[0] if values else None
+
+
+if __name__ == "__main__":
+    main()
