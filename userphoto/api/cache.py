@@ -189,29 +189,41 @@ class AnswerCache:
     """Answers by (route key, viewer relation) plus route key → target user id.
 
     Plain dicts, replaced (not mutated) on invalidation so readers never see a half-cleared
-    state; bounded so that a flood of distinct URLs cannot grow memory without limit.
+    state. Identical bodies are stored once (by ETag), whatever URL or viewer produced them,
+    and both the number of entries and the bytes held are bounded, so a flood of distinct
+    URLs cannot grow memory without limit: past a bound the cache simply starts over.
     """
 
-    def __init__(self, limit: int = 200_000):
+    def __init__(self, limit: int = 200_000, max_bytes: int = 256 * 1024 * 1024):
         self.limit = limit
+        self.max_bytes = max_bytes
         self.generation = -1
         self.answers: dict[tuple, Answer] = {}
         self.targets: dict[tuple, str | None] = {}
+        self.bodies: dict[bytes, bytes] = {}
+        self.bytes = 0
 
     def invalidate(self, generation: int) -> None:
         self.answers = {}
         self.targets = {}
+        self.bodies = {}
+        self.bytes = 0
         self.generation = generation
 
     def put(self, key: tuple, relation: str, answer: Answer, built_at: int) -> None:
         if built_at != self.generation:  # built from data the poller has since replaced
             return
-        answers = self.answers
-        if len(answers) >= self.limit:
-            self.answers = answers = {}
-            self.targets = {}
+        if len(self.answers) >= self.limit or self.bytes + len(answer.body) > self.max_bytes:
+            self.invalidate(self.generation)
+        if answer.etag is not None:
+            shared = self.bodies.get(answer.etag)
+            if shared is None:
+                self.bodies[answer.etag] = answer.body
+                self.bytes += len(answer.body)
+            else:
+                answer.body = shared
         self.targets[key] = answer.target
-        answers[(key, relation)] = answer
+        self.answers[(key, relation)] = answer
 
 
 def relation(viewer: Viewer, target: str | None) -> str:

@@ -21,6 +21,7 @@ from ..model import (
 )
 from ..resolve import Resolution, resolve
 
+RESIZED_MAX_BYTES = 64 * 1024 * 1024  # Libravatar sizes made from masters, kept for reuse
 _ID = re.compile(r"^[A-Za-z0-9._:{}~+=-]{1,128}$")
 
 
@@ -54,9 +55,11 @@ class Lookup:
         self.app = app
         self.store = app.store
         self._resized: dict[tuple[int, int], bytes] = {}
+        self._resized_bytes = 0
 
     def reset(self) -> None:
         self._resized = {}
+        self._resized_bytes = 0
 
     def target(self, key: str) -> Target | None:
         user = self.store.find_user(key)
@@ -117,7 +120,8 @@ class Lookup:
             if source is None:
                 return None
             made = imaging.resize_jpeg(source, size, self.app.settings.jpeg_quality)
-            if len(self._resized) > 10_000:
-                self._resized = {}
+            if self._resized_bytes > RESIZED_MAX_BYTES:
+                self.reset()
             self._resized[key] = made
+            self._resized_bytes += len(made)
         return made, size
