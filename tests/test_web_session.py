@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -164,3 +165,32 @@ def test_unsupported_upload_messages_match_the_api(client: httpx.Client, web: We
         headers={"Authorization": f"Bearer {web.tokens['gus']}"},
     )
     assert api.json()["error"]["message"] == r.json()["error"]["message"]
+
+
+def test_revoking_the_token_ends_the_session(client: httpx.Client, web: Web) -> None:
+    from userphoto import auth
+
+    app = web.app()
+    try:
+        record, token = auth.create_token(app.store, "bob@contoso.test")
+    finally:
+        app.close()
+    for _ in range(100):  # the server reloads credentials within its poll interval
+        csrf = csrf_of(client.get("/signin").text)
+        r = client.post("/signin", data={"csrf": csrf, "token": token})
+        if r.status_code != 401:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 303
+    assert client.get("/me").status_code == 200
+    app = web.app()
+    try:
+        assert app.store.delete_token(record.id)
+    finally:
+        app.close()
+    for _ in range(100):
+        if client.get("/me").status_code != 200:
+            break
+        time.sleep(0.05)
+    last = client.get("/me")
+    assert last.status_code == 303, last.text
