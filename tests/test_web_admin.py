@@ -119,3 +119,25 @@ def test_broken_directory_photo_is_explained(page: Any, web: Web) -> None:
     page.goto(f"{web.base}/admin/troubleshoot?target={BROKEN}@contoso.test&kind=member")
     text = page.locator("#verdict").inner_text()
     assert "100 KB" in text
+
+
+def test_sign_in_page_and_phone_width(browser: Any, web: Web) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{web.base}/admin")
+        assert "/signin?next=" in page.url  # pages send you to sign in, then back
+        page.get_by_label("Token").fill("upt_wrong")
+        page.get_by_role("button", name="Sign in").click()
+        assert "not valid" in page.get_by_role("alert").inner_text()
+        shot(page, "web-signin-error")
+        page.get_by_label("Token").fill(web.tokens["admin"])
+        assert page.locator("input[name=next]").input_value() == "/admin"
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/admin")
+        page.locator("#doctor .doctor-body, #doctor .notice").first.wait_for()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the directory scrolls sideways at phone width ({width}px)"
+        shot(page, "web-admin-phone")
+    finally:
+        context.close()

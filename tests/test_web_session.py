@@ -194,3 +194,24 @@ def test_revoking_the_token_ends_the_session(client: httpx.Client, web: Web) -> 
         time.sleep(0.05)
     last = client.get("/me")
     assert last.status_code == 303, last.text
+
+
+def test_admin_previews_for_an_sd_only_account(client: httpx.Client, web: Web) -> None:
+    import io
+
+    from PIL import Image
+
+    csrf = signed_in(client, web, "admin")
+    hal = web.ids["hal"]
+    r = client.post(
+        f"/web/users/{hal}/preview", content=astronaut_png(), headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert max(data["sizes"]) == 96 and data["capped"] == [240, 648]
+    for size, url in data["previews"].items():
+        image = client.get(url)
+        assert image.status_code == 200, (size, image.text)
+        assert Image.open(io.BytesIO(image.content)).size == (96, 96)
+    cancel = client.post(f"/web/users/{hal}/cancel", data={"csrf": csrf, "back": "/admin"})
+    assert cancel.status_code == 303 and cancel.headers["location"] == "/admin"

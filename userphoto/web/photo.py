@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from ..api import default_picture
 from ..api.common import Req, may_write, size_param
 from ..api.native import PREFIX, NativeApi
-from ..errors import InvalidArgument, UserPhotoError
+from ..errors import InvalidArgument, NoPreview, UserPhotoError
 from ..model import (
     ANONYMOUS,
     SD_MAX,
@@ -204,9 +204,14 @@ class PhotoPages:
             raise UserPhotoError("Sign in first.", code="unauthorized", status=401)
         user = self.photos.user(key)
         may_write(viewer, user.id, True)
-        _photo, _chosen, data = await run_in_threadpool(
-            self.photos.get, user.id, size=size_param(size), preview=True
-        )
+        store = self.services.app.store
+        photo = store.get_photo(user.id, PhotoState.PREVIEW)
+        if photo is None:
+            raise NoPreview(f"{user.address} has no pending preview.")
+        # The largest rendition up to the size asked (sd_only accounts stop at 96).
+        data = store.get_rendition(photo.id, Photos.fit(photo, size_param(size)))
+        if data is None:
+            raise NoPreview(f"{user.address}'s preview changed; reload the page.")
         return Response(data, media_type="image/jpeg", headers=_PRIVATE)
 
     # --- writes --------------------------------------------------------------------------------

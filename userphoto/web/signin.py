@@ -38,14 +38,16 @@ class SignInPages:
             return self.web.renderer.redirect(request, "/me")
         return self.web.renderer.redirect(request, "/signin")
 
-    def _form(self, request: Request, error: str = "", status: int = 200) -> Response:
+    def _form(
+        self, request: Request, error: str = "", status: int = 200, next_path: str = ""
+    ) -> Response:
         return self.web.renderer.page(
             request,
             "signin.html",
             {
                 "title": "Sign in",
                 "error": error,
-                "next": _local(request.query_params.get("next", "/")),
+                "next": _local(next_path or request.query_params.get("next", "/")),
             },
             status,
         )
@@ -57,15 +59,16 @@ class SignInPages:
         form = await read_form(request)
         self.web.sessions.check_csrf(request, form)
         token = form.get("token", "").strip()
+        back = form.get("next", "")
         if not token:
-            return self._form(request, "Paste your token (it starts with upt_).", 400)
+            return self._form(request, "Paste your token (it starts with upt_).", 400, back)
         try:
             viewer = self.web.services.auth.from_token(token)
         except UserPhotoError as exc:
-            return self._form(request, exc.message, 401)
+            return self._form(request, exc.message, 401, back)
         if viewer.kind not in (ViewerKind.MEMBER, ViewerKind.ADMIN):
             return self._form(
-                request, "Only member and admin tokens can sign in to these pages.", 403
+                request, "Only member and admin tokens can sign in to these pages.", 403, back
             )
         # A brand-new session: new CSRF token, nothing carried over from before sign-in.
         request.state.session = fresh("token", token)

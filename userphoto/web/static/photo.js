@@ -111,7 +111,9 @@
       if (capped) {
         capped.hidden = !data.capped.includes(Number(size));
         const largest = Math.max(...data.sizes);
-        capped.textContent = `The crop is under ${size} px, so this shows ${largest} px (never upscaled).`;
+        capped.textContent = app.dataset.sdOnly === "1"
+          ? `This account keeps sizes up to ${largest} px, so this shows ${largest} px.`
+          : `The crop is under ${size} px, so this shows ${largest} px (never upscaled).`;
       }
     }
     preview.hidden = false;
