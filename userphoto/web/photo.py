@@ -100,6 +100,7 @@ class PhotoPages:
             Route("/web/users/{key}/save", self.save, methods=["POST"]),
             Route("/web/users/{key}/cancel", self.cancel, methods=["POST"]),
             Route("/web/users/{key}/remove", self.remove, methods=["POST"]),
+            Route("/web/users/{key}/clear-record", self.clear_record, methods=["POST"]),
             Route("/web/users/{key}/settings", self.settings, methods=["POST"]),
         ]
 
@@ -258,9 +259,14 @@ class PhotoPages:
             elif action == "cancel":
                 await run_in_threadpool(lambda: self.photos.cancel(user.id, actor=actor, via="web"))
                 message = "Preview discarded; the saved photo is unchanged."
-            else:
+            elif action == "remove":
                 await run_in_threadpool(lambda: self.photos.remove(user.id, actor=actor, via="web"))
                 message = "Photo removed."
+            else:
+                await run_in_threadpool(
+                    lambda: self.photos.clear_record(user.id, actor=actor, via="web")
+                )
+                message = "Removal record cleared: the directory photo shows again."
             self.web.sessions.flash(request, message)
         except UserPhotoError as exc:
             self.web.sessions.flash(request, exc.message, "error")
@@ -274,6 +280,9 @@ class PhotoPages:
 
     async def remove(self, request: Request) -> Response:
         return await self._form_action(request, "remove")
+
+    async def clear_record(self, request: Request) -> Response:
+        return await self._form_action(request, "clear_record")
 
     async def settings(self, request: Request) -> Response:
         form = await read_form(request)

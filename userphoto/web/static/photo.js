@@ -51,6 +51,8 @@
     crop.hidden = true;
     const note = $("pending-note");
     if (note) note.remove();
+    const tips = $("tips");
+    if (tips) tips.hidden = true;
     if (objectUrl) URL.revokeObjectURL(objectUrl);
     objectUrl = URL.createObjectURL(f);
     say("Uploading and finding the face…");
