@@ -164,3 +164,35 @@ def test_picture_and_visibility_settings(page: Any, web: Web) -> None:
     finally:
         app.close()
     shot(page, "web-photo-settings")
+
+
+def test_phone_photo_with_exif_rotation_crops_upright(page: Any, web: Web) -> None:
+    """A sideways-stored camera JPEG: the browser and the server agree on upright pixels."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    upright = Image.fromarray(data.astronaut()[:384])  # 512 wide, 384 high
+    stored = upright.rotate(90, expand=True)  # as a phone stores it: sideways
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", quality=92, exif=exif.tobytes())
+    sign_in(page, web, "ada")
+    page.set_input_files(
+        "#file", files=[{"name": "phone.jpg", "mimeType": "image/jpeg", "buffer": buf.getvalue()}]
+    )
+    page.locator("#crop").wait_for(state="visible")
+    assert "of 512×384." in page.locator("#crop-text").inner_text()
+    natural = page.locator("#source").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert natural == [512, 384]
+    # The square sits inside the picture on screen.
+    image_box = page.locator("#source").bounding_box()
+    crop_box = page.locator("#box").bounding_box()
+    assert image_box and crop_box
+    assert crop_box["x"] >= image_box["x"] - 1 and crop_box["y"] >= image_box["y"] - 1
+    assert crop_box["x"] + crop_box["width"] <= image_box["x"] + image_box["width"] + 1
+    assert crop_box["y"] + crop_box["height"] <= image_box["y"] + image_box["height"] + 1
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Preview discarded").wait_for()

@@ -195,6 +195,7 @@ class PhotoPages:
             )
             return Response(data, media_type="image/jpeg", headers=_PRIVATE)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in answer.headers}
+        headers["vary"] = "Cookie"  # the viewer comes from the session cookie here
         inm = request.headers.get("if-none-match")
         if inm and answer.status == 200 and answer.matches(inm.encode("latin-1")):
             return Response(status_code=304, headers={"etag": headers.get("etag", "")})
@@ -324,5 +325,9 @@ def _local(path: str) -> str:
     return path
 
 
-_PRIVATE = {"cache-control": "private, max-age=300", "x-content-type-options": "nosniff"}
+_PRIVATE = {
+    "cache-control": "private, max-age=300",
+    "x-content-type-options": "nosniff",
+    "vary": "Cookie",
+}
 _NO_STORE = {"cache-control": "no-store"}
