@@ -90,8 +90,12 @@ def _findings(status: PhotoStatus) -> list[tuple[str, str]]:
     out = []
     for code in user_findings(status):
         check = CHECKS[code]
-        if check.level.value != "info":
-            out.append((check.level.value, check.title))
+        if check.level.value == "info":
+            continue
+        title = check.title
+        if code == "directory_thumbnail_problem" and status.directory_problem:
+            title = f"directory photo unusable: {status.directory_problem}"
+        out.append((check.level.value, title))
     return out
 
 
