@@ -51,7 +51,7 @@ SOURCE_TEXT = {
     Source.DIRECTORY: "the directory photo (thumbnailPhoto)",
     Source.URL: "the picture from a web address",
     Source.DEFAULT: "the generated initials picture",
-    Source.NONE: "nothing",
+    Source.NONE: "no picture (hidden by the picture or visibility setting)",
 }
 # An internal colleague, to tell what the organization sees (not the user themself).
 COLLEAGUE = Viewer(ViewerKind.MEMBER, "colleague@internal", None)
