@@ -24,8 +24,8 @@ from userphoto.directory.sync import SyncEngine
 from userphoto.model import Account
 
 
-@pytest.fixture
-def ad(samba: Samba, home: Path) -> Iterator[tuple[Samba, App]]:
+@pytest.fixture(params=[True, False], ids=["dirsync", "usnchanged"])
+def ad(samba: Samba, home: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Samba, App]]:
     """A Samba DC with 30 people, and an App pointed at it; the test body runs in its netns."""
     with netns(samba.ns):
         conn = samba.connection()
@@ -34,7 +34,7 @@ def ad(samba: Samba, home: Path) -> Iterator[tuple[Samba, App]]:
                        disabled=(i == 4), employee_id=f"E{i:03d}",
                        aliases=(f"alias{i}@up.example",) if i == 5 else ())
         conn.unbind()
-        write_config(home, samba.directory_settings(writeback=True))
+        write_config(home, samba.directory_settings(writeback=True, dirsync=request.param))
         app = App(Settings.load(home))
         yield samba, app
         app.close()
@@ -45,7 +45,7 @@ def engine(app: App) -> SyncEngine:
     return SyncEngine(app.store, app.directory)
 
 
-def test_ad_identity_aliases_account_state_and_usn_delta(ad: tuple[Samba, App]) -> None:
+def test_ad_identity_aliases_account_state_and_delta(ad: tuple[Samba, App]) -> None:
     samba, app = ad
     report = engine(app).full()
     assert report.ok, report.error
@@ -64,9 +64,10 @@ def test_ad_identity_aliases_account_state_and_usn_delta(ad: tuple[Samba, App]) 
     assert app.store.find_user("p04@up.example").account is Account.DISABLED  # type: ignore[union-attr]
     assert app.store.get_directory_thumbnail(app.store.find_user("p03@up.example").id) is None  # type: ignore[union-attr]
     cursor = app.store.get_state(status.CURSOR_KEY)
-    assert cursor is not None and '"kind": "usn"' in cursor
+    kind = "dirsync" if app.directory.dirsync else "usn"  # type: ignore[union-attr]
+    assert cursor is not None and f'"kind": "{kind}"' in cursor
 
-    # Three changes; the uSNChanged delta reads exactly those three entries.
+    # Three changes; the delta (DirSync or uSNChanged) reads exactly those three entries.
     conn.modify(f"CN=P01,{USERS}", {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(1, 4)])]})
     conn.modify(f"CN=P04,{USERS}", {"userAccountControl": [(ldap3.MODIFY_REPLACE, ["544"])]})
     conn.modify(f"CN=P06,{USERS}", {"displayName": [(ldap3.MODIFY_REPLACE, ["Renamed Six"])]})
@@ -78,9 +79,14 @@ def test_ad_identity_aliases_account_state_and_usn_delta(ad: tuple[Samba, App]) 
     assert app.store.find_user("p06@up.example").display_name == "Renamed Six"  # type: ignore[union-attr]
     assert not engine(app).delta().changed
 
-    # Deleted in AD: the next full sync marks the user gone (1 of 30 is under the guard).
+    # Deleted in AD: DirSync reports it in the next delta; with uSNChanged the next full
+    # sync notices (1 of 30 is under the guard either way).
     conn.delete(f"CN=P07,{USERS}")
-    assert engine(app).full().gone == 1
+    if kind == "dirsync":
+        assert engine(app).delta().gone == 1
+    else:
+        assert engine(app).delta().gone == 0
+        assert engine(app).full().gone == 1
     assert app.store.find_user("p07@up.example").directory_gone  # type: ignore[union-attr]
     conn.unbind()
 

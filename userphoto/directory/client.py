@@ -31,6 +31,7 @@ Entry = tuple[str, Attrs]  # (dn, attributes)
 
 AD_CAPABILITY = "1.2.840.113556.1.4.800"  # LDAP_CAP_ACTIVE_DIRECTORY_OID in the root DSE
 PAGED_OID = "1.2.840.113556.1.4.319"
+DIRSYNC_OID = "1.2.840.113556.1.4.841"
 
 # Failures worth another attempt: the network, the server going away, or the server saying
 # it is busy. Bad credentials or a bad filter are not retried (they will not get better).
@@ -68,6 +69,7 @@ class ServerInfo:
     is_ad: bool
     server_id: str  # the DC's dsServiceName on AD, else the URI: delta cursors are per server
     highest_usn: int | None  # AD highestCommittedUSN at connect time
+    dirsync: bool = False  # the server offers the AD DirSync control
 
 
 class DirectoryClient:
@@ -139,7 +141,10 @@ class DirectoryClient:
             "",
             "(objectClass=*)",
             ldap3.BASE,
-            attributes=["supportedCapabilities", "dsServiceName", "highestCommittedUSN"],
+            attributes=[
+                "supportedCapabilities", "supportedControl", "dsServiceName",
+                "highestCommittedUSN",
+            ],
         )
         attrs = _lower(conn.response[0]["raw_attributes"]) if conn.response else {}
         caps = {v.decode() for v in attrs.get("supportedcapabilities", [])}
@@ -150,6 +155,7 @@ class DirectoryClient:
             is_ad=AD_CAPABILITY in caps,
             server_id=dsa[0].decode() if dsa else uri,
             highest_usn=int(usn[0]) if usn else None,
+            dirsync=DIRSYNC_OID in {v.decode() for v in attrs.get("supportedcontrol", [])},
         )
 
     def refresh_info(self) -> ServerInfo:
@@ -258,6 +264,33 @@ class DirectoryClient:
 
         return self.retry(op, f"reading {dn}")
 
+    def dirsync(
+        self, search_filter: str, attributes: list[str], cookie: bytes | None
+    ) -> tuple[list[Entry], bytes]:
+        """AD DirSync: the entries changed since `cookie` (all of them without one), and the
+        next cookie. Deleted objects come back too, with isDeleted (show-deleted control)."""
+
+        def op(conn: ldap3.Connection) -> tuple[list[Entry], bytes]:
+            sync = conn.extend.microsoft.dir_sync(
+                self.config.base_dn, search_filter, attributes=attributes, cookie=cookie,
+                incremental_values=False,
+            )
+            entries: list[Entry] = []
+            while True:
+                try:
+                    response = sync.loop()
+                except lx.LDAPExtensionError as exc:  # no DirSync answer: treat as refused
+                    raise lx.LDAPUnwillingToPerformResult(str(exc)) from None
+                entries.extend(
+                    (r["dn"], _lower(r["raw_attributes"]))
+                    for r in response
+                    if r.get("type") == "searchResEntry"
+                )
+                if not sync.more_results:
+                    return entries, sync.cookie
+
+        return self.retry(op, "the DirSync search")
+
     # --- writing ---------------------------------------------------------------------------
     def write_photo(self, dn: str, data: bytes | None) -> None:
         """Replace the photo attribute of `dn` with `data`, or clear it when None."""
@@ -273,7 +306,7 @@ class DirectoryClient:
 
 
 def _lower(attrs: dict[str, Any]) -> Attrs:
-    return {k.lower(): list(v) for k, v in attrs.items()}
+    return {k.lower(): list(v or ()) for k, v in attrs.items()}
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -48,6 +48,7 @@ class DirectoryConfig:
     page_size: int = 500
     watch_interval: float = 1.0  # seconds between delta polls under --watch
     full_interval: float = 900.0  # seconds between full reconciliations under --watch
+    dirsync: bool = True  # AD: use the DirSync control for deltas when the server offers it
 
     @property
     def ldaps(self) -> bool:
@@ -128,6 +129,7 @@ class DirectoryConfig:
             page_size=max(1, get("page_size", int, 500)),
             watch_interval=float(get("watch_interval", (int, float), 1.0)),
             full_interval=float(get("full_interval", (int, float), 900.0)),
+            dirsync=get("dirsync", bool, True),
         )
 
 

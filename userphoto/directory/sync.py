@@ -15,6 +15,7 @@ Rules that hold for every mode:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -54,6 +55,10 @@ ACTOR = "directory-sync"
 # modifyTimestamp has one-second resolution and commits can land out of order: re-read a
 # little before the cursor (repeats are de-duplicated by content hashes).
 TIMESTAMP_OVERLAP = timedelta(seconds=2)
+# DirSync looks at every user object (deleted ones lose objectCategory but keep objectClass);
+# the configured user_filter is applied when each changed object is read.
+DIRSYNC_FILTER = "(objectClass=user)"
+CHANGE_STAMPS = ("modifyTimestamp", "whenChanged", "uSNChanged")
 WORKERS = 2  # photo re-encoding processes, used once a page has PARALLEL_FROM new photos
 PARALLEL_FROM = 64
 _POOL: ProcessPoolExecutor | None = None
@@ -171,9 +176,10 @@ class SyncEngine:
         flavour = Flavour.of(self.config, info.is_ad)
         full = report.mode == "full"
         if cursor is not None and cursor.get("server") not in (None, info.server_id) and (
-            cursor.get("kind") == "usn"
+            cursor.get("kind") in ("usn", "dirsync")
         ):
-            # USNs are per domain controller: after a failover the cursor means nothing here.
+            # USNs and DirSync cookies are per domain controller: after a failover to another
+            # DC the cursor means nothing there, so this run reads everything.
             report.mode, full, cursor = "full", True, None
 
         users: dict[str, User] = {}
@@ -185,14 +191,42 @@ class SyncEngine:
                 if u.source == "directory"
             }
         search_filter = flavour.user_filter
-        if not full and cursor is not None:
-            search_filter = f"(&{flavour.user_filter}{_delta_clause(cursor)})"
+        dirsync_cookie: bytes | None = None
+        gone_ids: list[str] = []
+        use_dirsync = info.is_ad and info.dirsync and self.config.dirsync
+        if use_dirsync and full:
+            # Take the DirSync starting point *before* reading: changes made while the full
+            # read runs are then in the next delta.
+            dirsync_cookie = self._dirsync_start(flavour, report)
+        if not full and cursor is not None and cursor["kind"] == "dirsync":
+            # Only the changed objects come back (and deleted ones); each is then read in
+            # full through the user filter, so every mode applies entries the same way.
+            # DirSync returns an object only when one of the requested attributes changed:
+            # ask for the ones we use (not the change stamps, which move with anything).
+            watched = [a for a in flavour.attributes(self.config) if a not in CHANGE_STAMPS]
+            changed, dirsync_cookie = client.dirsync(
+                DIRSYNC_FILTER, [*watched, "isDeleted"], base64.b64decode(cursor["value"])
+            )
+            guids: list[str] = []
+            for _dn, attrs in changed:
+                did = directory_id(attrs, flavour.id_attribute)
+                if did is None:
+                    continue
+                if (attrs.get("isdeleted") or [b""])[0].upper() == b"TRUE":
+                    gone_ids.append(did)
+                else:
+                    guids.append(did)
+            source: Iterator[list[Entry]] = self._by_guid(guids, flavour)
+        else:
+            if not full and cursor is not None:
+                search_filter = f"(&{flavour.user_filter}{_delta_clause(cursor)})"
+            source = client.search(search_filter, flavour.attributes(self.config))
 
         seen: set[str] = set()
         newest = cursor.get("value") if cursor and cursor.get("kind") == "modifyTimestamp" else None
         if full:
             self._processes()  # before any thread starts (see _processes)
-        pages = _prefetch(client.search(search_filter, flavour.attributes(self.config)))
+        pages = _prefetch(source)
         # Pipeline: page k+1's photos are re-encoded (in worker processes) while page k is
         # written to the store, and page k+2 is being read from the directory meanwhile.
         waiting: tuple[list[Entry], Callable[[], list[Prepared | None]]] | None = None
@@ -211,13 +245,55 @@ class SyncEngine:
 
         if full:
             self._mark_gone(users, seen, report, force=force)
+        elif gone_ids:
+            self._mark_deleted(gone_ids, report)
         # Only now, with every page read, does the cursor move.
-        if info.is_ad and info.highest_usn is not None:
+        if dirsync_cookie is not None:
+            new_cursor = {"kind": "dirsync", "server": info.server_id,
+                          "value": base64.b64encode(dirsync_cookie).decode()}
+        elif info.is_ad and info.highest_usn is not None:
             new_cursor = {"kind": "usn", "server": info.server_id, "value": info.highest_usn}
         else:
             new_cursor = {"kind": "modifyTimestamp", "server": info.server_id, "value": newest}
         if new_cursor != self._cursor() and new_cursor["value"] is not None:
             self.store.set_state(status.CURSOR_KEY, json.dumps(new_cursor))
+
+    def _dirsync_start(self, flavour: Flavour, report: SyncReport) -> bytes | None:
+        """A DirSync cookie for "now", or None (then uSNChanged) if this account may not
+        use DirSync (it needs the "Replicating Directory Changes" right)."""
+        try:
+            # Only the cookie matters here; a cheap attribute keeps the answer small.
+            _entries, cookie = self.client.dirsync(
+                DIRSYNC_FILTER, [flavour.id_attribute, self.config.mail_attribute], None
+            )
+        except DirectoryRefused as exc:
+            report.problem(f"DirSync refused ({exc}); using uSNChanged for deltas instead")
+            return None
+        return cookie
+
+    def _by_guid(self, guids: list[str], flavour: Flavour) -> Iterator[list[Entry]]:
+        """Full entries for changed objects, through the user filter (computers drop out)."""
+        page: list[Entry] = []
+        attributes = flavour.attributes(self.config)
+        for guid in guids:
+            for found in self.client.search(flavour.user_filter, attributes,
+                                            base=f"<GUID={guid}>"):
+                page.extend(found)
+            if len(page) >= self.config.page_size:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def _mark_deleted(self, directory_ids: list[str], report: SyncReport) -> None:
+        """Deletions DirSync reported: exact, so marked at once (still never deleted here)."""
+        assert self._index is not None
+        for did in directory_ids:
+            user_id = self._index.get(did)
+            user = self.store.find_user(user_id) if user_id else None
+            if user is not None and user.source == "directory" and not user.directory_gone:
+                self.store.update_user(replace(user, directory_gone=True), actor=ACTOR, via="sync")
+                report.gone += 1
 
     def _cursor(self) -> dict | None:
         raw = self.store.get_state(status.CURSOR_KEY)
