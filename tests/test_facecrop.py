@@ -178,6 +178,9 @@ def test_main_face_prefers_the_largest() -> None:
     faces = [Face(10, 10, 40, 40), Face(300, 200, 90, 90), Face(600, 20, 60, 60)]
     assert facecrop.main_face(faces, 800, 600) == faces[1]
     assert facecrop.main_face([], 800, 600) is None
+    # A head-sized false positive around a real face yields to the face inside it.
+    nested = [Face(10, 200, 150, 150), Face(60, 250, 40, 40)]
+    assert facecrop.main_face(nested, 500, 375) == nested[1]
 
 
 def test_exported_square_round_trips_whole() -> None:
@@ -198,3 +201,21 @@ def test_uploads_default_to_the_face_crop_and_store_it(app: App) -> None:
     # An explicit box wins over the suggestion.
     explicit = app.photos.set("eileen@example.org", jpeg(image), crop=CropBox(0, 0, 900))
     assert explicit.crop == CropBox(0, 0, 900)
+
+
+def test_tight_face_crop_keeps_full_detail() -> None:
+    """A small face in a 12 MP photo: the 648 master comes from real pixels, not an upscale.
+
+    The first decode (1/2 scale) cannot give 648 px across a ~700 px box, so render decodes
+    again at the box's scale: the result equals rendering with that box given explicitly.
+    """
+    image = backdrop(4000, 3000, seed=11)
+    face = paste_astronaut(image, 780, (300, 1900))
+    data = jpeg(image)
+    suggested = imaging.render(data, suggest=facecrop.suggest)
+    assert_inside(suggested.crop, face)
+    assert 648 <= suggested.crop.size < 1500 and suggested.sizes[-1] == 648
+    explicit = imaging.render(data, crop=suggested.crop)
+    a = np.asarray(Image.open(io.BytesIO(suggested.renditions[648])), dtype=float)
+    b = np.asarray(Image.open(io.BytesIO(explicit.renditions[648])), dtype=float)
+    assert np.abs(a - b).mean() < 0.5

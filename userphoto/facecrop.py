@@ -123,6 +123,9 @@ def detect_faces(image: Image.Image) -> list[Face]:
 
 def main_face(faces: list[Face], width: int, height: int) -> Face | None:
     """The subject: the largest face, with a mild preference for one near the centre."""
+    # Haar sometimes adds a head-sized box around a real face; a box holding another
+    # detection is that, not a second person, so it yields to the face inside it.
+    faces = [f for f in faces if not any(g is not f and _holds(f, g) for g in faces)] or faces
     if not faces:
         return None
     half_diagonal = math.hypot(width, height) / 2
@@ -132,6 +135,15 @@ def main_face(faces: list[Face], width: int, height: int) -> Face | None:
         return f.w * f.h * (1 - 0.3 * off)
 
     return max(faces, key=score)
+
+
+def _holds(outer: Face, inner: Face) -> bool:
+    return (
+        outer.x <= inner.x
+        and outer.y <= inner.y
+        and outer.x + outer.w >= inner.x + inner.w
+        and outer.y + outer.h >= inner.y + inner.h
+    )
 
 
 def frame(face: Face, width: int, height: int) -> CropBox:
