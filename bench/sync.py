@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.slapd import Slapd, free_port, ldif, photo, uid, user_dn
 from userphoto.app import App
 from userphoto.config import Settings
+from userphoto.directory.client import DirectoryClient
+from userphoto.directory.entry import Flavour
 from userphoto.directory.sync import SyncEngine
 
 BIN = Path(sys.executable).parent
@@ -88,9 +90,22 @@ def main() -> None:
         assert app.directory is not None
         engine = SyncEngine(app.store, app.directory)
 
+        # Reference, same run: a bare paged read of the same entries (ldap3, no processing).
+        reader = DirectoryClient(app.directory)
+        info = reader.refresh_info()
+        flavour = Flavour.of(app.directory, info.is_ad)
+        t0 = time.perf_counter()
+        read = sum(len(p) for p in reader.search(flavour.user_filter,
+                                                 flavour.attributes(app.directory)))
+        bare = time.perf_counter() - t0
+        reader.close()
+        print(f"reference: bare paged LDAP read of {read:,} entries: {bare:.2f}s, "
+              f"{read / bare:,.0f} entries/s")
+
         full = engine.full()
         assert full.ok and full.added == n, full.summary()
-        print(f"full sync (initial load): {full.seconds:.2f}s, {n / full.seconds:,.0f} users/s")
+        print(f"full sync (initial load): {full.seconds:.2f}s, {n / full.seconds:,.0f} users/s "
+              f"({bare / full.seconds:.2f}× the bare read's rate)")
         again = SyncEngine(app.store, app.directory).full()
         assert again.ok and again.unchanged == n
         print(f"full sync (nothing changed): {again.seconds:.2f}s, "
@@ -110,15 +125,22 @@ def main() -> None:
 
         # --- propagation under `sync --watch` and `serve`, as deployed -------------------
         env = {**os.environ, "USERPHOTO_HOME": str(home)}
+
+        def token_for(address: str) -> str:
+            return subprocess.run([str(BIN / "userphoto"), "token", "create", address], env=env,
+                                  capture_output=True, text=True, check=True).stdout.strip()
+
+        # Tokens first: a server reads its token list when it starts.
+        viewer = uid(n - 1) + "@example.org"
+        token = token_for(viewer)
+        uploaders = [(n // 2 + k * 11) % n for k in range(args.changes)]
+        tokens = {i: token_for(f"{uid(i)}@example.org") for i in uploaders}
         port = free_port()
         procs.append(subprocess.Popen([str(BIN / "userphoto"), "serve", "--port", str(port)],
                                       env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
         procs.append(subprocess.Popen([str(BIN / "userphoto"), "sync", "--watch"], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        viewer = uid(n - 1) + "@example.org"
-        token = subprocess.run([str(BIN / "userphoto"), "token", "create", viewer], env=env,
-                               capture_output=True, text=True, check=True).stdout.strip()
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}",
                             headers={"Authorization": f"Bearer {token}"}, timeout=5)
         wait_for(lambda: _up(http), timeout=30)
@@ -139,11 +161,9 @@ def main() -> None:
               f"p95 {percentile(forward, .95):.2f}s, max {max(forward):.2f}s")
 
         reverse: list[float] = []
-        for k in range(args.changes):
-            i = (n // 2 + k * 11) % n
+        for k, i in enumerate(uploaders):
             address = f"{uid(i)}@example.org"
-            own = subprocess.run([str(BIN / "userphoto"), "token", "create", address], env=env,
-                                 capture_output=True, text=True, check=True).stdout.strip()
+            own = tokens[i]
             body = io.BytesIO()
             Image.new("RGB", (648, 648), ((k * 40) % 256, 90, 160)).save(body, "JPEG")
             before = _ldap_photo(conn, user_dn(i))

@@ -84,6 +84,7 @@ class SyncEngine:
         self.on_page = on_page  # test and progress hook: called with the page number
         # directory id -> user id, for users this engine manages (rebuilt by each full sync).
         self._index: dict[str, str] | None = None
+        self._addresses: set[str] | None = None
 
     # --- public modes ----------------------------------------------------------------------
     def full(self, *, force: bool = False) -> SyncReport:
@@ -190,6 +191,10 @@ class SyncEngine:
                 for u in users.values()
                 if u.source == "directory"
             }
+        # Every address in the store, so a new entry skips the adoption lookup (full only).
+        self._addresses = (
+            {a for u in users.values() for a in u.addresses} if full else None
+        )
         search_filter = flavour.user_filter
         dirsync_cookie: bytes | None = None
         gone_ids: list[str] = []
@@ -405,6 +410,7 @@ class SyncEngine:
         current: User | None = None
         if user_id is not None:
             current = users.get(user_id) if users is not None else self.store.find_user(user_id)
+        added_before = report.added
         try:
             user = self._apply_user(du, current, report)
         except Conflict as exc:
@@ -416,7 +422,9 @@ class SyncEngine:
         self._index[du.directory_id] = user.id
         if users is not None:
             users[user.id] = user
-        self._apply_photo(user.id, du, report, prepared)
+        if self._addresses is not None:
+            self._addresses.update(user.addresses)
+        self._apply_photo(user.id, du, report, prepared, new=report.added > added_before)
         return user.id
 
     def _apply_user(
@@ -425,7 +433,11 @@ class SyncEngine:
         if current is None:
             # A local user with this address (e.g. created before the directory was
             # connected) is adopted rather than duplicated; its id stays.
-            existing = self.store.find_user(du.address)
+            existing = (
+                None
+                if self._addresses is not None and du.address not in self._addresses
+                else self.store.find_user(du.address)
+            )
             if existing is not None and (existing.source != "directory" or existing.directory_gone):
                 current = existing
             elif existing is not None:
@@ -470,9 +482,15 @@ class SyncEngine:
         return desired
 
     def _apply_photo(
-        self, user_id: str, du: DirectoryUser, report: SyncReport, prepared: Prepared | None
+        self,
+        user_id: str,
+        du: DirectoryUser,
+        report: SyncReport,
+        prepared: Prepared | None,
+        *,
+        new: bool = False,
     ) -> None:
-        old = self.store.get_directory_thumbnail(user_id)
+        old = None if new else self.store.get_directory_thumbnail(user_id)
         raw = du.photo
         if raw is None:
             if old is not None:
