@@ -153,3 +153,55 @@ def test_cache_is_bounded_in_bytes(hot) -> None:
 
     asyncio.run(run())
     assert 0 < len(server.cache.answers) < 50
+
+
+class RsgiScope:
+    """The attributes granian's RSGI scope carries (headers: a str mapping)."""
+
+    proto = "http"
+    http_version = "1.1"
+    scheme = "http"
+    client = "127.0.0.1:5555"
+    server = "127.0.0.1:8080"
+
+    def __init__(self, path: str, query: str, headers: dict[str, str]):
+        self.method = "GET"
+        self.path = path
+        self.query_string = query
+        self.headers = headers
+
+
+class RsgiProto:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, list, bytes]] = []
+
+    def response_bytes(self, status: int, headers: list, body: bytes) -> None:
+        self.sent.append((status, headers, body))
+
+    def response_empty(self, status: int, headers: list) -> None:
+        self.sent.append((status, headers, b""))
+
+
+def test_rsgi_hot_path_is_as_lean(hot) -> None:
+    server, token, calls, _app = hot
+
+    async def one(path: str, query: bytes, inm: str | None = None) -> tuple[int, list, bytes]:
+        headers = {"authorization": f"Bearer {token}"}
+        if inm:
+            headers["if-none-match"] = inm
+        proto = RsgiProto()
+        await server.__rsgi__(RsgiScope(path, query.decode(), headers), proto)
+        return proto.sent[0]
+
+    async def run() -> None:
+        for path, query in URLS:
+            assert (await one(path, query))[0] == 200
+        calls.clear()
+        for path, query in URLS:
+            status, headers, body = await one(path, query)
+            assert status == 200 and body
+            etag = dict(headers)["etag"]
+            assert (await one(path, query, etag))[0] == 304
+
+    asyncio.run(run())
+    assert calls == Counter()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..model import Viewer
@@ -45,7 +45,21 @@ class Answer:
     not_modified: Headers | None = None  # the 304's headers (ETag, caching, Vary)
     target: str | None = None  # id of the user it is about (for the viewer relation)
     cacheable: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The same headers as str pairs for granian's RSGI interface, made on first use.
+    text: list[tuple[str, str]] | None = None
+    text_not_modified: list[tuple[str, str]] | None = None
+
+    def text_headers(self) -> list[tuple[str, str]]:
+        if self.text is None:
+            self.text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
+        return self.text
+
+    def text_headers_304(self) -> list[tuple[str, str]]:
+        if self.text_not_modified is None:
+            self.text_not_modified = [
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.not_modified or []
+            ]
+        return self.text_not_modified
 
     def matches(self, if_none_match: bytes) -> bool:
         """`If-None-Match` handling: `*`, a list, and weak comparison (RFC 9110 §13.1.2)."""

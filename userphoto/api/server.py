@@ -11,7 +11,9 @@ caches the answer. Writes (PUT/DELETE) run in a worker thread and drop the cache
 any process (the CLI, sync, another node on PostgreSQL) empties this process's caches and
 reloads credentials, so it shows within a fraction of a second.
 
-Served by granian (ASGI interface); see BENCHMARKS.md "Serving" for the measured choice.
+Served by granian through its native RSGI interface (`__rsgi__`; the Starlette site is bridged,
+see `rsgi.py`); `__call__` is the same server as plain ASGI for any other ASGI server. See
+BENCHMARKS.md "Serving" for the measured choice.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..errors import UserPhotoError
 from .cache import Answer, AnswerCache, error_answer, relation
 from .common import Req, Services
 from .lookup import Lookup
+from .rsgi import serve_asgi
 from .site import create_site
 
 log = logging.getLogger("userphoto.api")
@@ -158,6 +161,105 @@ class PhotoServer:
             self.refresh(force=True)
         return answer
 
+    # --- RSGI (what `userphoto serve` runs: granian's native interface) --------------------------
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        if scope.proto != "http":
+            return  # no websocket routes
+        path: str = scope.path
+        for prefix, surface in self.surfaces:
+            if path.startswith(prefix):
+                await self.rsgi_photo(surface, scope, proto)
+                return
+        await serve_asgi(self.site, scope, proto)
+
+    async def rsgi_photo(self, surface: Surface, scope: Any, proto: Any) -> None:
+        """The hot path again, on RSGI objects (str headers, synchronous responses)."""
+        headers = scope.headers
+        inm: str | None = headers.get("if-none-match")
+        method: str = scope.method
+        head = method == "HEAD"
+        try:
+            viewer = self.auth.from_header(headers.get("authorization"))
+        except UserPhotoError as exc:
+            _respond(proto, surface.error(exc), None, head)
+            return
+        path: str = scope.path
+        query: str = scope.query_string
+        if method == "GET" or head:
+            cache = self.cache
+            key: tuple = (path, query)
+            if "/me/" in path or path.endswith("/me"):
+                key = (*key, viewer.user_id)
+            if key in cache.targets:
+                answer = cache.answers.get((key, relation(viewer, cache.targets[key])))
+                if answer is not None:
+                    _respond(proto, answer, inm, head)
+                    return
+            built_at = cache.generation
+            req = Req(
+                method, path, query.encode("latin-1", "replace"), _byte_headers(headers), viewer
+            )
+            answer = _guarded(surface, req)
+            if answer.cacheable:
+                cache.put(key, relation(viewer, answer.target), answer, built_at)
+            _respond(proto, answer, inm, head)
+            return
+        byte_headers = _byte_headers(headers)
+        body, problem = await _read_rsgi_body(proto, byte_headers, self.max_body)
+        if problem is not None:
+            _respond(proto, surface.error(problem), None, False)
+            return
+        req = Req(method, path, query.encode("latin-1", "replace"), byte_headers, viewer, body)
+        answer = await asyncio.to_thread(self._write, surface, req)
+        _respond(proto, answer, None, False)
+
+
+def _byte_headers(headers: Any) -> dict[bytes, bytes]:
+    return {
+        k.lower().encode("latin-1", "replace"): v.encode("latin-1", "replace")
+        for k, v in headers.items()
+    }
+
+
+def _respond(proto: Any, answer: Answer, if_none_match: str | None, head: bool) -> None:
+    if (
+        if_none_match is not None
+        and answer.status == 200
+        and answer.matches(if_none_match.encode("latin-1", "replace"))
+    ):
+        proto.response_empty(304, answer.text_headers_304())
+    elif head:
+        proto.response_empty(answer.status, answer.text_headers())
+    else:
+        proto.response_bytes(answer.status, answer.text_headers(), answer.body)
+
+
+async def _read_rsgi_body(
+    proto: Any, headers: dict[bytes, bytes], limit: int
+) -> tuple[bytes, UserPhotoError | None]:
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            return b"", UserPhotoError("Content-Length is not a number.", code="bad_request")
+        if int(declared) > limit:
+            return b"", _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in proto:
+        size += len(chunk)
+        if size > limit:
+            return b"", _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks), None
+
+
+def _too_large(limit: int) -> UserPhotoError:
+    return UserPhotoError(
+        f"The upload is larger than the {limit:,}-byte limit ([limits] max_bytes).",
+        code="image_too_large",
+        status=413,
+    )
+
 
 def _guarded(surface: Surface, req: Req) -> Answer:
     try:
@@ -172,11 +274,7 @@ def _guarded(surface: Surface, req: Req) -> Answer:
 async def _read_body(
     receive: Receive, headers: dict[bytes, bytes], limit: int
 ) -> tuple[bytes, UserPhotoError | None]:
-    too_large = UserPhotoError(
-        f"The upload is larger than the {limit:,}-byte limit ([limits] max_bytes).",
-        code="image_too_large",
-        status=413,
-    )
+    too_large = _too_large(limit)
     declared = headers.get(b"content-length")
     if declared is not None:
         if not declared.strip().isdigit():
@@ -223,7 +321,7 @@ def run(host: str, port: int, *, workers: int = 1, log_level: str = "warning") -
         "userphoto.api.server:create_app",
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         factory=True,
         workers=workers,
         log_level=log_level,  # type: ignore[arg-type]
