@@ -320,18 +320,67 @@ class SyncEngine:
     ) -> str | None:
         """Apply one page in one transaction (each write inside is its own savepoint): the
         initial load of 10,000 users is 20 commits, not 40,000."""
+        fresh: list[tuple[DirectoryUser, Prepared | None]] = []
         with self.store.batch():
             for entry, photo in zip(page, prepared, strict=True):
-                user_id = self._apply_entry(entry, flavour, users, report, photo)
-                if user_id is None:
-                    continue
-                seen.add(user_id)
                 changed = entry[1].get("modifytimestamp")
                 if changed:
                     stamp = changed[0].decode()
                     if newest is None or stamp > newest:
                         newest = stamp
+                du = self._parse(entry, flavour, report)
+                if du is None:
+                    continue
+                if self._is_fresh(du, users):
+                    # Brand new in a full load: added together below, in a few statements.
+                    fresh.append((du, photo))
+                    assert self._addresses is not None
+                    self._addresses.update((du.address, *du.aliases))
+                    continue
+                user_id = self._apply_parsed(du, flavour, users, report, photo)
+                if user_id is not None:
+                    seen.add(user_id)
+            if fresh:
+                seen.update(self._add_fresh(fresh, flavour, users, report))
         return newest
+
+    def _is_fresh(self, du: DirectoryUser, users: dict[str, User] | None) -> bool:
+        return (
+            users is not None
+            and self._addresses is not None
+            and self._index is not None
+            and du.directory_id not in self._index
+            and du.directory_id not in users
+            and du.address not in self._addresses
+            and not any(a in self._addresses for a in du.aliases)
+        )
+
+    def _add_fresh(
+        self,
+        fresh: list[tuple[DirectoryUser, Prepared | None]],
+        flavour: Flavour,
+        users: dict[str, User] | None,
+        report: SyncReport,
+    ) -> list[str]:
+        new = [_new_user(du) for du, _photo in fresh]
+        try:
+            self.store.add_users(new, actor=ACTOR, via="sync")
+        except Conflict:
+            # Someone else took an address meanwhile: one by one, each conflict reported.
+            done = []
+            for du, photo in fresh:
+                user_id = self._apply_parsed(du, flavour, users, report, photo)
+                if user_id is not None:
+                    done.append(user_id)
+            return done
+        assert self._index is not None
+        for user, (du, photo) in zip(new, fresh, strict=True):
+            report.added += 1
+            self._index[du.directory_id] = user.id
+            if users is not None:
+                users[user.id] = user
+            self._apply_photo(user.id, du, report, photo, new=True)
+        return [u.id for u in new]
 
     def _prepare_photos(
         self, page: list[Entry], flavour: Flavour
@@ -389,22 +438,25 @@ class SyncEngine:
     def close(self) -> None:
         self.client.close()
 
-    def _apply_entry(
+    def _parse(self, entry: Entry, flavour: Flavour, report: SyncReport) -> DirectoryUser | None:
+        dn, attrs = entry
+        report.seen += 1
+        try:
+            return parse(dn, attrs, self.config, flavour)
+        except EntryProblem as exc:
+            report.skipped += 1
+            report.problem(str(exc))
+            return None
+
+    def _apply_parsed(
         self,
-        entry: Entry,
+        du: DirectoryUser,
         flavour: Flavour,
         users: dict[str, User] | None,
         report: SyncReport,
         prepared: Prepared | None = None,
     ) -> str | None:
-        dn, attrs = entry
-        report.seen += 1
-        try:
-            du = parse(dn, attrs, self.config, flavour)
-        except EntryProblem as exc:
-            report.skipped += 1
-            report.problem(str(exc))
-            return None
+        dn = du.dn
         assert self._index is not None
         user_id = self._index.get(du.directory_id)
         current: User | None = None
@@ -446,15 +498,7 @@ class SyncEngine:
                     f"{existing.attributes.get('dn', existing.id)}"
                 )
         if current is None:
-            user = User(
-                id=du.directory_id,
-                address=du.address,
-                display_name=du.display_name,
-                aliases=list(du.aliases),
-                account=Account.DISABLED if du.disabled else Account.HD,
-                source="directory",
-                attributes=dict(du.attributes),
-            )
+            user = _new_user(du)
             self.store.add_user(user, actor=ACTOR, via="sync")
             report.added += 1
             return user
@@ -636,6 +680,18 @@ def _prefetch(pages: Iterator[list[Entry]]) -> Iterator[list[Entry]]:
             with contextlib.suppress(Empty):
                 queue.get_nowait()
             thread.join(0.05)
+
+
+def _new_user(du: DirectoryUser) -> User:
+    return User(
+        id=du.directory_id,
+        address=du.address,
+        display_name=du.display_name,
+        aliases=list(du.aliases),
+        account=Account.DISABLED if du.disabled else Account.HD,
+        source="directory",
+        attributes=dict(du.attributes),
+    )
 
 
 def _same(a: User, b: User) -> bool:

@@ -74,6 +74,16 @@ class Store(ABC):
     def add_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
         """Insert a user; raises Conflict if the id or any address is taken."""
 
+    def add_users(
+        self, users: list[User], *, actor: str = "system", via: str = "cli"
+    ) -> list[User]:
+        """Insert many users at once, all or nothing (Conflict if any id/address is taken).
+
+        For bulk loads; backends override it with a faster path. The default adds one by one.
+        """
+        with self.batch():
+            return [self.add_user(u, actor=actor, via=via) for u in users]
+
     @abstractmethod
     def update_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
         """Replace a user's fields and aliases (by id)."""

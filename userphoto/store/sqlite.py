@@ -199,13 +199,14 @@ class SQLiteStore(Store):
             return
         db = self._db
         db.execute("BEGIN IMMEDIATE")
-        self._local.batch, self._local.dirty = True, False
+        self._local.batch, self._local.wrote, self._local.dirty = True, False, False
         try:
             yield
-            # A batch that wrote nothing leaves the generation alone (serving caches stay).
+            # A batch that wrote nothing leaves the generation alone (serving caches stay),
+            # and so does one that only wrote what changes no answer (the audit log).
             if self._local.dirty:
                 db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
-            db.execute("COMMIT" if self._local.dirty else "ROLLBACK")
+            db.execute("COMMIT" if self._local.wrote else "ROLLBACK")
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -226,7 +227,8 @@ class SQLiteStore(Store):
             try:
                 yield db
                 db.execute("RELEASE write")
-                self._local.dirty = True
+                self._local.wrote = True
+                self._local.dirty = self._local.dirty or bump
             except BaseException:
                 db.execute("ROLLBACK TO write")
                 db.execute("RELEASE write")
@@ -350,6 +352,56 @@ class SQLiteStore(Store):
             self._write_addresses(db, user)
             self._audit(db, AuditEntry(now(), actor, user.id, "user.add", via, user.address))
         return user
+
+    def add_users(
+        self, users: list[User], *, actor: str = "system", via: str = "cli"
+    ) -> list[User]:
+        """Insert many users in one transaction with a handful of statements (initial
+        directory load); all or nothing, Conflict if any id or address is taken."""
+        at = now()
+        for user in users:
+            self._clean(user)
+            user.created = user.updated = at
+        addresses = [a for u in users for a in u.addresses]
+        ids = [u.id for u in users]
+        if len(set(addresses)) != len(addresses) or len(set(ids)) != len(ids):
+            raise Conflict("Two of the new users share an id or an address.")
+        with self._tx() as db:
+            for start in range(0, len(addresses), 400):
+                part = addresses[start : start + 400]
+                marks = ",".join("?" * len(part))
+                taken = db.execute(
+                    f"SELECT address FROM users WHERE address IN ({marks}) UNION ALL "
+                    f"SELECT address FROM aliases WHERE address IN ({marks})",
+                    (*part, *part),
+                ).fetchone()
+                if taken:
+                    raise Conflict(f"The address {taken[0]} already belongs to another user.")
+            for start in range(0, len(ids), 800):
+                part = ids[start : start + 800]
+                taken = db.execute(
+                    f"SELECT id FROM users WHERE id IN ({','.join('?' * len(part))})", part
+                ).fetchone()
+                if taken:
+                    raise Conflict(f"A user with the id {taken[0]} already exists.")
+            db.executemany(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+                [self._user_row(u) for u in users],
+            )
+            db.executemany(
+                "INSERT INTO aliases VALUES (?, ?)",
+                [(a, u.id) for u in users for a in u.aliases],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO address_hashes VALUES (?, ?)",
+                [(d, u.id) for u in users for a in u.addresses for d in address_hashes(a)],
+            )
+            db.executemany(
+                "INSERT INTO audit (at, actor, user_id, action, via, detail) "
+                "VALUES (?,?,?,?,?,?)",
+                [(_ts(at), actor, u.id, "user.add", via, u.address) for u in users],
+            )
+        return users
 
     def update_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
         self._clean(user)

@@ -1,0 +1,52 @@
+"""The store additions bulk directory sync relies on: add_users and batch()."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from userphoto.errors import Conflict
+from userphoto.model import AuditEntry, User
+from userphoto.store.sqlite import SQLiteStore
+
+
+def person(i: int, *aliases: str) -> User:
+    return User(id=f"id{i}", address=f"p{i}@example.org", display_name=f"P {i}",
+                aliases=list(aliases), source="directory", attributes={"dn": f"uid=p{i}"})
+
+
+def test_add_users_all_or_nothing(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db")
+    store.add_user(person(1))
+    added = store.add_users([person(2, "two@example.org"), person(3)])
+    assert [u.id for u in added] == ["id2", "id3"]
+    assert store.find_user("two@example.org").id == "id2"  # type: ignore[union-attr]
+    before = store.generation()
+    with pytest.raises(Conflict):
+        store.add_users([person(4), person(5, "p1@example.org")])  # alias taken by p1
+    with pytest.raises(Conflict):
+        store.add_users([person(6), person(6)])  # twice in one batch
+    assert store.find_user("p4@example.org") is None  # nothing of a refused batch stays
+    assert store.count_users() == 3
+    assert store.generation() == before
+
+
+def test_batch_commits_once_and_only_what_was_written(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db")
+    g0 = store.generation()
+    with store.batch():
+        pass
+    assert store.generation() == g0  # an empty batch changes nothing
+    with store.batch():
+        store.audit(AuditEntry(datetime.now(UTC), "t", "x", "noop", "test"))
+    assert store.generation() == g0  # audit-only: committed, caches untouched
+    assert store.audit_log("x")[0].action == "noop"
+    with store.batch():
+        store.add_user(person(1))
+        with pytest.raises(Conflict):
+            store.add_user(person(1))  # fails alone (savepoint); the batch goes on
+        store.add_user(person(2))
+    assert store.generation() == g0 + 1
+    assert store.count_users() == 2
