@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 import io
 import subprocess
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import ldap3
@@ -112,3 +115,40 @@ def test_ad_writeback_visible_through_ldapsearch_without_loop(ad: tuple[Samba, A
     assert again.ok and again.seen == 1 and again.photos_new == 0  # our write, read back
     slot = app.store.get_directory_thumbnail(app.store.find_user("p08@up.example").id)  # type: ignore[union-attr]
     assert slot is not None and slot.written_by_us
+
+
+def test_ad_watch_wakes_on_change_notification(ad: tuple[Samba, App]) -> None:
+    samba, app = ad
+    assert app.directory is not None
+    # Polling every 30 s: only the pushed change notification can make this quick.
+    engine_ = SyncEngine(app.store, replace(app.directory, watch_interval=30.0))
+    stop = threading.Event()
+    cycles: list[object] = []
+    watcher = threading.Thread(target=engine_.watch, args=(stop,),
+                               kwargs={"after_cycle": cycles.append})
+    watcher.start()  # inside the DC's netns: the thread inherits it
+    try:
+        deadline = time.monotonic() + 20
+        while not cycles and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cycles, "the first watch cycle did not finish"
+        time.sleep(0.5)  # the notification search is open once the first cycle is done
+        user = app.store.find_user("p10@up.example")
+        assert user is not None
+        old = app.store.get_directory_thumbnail(user.id)
+        assert old is not None
+        conn = samba.connection()
+        t0 = time.monotonic()
+        conn.modify(f"CN=P10,{USERS}", {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(10, 8)])]})
+        while time.monotonic() - t0 < 10:
+            now = app.store.get_directory_thumbnail(user.id)
+            if now is not None and now.raw_hash != old.raw_hash:
+                break
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 2, f"the change took {elapsed:.1f}s (notification not working?)"
+        conn.unbind()
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert not watcher.is_alive()

@@ -49,6 +49,7 @@ class DirectoryConfig:
     watch_interval: float = 1.0  # seconds between delta polls under --watch
     full_interval: float = 900.0  # seconds between full reconciliations under --watch
     dirsync: bool = True  # AD: use the DirSync control for deltas when the server offers it
+    notify: bool = True  # AD: wake --watch on change notifications, not only by polling
 
     @property
     def ldaps(self) -> bool:
@@ -130,6 +131,7 @@ class DirectoryConfig:
             watch_interval=float(get("watch_interval", (int, float), 1.0)),
             full_interval=float(get("full_interval", (int, float), 900.0)),
             dirsync=get("dirsync", bool, True),
+            notify=get("notify", bool, True),
         )
 
 

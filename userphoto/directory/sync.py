@@ -47,6 +47,7 @@ from .entry import (
     parse,
     unwrap_base64,
 )
+from .notify import ChangeNotifier
 from .status import SyncReport
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,14 @@ class SyncEngine:
     ) -> None:
         """Poll for changes every `watch_interval` until `stop` is set.
 
-        An idle cycle writes nothing to the store. A full reconciliation (which is what
-        notices deletions) runs every `full_interval`. `drain` retries pending write-backs.
+        On AD, a change notification search also wakes the loop the moment something
+        changes. An idle cycle writes nothing to the store. A full reconciliation (which is
+        what notices deletions) runs every `full_interval`. `drain` retries write-backs.
         """
         started = now().isoformat(timespec="seconds")
+        wake = threading.Event()
+        notifier: ChangeNotifier | None = None
+        notify_retry_at = 0.0
         heartbeat_every = 300.0
         last_full = time.monotonic()
         last_beat = 0.0
@@ -141,9 +146,18 @@ class SyncEngine:
                 })
                 last_beat = time.monotonic()
                 last_error = error
+            info = self.client.info
+            if (report.ok and info is not None and info.is_ad and self.config.notify
+                    and (notifier is None or not notifier.alive)
+                    and time.monotonic() >= notify_retry_at):
+                notifier = ChangeNotifier(self.config, info.uri, wake)
+                if not notifier.start():
+                    notifier, notify_retry_at = None, time.monotonic() + 60
             # Back off while the directory is down; the client already retried with backoff.
-            stop.wait(self.config.watch_interval if report.ok else max(
+            _sleep(stop, wake, self.config.watch_interval if report.ok else max(
                 self.config.watch_interval, self.config.backoff * 4))
+        if notifier is not None:
+            notifier.stop()
         with contextlib.suppress(UserPhotoError):
             status.record_watch(self.store, {
                 "state": "stopped", "since": started,
@@ -611,6 +625,16 @@ def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
     except imaging.ImageError as exc:
         return Prepared(None, 0, 0, None, f"{attribute} is not a usable image: {exc}")
     return Prepared(jpeg, width, height, note, None)
+
+
+def _sleep(stop: threading.Event, wake: threading.Event, seconds: float) -> None:
+    """Wait up to `seconds`, ending early on a change notification or a stop request."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0 or wake.wait(min(0.1, left)):
+            break
+    wake.clear()
 
 
 def prepare_many(raws: list[bytes], attribute: str) -> list[Prepared]:
