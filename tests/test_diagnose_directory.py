@@ -17,7 +17,9 @@ from PIL import Image
 from tests.support.images import encode
 from tests.support.slapd import Slapd, ldif, uid, user_dn
 from tests.test_directory_slapd import write_config
+from userphoto.app import App
 from userphoto.cli import cli
+from userphoto.config import Settings
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/slapd").exists(), reason="slapd missing")
 
@@ -131,16 +133,34 @@ def test_photo_in_view_after_fix_is_the_uploaded_one(
     set_ldap_photo(directory, 1, b"garbage")
     sh("sync", "--full")
     apply_fix(sh, cause(verdict(sh), "directory_thumbnail_problem")["fix"], photo_file)
-    out = Path(home) / "got.jpg"
-    from userphoto.app import App
-    from userphoto.config import Settings
-
     app = App(Settings.load(home))
     user = app.store.find_user(ADDR)
     assert user is not None
     thumb = app.store.get_directory_thumbnail(user.id)
     app.close()
     assert thumb is not None and thumb.jpeg is not None
-    out.write_bytes(thumb.jpeg)
     r, g, b = Image.open(io.BytesIO(thumb.jpeg)).convert("RGB").getpixel((40, 40))
     assert (r, g, b) == pytest.approx((220, 140, 20), abs=10)
+
+
+def test_directory_and_hd_photo_disagree(sh: Cli, directory: Slapd, photo_file: str) -> None:
+    sh("sync", "--full")
+    sh("set", ADDR, photo_file)  # write-back is off here: the directory keeps its old photo
+    set_ldap_photo(directory, 1, _jpeg((10, 200, 10)))
+    sh("sync")
+    v = verdict(sh, "--client", "legacy")
+    assert v["sees"]["source"] == "hd"
+    disagree = cause(v, "directory_disagrees")
+    assert disagree["fix"] == [f"userphoto directory push {ADDR}"]
+    apply_fix(sh, disagree["fix"], photo_file)
+    assert "directory_disagrees" not in [c["code"] for c in verdict(sh)["causes"]]
+    # The directory now holds the HD photo's thumbnail (orange), readable by plain LDAP.
+    conn = directory.connection()
+    conn.search(user_dn(1), "(objectClass=*)", ldap3.BASE, attributes=["thumbnailPhoto"])
+    raw = conn.response[0]["raw_attributes"]["thumbnailPhoto"][0]
+    conn.unbind()
+    r, g, b = Image.open(io.BytesIO(raw)).convert("RGB").getpixel((48, 48))
+    assert (r, g, b) == pytest.approx((220, 140, 20), abs=12)
+    # ... and the next sync reads it back as ours: still in step, no new directory photo.
+    sh("sync")
+    assert "directory_disagrees" not in [c["code"] for c in verdict(sh)["causes"]]

@@ -615,10 +615,7 @@ class _Facts:
                     Level.WARNING,
                     f"{self.addr} has an HD photo and a different directory photo; HD clients show "
                     "the HD one, directory readers (Outlook, address books) the other.",
-                    (
-                        f"userphoto get {self.addr} --size 96 -o {self.addr}.jpg",
-                        f"userphoto directory upload {self.addr} {self.addr}.jpg",
-                    ),
+                    (f"userphoto directory push {self.addr}",),
                 )
             )
         return out
@@ -735,7 +732,7 @@ CHECKS = {
             "directory_disagrees",
             Level.WARNING,
             "HD and directory photos differ (not written back by userphoto)",
-            "userphoto directory upload ADDRESS <the HD photo>",
+            "userphoto directory push ADDRESS",
         ),
         Check(
             "account_unavailable",

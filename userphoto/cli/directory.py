@@ -106,3 +106,29 @@ def check(ctx: Context) -> None:
     click.echo(f"{count} entries match {flavour.user_filter} under {config.base_dn}; "
                f"id {flavour.id_attribute}, photo {config.photo_attribute}, "
                f"write-back {'on' if config.writeback else 'off'}")
+
+
+@directory.command("push")
+@click.argument("address")
+@pass_ctx
+def push(ctx: Context, address: str) -> None:
+    """Write ADDRESS's HD photo to the directory now (or clear it when there is none).
+
+    What write-back does on every save, on demand and whatever `writeback` says: it brings a
+    directory photo that disagrees with the HD photo back in step.
+    """
+    from ..directory.writeback import WriteBack
+
+    config = directory_config(ctx)
+    user = ctx.app.photos.user(address)
+    if not WriteBack.applies(user):
+        raise InvalidArgument(
+            f"{user.address} did not come from the directory (or is gone from it); "
+            "only synced users have a directory entry to write."
+        )
+    data = WriteBack(ctx.app.store, config).write(user)
+    if data is None:
+        click.echo(f"cleared {config.photo_attribute} of {user.attributes['dn']} (no HD photo)")
+    else:
+        click.echo(f"wrote the HD photo's {len(data):,}-byte thumbnail to "
+                   f"{config.photo_attribute} of {user.attributes['dn']}")
