@@ -7,8 +7,9 @@ cases: GET 200 and GET with `If-None-Match` → 304. Prints req/s and the ratios
 
     .venv/bin/python bench/serve.py [--duration 10] [--size 240] [--site]
 
-`--site` also measures the same photo answered through a Starlette route (the framework the
-rest of the site uses), to show what bypassing it on the hot path buys.
+`--site` also measures the same server on granian's ASGI interface, and the same answer
+from a Starlette route (the framework the rest of the site uses): what RSGI and bypassing the
+framework on the hot path buy.
 """
 
 from __future__ import annotations
@@ -85,16 +86,34 @@ def wait_http(url: str, headers: dict[str, str], timeout: float = 15) -> tuple[i
             time.sleep(0.1)
 
 
-def wrk(url: str, headers: dict[str, str], duration: int) -> float:
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{duration}s", "--latency"]
+def wrk(url: str, headers: dict[str, str], duration: int) -> tuple[float, int]:
+    """(requests per second, requests completed)."""
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{duration}s"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx or 3xx responses" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert match, out
-    return float(match[1])
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    assert rate and count, out
+    return float(rate[1]), int(count[1])
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by every process of one process group."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def prepare(home: Path, size: int) -> tuple[str, bytes]:
@@ -175,7 +194,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=240)
-    parser.add_argument("--site", action="store_true", help="also measure a Starlette route")
+    parser.add_argument(
+        "--site", action="store_true", help="also measure ASGI and a Starlette route"
+    )
     args = parser.parse_args()
     if not (shutil.which("nginx") and shutil.which("wrk")):
         raise SystemExit("needs nginx-light and wrk (apt-get install nginx-light wrk)")
@@ -200,11 +221,32 @@ def main() -> None:
         targets["nginx static file"] = (f"http://127.0.0.1:{port}/photo.jpg", {})
         port = free_port()
         procs.append(start([str(BIN / "userphoto"), "serve", "--port", str(port)], env))
-        targets["userphoto (granian, bare ASGI hot path)"] = (
+        targets["userphoto serve (granian RSGI hot path)"] = (
             f"http://127.0.0.1:{port}/v1/users/{ADDRESS}/photo?size={args.size}",
             auth_header,
         )
         if args.site:
+            port = free_port()
+            procs.append(
+                start(
+                    [
+                        str(BIN / "granian"),
+                        "--interface",
+                        "asgi",
+                        "--factory",
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "error",
+                        "userphoto.api.server:create_app",
+                    ],
+                    env,
+                )
+            )
+            targets["same server on granian's ASGI interface"] = (
+                f"http://127.0.0.1:{port}/v1/users/{ADDRESS}/photo?size={args.size}",
+                auth_header,
+            )
             port = free_port()
             site_env = {**env, "BENCH_PHOTO": str(tmp / "www" / "photo.jpg")}
             procs.append(
@@ -229,14 +271,21 @@ def main() -> None:
                 f"http://127.0.0.1:{port}/photo",
                 auth_header,
             )
+        pgids = dict(zip(targets, (p.pid for p in procs), strict=True))
         etags = {name: check(name, url, h) for name, (url, h) in targets.items()}
-        rounds: list[dict[str, dict[str, float]]] = []
+        # Throughput, and the server's own CPU time per request (its process group's
+        # utime + stime): the second is what each server would manage with a core to itself,
+        # and far steadier than req/s when other work shares the machine.
+        rounds: list[dict[str, dict[str, tuple[float, float]]]] = []
         for _ in range(args.rounds):
-            result: dict[str, dict[str, float]] = {name: {} for name in targets}
+            result: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in targets}
             for case in ("200", "304"):
                 for name, (url, h) in targets.items():
                     extra = {"If-None-Match": etags[name]} if case == "304" else {}
-                    result[name][case] = wrk(url, {**h, **extra}, args.duration)
+                    before = group_cpu(pgids[name])
+                    rate, count = wrk(url, {**h, **extra}, args.duration)
+                    cpu_us = (group_cpu(pgids[name]) - before) / count * 1e6
+                    result[name][case] = (rate, cpu_us)
             rounds.append(result)
     finally:
         for proc in procs:
@@ -249,17 +298,19 @@ def main() -> None:
         f"{args.rounds} alternating rounds; servers on core 0, wrk on core 1"
     )
     print(
-        "| server | GET 200 req/s (best) | ratio (median of rounds) | 304 req/s (best) "
-        "| ratio (median of rounds) |"
+        "| server | case | req/s (best) | req/s ratio (median) | server CPU µs/req (median) "
+        "| CPU-efficiency ratio |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name in targets:
-        cells = []
         for case in ("200", "304"):
-            best = max(r[name][case] for r in rounds)
-            ratios = sorted(r[name][case] / r[ref][case] for r in rounds)
-            cells += [f"{best:,.0f}", f"{statistics.median(ratios):.2f}"]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+            best = max(r[name][case][0] for r in rounds)
+            ratio = statistics.median(r[name][case][0] / r[ref][case][0] for r in rounds)
+            cpu = statistics.median(r[name][case][1] for r in rounds)
+            ref_cpu = statistics.median(r[ref][case][1] for r in rounds)
+            print(
+                f"| {name} | {case} | {best:,.0f} | {ratio:.2f} | {cpu:.1f} | {ref_cpu / cpu:.2f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ class Authenticator:
         self.extra_domains = extra_domains
         self._loaded = _Loaded({}, {}, [])
         # Authorization header -> (viewer, valid-until); dropped on every reload.
-        self._seen: dict[bytes, tuple[Viewer, float]] = {}
+        self._seen: dict[bytes | str, tuple[Viewer, float]] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -143,18 +143,18 @@ class Authenticator:
         """
         if not header:
             return ANONYMOUS
-        raw = header.encode("latin-1") if isinstance(header, str) else header
-        hit = self._seen.get(raw)
-        if hit is not None and hit[1] > time.time():
+        hit = self._seen.get(header)  # keyed by the header as given (str or bytes)
+        if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
             return hit[0]
-        scheme, _, credential = raw.decode("latin-1").strip().partition(" ")
+        text = header.decode("latin-1") if isinstance(header, bytes) else header
+        scheme, _, credential = text.strip().partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthorized("Use 'Authorization: Bearer <token>'.")
         viewer, until = self._verify(credential.strip())
         seen = self._seen
         if len(seen) >= _CACHE_LIMIT:
             seen.clear()
-        seen[raw] = (viewer, until)
+        seen[header] = (viewer, until)
         return viewer
 
     def from_token(self, token: str) -> Viewer:

@@ -50,9 +50,18 @@ class Answer:
     text_not_modified: list[tuple[str, str]] | None = None
 
     def text_headers(self) -> list[tuple[str, str]]:
+        """Without Content-Length: granian sets it from the body it is given."""
         if self.text is None:
-            self.text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
+            self.text = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in self.headers
+                if k != b"content-length"
+            ]
         return self.text
+
+    def text_headers_head(self) -> list[tuple[str, str]]:
+        """For HEAD: every header, Content-Length included (the GET's body length)."""
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
 
     def text_headers_304(self) -> list[tuple[str, str]]:
         if self.text_not_modified is None:

@@ -229,7 +229,7 @@ def _respond(proto: Any, answer: Answer, if_none_match: str | None, head: bool) 
     ):
         proto.response_empty(304, answer.text_headers_304())
     elif head:
-        proto.response_empty(answer.status, answer.text_headers())
+        proto.response_empty(answer.status, answer.text_headers_head())
     else:
         proto.response_bytes(answer.status, answer.text_headers(), answer.body)
 
