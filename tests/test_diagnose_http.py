@@ -8,11 +8,14 @@ import json
 import shlex
 import subprocess
 import time
+from pathlib import Path
 
 import jwt
 import pytest
+from PIL import Image
 
 from tests.conftest import BIN
+from tests.support.images import encode
 from tests.support.server import Served, addr
 
 TARGET = addr("ada")  # visibility everyone, HD photo
@@ -142,3 +145,26 @@ def test_admin_diagnose_and_doctor_answer_as_the_cli_does(served: Served) -> Non
     report = served.get("/v1/admin/doctor", "admin").json()
     assert report["users"] >= 16
     assert {f["code"] for f in report["findings"]} >= {"directory_only", "no_photo"}
+
+
+def test_self_service_disabled_over_http(served_policy_off: Served, tmp_path: Path) -> None:
+    s = served_policy_off
+    kim = addr("kim")  # no photo yet
+    jpeg = encode(Image.new("RGB", (700, 700), (200, 100, 0)), "JPEG")
+    r = s.request(
+        "PUT", "/v1.0/me/photo/$value", "kim", content=jpeg, headers={"Content-Type": "image/jpeg"}
+    )
+    assert r.status_code == 403  # the member may not change their own photo
+    r = s.client.get(
+        "/v1/admin/diagnose", params={"target": kim, "viewer": kim}, headers=s.headers("admin")
+    )
+    v = r.json()
+    assert v["symptom"]["code"] == "own_photo_not_shown"
+    (cause,) = [c for c in v["causes"] if c["code"] == "self_service_disabled"]
+    photo = tmp_path / "kim.jpg"
+    photo.write_bytes(jpeg)
+    for command in cause["fix"]:  # an administrator uploads it
+        run_fix(s, command.replace("FILE", str(photo)))
+    s.wait_for(
+        lambda: s.get(f"/v1/users/{kim}/photo?size=96", "kim").headers.get("x-photo-source") == "hd"
+    )
