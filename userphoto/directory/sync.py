@@ -407,6 +407,7 @@ class SyncEngine:
         """
         attribute = self.config.photo_attribute.lower()
         jobs: dict[int, bytes] = {}
+        unchanged: list[int] = []
         for i, (_dn, attrs) in enumerate(page):
             raw = (attrs.get(attribute) or [None])[0]
             if raw is None:
@@ -416,6 +417,8 @@ class SyncEngine:
             old = self.store.get_directory_thumbnail(user_id) if user_id else None
             if old is None or old.raw_hash != hashlib.sha256(raw).hexdigest():
                 jobs[i] = raw
+            else:
+                unchanged.append(i)  # so _apply_photo need not read the slot again
         attribute_name = self.config.photo_attribute
         raws = list(jobs.values())
         if len(raws) < PARALLEL_FROM or _POOL is None:
@@ -433,6 +436,8 @@ class SyncEngine:
             results: list[Prepared | None] = [None] * len(page)
             for i, prepared in zip(jobs, done, strict=True):
                 results[i] = prepared
+            for i in unchanged:
+                results[i] = UNCHANGED
             return results
 
         return wait
@@ -548,6 +553,9 @@ class SyncEngine:
         *,
         new: bool = False,
     ) -> None:
+        if prepared is UNCHANGED and du.photo is not None:
+            report.photos_unchanged += 1  # same raw hash as the stored slot (checked ahead)
+            return
         old = None if new else self.store.get_directory_thumbnail(user_id)
         raw = du.photo
         if raw is None:
@@ -560,7 +568,7 @@ class SyncEngine:
             # Unchanged -- including the thumbnail our own write-back put there (no loop).
             report.photos_unchanged += 1
             return
-        if prepared is None:
+        if prepared is None or prepared is UNCHANGED:
             prepared = prepare_photo(raw, self.config.photo_attribute)
         thumb = directory_thumbnail(user_id, prepared, raw_hash, len(raw), old)
         self.store.put_directory_thumbnail(thumb)
@@ -625,6 +633,10 @@ def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
     except imaging.ImageError as exc:
         return Prepared(None, 0, 0, None, f"{attribute} is not a usable image: {exc}")
     return Prepared(jpeg, width, height, note, None)
+
+
+# Marks a photo whose raw hash matched the stored slot when its page was prepared.
+UNCHANGED = Prepared(None, 0, 0, None, "unchanged")
 
 
 def _sleep(stop: threading.Event, wake: threading.Event, seconds: float) -> None:
