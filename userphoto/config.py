@@ -41,6 +41,15 @@ port = 8080
 
 [store]
 # url = "postgresql://user@host/db"   # default: SQLite in this folder
+
+# [directory]                          # LDAP / Active Directory sync (README: Directory)
+# uri = ["ldaps://dc1.contoso.example", "ldaps://dc2.contoso.example"]
+# bind_dn = "CN=userphoto,OU=Service,DC=contoso,DC=example"
+# bind_password_file = "bind-password"
+# base_dn = "DC=contoso,DC=example"
+# writeback = false                    # true: HD photos are written back to thumbnailPhoto
+# writeback_size = 96                  # 48, 64 or 96
+# delete_guard = 0.10                  # refuse to mark more than 10% of users gone at once
 """
 
 

@@ -63,6 +63,10 @@ def sync(
                         format="%(asctime)s %(levelname)s %(message)s")
     if sum((full, watch, show_status)) > 1:
         raise click.UsageError("Give at most one of --full, --watch, --status.")
+    if force and not full:
+        raise click.UsageError("--force only applies to --full (the run that marks users gone).")
+    if user_key and not show_status:
+        raise click.UsageError("--user goes with --status.")
     if show_status:
         _status(ctx.app.store, user_key)
         return
