@@ -121,7 +121,8 @@ def test_native_removal_record_blocks_directory_default_picture_instead(served: 
     assert dims(r) == (120, 120)
     r404 = served.get(f"/v1/users/{addr('gus')}/photo?default=404", "bob")
     assert r404.status_code == 404
-    assert "clear-record" in r404.json()["error"]["message"] or r404.json()["error"]["code"]
+    assert r404.json()["error"]["code"] == "no_photo"
+    assert "--clear-record" in r404.json()["error"]["message"]
     meta = served.get(f"/v1/users/{addr('gus')}/photo/meta", "bob").json()
     directory = next(t for t in meta["trace"] if t["step"] == "directory")
     assert directory["verdict"] == "blocked" and "--clear-record" in directory["reason"]

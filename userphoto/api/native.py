@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 
 from ..errors import InvalidArgument, UserPhotoError
 from ..model import Viewer
-from ..resolve import Resolution, Source
+from ..resolve import Resolution, Source, Verdict
 from . import default_picture
 from .cache import Answer, error_answer, etag_of, image_answer, json_answer, redirect_answer
 from .common import Req, Services, client_param, may_write, size_param
 from .lookup import Target, check_key
 
 PREFIX = "/v1/users/"
+_REFUSED = (Verdict.SKIPPED, Verdict.BLOCKED)
 HIDDEN_ANSWER = ("not_found", "No photo is available for this address.")
 
 
@@ -100,7 +101,9 @@ class NativeApi:
             return error_answer(
                 404,
                 "no_photo",
-                res.reason(res.trace[-1].step) or "No photo.",
+                "No photo: "
+                + "; ".join(e.reason for e in res.trace if e.verdict in _REFUSED)
+                + ".",
                 target=uid,
                 cacheable=True,
             )
