@@ -17,7 +17,16 @@ import pytest
 from PIL import Image
 
 from tests.conftest import BIN, RunCli
-from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD, Slapd, ldif, photo, uid, user_dn
+from tests.support.slapd import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
+    Slapd,
+    SlowProxy,
+    ldif,
+    photo,
+    uid,
+    user_dn,
+)
 from userphoto import imaging
 from userphoto.app import App
 from userphoto.config import Settings
@@ -235,6 +244,24 @@ def test_down_directory_fails_with_one_line_and_failover(
     shown = run_cli("sync", "--status").stdout.decode()
     assert "delta: FAILED" in shown and "last good" not in shown.split("delta:")[0]
     assert ADMIN_PASSWORD not in shown
+
+
+def test_slow_directory_times_out_then_recovers(home: Path, seeded: Slapd) -> None:
+    proxy = SlowProxy(seeded.port)
+    try:
+        app = make_app(home, seeded, uri=proxy.uri, timeout=1, retries=2, backoff=0.1)
+        proxy.delay = 1.5  # every answer arrives after the 1 s timeout
+        t0 = time.monotonic()
+        report = engine_for(app).full()
+        assert not report.ok and "did not answer" in (report.error or "")
+        assert time.monotonic() - t0 < 15  # bounded: 2 attempts of 1 s plus backoff
+        assert app.store.count_users() == 0
+        proxy.delay = 0
+        assert engine_for(app).full().ok
+        assert app.store.count_users() == 1000
+        app.close()
+    finally:
+        proxy.close()
 
 
 # --- write-back ------------------------------------------------------------------------------

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -194,3 +196,50 @@ def slapd(tmp_path: Path) -> Iterator[Slapd]:
     server.start()
     yield server
     server.stop()
+
+
+class SlowProxy:
+    """A loopback TCP proxy in front of a server that can hold every answer back `delay`
+    seconds: a directory that is up but too slow."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.delay = 0.0
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def uri(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, slow: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if slow and self.delay:
+                    time.sleep(self.delay)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
