@@ -44,6 +44,11 @@ def available() -> str | None:
     for tool in ("samba", "samba-tool", "ip"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (Debian: samba samba-ad-provision iproute2)"
+    probe = f"up-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:  # e.g. a container without CAP_SYS_ADMIN
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
 
 
