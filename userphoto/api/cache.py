@@ -227,26 +227,29 @@ class AnswerCache:
         self.bytes = 0
 
     def invalidate(self, generation: int) -> None:
+        # The generation moves first: a `put` racing this (from another thread) either sees
+        # the new number and drops its answer, or writes into the dicts being discarded.
+        self.generation = generation
         self.answers = {}
         self.targets = {}
         self.bodies = {}
         self.bytes = 0
-        self.generation = generation
 
     def put(self, key: tuple, relation: str, answer: Answer, built_at: int) -> None:
-        if built_at != self.generation:  # built from data the poller has since replaced
-            return
         if len(self.answers) >= self.limit or self.bytes + len(answer.body) > self.max_bytes:
             self.invalidate(self.generation)
+        answers, targets, bodies = self.answers, self.targets, self.bodies
+        if built_at != self.generation:  # built from data the poller has since replaced
+            return
         if answer.etag is not None:
-            shared = self.bodies.get(answer.etag)
+            shared = bodies.get(answer.etag)
             if shared is None:
-                self.bodies[answer.etag] = answer.body
+                bodies[answer.etag] = answer.body
                 self.bytes += len(answer.body)
             else:
                 answer.body = shared
-        self.targets[key] = answer.target
-        self.answers[(key, relation)] = answer
+        targets[key] = answer.target
+        answers[(key, relation)] = answer
 
 
 def relation(viewer: Viewer, target: str | None) -> str:
