@@ -165,6 +165,22 @@ def test_delta_after_10_changes(home: Path, seeded: Slapd) -> None:
     app.close()
 
 
+def test_watcher_sees_users_another_sync_process_added(home: Path, seeded: Slapd) -> None:
+    app = make_app(home, seeded)
+    watcher = engine_for(app)
+    assert watcher.full().ok  # the watcher's index now knows 1,000 users
+    conn = seeded.connection()
+    from tests.support.slapd import user_entry
+
+    conn.add(user_dn(3000), attributes=user_entry(3000, photo(3000)))
+    assert engine_for(app).delta().added == 1  # another process (say, cron) adds it first
+    conn.modify(user_dn(3000), {"displayName": [(ldap3.MODIFY_REPLACE, ["Renamed"])]})
+    report = watcher.delta()  # unknown to the watcher's index, known to the store
+    assert report.ok and report.skipped == 0 and report.added == 0, report.problems
+    assert app.store.find_user(address(3000)).display_name == "Renamed"  # type: ignore[union-attr]
+    app.close()
+
+
 def test_deletion_guard(home: Path, seeded: Slapd) -> None:
     app = make_app(home, seeded)
     assert engine_for(app).full().ok

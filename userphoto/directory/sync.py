@@ -504,12 +504,20 @@ class SyncEngine:
         if current is None:
             # A local user with this address (e.g. created before the directory was
             # connected) is adopted rather than duplicated; its id stays.
+            # Not in this engine's index: it may still be known (added by another sync
+            # process, e.g. a cron `sync --full` beside `--watch`), by id or by address.
             existing = (
                 None
                 if self._addresses is not None and du.address not in self._addresses
-                else self.store.find_user(du.address)
+                else self.store.find_user(du.directory_id) or self.store.find_user(du.address)
             )
-            if existing is not None and (existing.source != "directory" or existing.directory_gone):
+            if existing is not None and (
+                existing.attributes.get("directory_id", existing.id) == du.directory_id
+            ):
+                current = existing  # the same directory entry
+            elif existing is not None and (
+                existing.source != "directory" or existing.directory_gone
+            ):
                 current = existing
             elif existing is not None:
                 raise Conflict(
