@@ -308,8 +308,7 @@ class SyncEngine:
         """Deletions DirSync reported: exact, so marked at once (still never deleted here)."""
         assert self._index is not None
         for did in directory_ids:
-            user_id = self._index.get(did)
-            user = self.store.find_user(user_id) if user_id else None
+            user = self.store.find_user(self._index.get(did) or did)
             if user is not None and user.source == "directory" and not user.directory_gone:
                 self.store.update_user(replace(user, directory_gone=True), actor=ACTOR, via="sync")
                 report.gone += 1

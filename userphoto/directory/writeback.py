@@ -56,6 +56,9 @@ class WriteBack:
         except (DirectoryUnavailable, DirectoryRefused) as exc:
             log.warning("write-back of %s queued: %s", user.address, exc)
             self._queue(user.id, add=True)
+        except Exception:  # the HD change has committed: never fail the upload over this
+            log.exception("write-back of %s failed unexpectedly; queued", user.address)
+            self._queue(user.id, add=True)
 
     @staticmethod
     def applies(user: User) -> bool:
@@ -85,17 +88,17 @@ class WriteBack:
         return data
 
     def write(self, user: User) -> bytes | None:
+        """Write (or clear) the user's directory photo. The slot is recorded *first*: a sync
+        in another process that reads the entry right after our modify then finds the same
+        hash already there, never a "new" directory photo."""
         data = self.thumbnail_for(user)
-        with self._lock:
-            self.client.write_photo(user.attributes["dn"], data)
         if data is None:
             self.store.delete_directory_thumbnail(user.id)
         else:
-            jpeg = data
             side = _side(data)
             self.store.put_directory_thumbnail(DirectoryThumbnail(
                 user_id=user.id,
-                jpeg=jpeg,
+                jpeg=data,
                 raw_hash=hashlib.sha256(data).hexdigest(),
                 raw_size=len(data),
                 width=side,
@@ -104,6 +107,8 @@ class WriteBack:
                 seen=datetime.now(UTC),
                 written_by_us=True,
             ))
+        with self._lock:
+            self.client.write_photo(user.attributes["dn"], data)
         self._queue(user.id, add=False)
         return data
 
