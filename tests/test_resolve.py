@@ -240,6 +240,22 @@ def test_self_sees_own_hidden_photo_others_do_not() -> None:
     assert hidden.source is Source.NONE and "hide" in hidden.trace[0].reason
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://x.example/a b.jpg",
+        "https://x.example/\r\nSet-Cookie: a=b",
+        "ftp://x/y",
+        "https://bücher.example/a.jpg",
+        "https://x.example/" + "a" * 2100,
+    ],
+)
+def test_only_plain_http_addresses_are_redirected_to(url: str) -> None:
+    res = resolve(user(picture=Picture.URL, picture_url=url), VIEWERS["member"])
+    assert res.source is Source.DEFAULT
+    assert "not a usable http(s) address" in res.trace[3].reason
+
+
 def test_choose_size_never_upscales() -> None:
     assert choose_size((48, 64, 96), 648, None) == 96
     assert choose_size(HD_SIZES, 100, None) == 96

@@ -76,6 +76,14 @@ CASES: list[tuple[str, str, str | None, dict[str, str], bytes, int]] = [
     ("GET", "/avatar/" + "a" * 32 + "?d=javascript:alert(1)", None, {}, b"", 400),
     ("GET", "/avatar/" + "a" * 32 + "?d=https://evil.example/", None, {}, b"", 400),
     ("GET", "/avatar/" + "a" * 32 + "/extra", None, {}, b"", 400),
+    (
+        "GET",
+        "/avatar/" + "a" * 32 + "?d=https://static.contoso.test/avatars/%0d%0aX:%20y",
+        None,
+        {},
+        b"",
+        400,
+    ),
     ("DELETE", "/avatar/" + "a" * 32, "admin", {}, b"", 405),
     # auth on any route
     ("GET", f"/v1/users/{A}/photo", "upt_wrong", {}, b"", 401),

@@ -105,7 +105,10 @@ _HIDDEN_REST = tuple(
 
 
 def usable_url(url: str | None) -> bool:
-    return bool(url) and url.lower().startswith(("https://", "http://"))  # type: ignore[union-attr]
+    """An http(s) address of printable ASCII only: it goes out verbatim in a Location header."""
+    if not url or len(url) > 2048 or not url.lower().startswith(("https://", "http://")):
+        return False
+    return all(0x21 <= ord(c) < 0x7F for c in url)
 
 
 def visibility(user: User, viewer: Viewer) -> tuple[bool, str]:
@@ -255,7 +258,7 @@ def resolve(
         )
     if user.picture is Picture.URL:
         url_reason = (
-            f"the web address {user.picture_url!r} is not http(s)"
+            f"the web address {user.picture_url!r} is not a usable http(s) address"
             if user.picture_url
             else "picture option is 'url' but no web address is set"
         )

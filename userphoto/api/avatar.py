@@ -24,7 +24,7 @@ import re
 
 from ..errors import InvalidArgument, UserPhotoError
 from ..model import ClientProfile, Viewer
-from ..resolve import Source
+from ..resolve import Source, usable_url
 from . import default_picture
 from .cache import Answer, image_answer, plain_error, redirect_answer
 from .common import Req, Services
@@ -74,7 +74,7 @@ class AvatarApi:
         if lowered in _KEYWORDS:
             return lowered
         if lowered.startswith(("http://", "https://")):
-            if any(raw.startswith(prefix) for prefix in self.allowed_urls):
+            if usable_url(raw) and any(raw.startswith(p) for p in self.allowed_urls):
                 return raw
             raise InvalidArgument(
                 "d is a URL that is not allow-listed ([avatar] default_url_allow)."
