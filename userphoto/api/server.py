@@ -1,4 +1,4 @@
-"""The HTTP server process: a bare ASGI hot path for photos in front of the Starlette site.
+"""The HTTP server process: a bare photo hot path in front of the Starlette site.
 
 Request flow for a photo GET (`/v1/users/`, `/v1.0/`, `/ews/`, `/avatar/`):
   Authorization header → Viewer (a dict hit after the first request with that credential)
