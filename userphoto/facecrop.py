@@ -32,9 +32,11 @@ CASCADE = "haarcascade_frontalface_alt2.xml"
 # pass looks only for faces of at least MIN_FACE/200 = 1/10 of the long side (every ordinary
 # head-and-shoulders photo) for a few ms; only photos where it finds nothing (wide shots with
 # a small face, or no face at all) pay for a search of the whole image the seam handed us.
-PASSES: tuple[int, ...] = (200, 648)
+# Each pass: (long side searched, pyramid step). The cheap pass steps 20% between window
+# sizes (a third less work; box sizes within ~10%, plenty for framing); the fallback pass
+# for small faces steps 10% so it misses as little as possible.
+PASSES: tuple[tuple[int, float], ...] = ((200, 1.2), (648, 1.1))
 MIN_FACE = 20  # px in the searched image; alt2 is trained on 20x20 windows
-SCALE_FACTOR = 1.1
 MIN_NEIGHBOURS = 3
 
 # Framing: the square is GROW x the detected face box (head, hair and shoulders), and the
@@ -87,14 +89,14 @@ def _cascade() -> cv2.CascadeClassifier:
     return cascade
 
 
-def _detect(grey: Image.Image) -> list[Face]:
+def _detect(grey: Image.Image, scale_factor: float) -> list[Face]:
     import numpy as np
 
     # No histogram equalisation: on a flat backdrop it wrecks the contrast of a small face,
     # and Haar features are variance-normalised per window anyway.
     found = _cascade().detectMultiScale(
         np.asarray(grey, dtype=np.uint8),
-        scaleFactor=SCALE_FACTOR,
+        scaleFactor=scale_factor,
         minNeighbors=MIN_NEIGHBOURS,
         minSize=(MIN_FACE, MIN_FACE),
     )
@@ -105,7 +107,7 @@ def detect_faces(image: Image.Image) -> list[Face]:
     """Every frontal face, in `image`'s pixel coordinates (cheap pass first, then finer)."""
     grey = image.convert("L")
     long_side = max(grey.size)
-    for side in PASSES:
+    for side, scale_factor in PASSES:
         factor = max(1.0, long_side / side)
         small = grey
         if factor > 1:
@@ -113,7 +115,7 @@ def detect_faces(image: Image.Image) -> list[Face]:
                 (max(1, round(grey.width / factor)), max(1, round(grey.height / factor))),
                 Image.Resampling.BOX,  # area averaging: cheap and alias-free for detection
             )
-        faces = _detect(small)
+        faces = _detect(small, scale_factor)
         if faces:
             return [Face(f.x * factor, f.y * factor, f.w * factor, f.h * factor) for f in faces]
         if factor == 1:
