@@ -139,7 +139,7 @@ def _user_status(store: Store, key: str) -> None:
         return
     who = "written back by userphoto" if thumb.written_by_us else "from the directory"
     usable = f"{thumb.width}×{thumb.height} JPEG" if thumb.jpeg else "no usable photo"
-    click.echo(f"  directory photo: {usable}, {who}, raw {thumb.raw_size:,} bytes, "
-               f"seen {thumb.seen.isoformat(timespec='seconds')}")
+    click.echo(f"  directory photo served: {usable}, {who}; the directory's value: "
+               f"{thumb.raw_size:,} bytes, seen {thumb.seen.isoformat(timespec='seconds')}")
     if thumb.problem:
-        click.echo(f"  problem: {thumb.problem}")
+        click.echo(f"  problem with the directory's value: {thumb.problem}")

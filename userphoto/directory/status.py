@@ -102,8 +102,9 @@ def format_status(status: dict[str, Any], *, pending_writebacks: int = 0) -> str
         verdict = "ok" if run.get("ok") else "FAILED"
         lines.append(
             f"{mode}: {verdict} at {run.get('finished') or run.get('started')} from "
-            f"{run.get('server') or '?'} — {run.get('seen', 0)} read, {run.get('added', 0)} "
-            f"added, {run.get('updated', 0)} updated, photos {run.get('photos_new', 0)} new / "
+            f"{run.get('server') or '(no server reached)'} — {run.get('seen', 0)} read, "
+            f"{run.get('added', 0)} added, {run.get('updated', 0)} updated, "
+            f"photos {run.get('photos_new', 0)} new / "
             f"{run.get('photo_problems', 0)} unusable, {run.get('gone', 0)} gone "
             f"({run.get('seconds', 0):.2f}s)"
         )
