@@ -26,13 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from queue import Empty, Queue
 
-from .. import imaging
 from ..errors import Conflict, UserPhotoError
-from ..model import Account, DirectoryThumbnail, User
+from ..model import Account, User
 from ..store import Store
 from . import status
 from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Entry
@@ -45,9 +44,9 @@ from .entry import (
     account_for,
     directory_id,
     parse,
-    unwrap_base64,
 )
 from .notify import ChangeNotifier
+from .photo import UNCHANGED, Prepared, directory_thumbnail, prepare_many, prepare_photo
 from .status import SyncReport
 
 log = logging.getLogger(__name__)
@@ -608,44 +607,6 @@ class SyncEngine:
             report.gone += 1
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A raw directory photo after validation: a servable JPEG, or the reason there is none."""
-
-    jpeg: bytes | None
-    width: int
-    height: int
-    note: str | None  # usable, but worth telling the troubleshooter (base64 text)
-    problem: str | None  # unusable, and why
-
-
-def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
-    """Validate and re-encode one raw directory photo. Pure: bytes in, verdict out."""
-    data = raw
-    note: str | None = None
-    decoded = unwrap_base64(raw) if imaging.sniff(raw) is None else None
-    if decoded is not None and imaging.sniff(decoded) is not None:
-        data = decoded
-        note = (
-            f"{attribute} holds base64 text, not image bytes; it was decoded and used. "
-            "Rewrite it as bytes (`userphoto directory upload`)."
-        )
-    if attribute.lower() == "thumbnailphoto" and len(raw) > imaging.DIRECTORY_LIMIT:
-        return Prepared(None, 0, 0, None, (
-            f"{attribute} is {len(raw):,} bytes, over the {imaging.DIRECTORY_LIMIT:,}-byte "
-            "limit; it was ignored. Upload a 96×96 JPEG (`userphoto directory upload`)."
-        ))
-    try:
-        jpeg, width, height = imaging.reencode_directory_photo(data)
-    except imaging.ImageError as exc:
-        return Prepared(None, 0, 0, None, f"{attribute} is not a usable image: {exc}")
-    return Prepared(jpeg, width, height, note, None)
-
-
-# Marks a photo whose raw hash matched the stored slot when its page was prepared.
-UNCHANGED = Prepared(None, 0, 0, None, "unchanged")
-
-
 def _sleep(stop: threading.Event, wake: threading.Event, seconds: float) -> None:
     """Wait up to `seconds`, ending early on a change notification or a stop request."""
     deadline = time.monotonic() + seconds
@@ -656,40 +617,9 @@ def _sleep(stop: threading.Event, wake: threading.Event, seconds: float) -> None
     wake.clear()
 
 
-def prepare_many(raws: list[bytes], attribute: str) -> list[Prepared]:
-    """Worker-process entry point: one chunk of photos per task."""
-    return [prepare_photo(raw, attribute) for raw in raws]
-
-
 def _then_none(pages: Iterator[list[Entry]]) -> Iterator[list[Entry] | None]:
     yield from pages
     yield None
-
-
-def directory_thumbnail(
-    user_id: str,
-    prepared: Prepared,
-    raw_hash: str,
-    raw_size: int,
-    old: DirectoryThumbnail | None,
-) -> DirectoryThumbnail:
-    """The slot's new value; on garbage the last good JPEG stays, with the problem noted."""
-    if prepared.jpeg is not None:
-        return DirectoryThumbnail(
-            user_id, prepared.jpeg, raw_hash, raw_size, prepared.width, prepared.height,
-            prepared.note, now(), False,
-        )
-    return DirectoryThumbnail(
-        user_id=user_id,
-        jpeg=old.jpeg if old else None,
-        raw_hash=raw_hash,
-        raw_size=raw_size,
-        width=old.width if old else 0,
-        height=old.height if old else 0,
-        problem=prepared.problem,
-        seen=now(),
-        written_by_us=old.written_by_us if old else False,
-    )
 
 
 def _prefetch(pages: Iterator[list[Entry]]) -> Iterator[list[Entry]]:
