@@ -50,3 +50,18 @@ def test_batch_commits_once_and_only_what_was_written(tmp_path: Path) -> None:
         store.add_user(person(2))
     assert store.generation() == g0 + 1
     assert store.count_users() == 2
+
+
+def test_put_directory_thumbnails_in_one_transaction(tmp_path: Path) -> None:
+    from userphoto.model import DirectoryThumbnail
+
+    store = SQLiteStore(tmp_path / "db")
+    store.add_users([person(1), person(2)])
+    g0 = store.generation()
+    at = datetime.now(UTC)
+    store.put_directory_thumbnails([
+        DirectoryThumbnail(f"id{i}", b"\xff\xd8jpeg", f"hash{i}", 6, 96, 96, None, at)
+        for i in (1, 2)
+    ])
+    assert store.generation() == g0 + 1
+    assert store.get_directory_thumbnail("id2").raw_hash == "hash2"  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from queue import Empty, Queue
 
 from ..errors import Conflict, UserPhotoError
-from ..model import Account, User
+from ..model import Account, DirectoryThumbnail, User
 from ..store import Store
 from . import status
 from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Entry
@@ -386,12 +386,24 @@ class SyncEngine:
                     done.append(user_id)
             return done
         assert self._index is not None
+        thumbs: list[DirectoryThumbnail] = []
         for user, (du, photo) in zip(new, fresh, strict=True):
             report.added += 1
             self._index[du.directory_id] = user.id
             if users is not None:
                 users[user.id] = user
-            self._apply_photo(user.id, du, report, photo, new=True)
+            if du.photo is None:
+                continue
+            prepared = photo if photo is not None else prepare_photo(
+                du.photo, self.config.photo_attribute
+            )
+            thumb = directory_thumbnail(
+                user.id, prepared, hashlib.sha256(du.photo).hexdigest(), len(du.photo), None
+            )
+            thumbs.append(thumb)
+            self._count_photo(du, thumb, None, report)
+        if thumbs:
+            self.store.put_directory_thumbnails(thumbs)
         return [u.id for u in new]
 
     def _prepare_photos(
@@ -578,6 +590,13 @@ class SyncEngine:
             prepared = prepare_photo(raw, self.config.photo_attribute)
         thumb = directory_thumbnail(user_id, prepared, raw_hash, len(raw), old)
         self.store.put_directory_thumbnail(thumb)
+        self._count_photo(du, thumb, old, report)
+
+    @staticmethod
+    def _count_photo(
+        du: DirectoryUser, thumb: DirectoryThumbnail, old: DirectoryThumbnail | None,
+        report: SyncReport,
+    ) -> None:
         if thumb.problem and thumb.jpeg is (old.jpeg if old else None):
             report.photo_problems += 1
             report.problem(f"{du.dn}: {thumb.problem}")

@@ -176,6 +176,12 @@ class Store(ABC):
     @abstractmethod
     def put_directory_thumbnail(self, thumb: DirectoryThumbnail) -> None: ...
 
+    def put_directory_thumbnails(self, thumbs: list[DirectoryThumbnail]) -> None:
+        """Many at once, in one transaction (initial directory load). Default: one by one."""
+        with self.batch():
+            for thumb in thumbs:
+                self.put_directory_thumbnail(thumb)
+
     @abstractmethod
     def get_directory_thumbnail(self, user_id: str) -> DirectoryThumbnail | None: ...
 

@@ -711,20 +711,26 @@ class SQLiteStore(Store):
 
     # --- directory thumbnail slot -----------------------------------------------------------
     def put_directory_thumbnail(self, thumb: DirectoryThumbnail) -> None:
+        self.put_directory_thumbnails([thumb])
+
+    def put_directory_thumbnails(self, thumbs: list[DirectoryThumbnail]) -> None:
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "INSERT OR REPLACE INTO directory_thumbnails VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    thumb.user_id,
-                    thumb.jpeg,
-                    thumb.raw_hash,
-                    thumb.raw_size,
-                    thumb.width,
-                    thumb.height,
-                    thumb.problem,
-                    _ts(thumb.seen),
-                    int(thumb.written_by_us),
-                ),
+                [
+                    (
+                        thumb.user_id,
+                        thumb.jpeg,
+                        thumb.raw_hash,
+                        thumb.raw_size,
+                        thumb.width,
+                        thumb.height,
+                        thumb.problem,
+                        _ts(thumb.seen),
+                        int(thumb.written_by_us),
+                    )
+                    for thumb in thumbs
+                ],
             )
 
     def get_directory_thumbnail(self, user_id: str) -> DirectoryThumbnail | None:
