@@ -96,12 +96,15 @@ def main() -> None:
         info = reader.refresh_info()
         flavour = Flavour.of(app.directory, info.is_ad)
         t0 = time.perf_counter()
-        read = sum(len(p) for p in reader.search(flavour.user_filter,
-                                                 flavour.attributes(app.directory)))
+        read = sum(
+            len(p) for p in reader.search(flavour.user_filter, flavour.attributes(app.directory))
+        )
         bare = time.perf_counter() - t0
         reader.close()
-        print(f"reference: bare paged LDAP read of {read:,} entries: {bare:.2f}s, "
-              f"{read / bare:,.0f} entries/s")
+        print(
+            f"reference: bare paged LDAP read of {read:,} entries: {bare:.2f}s, "
+            f"{read / bare:,.0f} entries/s"
+        )
 
         # CPU seconds of every process involved, so the figure means something on a machine
         # that others share: wall-clock rate, and what the CPU cost allows on 2 idle cores.
@@ -111,40 +114,53 @@ def main() -> None:
         cpu_before = [_cpu(p) for p in pids]
         load = os.getloadavg()[0]
         full = engine.full()
-        used = [after - before for after, before in zip([_cpu(p) for p in pids], cpu_before,
-                                                          strict=True)]
+        used = [
+            after - before
+            for after, before in zip([_cpu(p) for p in pids], cpu_before, strict=True)
+        ]
         assert full.ok and full.added == n, full.summary()
         per_user = sum(used) / n * 1000
-        print(f"full sync (initial load): {full.seconds:.2f}s, {n / full.seconds:,.0f} users/s "
-              f"wall (load average {load:.1f} on {os.cpu_count()} cores; "
-              f"the bare read is {full.seconds / bare:.1f}× faster)")
-        print(f"  CPU: {per_user:.2f} ms/user in all (main {used[0]:.2f}s, workers "
-              f"{sum(used[2:]):.2f}s, slapd {used[1]:.2f}s) -> "
-              f"{2000 / per_user:,.0f} users/s on 2 idle cores; the main process alone "
-              f"allows {n / used[0]:,.0f} users/s")
+        print(
+            f"full sync (initial load): {full.seconds:.2f}s, {n / full.seconds:,.0f} users/s "
+            f"wall (load average {load:.1f} on {os.cpu_count()} cores; "
+            f"the bare read is {full.seconds / bare:.1f}× faster)"
+        )
+        print(
+            f"  CPU: {per_user:.2f} ms/user in all (main {used[0]:.2f}s, workers "
+            f"{sum(used[2:]):.2f}s, slapd {used[1]:.2f}s) -> "
+            f"{2000 / per_user:,.0f} users/s on 2 idle cores; the main process alone "
+            f"allows {n / used[0]:,.0f} users/s"
+        )
         again = SyncEngine(app.store, app.directory).full()
         assert again.ok and again.unchanged == n
-        print(f"full sync (nothing changed): {again.seconds:.2f}s, "
-              f"{n / again.seconds:,.0f} users/s")
+        print(
+            f"full sync (nothing changed): {again.seconds:.2f}s, {n / again.seconds:,.0f} users/s"
+        )
 
         changed = max(1, n // 100)
         conn = server.connection()
         time.sleep(1.1)  # let the cursor's second pass (modifyTimestamp has 1 s resolution)
         for i in range(changed):
-            conn.modify(user_dn(i * 97 % n),
-                        {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(i * 97 % n, 1)])]})
+            conn.modify(
+                user_dn(i * 97 % n),
+                {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(i * 97 % n, 1)])]},
+            )
         delta = SyncEngine(app.store, app.directory).delta()
         assert delta.ok and delta.photos_new == changed, delta.summary()
-        print(f"delta with {changed} changed (1%): {delta.seconds:.3f}s, "
-              f"{delta.seen} entries read")
+        print(f"delta with {changed} changed (1%): {delta.seconds:.3f}s, {delta.seen} entries read")
         app.close()
 
         # --- propagation under `sync --watch` and `serve`, as deployed -------------------
         env = {**os.environ, "USERPHOTO_HOME": str(home)}
 
         def token_for(address: str) -> str:
-            return subprocess.run([str(BIN / "userphoto"), "token", "create", address], env=env,
-                                  capture_output=True, text=True, check=True).stdout.strip()
+            return subprocess.run(
+                [str(BIN / "userphoto"), "token", "create", address],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
 
         # Tokens first: a server reads its token list when it starts.
         viewer = uid(n - 1) + "@example.org"
@@ -152,13 +168,27 @@ def main() -> None:
         uploaders = [(n // 2 + k * 11) % n for k in range(args.changes)]
         tokens = {i: token_for(f"{uid(i)}@example.org") for i in uploaders}
         port = free_port()
-        procs.append(subprocess.Popen([str(BIN / "userphoto"), "serve", "--port", str(port)],
-                                      env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen([str(BIN / "userphoto"), "sync", "--watch"], env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        http = httpx.Client(base_url=f"http://127.0.0.1:{port}",
-                            headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        procs.append(
+            subprocess.Popen(
+                [str(BIN / "userphoto"), "serve", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [str(BIN / "userphoto"), "sync", "--watch"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        http = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
         wait_for(lambda: _up(http), timeout=30)
 
         forward: list[float] = []
@@ -168,13 +198,16 @@ def main() -> None:
             before = http.get(url)
             assert before.headers.get("x-photo-source") == "directory", before.headers
             t0 = time.perf_counter()
-            conn.modify(user_dn(i), {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE,
-                                                          [photo(i, 50 + k)])]})
+            conn.modify(
+                user_dn(i), {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(i, 50 + k)])]}
+            )
             wait_for(lambda url=url, old=before.content: http.get(url).content != old)
             forward.append(time.perf_counter() - t0)
             time.sleep(0.3)  # changes arrive independently, not in lock-step with polling
-        print(f"LDAP -> HTTP ({args.changes} changes): p50 {percentile(forward, .5):.2f}s, "
-              f"p95 {percentile(forward, .95):.2f}s, max {max(forward):.2f}s")
+        print(
+            f"LDAP -> HTTP ({args.changes} changes): p50 {percentile(forward, 0.5):.2f}s, "
+            f"p95 {percentile(forward, 0.95):.2f}s, max {max(forward):.2f}s"
+        )
 
         reverse: list[float] = []
         for k, i in enumerate(uploaders):
@@ -184,15 +217,19 @@ def main() -> None:
             Image.new("RGB", (648, 648), ((k * 40) % 256, 90, 160)).save(body, "JPEG")
             before = _ldap_photo(conn, user_dn(i))
             t0 = time.perf_counter()
-            put = http.put(f"/v1/users/{address}/photo", content=body.getvalue(),
-                           headers={"Authorization": f"Bearer {own}",
-                                    "Content-Type": "image/jpeg"})
+            put = http.put(
+                f"/v1/users/{address}/photo",
+                content=body.getvalue(),
+                headers={"Authorization": f"Bearer {own}", "Content-Type": "image/jpeg"},
+            )
             assert put.status_code in (200, 201, 204), (put.status_code, put.text)
             wait_for(lambda i=i, old=before: _ldap_photo(conn, user_dn(i)) != old)
             reverse.append(time.perf_counter() - t0)
-        print(f"HTTP upload -> LDAP thumbnailPhoto ({args.changes} uploads): "
-              f"p50 {percentile(reverse, .5):.3f}s, p95 {percentile(reverse, .95):.3f}s, "
-              f"max {max(reverse):.3f}s")
+        print(
+            f"HTTP upload -> LDAP thumbnailPhoto ({args.changes} uploads): "
+            f"p50 {percentile(reverse, 0.5):.3f}s, p95 {percentile(reverse, 0.95):.3f}s, "
+            f"max {max(reverse):.3f}s"
+        )
     finally:
         for proc in procs:
             proc.terminate()

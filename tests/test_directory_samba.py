@@ -33,9 +33,14 @@ def ad(samba: Samba, home: Path, request: pytest.FixtureRequest) -> Iterator[tup
     with netns(samba.ns):
         conn = samba.connection()
         for i in range(30):
-            add_person(conn, f"P{i:02d}", photo=photo(i) if i != 3 else None,
-                       disabled=(i == 4), employee_id=f"E{i:03d}",
-                       aliases=(f"alias{i}@up.example",) if i == 5 else ())
+            add_person(
+                conn,
+                f"P{i:02d}",
+                photo=photo(i) if i != 3 else None,
+                disabled=(i == 4),
+                employee_id=f"E{i:03d}",
+                aliases=(f"alias{i}@up.example",) if i == 5 else (),
+            )
         conn.unbind()
         write_config(home, samba.directory_settings(writeback=True, dirsync=request.param))
         app = App(Settings.load(home))
@@ -102,10 +107,31 @@ def test_ad_writeback_visible_through_ldapsearch_without_loop(ad: tuple[Samba, A
     app.photos.set("p08@up.example", buf.getvalue())
 
     out = subprocess.run(
-        ["ip", "netns", "exec", samba.ns, "ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no",
-         "-H", URI, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, "-b", f"CN=P08,{USERS}", "-s", "base",
-         "thumbnailPhoto"],
-        capture_output=True, text=True, check=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            samba.ns,
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-H",
+            URI,
+            "-D",
+            ADMIN_DN,
+            "-w",
+            ADMIN_PASSWORD,
+            "-b",
+            f"CN=P08,{USERS}",
+            "-s",
+            "base",
+            "thumbnailPhoto",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     line = next(x for x in out.splitlines() if x.startswith("thumbnailPhoto:: "))
     written = base64.b64decode(line.split(":: ", 1)[1])
@@ -124,8 +150,9 @@ def test_ad_watch_wakes_on_change_notification(ad: tuple[Samba, App]) -> None:
     engine_ = SyncEngine(app.store, replace(app.directory, watch_interval=30.0))
     stop = threading.Event()
     cycles: list[object] = []
-    watcher = threading.Thread(target=engine_.watch, args=(stop,),
-                               kwargs={"after_cycle": cycles.append})
+    watcher = threading.Thread(
+        target=engine_.watch, args=(stop,), kwargs={"after_cycle": cycles.append}
+    )
     watcher.start()  # inside the DC's netns: the thread inherits it
     try:
         deadline = time.monotonic() + 20

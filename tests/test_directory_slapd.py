@@ -75,9 +75,27 @@ def address(i: int) -> str:
 
 def ldapsearch_photo(server: Slapd, dn: str) -> bytes | None:
     out = subprocess.run(
-        ["ldapsearch", "-x", "-LLL", "-o", "ldif-wrap=no", "-H", server.uri, "-D", ADMIN_DN,
-         "-w", ADMIN_PASSWORD, "-b", dn, "-s", "base", "thumbnailPhoto"],
-        capture_output=True, check=True, text=True,
+        [
+            "ldapsearch",
+            "-x",
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-H",
+            server.uri,
+            "-D",
+            ADMIN_DN,
+            "-w",
+            ADMIN_PASSWORD,
+            "-b",
+            dn,
+            "-s",
+            "base",
+            "thumbnailPhoto",
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
     ).stdout
     for line in out.splitlines():
         if line.startswith("thumbnailPhoto:: "):
@@ -133,8 +151,10 @@ def test_delta_after_10_changes(home: Path, seeded: Slapd) -> None:
     app = make_app(home, seeded)
     engine = engine_for(app)
     assert engine.full().ok
-    before = {i: app.store.get_directory_thumbnail(app.store.find_user(address(i)).id)  # type: ignore[union-attr]
-              for i in range(5)}
+    before = {
+        i: app.store.get_directory_thumbnail(app.store.find_user(address(i)).id)  # type: ignore[union-attr]
+        for i in range(5)
+    }
     conn = seeded.connection()
     for i in range(5):  # 5 new photos
         conn.modify(user_dn(i), {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(i, 1)])]})
@@ -376,8 +396,10 @@ def test_directory_upload_command(
 def test_malformed_directory_photos(home: Path, seeded: Slapd, run_cli: RunCli) -> None:
     app = make_app(home, seeded)
     assert engine_for(app).full().ok
-    good = {i: app.store.get_directory_thumbnail(app.store.find_user(address(i)).id)  # type: ignore[union-attr]
-            for i in range(4)}
+    good = {
+        i: app.store.get_directory_thumbnail(app.store.find_user(address(i)).id)  # type: ignore[union-attr]
+        for i in range(4)
+    }
 
     noise = Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3))
     big = io.BytesIO()
@@ -421,8 +443,9 @@ def test_malformed_directory_photos(home: Path, seeded: Slapd, run_cli: RunCli) 
 
 
 def test_account_state_mapping(home: Path, seeded: Slapd) -> None:
-    app = make_app(home, seeded, account_state={"attribute": "userAccountControl",
-                                                "disabled_bits": 2})
+    app = make_app(
+        home, seeded, account_state={"attribute": "userAccountControl", "disabled_bits": 2}
+    )
     conn = seeded.connection()
     conn.modify(user_dn(5), {"userAccountControl": [(ldap3.MODIFY_REPLACE, ["514"])]})
     assert engine_for(app).full().ok
@@ -438,8 +461,12 @@ def test_watch_picks_up_a_change_within_seconds(home: Path, seeded: Slapd, run_c
     write_config(home, seeded.directory_settings(watch_interval=0.2))
     run_cli("sync", "--full")
     env = {**os.environ, "USERPHOTO_HOME": str(home)}
-    proc = subprocess.Popen([str(BIN / "userphoto"), "sync", "--watch"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [str(BIN / "userphoto"), "sync", "--watch"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         app = App(Settings.load(home))
         user = app.store.find_user(address(33))

@@ -13,8 +13,14 @@ from userphoto.store.sqlite import SQLiteStore
 
 
 def person(i: int, *aliases: str) -> User:
-    return User(id=f"id{i}", address=f"p{i}@example.org", display_name=f"P {i}",
-                aliases=list(aliases), source="directory", attributes={"dn": f"uid=p{i}"})
+    return User(
+        id=f"id{i}",
+        address=f"p{i}@example.org",
+        display_name=f"P {i}",
+        aliases=list(aliases),
+        source="directory",
+        attributes={"dn": f"uid=p{i}"},
+    )
 
 
 def test_add_users_all_or_nothing(tmp_path: Path) -> None:
@@ -59,9 +65,11 @@ def test_put_directory_thumbnails_in_one_transaction(tmp_path: Path) -> None:
     store.add_users([person(1), person(2)])
     g0 = store.generation()
     at = datetime.now(UTC)
-    store.put_directory_thumbnails([
-        DirectoryThumbnail(f"id{i}", b"\xff\xd8jpeg", f"hash{i}", 6, 96, 96, None, at)
-        for i in (1, 2)
-    ])
+    store.put_directory_thumbnails(
+        [
+            DirectoryThumbnail(f"id{i}", b"\xff\xd8jpeg", f"hash{i}", 6, 96, 96, None, at)
+            for i in (1, 2)
+        ]
+    )
     assert store.generation() == g0 + 1
     assert store.get_directory_thumbnail("id2").raw_hash == "hash2"  # type: ignore[union-attr]

@@ -80,18 +80,34 @@ def netns(name: str) -> Iterator[None]:
 
 def provision(target: Path) -> None:
     subprocess.run(
-        ["samba-tool", "domain", "provision", f"--targetdir={target}", f"--realm={REALM}",
-         f"--domain={DOMAIN}", "--server-role=dc", "--dns-backend=NONE", "--host-name=dc1",
-         f"--adminpass={ADMIN_PASSWORD}", "--use-rfc2307",
-         "--option=interfaces = lo", "--option=bind interfaces only = yes",
-         "--option=server services = ldap",
-         f"--option=log file = {target}/log.%m"],
-        check=True, capture_output=True, timeout=300,
+        [
+            "samba-tool",
+            "domain",
+            "provision",
+            f"--targetdir={target}",
+            f"--realm={REALM}",
+            f"--domain={DOMAIN}",
+            "--server-role=dc",
+            "--dns-backend=NONE",
+            "--host-name=dc1",
+            f"--adminpass={ADMIN_PASSWORD}",
+            "--use-rfc2307",
+            "--option=interfaces = lo",
+            "--option=bind interfaces only = yes",
+            "--option=server services = ldap",
+            f"--option=log file = {target}/log.%m",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     # Plain simple binds on loopback (provision drops this option, so it goes in afterwards).
     conf = target / "etc" / "smb.conf"
-    conf.write_text(conf.read_text().replace(
-        "[global]\n", "[global]\n\tldap server require strong auth = no\n", 1))
+    conf.write_text(
+        conf.read_text().replace(
+            "[global]\n", "[global]\n\tldap server require strong auth = no\n", 1
+        )
+    )
 
 
 class Samba:
@@ -107,19 +123,32 @@ class Samba:
     def start(self, timeout: float = 30) -> None:
         if not Path(f"/run/netns/{self.ns}").exists():
             subprocess.run(["ip", "netns", "add", self.ns], check=True)
-            subprocess.run(["ip", "netns", "exec", self.ns, "ip", "link", "set", "lo", "up"],
-                           check=True)
+            subprocess.run(
+                ["ip", "netns", "exec", self.ns, "ip", "link", "set", "lo", "up"], check=True
+            )
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, "samba", "--foreground", "--no-process-group",
-             "-M", "single", "-s", str(self.conf)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns,
+                "samba",
+                "--foreground",
+                "--no-process-group",
+                "-M",
+                "single",
+                "-s",
+                str(self.conf),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + timeout
         with netns(self.ns):
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("samba exited: "
-                                       + self.proc.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+                    raise RuntimeError("samba exited: " + self.proc.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
                 try:
                     conn = self._connection()
                     conn.unbind()
@@ -144,8 +173,14 @@ class Samba:
 
     def _connection(self) -> ldap3.Connection:
         server = ldap3.Server(URI, get_info=ldap3.NONE, connect_timeout=2)
-        return ldap3.Connection(server, ADMIN_DN, ADMIN_PASSWORD, auto_bind=True,
-                                raise_exceptions=True, receive_timeout=10)
+        return ldap3.Connection(
+            server,
+            ADMIN_DN,
+            ADMIN_PASSWORD,
+            auto_bind=True,
+            raise_exceptions=True,
+            receive_timeout=10,
+        )
 
     def connection(self) -> ldap3.Connection:
         """An admin connection; call inside `netns(self.ns)`."""
@@ -153,14 +188,26 @@ class Samba:
 
     def directory_settings(self, **extra: object) -> dict[str, object]:
         return {
-            "uri": URI, "bind_dn": ADMIN_DN, "bind_password": ADMIN_PASSWORD,
-            "base_dn": BASE_DN, "retries": 2, "backoff": 0.1, "timeout": 10, **extra,
+            "uri": URI,
+            "bind_dn": ADMIN_DN,
+            "bind_password": ADMIN_PASSWORD,
+            "base_dn": BASE_DN,
+            "retries": 2,
+            "backoff": 0.1,
+            "timeout": 10,
+            **extra,
         }
 
 
-def add_person(conn: ldap3.Connection, name: str, *, photo: bytes | None = None,
-               disabled: bool = False, aliases: tuple[str, ...] = (),
-               employee_id: str | None = None) -> str:
+def add_person(
+    conn: ldap3.Connection,
+    name: str,
+    *,
+    photo: bytes | None = None,
+    disabled: bool = False,
+    aliases: tuple[str, ...] = (),
+    employee_id: str | None = None,
+) -> str:
     dn = f"CN={name},{USERS}"
     mail = f"{name.lower()}@up.example"
     attrs: dict[str, object] = {

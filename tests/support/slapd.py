@@ -137,14 +137,16 @@ class Slapd:
             f.writelines(entries)
         subprocess.run(
             [SLAPADD, "-q", "-f", str(self.conf), "-l", str(path)],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         path.unlink()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [SLAPD, "-f", str(self.conf), "-h", self.uri + "/", "-d", "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -169,8 +171,9 @@ class Slapd:
 
     def connection(self) -> ldap3.Connection:
         server = ldap3.Server(self.uri, get_info=ldap3.NONE)
-        return ldap3.Connection(server, ADMIN_DN, ADMIN_PASSWORD, auto_bind=True,
-                                raise_exceptions=True)
+        return ldap3.Connection(
+            server, ADMIN_DN, ADMIN_PASSWORD, auto_bind=True, raise_exceptions=True
+        )
 
     def directory_settings(self, **extra: object) -> dict[str, object]:
         """A `[directory]` table pointing at this server."""

@@ -50,7 +50,9 @@ def upload(ctx: Context, address: str, file: Path) -> None:
             f"{file} is {kind or 'not a JPEG or PNG'}; the directory takes JPEG or PNG here."
         )
     rendered = imaging.render(
-        data, limits=ctx.app.settings.limits, thumbnail_size=config.writeback_size,
+        data,
+        limits=ctx.app.settings.limits,
+        thumbnail_size=config.writeback_size,
         quality=ctx.app.settings.jpeg_quality,
     )
     thumb = rendered.thumbnail
@@ -76,11 +78,13 @@ def _find_dn(ctx: Context, client: DirectoryClient, address: str) -> str:
     assert client.info is not None
     flavour = Flavour.of(config, client.info.is_ad)
     mail = normalize_address(address)
-    escaped = mail.replace("\\", "\\5c").replace("*", "\\2a").replace("(", "\\28").replace(
-        ")", "\\29"
+    escaped = (
+        mail.replace("\\", "\\5c").replace("*", "\\2a").replace("(", "\\28").replace(")", "\\29")
     )
-    search = (f"(&{flavour.user_filter}(|({config.mail_attribute}={escaped})"
-              f"(proxyAddresses=smtp:{escaped})))")
+    search = (
+        f"(&{flavour.user_filter}(|({config.mail_attribute}={escaped})"
+        f"(proxyAddresses=smtp:{escaped})))"
+    )
     for page in client.search(search, [config.mail_attribute]):
         for dn, _attrs in page:
             return dn
@@ -101,11 +105,15 @@ def check(ctx: Context) -> None:
         assert info is not None
         flavour = Flavour.of(config, info.is_ad)
         count = sum(len(page) for page in client.search(flavour.user_filter, ["1.1"]))
-    click.echo(f"connected to {info.uri} ({'Active Directory' if info.is_ad else 'LDAP'}), "
-               f"bound as {config.bind_dn or '(anonymous)'}")
-    click.echo(f"{count} entries match {flavour.user_filter} under {config.base_dn}; "
-               f"id {flavour.id_attribute}, photo {config.photo_attribute}, "
-               f"write-back {'on' if config.writeback else 'off'}")
+    click.echo(
+        f"connected to {info.uri} ({'Active Directory' if info.is_ad else 'LDAP'}), "
+        f"bound as {config.bind_dn or '(anonymous)'}"
+    )
+    click.echo(
+        f"{count} entries match {flavour.user_filter} under {config.base_dn}; "
+        f"id {flavour.id_attribute}, photo {config.photo_attribute}, "
+        f"write-back {'on' if config.writeback else 'off'}"
+    )
 
 
 @directory.command("push")
@@ -130,5 +138,7 @@ def push(ctx: Context, address: str) -> None:
     if data is None:
         click.echo(f"cleared {config.photo_attribute} of {user.attributes['dn']} (no HD photo)")
     else:
-        click.echo(f"wrote the HD photo's {len(data):,}-byte thumbnail to "
-                   f"{config.photo_attribute} of {user.attributes['dn']}")
+        click.echo(
+            f"wrote the HD photo's {len(data):,}-byte thumbnail to "
+            f"{config.photo_attribute} of {user.attributes['dn']}"
+        )

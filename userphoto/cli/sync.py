@@ -39,12 +39,18 @@ def directory_config(ctx: Context) -> DirectoryConfig:
 @click.option("--watch", is_flag=True, help="Keep running: pick up changes within seconds.")
 @click.option("--status", "show_status", is_flag=True, help="Show the last runs and problems.")
 @click.option("--user", "user_key", metavar="ADDRESS", help="With --status: one user's sync facts.")
-@click.option("--force", is_flag=True,
-              help="With --full: mark users gone even beyond delete_guard.")
+@click.option(
+    "--force", is_flag=True, help="With --full: mark users gone even beyond delete_guard."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log retries and every run.")
 @pass_ctx
 def sync(
-    ctx: Context, full: bool, watch: bool, show_status: bool, user_key: str | None, force: bool,
+    ctx: Context,
+    full: bool,
+    watch: bool,
+    show_status: bool,
+    user_key: str | None,
+    force: bool,
     verbose: bool,
 ) -> None:
     """Sync users and their thumbnailPhoto from the directory into userphoto.
@@ -59,8 +65,10 @@ def sync(
     The directory photo fills the directory-thumbnail slot only: once a user has an HD photo,
     the HD store is authoritative. Unchanged photos and users are not rewritten.
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
     if sum((full, watch, show_status)) > 1:
         raise click.UsageError("Give at most one of --full, --watch, --status.")
     if force and not full:
@@ -102,8 +110,10 @@ def _watch(ctx: Context, engine: SyncEngine) -> None:
         if report.changed:
             click.echo(report.summary(), err=not report.ok)
 
-    click.echo(f"watching {', '.join(config.uris)} every {config.watch_interval:g}s "
-               f"(full reconciliation every {config.full_interval:g}s); Ctrl-C stops")
+    click.echo(
+        f"watching {', '.join(config.uris)} every {config.watch_interval:g}s "
+        f"(full reconciliation every {config.full_interval:g}s); Ctrl-C stops"
+    )
     engine.watch(stop, after_cycle=after, drain=drain)
     click.echo("stopped")
 
@@ -116,9 +126,11 @@ def _status(store: Store, user_key: str | None) -> None:
         _user_status(store, user_key)
         return
     pending = store.get_state(PENDING_KEY)
-    click.echo(status.format_status(
-        status.load(store), pending_writebacks=len(json.loads(pending)) if pending else 0
-    ))
+    click.echo(
+        status.format_status(
+            status.load(store), pending_writebacks=len(json.loads(pending)) if pending else 0
+        )
+    )
 
 
 def _user_status(store: Store, key: str) -> None:
@@ -128,8 +140,10 @@ def _user_status(store: Store, key: str) -> None:
     if user is None:
         raise UnknownUser(f"No user {key!r}.")
     a = user.attributes
-    click.echo(f"{user.address}: source {user.source}"
-               + (", GONE from the directory" if user.directory_gone else ""))
+    click.echo(
+        f"{user.address}: source {user.source}"
+        + (", GONE from the directory" if user.directory_gone else "")
+    )
     click.echo(f"  dn: {a.get('dn', '-')}")
     click.echo(f"  directory id: {a.get('directory_id', '-')}")
     click.echo(f"  last directory change seen: {a.get('directory_changed', '-')}")
@@ -139,7 +153,9 @@ def _user_status(store: Store, key: str) -> None:
         return
     who = "written back by userphoto" if thumb.written_by_us else "from the directory"
     usable = f"{thumb.width}×{thumb.height} JPEG" if thumb.jpeg else "no usable photo"
-    click.echo(f"  directory photo served: {usable}, {who}; the directory's value: "
-               f"{thumb.raw_size:,} bytes, seen {thumb.seen.isoformat(timespec='seconds')}")
+    click.echo(
+        f"  directory photo served: {usable}, {who}; the directory's value: "
+        f"{thumb.raw_size:,} bytes, seen {thumb.seen.isoformat(timespec='seconds')}"
+    )
     if thumb.problem:
         click.echo(f"  problem with the directory's value: {thumb.problem}")

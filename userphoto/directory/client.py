@@ -73,9 +73,7 @@ class ServerInfo:
 
 
 class DirectoryClient:
-    def __init__(
-        self, config: DirectoryConfig, *, sleep: Callable[[float], None] = time.sleep
-    ):
+    def __init__(self, config: DirectoryConfig, *, sleep: Callable[[float], None] = time.sleep):
         self.config = config
         self._sleep = sleep
         self._conn: ldap3.Connection | None = None
@@ -89,9 +87,7 @@ class DirectoryClient:
                 validate=ssl.CERT_REQUIRED if self.config.ca_file else ssl.CERT_NONE,
                 ca_certs_file=self.config.ca_file,
             )
-        return ldap3.Server(
-            uri, get_info=ldap3.NONE, connect_timeout=self.config.timeout, tls=tls
-        )
+        return ldap3.Server(uri, get_info=ldap3.NONE, connect_timeout=self.config.timeout, tls=tls)
 
     def _open(self, uri: str) -> ldap3.Connection:
         conn = ldap3.Connection(
@@ -132,9 +128,7 @@ class DirectoryClient:
             self._conn = conn
             self.info = self._root_dse(conn, uri)
             return conn
-        raise DirectoryUnavailable(
-            "No directory server answered (" + "; ".join(errors) + ")."
-        )
+        raise DirectoryUnavailable("No directory server answered (" + "; ".join(errors) + ").")
 
     def _root_dse(self, conn: ldap3.Connection, uri: str) -> ServerInfo:
         conn.search(
@@ -142,7 +136,9 @@ class DirectoryClient:
             "(objectClass=*)",
             ldap3.BASE,
             attributes=[
-                "supportedCapabilities", "supportedControl", "dsServiceName",
+                "supportedCapabilities",
+                "supportedControl",
+                "dsServiceName",
                 "highestCommittedUSN",
             ],
         )
@@ -188,8 +184,12 @@ class DirectoryClient:
         last: BaseException | None = None
         for attempt in range(self.config.retries):
             if attempt:
-                log.warning("directory: %s failed (%s); retrying in %.1fs",
-                            what or "operation", _describe(last), delay)
+                log.warning(
+                    "directory: %s failed (%s); retrying in %.1fs",
+                    what or "operation",
+                    _describe(last),
+                    delay,
+                )
                 self._sleep(delay)
                 delay *= 2
             try:
@@ -201,8 +201,9 @@ class DirectoryClient:
                 last = exc
                 self.close()
             except lx.LDAPOperationResult as exc:
-                raise DirectoryRefused(f"The directory refused {what or 'the request'}: "
-                                       f"{_describe(exc)}") from None
+                raise DirectoryRefused(
+                    f"The directory refused {what or 'the request'}: {_describe(exc)}"
+                ) from None
         raise DirectoryUnavailable(
             f"The directory did not answer {what or 'the request'} after "
             f"{self.config.retries} attempts: {_describe(last)}"
@@ -221,9 +222,10 @@ class DirectoryClient:
         cookie: bytes | None = None
         restarts = 0
         while True:
-            def page(conn: ldap3.Connection, cookie: bytes | None = cookie) -> tuple[
-                list[Entry], bytes | None
-            ]:
+
+            def page(
+                conn: ldap3.Connection, cookie: bytes | None = cookie
+            ) -> tuple[list[Entry], bytes | None]:
                 conn.search(
                     base,
                     search_filter,
@@ -272,7 +274,10 @@ class DirectoryClient:
 
         def op(conn: ldap3.Connection) -> tuple[list[Entry], bytes]:
             sync = conn.extend.microsoft.dir_sync(
-                self.config.base_dn, search_filter, attributes=attributes, cookie=cookie,
+                self.config.base_dn,
+                search_filter,
+                attributes=attributes,
+                cookie=cookie,
                 incremental_values=False,
             )
             entries: list[Entry] = []

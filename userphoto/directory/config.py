@@ -83,7 +83,7 @@ class DirectoryConfig:
                 raise ConfigError(f"directory.uri {u!r} must start with ldap:// or ldaps://")
         base_dn = get("base_dn", str, None)
         if not base_dn:
-            raise ConfigError("directory.base_dn is required (e.g. \"dc=contoso,dc=example\")")
+            raise ConfigError('directory.base_dn is required (e.g. "dc=contoso,dc=example")')
 
         password = get("bind_password", str, None)
         password_file = get("bind_password_file", str, None)
@@ -150,6 +150,8 @@ def _account_state(raw: Any) -> AccountState | None:
     if isinstance(values, str):
         values = [values]
     if not isinstance(bits, int) or not isinstance(values, list):
-        raise ConfigError("directory.account_state: disabled_bits is an integer, "
-                          "disabled_values a list of strings")
+        raise ConfigError(
+            "directory.account_state: disabled_bits is an integer, "
+            "disabled_values a list of strings"
+        )
     return AccountState(raw["attribute"], bits, tuple(str(v).lower() for v in values))

@@ -90,10 +90,16 @@ def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
             "Rewrite it as bytes (`userphoto directory upload`)."
         )
     if attribute.lower() == "thumbnailphoto" and len(raw) > imaging.DIRECTORY_LIMIT:
-        return Prepared(None, 0, 0, None, (
-            f"{attribute} is {len(raw):,} bytes, over the {imaging.DIRECTORY_LIMIT:,}-byte "
-            "limit; it was ignored. Upload a 96×96 JPEG (`userphoto directory upload`)."
-        ))
+        return Prepared(
+            None,
+            0,
+            0,
+            None,
+            (
+                f"{attribute} is {len(raw):,} bytes, over the {imaging.DIRECTORY_LIMIT:,}-byte "
+                "limit; it was ignored. Upload a 96×96 JPEG (`userphoto directory upload`)."
+            ),
+        )
     size = _as_is(data)
     if size is not None:
         return Prepared(data, size[0], size[1], note, None)
@@ -120,8 +126,15 @@ def directory_thumbnail(
     now = datetime.now(UTC)
     if prepared.jpeg is not None:
         return DirectoryThumbnail(
-            user_id, prepared.jpeg, raw_hash, raw_size, prepared.width, prepared.height,
-            prepared.note, now, False,
+            user_id,
+            prepared.jpeg,
+            raw_hash,
+            raw_size,
+            prepared.width,
+            prepared.height,
+            prepared.note,
+            now,
+            False,
         )
     return DirectoryThumbnail(
         user_id=user_id,

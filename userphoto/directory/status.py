@@ -52,8 +52,14 @@ class SyncReport:
     @property
     def changed(self) -> bool:
         return bool(
-            self.added or self.updated or self.photos_new or self.photos_removed
-            or self.gone or self.returned or self.photo_problems or self.error
+            self.added
+            or self.updated
+            or self.photos_new
+            or self.photos_removed
+            or self.gone
+            or self.returned
+            or self.photo_problems
+            or self.error
         )
 
     def summary(self) -> str:

@@ -136,33 +136,51 @@ class SyncEngine:
                 after_cycle(report)
             error = report.error
             if error != last_error or time.monotonic() - last_beat >= heartbeat_every:
-                status.record_watch(self.store, {
-                    "state": "running" if report.ok else "degraded",
-                    "since": started,
-                    "heartbeat": now().isoformat(timespec="seconds"),
-                    "pid": os.getpid(),
-                    "error": error,
-                })
+                status.record_watch(
+                    self.store,
+                    {
+                        "state": "running" if report.ok else "degraded",
+                        "since": started,
+                        "heartbeat": now().isoformat(timespec="seconds"),
+                        "pid": os.getpid(),
+                        "error": error,
+                    },
+                )
                 last_beat = time.monotonic()
                 last_error = error
             info = self.client.info
-            if (report.ok and info is not None and info.is_ad and self.config.notify
-                    and (notifier is None or not notifier.alive)
-                    and time.monotonic() >= notify_retry_at):
+            if (
+                report.ok
+                and info is not None
+                and info.is_ad
+                and self.config.notify
+                and (notifier is None or not notifier.alive)
+                and time.monotonic() >= notify_retry_at
+            ):
                 notifier = ChangeNotifier(self.config, info.uri, wake)
                 if not notifier.start():
                     notifier, notify_retry_at = None, time.monotonic() + 60
             # Back off while the directory is down; the client already retried with backoff.
-            _sleep(stop, wake, self.config.watch_interval if report.ok else max(
-                self.config.watch_interval, self.config.backoff * 4))
+            _sleep(
+                stop,
+                wake,
+                self.config.watch_interval
+                if report.ok
+                else max(self.config.watch_interval, self.config.backoff * 4),
+            )
         if notifier is not None:
             notifier.stop()
         with contextlib.suppress(UserPhotoError):
-            status.record_watch(self.store, {
-                "state": "stopped", "since": started,
-                "heartbeat": now().isoformat(timespec="seconds"), "pid": os.getpid(),
-                "error": None,
-            })
+            status.record_watch(
+                self.store,
+                {
+                    "state": "stopped",
+                    "since": started,
+                    "heartbeat": now().isoformat(timespec="seconds"),
+                    "pid": os.getpid(),
+                    "error": None,
+                },
+            )
 
     # --- one run ---------------------------------------------------------------------------
     def _run(self, mode: str, *, force: bool = False, cursor: dict | None = None) -> SyncReport:
@@ -189,8 +207,10 @@ class SyncEngine:
         report.server = info.uri
         flavour = Flavour.of(self.config, info.is_ad)
         full = report.mode == "full"
-        if cursor is not None and cursor.get("server") not in (None, info.server_id) and (
-            cursor.get("kind") in ("usn", "dirsync")
+        if (
+            cursor is not None
+            and cursor.get("server") not in (None, info.server_id)
+            and (cursor.get("kind") in ("usn", "dirsync"))
         ):
             # USNs and DirSync cookies are per domain controller: after a failover to another
             # DC the cursor means nothing there, so this run reads everything.
@@ -205,9 +225,7 @@ class SyncEngine:
                 if u.source == "directory"
             }
         # Every address in the store, so a new entry skips the adoption lookup (full only).
-        self._addresses = (
-            {a for u in users.values() for a in u.addresses} if full else None
-        )
+        self._addresses = {a for u in users.values() for a in u.addresses} if full else None
         search_filter = flavour.user_filter
         dirsync_cookie: bytes | None = None
         gone_ids: list[str] = []
@@ -255,8 +273,9 @@ class SyncEngine:
             if waiting is not None:
                 number += 1
                 done, prepared = waiting
-                newest = self._write_page(done, prepared(), flavour, users if full else None,
-                                          report, seen, newest)
+                newest = self._write_page(
+                    done, prepared(), flavour, users if full else None, report, seen, newest
+                )
                 if self.on_page is not None:
                     self.on_page(number)
             waiting = ahead if page is not None else None
@@ -267,8 +286,11 @@ class SyncEngine:
             self._mark_deleted(gone_ids, report)
         # Only now, with every page read, does the cursor move.
         if dirsync_cookie is not None:
-            new_cursor = {"kind": "dirsync", "server": info.server_id,
-                          "value": base64.b64encode(dirsync_cookie).decode()}
+            new_cursor = {
+                "kind": "dirsync",
+                "server": info.server_id,
+                "value": base64.b64encode(dirsync_cookie).decode(),
+            }
         elif info.is_ad and info.highest_usn is not None:
             new_cursor = {"kind": "usn", "server": info.server_id, "value": info.highest_usn}
         else:
@@ -294,8 +316,7 @@ class SyncEngine:
         page: list[Entry] = []
         attributes = flavour.attributes(self.config)
         for guid in guids:
-            for found in self.client.search(flavour.user_filter, attributes,
-                                            base=f"<GUID={guid}>"):
+            for found in self.client.search(flavour.user_filter, attributes, base=f"<GUID={guid}>"):
                 page.extend(found)
             if len(page) >= self.config.page_size:
                 yield page
@@ -394,8 +415,8 @@ class SyncEngine:
                 users[user.id] = user
             if du.photo is None:
                 continue
-            prepared = photo if photo is not None else prepare_photo(
-                du.photo, self.config.photo_attribute
+            prepared = (
+                photo if photo is not None else prepare_photo(du.photo, self.config.photo_attribute)
             )
             thumb = directory_thumbnail(
                 user.id, prepared, hashlib.sha256(du.photo).hexdigest(), len(du.photo), None
@@ -594,7 +615,9 @@ class SyncEngine:
 
     @staticmethod
     def _count_photo(
-        du: DirectoryUser, thumb: DirectoryThumbnail, old: DirectoryThumbnail | None,
+        du: DirectoryUser,
+        thumb: DirectoryThumbnail,
+        old: DirectoryThumbnail | None,
         report: SyncReport,
     ) -> None:
         if thumb.problem and thumb.jpeg is (old.jpeg if old else None):

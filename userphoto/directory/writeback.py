@@ -62,8 +62,10 @@ class WriteBack:
 
     @staticmethod
     def applies(user: User) -> bool:
-        return user.source == "directory" and bool(user.attributes.get("dn")) and (
-            not user.directory_gone
+        return (
+            user.source == "directory"
+            and bool(user.attributes.get("dn"))
+            and (not user.directory_gone)
         )
 
     # --- the write -------------------------------------------------------------------------
@@ -96,17 +98,19 @@ class WriteBack:
             self.store.delete_directory_thumbnail(user.id)
         else:
             side = _side(data)
-            self.store.put_directory_thumbnail(DirectoryThumbnail(
-                user_id=user.id,
-                jpeg=data,
-                raw_hash=hashlib.sha256(data).hexdigest(),
-                raw_size=len(data),
-                width=side,
-                height=side,
-                problem=None,
-                seen=datetime.now(UTC),
-                written_by_us=True,
-            ))
+            self.store.put_directory_thumbnail(
+                DirectoryThumbnail(
+                    user_id=user.id,
+                    jpeg=data,
+                    raw_hash=hashlib.sha256(data).hexdigest(),
+                    raw_size=len(data),
+                    width=side,
+                    height=side,
+                    problem=None,
+                    seen=datetime.now(UTC),
+                    written_by_us=True,
+                )
+            )
         with self._lock:
             self.client.write_photo(user.attributes["dn"], data)
         self._queue(user.id, add=False)
