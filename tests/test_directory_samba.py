@@ -179,3 +179,27 @@ def test_ad_watch_wakes_on_change_notification(ad: tuple[Samba, App]) -> None:
         stop.set()
         watcher.join(10)
     assert not watcher.is_alive()
+
+
+def test_ad_over_ldaps_and_starttls(samba: Samba, home: Path) -> None:
+    with netns(samba.ns):
+        conn = samba.connection()
+        add_person(conn, "Tls", photo=photo(77))
+        conn.unbind()
+        # Samba's self-signed certificate: verification must be switched off to connect...
+        for extra in (
+            {"uri": "ldaps://127.0.0.1:636", "tls_verify": False},
+            {"uri": URI, "starttls": True, "tls_verify": False},
+        ):
+            write_config(home, samba.directory_settings(**extra))
+            app = App(Settings.load(home))
+            report = engine(app).full()
+            assert report.ok, (extra, report.error)
+            assert app.store.find_user("tls@up.example") is not None
+            app.close()
+        # ... and by default it is verified, so the same server is refused, with the reason.
+        write_config(home, samba.directory_settings(uri="ldaps://127.0.0.1:636"))
+        app = App(Settings.load(home))
+        failed = engine(app).full()
+        assert not failed.ok and "certificate verify failed" in (failed.error or "")
+        app.close()

@@ -83,8 +83,9 @@ class DirectoryClient:
     def _server(self, uri: str) -> ldap3.Server:
         tls = None
         if self.config.ldaps or self.config.starttls:
+            # Verified by default: against ca_file when given, else the system's CAs.
             tls = ldap3.Tls(
-                validate=ssl.CERT_REQUIRED if self.config.ca_file else ssl.CERT_NONE,
+                validate=ssl.CERT_REQUIRED if self.config.tls_verify else ssl.CERT_NONE,
                 ca_certs_file=self.config.ca_file,
             )
         return ldap3.Server(uri, get_info=ldap3.NONE, connect_timeout=self.config.timeout, tls=tls)

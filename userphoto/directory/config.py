@@ -38,6 +38,7 @@ class DirectoryConfig:
     account_state: AccountState | None = None  # None: AD default on AD, nothing otherwise
     starttls: bool = False
     ca_file: str | None = None
+    tls_verify: bool = True  # false only for a test directory with a self-signed certificate
     writeback: bool = False
     writeback_size: int = 96
     delete_guard: float = 0.10
@@ -121,6 +122,7 @@ class DirectoryConfig:
             account_state=_account_state(raw.get("account_state")),
             starttls=get("starttls", bool, False),
             ca_file=get("ca_file", str, None),
+            tls_verify=get("tls_verify", bool, True),
             writeback=get("writeback", bool, False),
             writeback_size=size,
             delete_guard=float(guard),
