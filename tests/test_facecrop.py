@@ -219,3 +219,19 @@ def test_tight_face_crop_keeps_full_detail() -> None:
     a = np.asarray(Image.open(io.BytesIO(suggested.renditions[648])), dtype=float)
     b = np.asarray(Image.open(io.BytesIO(explicit.renditions[648])), dtype=float)
     assert np.abs(a - b).mean() < 0.5
+
+
+def test_slightly_tight_face_crop_is_widened_not_decoded_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A box a little under what the 1/2-scale decode can fill is widened (one decode)."""
+    image = backdrop(4000, 3000, seed=12)
+    face = paste_astronaut(image, 1400, (200, 300))  # face ~540 px: box ~1160 < 1296
+    data = jpeg(image)
+    calls = []
+    real = imaging.normalize
+    monkeypatch.setattr(imaging, "normalize", lambda *a, **k: calls.append(k) or real(*a, **k))
+    rendered = imaging.render(data, suggest=facecrop.suggest)
+    assert len(calls) == 1
+    assert rendered.crop.size == 1296 and rendered.sizes[-1] == 648
+    assert_inside(rendered.crop, face, margin=0.2)

@@ -96,6 +96,8 @@ CropSuggester = Callable[[Image.Image], CropBox | None]
 # With a suggester, the first decode keeps full detail for boxes down to this share of the
 # short side (tighter boxes cost a second decode).
 SUGGEST_REGION_SHARE = 0.5
+# ... and a box up to this much tighter than that is widened instead (see _widen).
+SUGGEST_WIDEN_MAX = 1.25
 
 
 def sniff(data: bytes) -> str | None:
@@ -344,6 +346,7 @@ def render(
                 source.width,
                 source.height,
             )
+            suggested = _widen(suggested, math.ceil(max_size * scale), source)
     box = _crop_in(source.width, source.height, crop, suggested)
     if box.size / scale < min(max_size, box.size) - 0.5:
         # A suggestion tighter than the decode planned for: decode again at the box's scale
@@ -363,6 +366,18 @@ def render(
     renditions = {size: encode_jpeg(img, quality) for size, img in images.items()}
     thumbnail = directory_thumbnail(images.get(thumbnail_size, square), thumbnail_size, quality)
     return Rendered(source, box, renditions, thumbnail)
+
+
+def _widen(box: CropBox, side: int, source: SourceInfo) -> CropBox:
+    """A suggested box a little too tight for this decode, widened to `side` around its centre.
+
+    A suggestion is a framing heuristic, and a slightly looser framing (at most
+    SUGGEST_WIDEN_MAX) costs nothing, where keeping it exact costs a second full decode.
+    """
+    if box.size >= side or side > box.size * SUGGEST_WIDEN_MAX:
+        return box
+    grow = side - box.size
+    return _clamp(CropBox(box.x - grow // 2, box.y - grow // 2, side), source.width, source.height)
 
 
 def _clamp(box: CropBox, width: int, height: int) -> CropBox:
