@@ -368,6 +368,27 @@ def test_writeback_size_64_and_queue_when_directory_down(home: Path, seeded: Sla
     app.close()
 
 
+def test_refused_writeback_stays_queued_without_blocking_others(home: Path, seeded: Slapd) -> None:
+    app = make_app(home, seeded, writeback=True)
+    assert engine_for(app).full().ok
+    moved = app.store.find_user(address(12))
+    assert moved is not None
+    moved.attributes["dn"] = f"uid=gone,{user_dn(0).split(',', 1)[1]}"  # entry no longer there
+    app.store.update_user(moved)
+    buf = io.BytesIO()
+    Image.new("RGB", (200, 200), (1, 2, 3)).save(buf, "JPEG")
+    seeded.stop()
+    app.photos.set(address(12), buf.getvalue())
+    app.photos.set(address(13), buf.getvalue())
+    assert len(json.loads(app.store.get_state(PENDING_KEY) or "[]")) == 2
+    seeded.start()
+    assert app.directory is not None
+    assert WriteBack(app.store, app.directory).drain() == 1  # 13 went through, 12 refused
+    assert ldapsearch_photo(seeded, user_dn(13)) is not None
+    assert json.loads(app.store.get_state(PENDING_KEY) or "[]") == [moved.id]
+    app.close()
+
+
 def test_directory_upload_command(
     home: Path, seeded: Slapd, run_cli: RunCli, tmp_path: Path
 ) -> None:

@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -30,6 +31,7 @@ from .config import DirectoryConfig
 log = logging.getLogger(__name__)
 
 PENDING_KEY = "directory.writeback.pending"
+RETRY_AFTER = 15.0  # seconds between retry rounds of the queue after a failure
 EVENTS = ("saved", "removed")
 
 
@@ -46,6 +48,7 @@ class WriteBack:
         # One connection, shared by a server's threads: ldap3's sync connections are not
         # safe to use from two threads at once.
         self._lock = threading.Lock()
+        self._retry_at = 0.0
 
     # --- the Photos listener ---------------------------------------------------------------
     def __call__(self, user: User, event: str) -> None:
@@ -132,14 +135,29 @@ class WriteBack:
         self.store.set_state(PENDING_KEY, json.dumps(queue))
 
     def drain(self) -> int:
-        """Retry every queued write-back; returns how many went through."""
+        """Retry every queued write-back; returns how many went through.
+
+        A refused write (the entry moved, no permission) stays queued and the others go on;
+        a directory that is down ends this round. After a failure the queue rests for
+        RETRY_AFTER seconds rather than hammering the directory every watch cycle.
+        """
         done = 0
+        if time.monotonic() < self._retry_at:
+            return done
         for user_id in self.pending():
             user = self.store.find_user(user_id)
             if user is None or not self.applies(user):
                 self._queue(user_id, add=False)
                 continue
-            self.write(user)  # DirectoryUnavailable propagates: try again next cycle
+            try:
+                self.write(user)
+            except DirectoryRefused as exc:
+                log.warning("write-back of %s refused, kept queued: %s", user.address, exc)
+                self._retry_at = time.monotonic() + RETRY_AFTER
+                continue
+            except DirectoryUnavailable:
+                self._retry_at = time.monotonic() + RETRY_AFTER
+                raise
             done += 1
         return done
 
