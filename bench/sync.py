@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -238,6 +239,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cpu(pid: int) -> float:
