@@ -511,3 +511,47 @@ def test_watch_picks_up_a_change_within_seconds(home: Path, seeded: Slapd, run_c
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err.decode()
     assert b"stopped" in out
+
+
+def test_through_the_http_server_both_ways(home: Path, seeded: Slapd, run_cli: RunCli) -> None:
+    """A synced directory photo is what members get; an HD upload over HTTP reaches LDAP."""
+    import httpx
+
+    from tests.support.server import start_server, stop_server
+
+    write_config(home, seeded.directory_settings(writeback=True))
+    run_cli("sync", "--full")
+    viewer = run_cli("token", "create", address(40)).stdout.decode().strip()
+    own = run_cli("token", "create", address(41)).stdout.decode().strip()
+    proc, base = start_server(home)
+    try:
+        got = httpx.get(
+            f"{base}/v1/users/{address(41)}/photo", headers={"Authorization": f"Bearer {viewer}"}
+        )
+        assert got.status_code == 200 and got.headers["x-photo-source"] == "directory"
+
+        body = io.BytesIO()
+        Image.new("RGB", (300, 300), (200, 200, 20)).save(body, "JPEG")
+        put = httpx.put(
+            f"{base}/v1/users/{address(41)}/photo",
+            content=body.getvalue(),
+            headers={"Authorization": f"Bearer {own}", "Content-Type": "image/jpeg"},
+        )
+        assert put.status_code in (200, 201, 204), put.text
+        written = ldapsearch_photo(seeded, user_dn(41))  # written by the server's listener
+        assert written is not None and Image.open(io.BytesIO(written)).size == (96, 96)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            got = httpx.get(
+                f"{base}/v1/users/{address(41)}/photo",
+                headers={"Authorization": f"Bearer {viewer}"},
+            )
+            if got.headers.get("x-photo-source") == "hd":
+                break
+            time.sleep(0.05)
+        assert got.headers["x-photo-source"] == "hd"  # once there is an HD photo, it wins
+        app = App(Settings.load(home))
+        assert engine_for(app).delta().photos_new == 0  # our write read back: no loop
+        app.close()
+    finally:
+        stop_server(proc)
