@@ -1,12 +1,14 @@
-"""Directory photos: clean JPEGs are kept byte for byte; anything with metadata is re-encoded."""
+"""Directory photos are always re-encoded: never served as the directory holds them."""
 
 from __future__ import annotations
 
 import io
 
+import pytest
 from PIL import Image
 
-from userphoto.directory.photo import clean_jpeg, prepare_photo
+from tests.support.images import jpeg_markers
+from userphoto.directory.photo import prepare_photo
 
 
 def jpeg(**params: object) -> bytes:
@@ -15,11 +17,13 @@ def jpeg(**params: object) -> bytes:
     return buf.getvalue()
 
 
-def test_clean_jpeg_is_kept_as_it_is() -> None:
+def test_even_a_clean_jpeg_is_re_encoded() -> None:
     for raw in (jpeg(), jpeg(progressive=True), jpeg(quality=60)):
-        assert clean_jpeg(raw)
         prepared = prepare_photo(raw)
-        assert prepared.jpeg == raw and (prepared.width, prepared.height) == (96, 96)
+        assert prepared.jpeg is not None and prepared.jpeg != raw
+        assert (prepared.width, prepared.height) == (96, 96)
+        pixel = Image.open(io.BytesIO(prepared.jpeg)).getpixel((40, 40))
+        assert pixel == pytest.approx((40, 90, 200), abs=4)
 
 
 def test_metadata_or_trailing_bytes_mean_re_encoding() -> None:
@@ -29,10 +33,11 @@ def test_metadata_or_trailing_bytes_mean_re_encoding() -> None:
     with_comment = jpeg(comment=b"secret")
     with_tail = jpeg() + b"PK\x03\x04 a zip file appended"
     for raw in (with_exif, with_comment, with_tail):
-        assert not clean_jpeg(raw)
         prepared = prepare_photo(raw)
         assert prepared.jpeg is not None and prepared.jpeg != raw and prepared.problem is None
-        assert clean_jpeg(prepared.jpeg)  # what we serve carries no metadata
+        markers = jpeg_markers(prepared.jpeg)  # what we serve carries no metadata
+        assert not {0xE1, 0xE2, 0xFE} & set(markers)
+        assert prepared.jpeg.endswith(b"\xff\xd9")
         assert b"PhoneMaker" not in prepared.jpeg and b"secret" not in prepared.jpeg
 
     cmyk = io.BytesIO()

@@ -1,23 +1,18 @@
-"""Directory photos as sync stores them: validated, and re-encoded unless already clean.
+"""Directory photos as sync stores them: validated and re-encoded, never served as read.
 
-Pure (bytes in, verdict out), so worker processes can run it. A raw `thumbnailPhoto` that is
-already a clean JPEG (image data only: no EXIF, XMP, ICC profile, comment or trailing bytes;
-RGB or grey; at most 648 px) is kept byte for byte once it decodes completely: no generation
-loss, and half the CPU of a directory load. Anything else goes through the imaging pipeline
-(upright, sRGB, metadata stripped, re-encoded).
+Pure (bytes in, verdict out), so worker processes can run it. Every raw `thumbnailPhoto`
+goes through the imaging pipeline (upright, sRGB, metadata stripped, re-encoded): a
+directory value is as untrusted as an upload, and a JPEG that merely looks clean can still
+carry a payload in its tables.
 """
 
 from __future__ import annotations
 
-import io
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from PIL import Image
-
 from .. import imaging
-from ..model import MASTER_MAX, DirectoryThumbnail
+from ..model import DirectoryThumbnail
 from .entry import unwrap_base64
 
 
@@ -34,49 +29,6 @@ class Prepared:
 
 # Marks a photo whose raw hash matched the stored slot when its page was prepared.
 UNCHANGED = Prepared(None, 0, 0, None, "unchanged")
-
-# In entropy-coded data 0xFF is followed only by 0x00 or RSTn, so any of these after the
-# first scan starts is a real APPn / COM marker (metadata).
-_METADATA_MARKER = re.compile(rb"\xff[\xe0-\xef\xfe]")
-
-
-def clean_jpeg(data: bytes) -> bool:
-    """True for a JPEG holding image data only (a JFIF APP0 header at most)."""
-    if not (data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9")):
-        return False
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return False
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0xDA:  # start of scan: only image data (and tables) from here on
-            return _METADATA_MARKER.search(data, i) is None
-        if marker == 0xE0:
-            if data[i + 4 : i + 9] != b"JFIF\x00":
-                return False
-        elif 0xE1 <= marker <= 0xEF or marker == 0xFE:
-            return False  # EXIF, XMP, ICC, Adobe, comments...
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-    return False
-
-
-def _as_is(data: bytes) -> tuple[int, int] | None:
-    """Width and height if `data` can be served exactly as it is, else None."""
-    if not clean_jpeg(data):
-        return None
-    try:
-        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
-            width, height = image.size
-            if image.mode not in ("RGB", "L") or not 0 < max(width, height) <= MASTER_MAX:
-                return None
-            image.load()  # every byte decodes: truncation and corruption show here
-    except Exception:
-        return None  # let the full pipeline say what is wrong
-    return width, height
-
 
 def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
     """Validate one raw directory photo and make it servable."""
@@ -100,9 +52,6 @@ def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
                 "limit; it was ignored. Upload a 96×96 JPEG (`userphoto directory upload`)."
             ),
         )
-    size = _as_is(data)
-    if size is not None:
-        return Prepared(data, size[0], size[1], note, None)
     try:
         jpeg, width, height = imaging.reencode_directory_photo(data)
     except imaging.ImageError as exc:

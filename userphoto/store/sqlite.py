@@ -661,7 +661,8 @@ class SQLiteStore(Store):
             self._retire(db, user_id, PhotoState.SAVED, PhotoState.SUPERSEDED)
             db.execute("UPDATE photos SET state = 'saved' WHERE id = ?", (row[0],))
             db.execute("UPDATE users SET removal_record = NULL WHERE id = ?", (user_id,))
-            self._audit(db, AuditEntry(now(), actor, user_id, "photo.save", via, f"version {row[1]}"))
+            entry = AuditEntry(now(), actor, user_id, "photo.save", via, f"version {row[1]}")
+            self._audit(db, entry)
         photo = self.get_photo(user_id)
         assert photo is not None
         return photo
@@ -812,7 +813,8 @@ class SQLiteStore(Store):
         return row[0] if row else None
 
     def set_state(self, key: str, value: str) -> None:
-        with self._tx() as db:
+        # Adapter bookkeeping (sync cursors and status) changes no served answer.
+        with self._tx(bump=False) as db:
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
 
     def generation(self) -> int:
