@@ -106,7 +106,9 @@ def run_import(files: list[Path], folder: Path, work: Path) -> float:
     started = time.perf_counter()
     proc = subprocess.run(
         [str(BIN / "userphoto"), "import", str(folder), "--jobs", "2"],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     elapsed = time.perf_counter() - started
     if proc.returncode != 0 or f"{len(files)} imported" not in proc.stdout:
@@ -137,8 +139,14 @@ def run_vips(files: list[Path], work: Path, *, batch: bool) -> float:
         procs = [subprocess.Popen([*command, *map(str, half)], env=env) for half in halves]
         codes = [p.wait() for p in procs]
     else:
-        codes = [subprocess.run(["xargs", "-P", "2", "-n", "1", *command], env=env,
-                                input="\n".join(map(str, files)), text=True).returncode]
+        codes = [
+            subprocess.run(
+                ["xargs", "-P", "2", "-n", "1", *command],
+                env=env,
+                input="\n".join(map(str, files)),
+                text=True,
+            ).returncode
+        ]
     elapsed = time.perf_counter() - started
     if any(codes) or len(list(out.iterdir())) != len(files):
         raise SystemExit(f"vipsthumbnail failed: exit codes {codes}")
@@ -174,19 +182,29 @@ def main() -> None:
                 before = children_cpu()
                 wall[name].append(run())
                 cpu[name].append(children_cpu() - before)
-            print(f"round {round_no}: " + ", ".join(
-                f"{name} {len(files) / wall[name][-1]:.1f} photos/s "
-                f"({cpu[name][-1] / len(files) * 1000:.0f} ms CPU/photo)" for name in runs
-            ), flush=True)
+            print(
+                f"round {round_no}: "
+                + ", ".join(
+                    f"{name} {len(files) / wall[name][-1]:.1f} photos/s "
+                    f"({cpu[name][-1] / len(files) * 1000:.0f} ms CPU/photo)"
+                    for name in runs
+                ),
+                flush=True,
+            )
     rate = {name: len(files) / statistics.median(t) for name, t in wall.items()}
     per = {name: statistics.median(t) / len(files) * 1000 for name, t in cpu.items()}
-    print("median photos/s (CPU ms per photo): " + ", ".join(
-        f"{name} {rate[name]:.1f} ({per[name]:.0f} ms)" for name in runs))
+    print(
+        "median photos/s (CPU ms per photo): "
+        + ", ".join(f"{name} {rate[name]:.1f} ({per[name]:.0f} ms)" for name in runs)
+    )
     for name in ("vips", "vips-batch"):
         ratio = rate["import"] / rate[name]
         verdict = "met" if ratio >= 1 else "NOT met"
-        print(f"import vs {name}: {ratio:.2f}× the rate (target ≥ 1.0×: {verdict}); "
-              f"{per[name] / per['import']:.2f}× by CPU per photo")
+        print(
+            f"import vs {name}: {ratio:.2f}× the rate (target ≥ 1.0×: {verdict}); "
+            f"{per[name] / per['import']:.2f}× by CPU per photo"
+        )
+
 
 if __name__ == "__main__":
     main()

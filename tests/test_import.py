@@ -53,9 +53,14 @@ PEOPLE = [
     ("u-ada", "ada.lovelace@contoso.example", "Ada Lovelace", ["ada@contoso.example"], {}, "hd"),
     ("u-alan", "alan.turing@contoso.example", "Turing, Alan", [], {}, "hd"),
     ("u-jose", "jose.garcia@contoso.example", "José García", [], {}, "hd"),
-    ("u-grace", "ghopper@contoso.example", "Grace Hopper", [],
-     {"givenName": "Grace", "sn": "Hopper", "employeeID": "E1001", "sAMAccountName": "GHOPPER"},
-     "hd"),
+    (
+        "u-grace",
+        "ghopper@contoso.example",
+        "Grace Hopper",
+        [],
+        {"givenName": "Grace", "sn": "Hopper", "employeeID": "E1001", "sAMAccountName": "GHOPPER"},
+        "hd",
+    ),
     ("u-sam1", "sam.smith@contoso.example", "Sam Smith", [], {"employeeID": "E2001"}, "hd"),
     ("u-sam2", "sam.smith2@contoso.example", "Sam Smith", [], {"employeeID": "E2002"}, "hd"),
     ("u-old", "legacy.user@contoso.example", "Legacy User", [], {}, "sd_only"),
@@ -67,8 +72,12 @@ def add_people(app: App) -> None:
     for uid, address, name, aliases, attributes, account in PEOPLE:
         app.store.add_user(
             User(
-                id=uid, address=address, display_name=name, aliases=list(aliases),
-                attributes=dict(attributes), account=Account(account),
+                id=uid,
+                address=address,
+                display_name=name,
+                aliases=list(aliases),
+                attributes=dict(attributes),
+                account=Account(account),
                 source="directory" if attributes else "local",
             )
         )
@@ -168,12 +177,14 @@ def test_dry_run_previews_and_writes_nothing(folder: Path, org: App, run_cli: Ru
     lines = out.splitlines()
     assert any(ln.startswith("import") and "Alan.Turing.JPG -> alan.turing@" in ln for ln in lines)
     assert any(ln.startswith("import") and "jose.garcia.png" in ln for ln in lines)
-    assert any(ln.startswith("ambiguous") and "sam.smith.jpg" in ln and "sam.smith2@" in ln
-               for ln in lines)
+    assert any(
+        ln.startswith("ambiguous") and "sam.smith.jpg" in ln and "sam.smith2@" in ln for ln in lines
+    )
     assert any(ln.startswith("unmatched") and "nobody.jpg" in ln for ln in lines)
     assert any(ln.startswith("invalid-image") and "ada.lovelace.jpg" in ln for ln in lines)
-    assert any(ln.startswith("failed") and "gone.user.jpg" in ln and "disabled" in ln
-               for ln in lines)
+    assert any(
+        ln.startswith("failed") and "gone.user.jpg" in ln and "disabled" in ln for ln in lines
+    )
     assert "dry run, nothing written" in lines[-1]
     assert org.store.saved_photo_hashes() == {}
 
@@ -182,8 +193,17 @@ def test_import_reimport_and_report(
     folder: Path, org: App, run_cli: RunCli, tmp_path: Path
 ) -> None:
     report = tmp_path / "report.csv"
-    proc = run_cli("import", str(folder), "--match", "{first}.{last}", "--jobs", "2",
-                   "--report", str(report), check=False)
+    proc = run_cli(
+        "import",
+        str(folder),
+        "--match",
+        "{first}.{last}",
+        "--jobs",
+        "2",
+        "--report",
+        str(report),
+        check=False,
+    )
     out = proc.stdout.decode()
     assert proc.returncode == 1, out  # gone.user.jpg failed (disabled account)
     rows = {r["file"]: r for r in csv.DictReader(report.open())}
@@ -205,8 +225,15 @@ def test_import_reimport_and_report(
 
     # Re-run: every stored photo is skipped by hash, nothing is rewritten.
     generation = org.store.generation()
-    again = run_cli("import", str(folder), "--match", "{first}.{last}", "--report",
-                    str(tmp_path / "r2.json"), check=False)
+    again = run_cli(
+        "import",
+        str(folder),
+        "--match",
+        "{first}.{last}",
+        "--report",
+        str(tmp_path / "r2.json"),
+        check=False,
+    )
     rows2 = {r["file"]: r for r in json.loads((tmp_path / "r2.json").read_text())}
     assert rows2["ada.lovelace.jpg"]["status"] == "unchanged"
     assert "5 unchanged" in again.stdout.decode()
@@ -227,9 +254,7 @@ def test_on_conflict_skip_and_replace(org: App, run_cli: RunCli, tmp_path: Path)
     assert org.store.get_photo("u-ada").version == 2  # type: ignore[union-attr]
 
 
-def test_zip_import_with_aliases_and_duplicates(
-    org: App, run_cli: RunCli, tmp_path: Path
-) -> None:
+def test_zip_import_with_aliases_and_duplicates(org: App, run_cli: RunCli, tmp_path: Path) -> None:
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("HR/ada.jpg", photo(30))  # the local part of an alias
@@ -271,8 +296,9 @@ def test_export_then_restore(org: App, run_cli: RunCli, tmp_path: Path, home: Pa
     restored = App(Settings.load(fresh))
     add_people(restored)
     env = {**os.environ, "USERPHOTO_HOME": str(fresh)}
-    proc = subprocess.run([str(BIN / "userphoto"), "import", str(backup)], env=env,
-                          capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "userphoto"), "import", str(backup)], env=env, capture_output=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert "3 imported" in proc.stdout.decode()
     for uid in ("u-ada", "u-grace"):
@@ -306,8 +332,12 @@ def test_kill_and_resume(org: App, home: Path, tmp_path: Path, run_cli: RunCli) 
         files[f"k{i}@contoso.example.jpg"] = buf.getvalue()
     folder = write(tmp_path / "many", files)
     env = {**os.environ, "USERPHOTO_HOME": str(home)}
-    proc = subprocess.Popen([str(BIN / "userphoto"), "import", str(folder), "--jobs", "2"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(BIN / "userphoto"), "import", str(folder), "--jobs", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = sqlite3.connect(home / "userphoto.db", timeout=30)
     stored = 0
     deadline = time.monotonic() + 60
@@ -331,11 +361,14 @@ def test_kill_and_resume(org: App, home: Path, tmp_path: Path, run_cli: RunCli) 
 
 
 def test_run_in_process_reports_bad_files_without_stopping(org: App, tmp_path: Path) -> None:
-    folder = write(tmp_path / "x", {
-        "ada.lovelace@contoso.example.jpg": photo(50)[:2000],  # truncated mid-scan
-        "ghopper@contoso.example.jpg": photo(51),
-        "jose.garcia@contoso.example.jpg": b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
-    })
+    folder = write(
+        tmp_path / "x",
+        {
+            "ada.lovelace@contoso.example.jpg": photo(50)[:2000],  # truncated mid-scan
+            "ghopper@contoso.example.jpg": photo(51),
+            "jose.garcia@contoso.example.jpg": b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
+        },
+    )
     the_plan = bulk.plan(bulk.scan(folder), bulk.load_matcher(org.store, "{mail}"))
     items = {i.file: i for i in bulk.run(the_plan, org.photos, org.settings, jobs=1)}
     assert items["ghopper@contoso.example.jpg"].status is bulk.Status.IMPORTED

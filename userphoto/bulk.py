@@ -392,4 +392,3 @@ def export(store: Store, directory: Path, size: int | None = None) -> Exported:
 
 def load_matcher(store: Store, pattern: str) -> Matcher:
     return Matcher(Pattern.parse(pattern), store.iter_users())
-

@@ -33,31 +33,55 @@ def _summary(items: list[Item], dry_run: bool) -> str:
     parts = []
     for status in ORDER:
         if counts[status]:
-            word = (f"to {WOULD[status]}" if status in WOULD else status.value) if dry_run else (
-                status.value
-            )
+            word = f"to {WOULD[status]}" if dry_run and status in WOULD else status.value
             parts.append(f"{counts[status]} {word}")
     return f"{len(items)} files: " + (", ".join(parts) or "nothing to do")
 
 
 @cli.command("import")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--match", "pattern", default=DEFAULT_PATTERN, show_default=True,
-              help="File name (without extension) as a pattern over user fields: {mail}, "
-                   "{local}, {first}, {last}, {name}, {id}, or any directory attribute such as "
-                   "{employeeID} or {sAMAccountName}. Case- and accent-insensitive; aliases count.")
-@click.option("--dry-run", is_flag=True,
-              help="Show matched / unmatched / ambiguous / invalid files; write nothing.")
-@click.option("--on-conflict", type=click.Choice(["skip", "replace"]), default="skip",
-              show_default=True,
-              help="A user who already has a different photo: keep it, or replace it.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=os.cpu_count() or 1,
-              show_default="all cores", help="Worker processes.")
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write one row per file to FILE: JSON if it ends in .json, else CSV.")
+@click.option(
+    "--match",
+    "pattern",
+    default=DEFAULT_PATTERN,
+    show_default=True,
+    help="File name (without extension) as a pattern over user fields: {mail}, "
+    "{local}, {first}, {last}, {name}, {id}, or any directory attribute such as "
+    "{employeeID} or {sAMAccountName}. Case- and accent-insensitive; aliases count.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show matched / unmatched / ambiguous / invalid files; write nothing.",
+)
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["skip", "replace"]),
+    default="skip",
+    show_default=True,
+    help="A user who already has a different photo: keep it, or replace it.",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=os.cpu_count() or 1,
+    show_default="all cores",
+    help="Worker processes.",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one row per file to FILE: JSON if it ends in .json, else CSV.",
+)
 @pass_ctx
 def import_photos(
-    ctx: Context, path: Path, pattern: str, dry_run: bool, on_conflict: str, jobs: int,
+    ctx: Context,
+    path: Path,
+    pattern: str,
+    dry_run: bool,
+    on_conflict: str,
+    jobs: int,
     report: Path | None,
 ) -> None:
     """Import every photo in PATH (a folder or a zip), matching file names to users.
@@ -88,13 +112,23 @@ def import_photos(
         from tqdm import tqdm
 
         progress = tqdm(
-            total=pending, unit="photo", desc="checking" if dry_run else "importing",
-            file=sys.stderr, dynamic_ncols=True, mininterval=0.5, leave=False,
+            total=pending,
+            unit="photo",
+            desc="checking" if dry_run else "importing",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            leave=False,
         )
     try:
         items = bulk.run(
-            the_plan, app.photos, app.settings, jobs=jobs, replace=on_conflict == "replace",
-            dry_run=dry_run, progress=progress,
+            the_plan,
+            app.photos,
+            app.settings,
+            jobs=jobs,
+            replace=on_conflict == "replace",
+            dry_run=dry_run,
+            progress=progress,
         )
     finally:
         if report is not None:
@@ -126,8 +160,11 @@ def import_photos(
 
 @cli.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--size", callback=_size,
-              help="Pixel size or EWS code (96, HR240x240); default each photo's largest.")
+@click.option(
+    "--size",
+    callback=_size,
+    help="Pixel size or EWS code (96, HR240x240); default each photo's largest.",
+)
 @pass_ctx
 def export_photos(ctx: Context, directory: Path, size: int | None) -> None:
     """Write every user's saved photo to DIRECTORY as <address>.jpg (backup).
