@@ -313,6 +313,27 @@ def test_export_then_restore(org: App, run_cli: RunCli, tmp_path: Path, home: Pa
     restored.close()
 
 
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_kill_and_resume(org: App, home: Path, tmp_path: Path, run_cli: RunCli) -> None:
     count = 40
     for i in range(count):
@@ -344,11 +365,21 @@ def test_kill_and_resume(org: App, home: Path, tmp_path: Path, run_cli: RunCli) 
     while time.monotonic() < deadline and proc.poll() is None:
         stored = db.execute("SELECT count(*) FROM photos WHERE state = 'saved'").fetchone()[0]
         if stored >= 3:
+            workers = children(proc.pid)
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.01)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the import finished before it could be killed"
+    # Its worker processes do not linger once the parent is gone.
+    assert workers
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.1)
+    lingering = [pid for pid in workers if alive(pid)]
+    for pid in lingering:  # never leave them behind, even when failing
+        os.kill(pid, signal.SIGKILL)
+    assert not lingering, "import workers outlived the killed parent"
     stored = db.execute("SELECT count(*) FROM photos WHERE state = 'saved'").fetchone()[0]
     db.close()
     assert 3 <= stored < count

@@ -19,6 +19,8 @@ import csv
 import hashlib
 import json
 import os
+import threading
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -187,6 +189,23 @@ def _init_worker() -> None:
     _cascade()
 
 
+def _start_worker() -> None:
+    """Pool initializer: warm up, and never outlive the importing process.
+
+    After a `kill -9` of the parent, forked workers still hold each other's ends of the
+    pool's pipes, so they would wait for work forever; a watchdog ends them instead.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+    _init_worker()
+
+
 # --- plan, run, report -----------------------------------------------------------------------
 
 
@@ -320,7 +339,7 @@ def _execute(work: list[tuple[Item, Job]], jobs: int) -> Iterator[tuple[Item, Ou
     _init_worker()
     pending = iter(work)
     in_flight: dict[Future[Outcome], Item] = {}
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker) as pool:
         try:
             for item, job in islice(pending, jobs * 3):
                 in_flight[pool.submit(process, job)] = item
