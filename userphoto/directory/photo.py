@@ -30,6 +30,7 @@ class Prepared:
 # Marks a photo whose raw hash matched the stored slot when its page was prepared.
 UNCHANGED = Prepared(None, 0, 0, None, "unchanged")
 
+
 def prepare_photo(raw: bytes, attribute: str = "thumbnailPhoto") -> Prepared:
     """Validate one raw directory photo and make it servable."""
     data = raw

@@ -308,9 +308,7 @@ class SQLiteStore(Store):
             db.execute("INSERT INTO aliases VALUES (?, ?)", (alias, user.id))
         for address in user.addresses:
             for digest in address_hashes(address):
-                db.execute(
-                    "INSERT OR REPLACE INTO address_hashes VALUES (?, ?)", (digest, user.id)
-                )
+                db.execute("INSERT OR REPLACE INTO address_hashes VALUES (?, ?)", (digest, user.id))
 
     @staticmethod
     def _clean(user: User) -> None:
@@ -397,8 +395,7 @@ class SQLiteStore(Store):
                 [(d, u.id) for u in users for a in u.addresses for d in address_hashes(a)],
             )
             db.executemany(
-                "INSERT INTO audit (at, actor, user_id, action, via, detail) "
-                "VALUES (?,?,?,?,?,?)",
+                "INSERT INTO audit (at, actor, user_id, action, via, detail) VALUES (?,?,?,?,?,?)",
                 [(_ts(at), actor, u.id, "user.add", via, u.address) for u in users],
             )
         return users
@@ -467,8 +464,7 @@ class SQLiteStore(Store):
             aliases: dict[str, list[str]] = {i: [] for i in ids}
             marks = ",".join("?" * len(ids))
             for address, uid in self._db.execute(
-                f"SELECT address, user_id FROM aliases WHERE user_id IN ({marks}) "
-                "ORDER BY address",
+                f"SELECT address, user_id FROM aliases WHERE user_id IN ({marks}) ORDER BY address",
                 ids,
             ):
                 aliases[uid].append(address)
@@ -683,9 +679,7 @@ class SQLiteStore(Store):
             ).fetchone():
                 raise NoPhoto("This user has no saved photo to remove.")
             self._retire(db, user_id, PhotoState.SAVED, PhotoState.REMOVED)
-            db.execute(
-                "UPDATE users SET removal_record = ? WHERE id = ?", (_ts(now()), user_id)
-            )
+            db.execute("UPDATE users SET removal_record = ? WHERE id = ?", (_ts(now()), user_id))
             self._audit(db, AuditEntry(now(), actor, user_id, "photo.remove", via, ""))
 
     def clear_removal_record(self, user_id: str, *, actor: str, via: str) -> bool:
