@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from .. import diagnose as troubleshooter
 from ..auth import Unauthorized
+from ..doctor import doctor
 from ..errors import Forbidden, InvalidArgument
 from ..model import ClientProfile, parse_size
 from .common import Services
@@ -66,7 +67,7 @@ async def _diagnose(request: Request) -> Response:
 
 async def _doctor(request: Request) -> Response:
     _require_admin(request)
-    report = await run_in_threadpool(troubleshooter.doctor, services_of(request).app)
+    report = await run_in_threadpool(doctor, services_of(request).app)
     return JSONResponse(report.to_dict(), headers=_NO_STORE)
 
 

@@ -8,6 +8,7 @@ import sys
 import click
 
 from .. import diagnose as troubleshooter
+from ..doctor import doctor as check_everyone
 from ..model import ClientProfile, parse_size
 from . import Context, cli, pass_ctx
 
@@ -92,7 +93,7 @@ def doctor(ctx: Context, as_json: bool) -> None:
     total = app.store.count_users()
     show = total > 20_000 and not as_json and sys.stderr.isatty()
     with click.progressbar(length=total, label="checking", file=sys.stderr, hidden=not show) as bar:
-        report = troubleshooter.doctor(app, progress=bar.update)
+        report = check_everyone(app, progress=bar.update)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
     if report.errors:
         sys.exit(1)

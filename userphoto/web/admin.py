@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..doctor import CHECKS, doctor, user_findings
 from ..errors import UserPhotoError
 from ..model import ClientProfile, DirectoryThumbnail, PhotoState, User
 from ..resolve import Source, resolve
@@ -83,10 +84,6 @@ def row_of(status: PhotoStatus) -> Row:
 
 
 def _findings(status: PhotoStatus) -> list[tuple[str, str]]:
-    try:
-        from ..diagnose import CHECKS, user_findings
-    except ImportError:  # the troubleshooter is optional at this layer
-        return [("error", status.directory_problem)] if status.directory_problem else []
     out = []
     for code in user_findings(status):
         check = CHECKS[code]
@@ -107,11 +104,7 @@ class Doctor:
         self._lock = threading.Lock()
         self._report: tuple[int, float, dict[str, Any]] | None = None
 
-    def report(self) -> dict[str, Any] | None:
-        try:
-            from ..diagnose import doctor
-        except ImportError:
-            return None
+    def report(self) -> dict[str, Any]:
         app = self.web.services.app
         generation = app.store.generation()
         with self._lock:

@@ -6,7 +6,6 @@ Runs `userphoto.diagnose.diagnose` in the server process (the same function behi
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..diagnose import diagnose
 from ..errors import UserPhotoError
 from ..model import HD_SIZES, ClientProfile
 from .context import Web
@@ -28,15 +28,6 @@ CLIENTS = (
     ("legacy", "Lync 2010 (legacy, 96 px)"),
     ("web", "Web App / browser"),
 )
-
-
-def _diagnose() -> Callable[..., Any] | None:
-    """`diagnose.diagnose`, or None while the troubleshooter module is missing."""
-    try:
-        from ..diagnose import diagnose
-    except ImportError:
-        return None
-    return diagnose
 
 
 class TroubleshootPage:
@@ -64,12 +55,11 @@ class TroubleshootPage:
             form["kind"] = "member"
         if form["client"] not in {c.value for c in ClientProfile}:
             form["client"] = "hd"
-        diagnose = _diagnose()
         result: dict[str, Any] | None = None
         error = ""
-        if diagnose is not None and form["target"]:
+        if form["target"]:
             try:
-                result = await run_in_threadpool(self._run, diagnose, form)
+                result = await run_in_threadpool(self._run, form)
             except UserPhotoError as exc:
                 error = exc.message
         return self.web.renderer.page(
@@ -81,13 +71,12 @@ class TroubleshootPage:
                 "kinds": VIEWER_KINDS,
                 "clients": CLIENTS,
                 "sizes": HD_SIZES,
-                "available": diagnose is not None,
                 "result": result,
                 "error": error,
             },
         )
 
-    def _run(self, diagnose: Any, form: dict[str, str]) -> dict[str, Any]:
+    def _run(self, form: dict[str, str]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"client": form["client"]}
         if form["size"].isdigit() and int(form["size"]) in HD_SIZES:
             kwargs["size"] = int(form["size"])
