@@ -5,11 +5,7 @@ rendition (JPEG bytes written to a file for nginx, `sendfile on`). userphoto is 
 authenticated member, so the full path (token → viewer → cached answer) is measured. Two
 cases: GET 200 and GET with `If-None-Match` → 304. Prints req/s and the ratios.
 
-    .venv/bin/python bench/serve.py [--duration 10] [--size 240] [--site]
-
-`--site` also measures the same server on granian's ASGI interface, and the same answer
-from a Starlette route (the framework the rest of the site uses): what RSGI and bypassing the
-framework on the hot path buy.
+    .venv/bin/python bench/serve.py [--duration 10] [--rounds 3] [--size 240]
 """
 
 from __future__ import annotations
@@ -160,43 +156,11 @@ def check(name: str, url: str, headers: dict[str, str]) -> str:
     return etag
 
 
-def starlette_app():  # pragma: no cover - run by granian in --site mode
-    """The same bytes and headers through a Starlette route, for the framework's cost."""
-    import hashlib
-
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    body = Path(os.environ["BENCH_PHOTO"]).read_bytes()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {
-        "etag": etag,
-        "cache-control": "private, max-age=60",
-        "vary": "Authorization",
-        "x-content-type-options": "nosniff",
-        "x-photo-source": "hd",
-    }
-
-    async def photo(request: Request) -> Response:
-        if not request.headers.get("authorization", "").startswith("Bearer "):
-            return Response(status_code=401)
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
-        return Response(body, media_type="image/jpeg", headers=headers)
-
-    return Starlette(routes=[Route("/photo", photo)])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=240)
-    parser.add_argument(
-        "--site", action="store_true", help="also measure ASGI and a Starlette route"
-    )
     args = parser.parse_args()
     if not (shutil.which("nginx") and shutil.which("wrk")):
         raise SystemExit("needs nginx-light and wrk (apt-get install nginx-light wrk)")
@@ -221,56 +185,10 @@ def main() -> None:
         targets["nginx static file"] = (f"http://127.0.0.1:{port}/photo.jpg", {})
         port = free_port()
         procs.append(start([str(BIN / "userphoto"), "serve", "--port", str(port)], env))
-        targets["userphoto serve (granian RSGI hot path)"] = (
+        targets["userphoto serve (uvloop + httptools, inline hot path)"] = (
             f"http://127.0.0.1:{port}/v1/users/{ADDRESS}/photo?size={args.size}",
             auth_header,
         )
-        if args.site:
-            port = free_port()
-            procs.append(
-                start(
-                    [
-                        str(BIN / "granian"),
-                        "--interface",
-                        "asgi",
-                        "--factory",
-                        "--port",
-                        str(port),
-                        "--log-level",
-                        "error",
-                        "userphoto.api.server:create_app",
-                    ],
-                    env,
-                )
-            )
-            targets["same server on granian's ASGI interface"] = (
-                f"http://127.0.0.1:{port}/v1/users/{ADDRESS}/photo?size={args.size}",
-                auth_header,
-            )
-            port = free_port()
-            site_env = {**env, "BENCH_PHOTO": str(tmp / "www" / "photo.jpg")}
-            procs.append(
-                start(
-                    [
-                        str(BIN / "granian"),
-                        "--interface",
-                        "asgi",
-                        "--factory",
-                        "--port",
-                        str(port),
-                        "--log-level",
-                        "error",
-                        "--working-dir",
-                        str(ROOT / "bench"),
-                        "serve:starlette_app",
-                    ],
-                    site_env,
-                )
-            )
-            targets["same answer from a Starlette route (granian)"] = (
-                f"http://127.0.0.1:{port}/photo",
-                auth_header,
-            )
         pgids = dict(zip(targets, (p.pid for p in procs), strict=True))
         etags = {name: check(name, url, h) for name, (url, h) in targets.items()}
         # Throughput, and the server's own CPU time per request (its process group's

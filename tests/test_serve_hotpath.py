@@ -155,53 +155,83 @@ def test_cache_is_bounded_in_bytes(hot) -> None:
     assert 0 < len(server.cache.answers) < 50
 
 
-class RsgiScope:
-    """The attributes granian's RSGI scope carries (headers: a str mapping)."""
+class FakeTransport:
+    """What `Connection` writes, without a socket (the real socket is in test_serve.py)."""
 
-    proto = "http"
-    http_version = "1.1"
-    scheme = "http"
-    client = "127.0.0.1:5555"
-    server = "127.0.0.1:8080"
-
-    def __init__(self, path: str, query: str, headers: dict[str, str]):
-        self.method = "GET"
-        self.path = path
-        self.query_string = query
-        self.headers = headers
-
-
-class RsgiProto:
     def __init__(self) -> None:
-        self.sent: list[tuple[int, list, bytes]] = []
+        self.out = b""
+        self.closed = False
 
-    def response_bytes(self, status: int, headers: list, body: bytes) -> None:
-        self.sent.append((status, headers, body))
+    def write(self, data: bytes) -> None:
+        self.out += data
 
-    def response_empty(self, status: int, headers: list) -> None:
-        self.sent.append((status, headers, b""))
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def get_extra_info(self, name: str) -> None:
+        return None
 
 
-def test_rsgi_hot_path_is_as_lean(hot) -> None:
+def test_http_server_hot_path_is_as_lean(hot) -> None:
+    """The HTTP server's inline path (no ASGI): warm answers touch no store and no image code,
+    pipelined requests are answered in order, and If-None-Match gives a bodiless 304."""
+    from userphoto.api.http import Connection
+
     server, token, calls, _app = hot
 
-    async def one(path: str, query: bytes, inm: str | None = None) -> tuple[int, list, bytes]:
-        headers = {"authorization": f"Bearer {token}"}
-        if inm:
-            headers["if-none-match"] = inm
-        proto = RsgiProto()
-        await server.__rsgi__(RsgiScope(path, query.decode(), headers), proto)
-        return proto.sent[0]
+    async def exchange(raw: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+        conn = Connection(server, max_body=server.max_body)
+        transport = FakeTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(raw)
+        conn.connection_lost(None)
+        return parse(transport.out)
+
+    def request(path: str, query: bytes, inm: str | None = None) -> bytes:
+        target = path.encode() + (b"?" + query if query else b"")
+        extra = f"If-None-Match: {inm}\r\n".encode() if inm else b""
+        return (
+            b"GET "
+            + target
+            + b" HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {token}\r\n".encode()
+            + extra
+            + b"\r\n"
+        )
 
     async def run() -> None:
-        for path, query in URLS:
-            assert (await one(path, query))[0] == 200
+        warm = await exchange(b"".join(request(p, q) for p, q in URLS))  # pipelined
+        assert [status for status, _h, _b in warm] == [200] * len(URLS)
         calls.clear()
-        for path, query in URLS:
-            status, headers, body = await one(path, query)
-            assert status == 200 and body
-            etag = dict(headers)["etag"]
-            assert (await one(path, query, etag))[0] == 304
+        again = await exchange(b"".join(request(p, q) for p, q in URLS))
+        assert [(s, b) for s, _h, b in again] == [(s, b) for s, _h, b in warm]
+        for (path, query), (_s, headers, _b) in zip(URLS, again, strict=True):
+            assert headers[b"x-content-type-options"] == b"nosniff" and b"date" in headers
+            ((status, h304, body),) = await exchange(
+                request(path, query, headers[b"etag"].decode())
+            )
+            assert status == 304 and body == b"" and h304[b"etag"] == headers[b"etag"]
 
     asyncio.run(run())
     assert calls == Counter()
+
+
+def parse(raw: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Split a byte stream of HTTP/1.1 responses (Content-Length framed, 304 bodiless)."""
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b": ")
+            headers[name.lower()] = value
+        length = 0 if status == 304 else int(headers.get(b"content-length", b"0"))
+        out.append((status, headers, rest[:length]))
+        raw = rest[length:]
+    return out

@@ -45,30 +45,8 @@ class Answer:
     not_modified: Headers | None = None  # the 304's headers (ETag, caching, Vary)
     target: str | None = None  # id of the user it is about (for the viewer relation)
     cacheable: bool = False
-    # The same headers as str pairs for granian's RSGI interface, made on first use.
-    text: list[tuple[str, str]] | None = None
-    text_not_modified: list[tuple[str, str]] | None = None
-
-    def text_headers(self) -> list[tuple[str, str]]:
-        """Without Content-Length: granian sets it from the body it is given."""
-        if self.text is None:
-            self.text = [
-                (k.decode("latin-1"), v.decode("latin-1"))
-                for k, v in self.headers
-                if k != b"content-length"
-            ]
-        return self.text
-
-    def text_headers_head(self) -> list[tuple[str, str]]:
-        """For HEAD: every header, Content-Length included (the GET's body length)."""
-        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
-
-    def text_headers_304(self) -> list[tuple[str, str]]:
-        if self.text_not_modified is None:
-            self.text_not_modified = [
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.not_modified or []
-            ]
-        return self.text_not_modified
+    # The encoded heads (status line + headers) for the HTTP server, made on first use.
+    wire: dict[str, bytes] | None = None
 
     def matches(self, if_none_match: bytes) -> bool:
         """`If-None-Match` handling: `*`, a list, and weak comparison (RFC 9110 §13.1.2)."""

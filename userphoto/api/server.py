@@ -11,16 +11,15 @@ caches the answer. Writes (PUT/DELETE) run in a worker thread and drop the cache
 any process (the CLI, sync, another node on PostgreSQL) empties this process's caches and
 reloads credentials, so it shows within a fraction of a second.
 
-Served by granian through its native RSGI interface (`__rsgi__`; the Starlette site is bridged,
-see `rsgi.py`); `__call__` is the same server as plain ASGI for any other ASGI server. See
-BENCHMARKS.md "Serving" for the measured choice.
+`PhotoServer` is an ASGI app; `userphoto serve` runs it on the small HTTP/1.1 server in
+`http.py`, which answers photo GETs from `photo_answer` without going through ASGI at all
+(BENCHMARKS.md "Serving" has the measurements behind that).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -31,7 +30,6 @@ from ..errors import UserPhotoError
 from .cache import Answer, AnswerCache, error_answer, relation
 from .common import Req, Services
 from .lookup import Lookup
-from .rsgi import serve_asgi
 from .site import create_site
 
 log = logging.getLogger("userphoto.api")
@@ -113,39 +111,41 @@ class PhotoServer:
                     return
         await self.site(scope, receive, send)
 
-    async def photo(self, surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = if_none_match = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"if-none-match":
-                if_none_match = value
-        method: str = scope["method"]
-        head = method == "HEAD"
+    def photo_answer(
+        self, surface: Surface, method: str, path: str, query: bytes, headers: dict[bytes, bytes]
+    ) -> Answer:
+        """The answer to a photo GET/HEAD: from the cache, or built once and cached."""
         try:
-            viewer = self.auth.from_header(authorization)
+            viewer = self.auth.from_header(headers.get(b"authorization"))
         except UserPhotoError as exc:
-            await _send(send, surface.error(exc), None, head)
-            return
-        path: str = scope["path"]
-        if method == "GET" or head:
-            cache = self.cache
-            key: tuple = (path, scope["query_string"])
-            if "/me/" in path or path.endswith("/me"):
-                key = (*key, viewer.user_id)  # the target depends on who asks
-            if key in cache.targets:
-                answer = cache.answers.get((key, relation(viewer, cache.targets[key])))
-                if answer is not None:
-                    await _send(send, answer, if_none_match, head)
-                    return
-            built_at = cache.generation
-            req = Req(method, path, scope["query_string"], dict(scope["headers"]), viewer)
-            answer = _guarded(surface, req)
-            if answer.cacheable:
-                cache.put(key, relation(viewer, answer.target), answer, built_at)
-            await _send(send, answer, if_none_match, head)
-            return
+            return surface.error(exc)
+        cache = self.cache
+        key: tuple = (path, query)
+        if "/me/" in path or path.endswith("/me"):
+            key = (*key, viewer.user_id)  # the target depends on who asks
+        if key in cache.targets:
+            answer = cache.answers.get((key, relation(viewer, cache.targets[key])))
+            if answer is not None:
+                return answer
+        built_at = cache.generation
+        answer = _guarded(surface, Req(method, path, query, headers, viewer))
+        if answer.cacheable:
+            cache.put(key, relation(viewer, answer.target), answer, built_at)
+        return answer
+
+    async def photo(self, surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
+        method: str = scope["method"]
+        path: str = scope["path"]
+        if method in ("GET", "HEAD"):
+            answer = self.photo_answer(surface, method, path, scope["query_string"], headers)
+            await _send(send, answer, headers.get(b"if-none-match"), method == "HEAD")
+            return
+        try:
+            viewer = self.auth.from_header(headers.get(b"authorization"))
+        except UserPhotoError as exc:
+            await _send(send, surface.error(exc), None, False)
+            return
         body, problem = await _read_body(receive, headers, self.max_body)
         if problem is not None:
             await _send(send, surface.error(problem), None, False)
@@ -160,97 +160,6 @@ class PhotoServer:
         if answer.status < 400:
             self.refresh(force=True)
         return answer
-
-    # --- RSGI (what `userphoto serve` runs: granian's native interface) --------------------------
-    async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        if scope.proto != "http":
-            return  # no websocket routes
-        path: str = scope.path
-        for prefix, surface in self.surfaces:
-            if path.startswith(prefix):
-                await self.rsgi_photo(surface, scope, proto)
-                return
-        await serve_asgi(self.site, scope, proto)
-
-    async def rsgi_photo(self, surface: Surface, scope: Any, proto: Any) -> None:
-        """The hot path again, on RSGI objects (str headers, synchronous responses)."""
-        headers = scope.headers
-        inm: str | None = headers.get("if-none-match")
-        method: str = scope.method
-        head = method == "HEAD"
-        try:
-            viewer = self.auth.from_header(headers.get("authorization"))
-        except UserPhotoError as exc:
-            _respond(proto, surface.error(exc), None, head)
-            return
-        path: str = scope.path
-        query: str = scope.query_string
-        if method == "GET" or head:
-            cache = self.cache
-            key: tuple = (path, query)
-            if "/me/" in path or path.endswith("/me"):
-                key = (*key, viewer.user_id)
-            if key in cache.targets:
-                answer = cache.answers.get((key, relation(viewer, cache.targets[key])))
-                if answer is not None:
-                    _respond(proto, answer, inm, head)
-                    return
-            built_at = cache.generation
-            req = Req(
-                method, path, query.encode("latin-1", "replace"), _byte_headers(headers), viewer
-            )
-            answer = _guarded(surface, req)
-            if answer.cacheable:
-                cache.put(key, relation(viewer, answer.target), answer, built_at)
-            _respond(proto, answer, inm, head)
-            return
-        byte_headers = _byte_headers(headers)
-        body, problem = await _read_rsgi_body(proto, byte_headers, self.max_body)
-        if problem is not None:
-            _respond(proto, surface.error(problem), None, False)
-            return
-        req = Req(method, path, query.encode("latin-1", "replace"), byte_headers, viewer, body)
-        answer = await asyncio.to_thread(self._write, surface, req)
-        _respond(proto, answer, None, False)
-
-
-def _byte_headers(headers: Any) -> dict[bytes, bytes]:
-    return {
-        k.lower().encode("latin-1", "replace"): v.encode("latin-1", "replace")
-        for k, v in headers.items()
-    }
-
-
-def _respond(proto: Any, answer: Answer, if_none_match: str | None, head: bool) -> None:
-    if (
-        if_none_match is not None
-        and answer.status == 200
-        and answer.matches(if_none_match.encode("latin-1", "replace"))
-    ):
-        proto.response_empty(304, answer.text_headers_304())
-    elif head:
-        proto.response_empty(answer.status, answer.text_headers_head())
-    else:
-        proto.response_bytes(answer.status, answer.text_headers(), answer.body)
-
-
-async def _read_rsgi_body(
-    proto: Any, headers: dict[bytes, bytes], limit: int
-) -> tuple[bytes, UserPhotoError | None]:
-    declared = headers.get(b"content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            return b"", UserPhotoError("Content-Length is not a number.", code="bad_request")
-        if int(declared) > limit:
-            return b"", _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in proto:
-        size += len(chunk)
-        if size > limit:
-            return b"", _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks), None
 
 
 def _too_large(limit: int) -> UserPhotoError:
@@ -305,25 +214,3 @@ async def _send(send: Send, answer: Answer, if_none_match: bytes | None, head: b
         return
     await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
     await send({"type": "http.response.body", "body": b"" if head else answer.body})
-
-
-def create_app() -> PhotoServer:
-    """The ASGI application for granian's factory mode (reads USERPHOTO_HOME)."""
-    return PhotoServer(App.load(os.environ.get("USERPHOTO_HOME") or None))
-
-
-def run(host: str, port: int, *, workers: int = 1, log_level: str = "warning") -> None:
-    """Serve until interrupted. One worker by default: each worker keeps its own cache."""
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    Granian(
-        "userphoto.api.server:create_app",
-        address=host,
-        port=port,
-        interface=Interfaces.RSGI,
-        factory=True,
-        workers=workers,
-        log_level=log_level,  # type: ignore[arg-type]
-        log_access=False,  # access logs would record Authorization-bearing requests' timing
-    ).serve()

@@ -2,8 +2,8 @@
 
 Photo routes (`/v1/users/`, `/v1.0/`, `/ews/`, `/avatar/`) are answered by the bare
 `server.PhotoServer` in front of this app; every other request comes here. `userphoto serve`
-runs granian's RSGI interface and reaches this app through a bridge (`rsgi.py`) that delivers
-no lifespan events and no websockets: initialise state lazily, not in startup hooks.
+(`http.py`) delivers no lifespan events and no websockets: initialise state lazily, not in
+startup hooks.
 
 How to add routes (web pages, the admin API, the troubleshooter):
 1. Write a module exposing `def routes(services: Services) -> list[starlette.routing.BaseRoute]`

@@ -36,7 +36,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
     """
     import os
 
-    from ..api.server import run
+    from ..api.http import run
 
     settings = ctx.app.settings
     settings.home.mkdir(parents=True, exist_ok=True)
