@@ -479,9 +479,12 @@ class SyncEngine:
         global _POOL
         with _POOL_LOCK:
             if _POOL is None:
-                # Forked (cheap, no re-import of __main__), and started at once, before this
-                # run's prefetch thread exists: fork only from a process that runs no threads.
-                _POOL = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("fork"))
+                # Workers come from a forkserver: a clean process with no threads and none of
+                # this process's sockets or pipes (a plain fork from a threaded process can
+                # deadlock, and would keep the parent's connections open).
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["userphoto.directory.photo"])
+                _POOL = ProcessPoolExecutor(WORKERS, mp_context=context)
                 _POOL.submit(int).result()
             return _POOL
 
