@@ -59,12 +59,6 @@ class AvatarApi:
         extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
         return plain_error(exc.status, exc.message.encode() + b"\n", extra=extra)
 
-    def handle(self, req: Req) -> Answer:
-        try:
-            return self._handle(req)
-        except UserPhotoError as exc:
-            return self.error(exc)
-
     def _default_param(self, req: Req) -> str | None:
         q = req.query
         raw = q.get("d", q.get("default"))
@@ -82,7 +76,7 @@ class AvatarApi:
         valid = ", ".join(sorted(_KEYWORDS - {"mm"}))
         raise InvalidArgument(f"unknown default {raw[:40]!r}; valid: {valid}, or an allowed URL")
 
-    def _handle(self, req: Req) -> Answer:
+    def handle(self, req: Req) -> Answer:
         if req.method not in ("GET", "HEAD"):
             return plain_error(405, b"Only GET.\n", extra=[(b"allow", b"GET, HEAD")])
         digest = req.path[len(PREFIX) :].lower()

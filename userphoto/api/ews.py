@@ -29,12 +29,6 @@ class EwsApi:
         return plain_error(exc.status, exc.message.encode() + b"\n", extra=extra)
 
     def handle(self, req: Req) -> Answer:
-        try:
-            return self._handle(req)
-        except UserPhotoError as exc:
-            return self.error(exc)
-
-    def _handle(self, req: Req) -> Answer:
         if req.path.lower().rstrip("/") != PATH:
             return plain_error(404, b"Unknown EWS path; use /ews/Exchange.asmx/s/GetUserPhoto.\n")
         if req.method not in ("GET", "HEAD"):

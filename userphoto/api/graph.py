@@ -78,12 +78,6 @@ class GraphApi:
         return error_answer(exc.status, code, exc.message, extra=extra)
 
     def handle(self, req: Req) -> Answer:
-        try:
-            return self._handle(req)
-        except UserPhotoError as exc:
-            return self.error(exc)
-
-    def _handle(self, req: Req) -> Answer:
         parts = req.path[len(PREFIX) :].split("/")
         if parts and parts[-1] == "":
             parts.pop()

@@ -36,12 +36,6 @@ class NativeApi:
         return error_answer(exc.status, exc.code, exc.message, extra=extra)
 
     def handle(self, req: Req) -> Answer:
-        try:
-            return self._handle(req)
-        except UserPhotoError as exc:
-            return self.error(exc)
-
-    def _handle(self, req: Req) -> Answer:
         rest = req.path[len(PREFIX) :]
         key, _, tail = rest.partition("/")
         if tail not in ("photo", "photo/meta", "photo/"):

@@ -128,7 +128,7 @@ class PhotoServer:
             if answer is not None:
                 return answer
         built_at = cache.generation
-        answer = _guarded(surface, Req(method, path, query, headers, viewer))
+        answer = guarded(surface, Req(method, path, query, headers, viewer))
         if answer.cacheable:
             cache.put(key, relation(viewer, answer.target), answer, built_at)
         return answer
@@ -156,7 +156,7 @@ class PhotoServer:
 
     def _write(self, surface: Surface, req: Req) -> Answer:
         with self._write_lock:  # one upload renders at a time: predictable CPU and memory
-            answer = _guarded(surface, req)
+            answer = guarded(surface, req)
         if answer.status < 400:
             self.refresh(force=True)
         return answer
@@ -170,7 +170,8 @@ def _too_large(limit: int) -> UserPhotoError:
     )
 
 
-def _guarded(surface: Surface, req: Req) -> Answer:
+def guarded(surface: Surface, req: Req) -> Answer:
+    """The surface's answer; its own error shape for a UserPhotoError, a bare 500 for a bug."""
     try:
         return surface.handle(req)
     except UserPhotoError as exc:

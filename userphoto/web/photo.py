@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from ..api import default_picture
 from ..api.common import Req, may_write, size_param
 from ..api.native import PREFIX, NativeApi
+from ..api.server import guarded
 from ..errors import InvalidArgument, NoPreview, UserPhotoError
 from ..model import (
     ANONYMOUS,
@@ -184,7 +185,7 @@ class PhotoPages:
         if q.get("preview"):
             return await self._preview_image(viewer, key, q.get("size"))
         req = Req("GET", f"{PREFIX}{key}/photo", request.url.query.encode(), {}, viewer)
-        answer = await run_in_threadpool(self.native.handle, req)
+        answer = await run_in_threadpool(guarded, self.native, req)
         if answer.status in (301, 302) and q.get("url") == "0":
             # Listings never fetch from other sites: initials stand in for a web address.
             user = self.photos.user(key)
