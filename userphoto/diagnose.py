@@ -23,6 +23,7 @@ from .model import (
     ANONYMOUS,
     SD_MAX,
     Account,
+    AuditEntry,
     ClientProfile,
     DirectoryThumbnail,
     Photo,
@@ -35,6 +36,7 @@ from .model import (
 )
 from .photos import REJECTED
 from .resolve import Resolution, Source, resolve
+from .store import UserQuery
 
 FILE = "FILE"  # placeholder in fix commands: the photo to upload
 
@@ -330,8 +332,6 @@ def _not_found(app: App, target: str) -> Cause:
 
 
 def _search(app: App, text: str) -> Iterable[User]:
-    from .store import UserQuery
-
     return app.store.list_users(UserQuery(search=text, limit=200))
 
 
@@ -619,7 +619,7 @@ class _Facts:
         return out
 
 
-def _last_rejection(app: App, user: User):  # -> AuditEntry | None
+def _last_rejection(app: App, user: User) -> AuditEntry | None:
     """The newest refused upload, unless a photo was stored after it."""
     for entry in app.store.audit_log(user.id, limit=20):
         if entry.action == REJECTED:

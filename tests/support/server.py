@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -242,18 +243,24 @@ def stop_server(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One seeded server for the whole session (read-mostly tests)."""
-    home = tmp_path_factory.mktemp("served-home")
+@contextmanager
+def serving(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Seed `home`, start a server on it, and stop it afterwards."""
     tokens, secret, rsa_key, ec_key, ids = seed(home)
-    proc, base = start_server(home)
+    proc, base = start_server(home, extra_env)
     s = Served(base, home, tokens, secret, rsa_key, ec_key, ids)
     try:
         yield s
     finally:
         s.client.close()
         stop_server(proc)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One seeded server for the whole session (read-mostly tests)."""
+    with serving(tmp_path_factory.mktemp("served-home")) as s:
+        yield s
 
 
 @pytest.fixture
@@ -261,11 +268,5 @@ def served_policy_off(tmp_path: Path) -> Iterator[Served]:
     """A server of its own with self-service disabled by policy ([policy] self_service)."""
     home = tmp_path / "fresh-home"
     home.mkdir()
-    tokens, secret, rsa_key, ec_key, ids = seed(home)
-    proc, base = start_server(home, {"USERPHOTO_POLICY_SELF_SERVICE": "false"})
-    s = Served(base, home, tokens, secret, rsa_key, ec_key, ids)
-    try:
+    with serving(home, {"USERPHOTO_POLICY_SELF_SERVICE": "false"}) as s:
         yield s
-    finally:
-        s.client.close()
-        stop_server(proc)

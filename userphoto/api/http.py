@@ -213,7 +213,7 @@ class Connection(asyncio.Protocol):
             if b"%" in raw_path
             else (raw_path.decode("utf-8", "replace"))
         )
-        if method in (b"GET", b"HEAD") and not self.busy:
+        if method in (b"GET", b"HEAD"):
             for prefix, surface in self.server.surfaces:
                 if path.startswith(prefix):
                     self._photo(surface, method, path, query, headers, keep_alive, version)
