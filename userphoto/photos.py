@@ -17,6 +17,7 @@ from .config import Settings
 from .errors import AccountUnavailable, NoPhoto, NoPreview, UnknownUser
 from .imaging import CropSuggester, Rendered
 from .model import SD_MAX, Account, AuditEntry, CropBox, Photo, PhotoState, User
+from .resolve import choose_size
 from .store import Store
 
 REJECTED = "photo.rejected"  # audit action of an upload that failed validation
@@ -149,10 +150,7 @@ class Photos:
     @staticmethod
     def fit(photo: Photo, size: int | None) -> int:
         """The rendition to serve for `size`: exact, else the largest below, else the smallest."""
-        if size is None:
-            return photo.largest
-        below = [s for s in photo.sizes if s <= size]
-        return below[-1] if below else photo.sizes[0]
+        return choose_size(photo.sizes, size, None)
 
     # --- Remove-UserPhoto --------------------------------------------------------------------
     def remove(self, key: str, *, actor: str = "admin", via: str = "cli") -> None:
