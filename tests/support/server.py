@@ -8,7 +8,6 @@ wait for the change with `Served.wait_for`.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from PIL import Image
 
+from tests.support.net import free_port
 from userphoto import auth, imaging
 from userphoto.app import App
 from userphoto.config import Settings
@@ -38,12 +38,6 @@ from userphoto.model import (
 
 BIN = Path(sys.executable).parent
 DOMAIN = "contoso.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def addr(local: str) -> str:

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import userphoto.directory
+from tests.support.net import free_port
 
 SCHEMA = Path(userphoto.directory.__file__).parent / "schema" / "ad-photo.schema"
 SUFFIX = "dc=example,dc=org"
@@ -31,12 +32,6 @@ ADMIN_PASSWORD = "secret-test-password"
 HAVE_SLAPD = shutil.which("slapd") is not None or Path("/usr/sbin/slapd").exists()
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 SLAPADD = shutil.which("slapadd") or "/usr/sbin/slapadd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def photo(index: int, variant: int = 0, size: int = 96) -> bytes:

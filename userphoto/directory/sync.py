@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from queue import Empty, Queue
 
 from ..errors import Conflict, UserPhotoError
@@ -47,7 +47,7 @@ from .entry import (
 )
 from .notify import ChangeNotifier
 from .photo import UNCHANGED, Prepared, directory_thumbnail, prepare_many, prepare_photo
-from .status import SyncReport
+from .status import SyncReport, now
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,6 @@ WORKERS = 2  # photo re-encoding processes, used once a page has PARALLEL_FROM n
 PARALLEL_FROM = 64
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SyncEngine:
