@@ -43,7 +43,8 @@ def sh(home: Path) -> Cli:
     def run(*args: str, ok: bool = True) -> str:
         result = runner.invoke(cli, ["--home", str(home), *args], catch_exceptions=not ok)
         if ok:
-            assert result.exit_code == 0, f"userphoto {' '.join(args)}: {result.output}"
+            want = diagnose_exit(args, result.output)
+            assert result.exit_code == want, f"userphoto {' '.join(args)}: {result.output}"
             return result.output
         assert result.exit_code != 0
         return result.output + str(result.exception or "")
@@ -62,6 +63,14 @@ def ada(home: Path) -> User:
     app.store.add_user(User(id="bob", address="bob@contoso.example", display_name="Bob"))
     app.close()
     return user
+
+
+def diagnose_exit(args: tuple[str, ...], output: str) -> int:
+    """diagnose exits 1 when it reports an error-level cause (and only then)."""
+    if args[0] != "diagnose":
+        return 0
+    errors = '"errors": 0' not in output if "--json" in args else "[error" in output
+    return 1 if errors else 0
 
 
 def verdict(sh: Cli, target: str, *args: str) -> dict:
@@ -85,6 +94,10 @@ def apply_fix(
         args = shlex.split(command)
         assert args[0] == "userphoto", command
         sh(*[photo if a == "FILE" else url if a == "URL" else a for a in args[1:]])
+
+
+def all_fixes(v: dict) -> list[str]:
+    return [command for c in v["causes"] for command in c["fix"]]
 
 
 def shows(v: dict, source: str = "hd") -> bool:
@@ -171,8 +184,10 @@ def test_account_unavailable(sh: Cli, ada: User, photo_file: str, account: str) 
     assert v["symptom"]["code"] == "own_photo_not_shown"
     found = cause(v, "account_unavailable")
     assert account in found["message"] and "mailbox unavailable" in found["message"]
-    assert found["fix"] == [f"userphoto user set {ADDR} --account hd", f"userphoto set {ADDR} FILE"]
-    apply_fix(sh, found["fix"], photo_file)
+    # Two causes, each with its own fix, applied in the order printed.
+    assert found["fix"] == [f"userphoto user set {ADDR} --account hd"]
+    assert cause(v, "no_photo")["fix"] == [f"userphoto set {ADDR} FILE"]
+    apply_fix(sh, all_fixes(v), photo_file)
     assert shows(verdict(sh, ADDR, "--viewer", ADDR))
 
 
@@ -226,23 +241,25 @@ def test_partner_not_configured(sh: Cli, ada: User, photo_file: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("viewer_args", "visibility", "wanted"),
+    ("viewer_args", "visibility", "wanted", "code"),
     [
-        (("--external", "fabrikam.example"), "organization", "everyone"),
-        (("--anonymous",), "organization", "everyone"),
-        (("--viewer", "bob@contoso.example"), "nobody", "organization"),
+        (("--external", "fabrikam.example"), "organization", "everyone", "visibility"),
+        (("--anonymous",), "organization", "everyone", "visibility"),
+        # 'nobody' is the user's own choice: its own finding, marked as such
+        (("--viewer", "bob@contoso.example"), "nobody", "organization", "visibility_nobody"),
     ],
 )
 def test_visibility_hides_the_photo(
-    sh: Cli, ada: User, photo_file: str, viewer_args, visibility: str, wanted: str
+    sh: Cli, ada: User, photo_file: str, viewer_args, visibility: str, wanted: str, code: str
 ) -> None:
     sh("partner", "add", "fabrikam.example")
     sh("set", ADDR, photo_file)
     sh("user", "set", ADDR, "--visibility", visibility)
     v = verdict(sh, ADDR, *viewer_args)
     assert v["symptom"]["code"] == "others_cannot_see" and v["sees"]["source"] == "none"
-    assert cause(v, "visibility")["fix"] == [f"userphoto user set {ADDR} --visibility {wanted}"]
-    apply_fix(sh, cause(v, "visibility")["fix"], photo_file)
+    assert cause(v, code)["fix"] == [f"userphoto user set {ADDR} --visibility {wanted}"]
+    assert cause(v, code)["choice"] == (visibility == "nobody")
+    apply_fix(sh, cause(v, code)["fix"], photo_file)
     assert shows(verdict(sh, ADDR, *viewer_args))
 
 
