@@ -416,3 +416,86 @@ def test_doctor_sees_directory_only_and_disagreements(
     counts = {f["code"]: f["examples"] for f in report["findings"]}
     assert counts["directory_only"] == [ADDR]
     assert counts["directory_disagrees"] == ["bob@contoso.example"]
+
+
+# --- every cause in one run; no invented causes; choices; exit status ---------------------------
+def test_sd_only_without_a_photo_names_both_causes(sh: Cli, ada: User, photo_file: str) -> None:
+    sh("user", "set", ADDR, "--account", "sd_only")
+    v = verdict(sh, ADDR, "--size", "648")
+    assert {"no_photo", "sd_only"} <= set(codes(v))
+    apply_fix(sh, all_fixes(v), photo_file)  # every printed fix, in the order printed
+    v = verdict(sh, ADDR, "--size", "648")
+    assert shows(v) and v["sees"]["size"] == 648 and not v["causes"]
+
+
+def test_a_valid_web_address_is_not_reported_missing(sh: Cli, ada: User, photo_file: str) -> None:
+    sh("user", "set", ADDR, "--picture", "url", "--url", "https://img.example/ada.jpg")
+    v = verdict(sh, ADDR, "--anonymous")  # visibility 'organization' blocks it
+    assert v["sees"]["source"] == "none"
+    assert codes(v) == ["visibility"]
+    apply_fix(sh, all_fixes(v), photo_file)
+    assert shows(verdict(sh, ADDR, "--anonymous"), "url")
+
+
+@pytest.mark.parametrize(
+    ("setting", "code"),
+    [(("--picture", "hidden"), "picture_hidden"), (("--visibility", "nobody"), "visibility_nobody")],
+)
+def test_a_users_choice_is_reported_as_a_choice(
+    sh: Cli, ada: User, photo_file: str, setting: tuple[str, str], code: str
+) -> None:
+    sh("set", ADDR, photo_file)
+    sh("user", "set", ADDR, *setting)
+    v = verdict(sh, ADDR, "--viewer", "bob@contoso.example")
+    found = cause(v, code)
+    assert found["choice"] is True and found["level"] == "info" and v["errors"] == 0
+    assert "own choice" in found["advice"] and "overrides" in found["advice"]
+    text = sh("diagnose", ADDR, "--viewer", "bob@contoso.example")
+    assert "[info, the user's choice]" in text
+    assert f"fix (overrides the user's choice): {found['fix'][0]}" in text
+    assert "[error]" not in text
+
+
+def test_diagnose_exits_non_zero_on_error_level_causes(
+    home: Path, ada: User, photo_file: str
+) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["--home", str(home), "diagnose", ADDR])
+    assert ok.exit_code == 0 and "[warning]" in ok.output  # no photo: a warning, not a fault
+    update(home, "ada", picture=Picture.URL, picture_url="ftp://old.example/a.jpg")
+    bad = runner.invoke(cli, ["--home", str(home), "diagnose", ADDR])
+    assert bad.exit_code == 1 and "[error] " in bad.output
+    missing = runner.invoke(cli, ["--home", str(home), "diagnose", "nobody@contoso.example"])
+    assert missing.exit_code == 1
+    helptext = runner.invoke(cli, ["diagnose", "--help"]).output
+    assert "Exits 1 when a cause is at error level" in helptext
+
+
+@pytest.mark.parametrize("viewer", [(), ("--anonymous",)], ids=["member", "anonymous"])
+@pytest.mark.parametrize("account", ["hd", "sd_only", "disabled"])
+@pytest.mark.parametrize("picture", ["photo", "bad-url", "default", "hidden"])
+@pytest.mark.parametrize("visibility", ["organization", "nobody"])
+def test_applying_every_printed_fix_shows_the_photo_as_asked(
+    sh: Cli,
+    ada: User,
+    home: Path,
+    photo_file: str,
+    viewer: tuple[str, ...],
+    account: str,
+    picture: str,
+    visibility: str,
+) -> None:
+    """One run names every obstacle: its fixes, applied in order, give the 648 px HD photo
+    (or the web address the fix sets)."""
+    sh("user", "set", ADDR, "--account", account, "--visibility", visibility)
+    if picture == "bad-url":
+        update(home, "ada", picture=Picture.URL, picture_url="ftp://old.example/a.jpg")
+    else:
+        sh("user", "set", ADDR, "--picture", picture)
+    v = verdict(sh, ADDR, *viewer, "--size", "648")
+    apply_fix(sh, all_fixes(v), photo_file)
+    after = verdict(sh, ADDR, *viewer, "--size", "648")
+    if picture == "bad-url":
+        assert shows(after, "url"), after
+    else:
+        assert shows(after) and after["sees"]["size"] == 648, after
