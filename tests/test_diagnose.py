@@ -439,7 +439,10 @@ def test_a_valid_web_address_is_not_reported_missing(sh: Cli, ada: User, photo_f
 
 @pytest.mark.parametrize(
     ("setting", "code"),
-    [(("--picture", "hidden"), "picture_hidden"), (("--visibility", "nobody"), "visibility_nobody")],
+    [
+        (("--picture", "hidden"), "picture_hidden"),
+        (("--visibility", "nobody"), "visibility_nobody"),
+    ],
 )
 def test_a_users_choice_is_reported_as_a_choice(
     sh: Cli, ada: User, photo_file: str, setting: tuple[str, str], code: str
