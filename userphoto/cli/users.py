@@ -8,6 +8,7 @@ import click
 
 from ..errors import InvalidArgument
 from ..model import Account, PhotoState, Picture, User, Visibility, is_address
+from ..resolve import usable_url
 from ..store import UserQuery
 from . import Context, cli, pass_ctx
 
@@ -23,7 +24,7 @@ def _check_address(address: str) -> str:
 
 
 def _check_url(picture: Picture, url: str | None) -> None:
-    if picture is Picture.URL and not (url and url.startswith(("https://", "http://"))):
+    if picture is Picture.URL and not usable_url(url):
         raise InvalidArgument("--picture url needs --url https://... (the photo's web address).")
 
 
