@@ -15,13 +15,12 @@ from typing import Any
 from .app import App
 from .directory import status as directory_status
 from .findings import ADDRESS, CATALOGUE, LEVEL_ORDER, Cause, Finding, Level, cause
-from .model import Account, Picture
+from .model import MEETING_SIZE, Account, Picture
 from .resolve import usable_url
 from .store import PhotoStatus
 
 # The doctor's vocabulary is the catalogue's (one level, title and fix per finding).
 CHECKS: dict[str, Finding] = CATALOGUE
-HD_MEETING = 240  # smaller photos are blurry or small in meetings (source_too_small)
 
 
 def user_findings(s: PhotoStatus) -> list[str]:
@@ -45,7 +44,7 @@ def user_findings(s: PhotoStatus) -> list[str]:
     if s.has_preview:
         found.append("preview_not_saved")
     if s.sizes:
-        if max(s.sizes) < HD_MEETING and u.account is Account.HD:
+        if max(s.sizes) < MEETING_SIZE and u.account is Account.HD:
             found.append("source_too_small")
         if s.directory_usable and not s.directory_written_by_us:
             found.append("directory_disagrees")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from .model import MEETING_SIZE
+
 FILE = "FILE"  # placeholder in fix commands: the photo to upload
 URL = "URL"  # placeholder in fix commands: a web address the administrator chooses
 ADDRESS = "ADDRESS"  # the doctor's placeholder for each user's address
@@ -236,7 +238,7 @@ CATALOGUE: dict[str, Finding] = {
         Finding(
             "source_too_small",
             Level.WARNING,
-            "photo smaller than 240 px: blurry or small in meetings",
+            f"photo smaller than {MEETING_SIZE} px: blurry or small in meetings",
             "{address}'s photo was cropped to {crop}px, so its largest size is {largest}; "
             "{wanted} would need an upscale (never done).",
             (_UPLOAD,),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..app import App
 from ..model import (
+    MEETING_SIZE,
     SD_MAX,
     AuditEntry,
     ClientProfile,
@@ -20,8 +21,6 @@ from ..model import (
     Viewer,
 )
 from ..photos import REJECTED
-
-MEETING_SIZE = 240  # what an HD client shows in a meeting or contact card
 
 
 @dataclass(frozen=True)
