@@ -31,6 +31,8 @@ def causes(f: Facts) -> list[Cause]:
     else:
         _photo_path(f, out)
     out += directory_faults(f)
+    if f.user.directory_gone:
+        out.append(cause("directory_gone", address=addr))
     return _unique(out)
 
 
