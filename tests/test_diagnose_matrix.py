@@ -1,7 +1,7 @@
 """`diagnose` predicts exactly what each surface answers: the viewer × picture option ×
 visibility × surface matrix, each prediction of `userphoto diagnose --json` held to the real
 HTTP answer of a real `userphoto serve` over a socket (native API, Graph, EWS, /avatar/ with
-its d= defaults), for two request sizes.
+its default d=), for the size a client shows, a large view and a legacy client.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ OPTIONS: dict[str, dict] = {
     "hidden": {"picture": Picture.HIDDEN, "photo": 700},
 }
 VIEWERS = ("member", "self", "admin", "partner", "anonymous")
-SIZES = (None, 648)
+# (client, size) of the request: what the client shows, a large view, a legacy client.
+ASKS = (("hd", None), ("hd", 648), ("legacy", 240))
 
 
 @dataclass
@@ -104,8 +105,10 @@ def token_for(m: Matrix, viewer: str, target: str) -> str | None:
     return m.tokens[target if viewer == "self" else viewer]
 
 
-def diagnose_json(m: Matrix, target: str, token: str | None, size: int | None) -> dict:
-    args = ["--home", str(m.home), "diagnose", addr(target), "--json"]
+def diagnose_json(
+    m: Matrix, target: str, token: str | None, size: int | None, client: str = "hd"
+) -> dict:
+    args = ["--home", str(m.home), "diagnose", addr(target), "--json", "--client", client]
     args += ["--token", token] if token else ["--anonymous"]
     args += ["--size", str(size)] if size else []
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
@@ -114,13 +117,13 @@ def diagnose_json(m: Matrix, target: str, token: str | None, size: int | None) -
     return verdict
 
 
-def requests_for(target: str, size: int | None) -> dict[str, str]:
+def requests_for(target: str, size: int | None, client: str) -> dict[str, str]:
     address = addr(target)
     md5 = hashlib.md5(address.encode()).hexdigest()
     graph = f"photos/{size}x{size}/$value" if size else "photo/$value"
     ews = size or 96
     return {
-        "native": f"/v1/users/{address}/photo?client=hd" + (f"&size={size}" if size else ""),
+        "native": f"/v1/users/{address}/photo?client={client}" + (f"&size={size}" if size else ""),
         "graph": f"/v1.0/users/{address}/{graph}",
         "ews": f"/ews/Exchange.asmx/s/GetUserPhoto?email={address}&size=HR{ews}x{ews}",
         "avatar": f"/avatar/{md5}?s={size or 80}",
@@ -153,20 +156,23 @@ def predicted(answer: dict) -> dict:
     return {k: answer[k] for k in keys if k != "picture" or answer["source"] == "default"}
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"size-{s or 'default'}")
+@pytest.mark.parametrize("ask", ASKS, ids=lambda a: f"{a[0]}-{a[1] or 'default'}")
 @pytest.mark.parametrize("viewer", VIEWERS)
-def test_diagnose_predicts_every_surface(matrix: Matrix, viewer: str, size: int | None) -> None:
+def test_diagnose_predicts_every_surface(
+    matrix: Matrix, viewer: str, ask: tuple[str, int | None]
+) -> None:
+    client, size = ask
     mismatches: list[str] = []
     with httpx.Client(base_url=matrix.base, timeout=10, follow_redirects=False) as http:
         for option in OPTIONS:
             for visibility in Visibility:
                 target = local(option, visibility)
                 token = token_for(matrix, viewer, target)
-                verdict = diagnose_json(matrix, target, token, size)
+                verdict = diagnose_json(matrix, target, token, size, client)
                 answers = {a["surface"]: a for a in verdict["surfaces"]}
                 assert set(answers) == {"native", "graph", "ews", "avatar"}
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
-                for surface, path in requests_for(target, size).items():
+                for surface, path in requests_for(target, size, client).items():
                     real = observed(http.get(path, headers=headers), size or 80)
                     guess = predicted(answers[surface])
                     if real != guess:

@@ -82,6 +82,7 @@ class DoctorReport:
                     "title": CHECKS[code].title,
                     "count": n,
                     "fix": list(CHECKS[code].fixes(address=ADDRESS)),
+                    "choice": CHECKS[code].choice,
                     "examples": self.examples[code],
                 }
                 for code, n in self._ordered()
@@ -106,8 +107,9 @@ class DoctorReport:
             check = CHECKS[code]
             lines.append(f"[{check.level.value:<7}] {n:>7,}  {check.title}")
             lines.append(f"{'':>19}e.g. {', '.join(self.examples[code])}")
+            label = "fix (overrides the user's choice)" if check.choice else "fix"
             for command in check.fixes(address=ADDRESS):
-                lines.append(f"{'':>19}fix: {command}")
+                lines.append(f"{'':>19}{label}: {command}")
         if self.worst:
             lines.append("Worst offenders:")
             lines += [f"  {a}: {', '.join(f)}" for a, f in self.worst]
