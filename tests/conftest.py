@@ -35,7 +35,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def app(home: Path) -> Iterator[App]:
+    """An initialized data folder (as `userphoto init` leaves it), opened."""
     application = App(Settings.load(home))
+    application.settings.write_default()
+    _ = application.store  # creates the store, so CLI commands find a data folder
     yield application
     application.close()
 
