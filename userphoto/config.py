@@ -193,8 +193,10 @@ def check_value(key: Key, value: Any, where: str) -> Any:
         TABLE: isinstance(value, dict),
     }[kind]
     if not ok:
+        text = KIND_TEXT[kind]
+        article = "an" if text[0] in "aeiou" else "a"
         raise ConfigError(
-            f"{key.section}.{key.name} in {where} must be a {KIND_TEXT[kind]}, not {value!r}"
+            f"{key.section}.{key.name} in {where} must be {article} {text}, not {value!r}"
         )
     return value
 
