@@ -46,7 +46,8 @@ class Context:
             from ..diagnose import _not_found  # the one near-miss search, shared with diagnose
 
             cause = _not_found(self.app, address)
-            raise UnknownUser(" ".join((cause.message, *(f"`{c}`" for c in cause.fix))))
+            listing = "".join(f" List them: `{c}`." for c in cause.fix)
+            raise UnknownUser(cause.message + listing)
         return found
 
 
@@ -84,6 +85,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
       userphoto set ADDRESS photo.jpg     upload and save a photo
       userphoto get ADDRESS -o out.jpg    fetch it back (any size: --size 240)
       userphoto serve                     serve Graph, EWS and Libravatar APIs and the web pages
+      userphoto config check              the settings in effect, validated
     """
     ctx.obj = Context(home, may_create=ctx.invoked_subcommand in CREATES_HOME)
     ctx.call_on_close(lambda: ctx.obj._app and ctx.obj._app.close())
