@@ -28,7 +28,7 @@ from PIL import Image
 from tests.conftest import BIN
 from tests.support.images import encode
 from tests.support.net import free_port
-from tests.support.slapd import PEOPLE, Slapd, ldif
+from tests.support.slapd import PEOPLE, Slapd, ldif, need_slapd
 from tests.test_directory_slapd import write_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,6 +87,7 @@ def scratch(tmp_path: Path) -> Path:
 
 
 def test_every_readme_command_runs_as_printed(scratch: Path, tmp_path: Path) -> None:
+    need_slapd()  # the Directory block runs against a real slapd
     blocks = sh_blocks()
     assert blocks[0][1].startswith("make run"), "the first block is `make run` / `make test`"
     home = scratch / ".userphoto-demo"
