@@ -27,6 +27,8 @@ DEFAULT_CONFIG = """\
 max_bytes = 4194304      # largest upload accepted (Graph's limit; Exchange Online used 500 KB)
 max_pixels = 50000000    # refused from the header, before decoding
 min_side = 48            # smaller photos are refused rather than upscaled into blur
+job_memory_mb = 256      # memory one image decode may use (its worker process is limited)
+job_cpu_seconds = 10     # CPU one image decode may use; past either, the image is refused
 
 [photos]
 thumbnail_size = 96      # the directory thumbnail (AD thumbnailPhoto), JPEG <= 100 KB
@@ -114,6 +116,8 @@ class Settings:
             max_bytes=self.get("limits", "max_bytes", d.max_bytes),
             max_pixels=self.get("limits", "max_pixels", d.max_pixels),
             min_side=self.get("limits", "min_side", d.min_side),
+            job_memory=self.get("limits", "job_memory_mb", d.job_memory // 2**20) * 2**20,
+            job_cpu_seconds=self.get("limits", "job_cpu_seconds", d.job_cpu_seconds),
         )
 
     @property

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..app import App
@@ -75,7 +76,9 @@ class PhotoServer:
         self.cache.invalidate(app.store.generation())
         self.site: ASGIApp = create_site(self.services)
         self.max_body = app.settings.limits.max_bytes
-        self._write_lock = threading.Lock()
+        # Image work runs in the worker pool, so uploads run concurrently (up to its size);
+        # starting the workers now spares the first uploads their start-up.
+        threading.Thread(target=app.pool.start, name="image-workers-start", daemon=True).start()
         self.surfaces: list[tuple[str, Surface]] = self._surfaces()
         self.poller: Poller | None = None
         if poll:
@@ -155,8 +158,7 @@ class PhotoServer:
         await _send(send, answer, None, False)
 
     def _write(self, surface: Surface, req: Req) -> Answer:
-        with self._write_lock:  # one upload renders at a time: predictable CPU and memory
-            answer = guarded(surface, req)
+        answer = guarded(surface, req)  # bounded by the image worker pool, not a lock here
         if answer.status < 400:
             self.refresh(force=True)
         return answer
@@ -175,7 +177,11 @@ def guarded(surface: Surface, req: Req) -> Answer:
     try:
         return surface.handle(req)
     except UserPhotoError as exc:
-        return surface.error(exc)
+        answer = surface.error(exc)
+        if exc.retry_after is not None:
+            retry = (b"retry-after", str(exc.retry_after).encode())
+            answer = replace(answer, headers=[*answer.headers, retry])
+        return answer
     except Exception:
         log.exception("unexpected error serving %s %s", req.method, req.path)
         return error_answer(500, "internal", "Internal error.")
