@@ -51,10 +51,12 @@ class App:
         from .workers import WorkerPool
 
         limits = self.settings.limits
+        queue = self.settings.get("workers", "queue", -1)
         return WorkerPool(
             self.settings.get("workers", "processes", 0) or None,
             memory=limits.job_memory,
             cpu_seconds=limits.job_cpu_seconds,
+            queue=None if queue < 0 else queue,
         )
 
     @cached_property

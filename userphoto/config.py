@@ -30,6 +30,10 @@ min_side = 48            # smaller photos are refused rather than upscaled into 
 job_memory_mb = 256      # memory one image decode may use (its worker process is limited)
 job_cpu_seconds = 10     # CPU one image decode may use; past either, the image is refused
 
+[workers]
+processes = 0            # image worker processes (decoding uploads); 0 = one per core
+queue = -1               # uploads that may wait for a worker before 503; -1 = 16 per worker
+
 [photos]
 thumbnail_size = 96      # the directory thumbnail (AD thumbnailPhoto), JPEG <= 100 KB
 jpeg_quality = 85

@@ -46,7 +46,7 @@ T = TypeVar("T")
 PRELOAD = ["PIL.Image", "PIL.ImageCms", "cv2", "userphoto.facecrop", "userphoto.directory.photo"]
 RECYCLE_AFTER = 200  # jobs per worker
 RECYCLE_RSS = 192 * 1024 * 1024  # a worker left this large by a job is replaced
-QUEUE_PER_WORKER = 8  # callers that may wait for a worker, per worker; more get WorkersBusy
+QUEUE_PER_WORKER = 16  # callers that may wait for a worker, per worker; more get WorkersBusy
 QUEUE_WAIT = 30.0  # seconds a caller waits for a free worker before WorkersBusy
 RETRY_AFTER = 2  # seconds, for the 503
 STARTUP_SECONDS = 60.0  # a worker imports nothing (the forkserver did); this is for a loaded box
@@ -272,23 +272,24 @@ class WorkerPool:
     # --- jobs ------------------------------------------------------------------------------
     def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """`fn(*args, **kwargs)` in a worker (fn and arguments must pickle)."""
-        with self._lock:
-            if self._waiting >= self.max_waiting:
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                if self._waiting >= self.max_waiting:
+                    raise WorkersBusy(
+                        "Every image worker is busy and the queue is full; try again shortly.",
+                        retry_after=RETRY_AFTER,
+                    )
+                self._waiting += 1
+            try:
+                got = self._slots.acquire(timeout=self.queue_wait)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            if not got:
                 raise WorkersBusy(
-                    "Every image worker is busy and the queue is full; try again shortly.",
+                    f"No image worker was free for {self.queue_wait:.0f} s; try again shortly.",
                     retry_after=RETRY_AFTER,
                 )
-            self._waiting += 1
-        try:
-            got = self._slots.acquire(timeout=self.queue_wait)
-        finally:
-            with self._lock:
-                self._waiting -= 1
-        if not got:
-            raise WorkersBusy(
-                f"No image worker was free for {self.queue_wait:.0f} s; try again shortly.",
-                retry_after=RETRY_AFTER,
-            )
         try:
             return self._run(fn, args, kwargs)
         finally:
