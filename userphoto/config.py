@@ -121,8 +121,16 @@ class Settings:
             max_pixels=self.get("limits", "max_pixels", d.max_pixels),
             min_side=self.get("limits", "min_side", d.min_side),
             job_memory=self.get("limits", "job_memory_mb", d.job_memory // 2**20) * 2**20,
-            job_cpu_seconds=self.get("limits", "job_cpu_seconds", d.job_cpu_seconds),
+            job_cpu_seconds=self._seconds("limits", "job_cpu_seconds", d.job_cpu_seconds),
         )
+
+    def _seconds(self, section: str, key: str, default: float) -> float:
+        value = self.get(section, key, None)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{section}.{key} must be a number of seconds, not {value!r}")
+        return float(value)
 
     @property
     def thumbnail_size(self) -> int:

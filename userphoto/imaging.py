@@ -75,7 +75,7 @@ class Limits:
     min_side: int = 48
     # One image job's budget (enforced by the worker pool; estimated here from the header).
     job_memory: int = 256 * 1024 * 1024  # bytes of decoded pixels and their copies
-    job_cpu_seconds: int = 10
+    job_cpu_seconds: float = 10.0
 
 
 # A progressive JPEG is decoded once per scan, and a small scan can be repeated tens of
@@ -269,7 +269,7 @@ def decoded_bytes(image: Image.Image, kind: str, scale: float = 1.0) -> int:
             factor *= 2
         out = math.ceil(w / factor) * math.ceil(h / factor) * 4 * 2  # output + one copy
         if image.info.get("progressive") or image.info.get("progression"):
-            out += w * h * len(image.getbands()) * 2
+            out += w * h * 2 * _sampled_share(image)
         return out
     pixels = w * h
     full = pixels * _BYTES_PER_PIXEL.get(image.mode, 4)
@@ -277,7 +277,19 @@ def decoded_bytes(image: Image.Image, kind: str, scale: float = 1.0) -> int:
         full += pixels * 8  # widened to 32-bit, then scaled, at full size
     elif image.mode in ("P", "PA", "1"):
         full += pixels * 4  # expanded to RGB(A) before the reduction
-    return full + pixels * 4 // max(1, int(scale)) ** 2 * 2
+    # Half again for what the decoder and allocator hold beside the image (measured: a 49 MP
+    # RGBA PNG needs more than 256 MB of address space to decode, not 196 MB).
+    return full * 3 // 2 + pixels * 4 // max(1, int(scale)) ** 2 * 2
+
+
+def _sampled_share(image: Image.Image) -> float:
+    """Samples per pixel over all components, after chroma subsampling (3.0 for 4:4:4)."""
+    layers = getattr(image, "layer", None) or []
+    if not layers:
+        return float(len(image.getbands()))
+    h_max = max(layer[1] for layer in layers)
+    v_max = max(layer[2] for layer in layers)
+    return sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
 
 
 def _check_memory(image: Image.Image, kind: str, scale: float, limits: Limits) -> None:

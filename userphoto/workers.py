@@ -7,8 +7,9 @@ runs a lazy `import cv2`. A job runs under its own limits, set in the worker jus
 
 - memory: `RLIMIT_AS` at the worker's current size plus the job's budget, so an allocation
   past it fails (`MemoryError`) instead of growing the process;
-- CPU: `RLIMIT_CPU` at the CPU already used plus the job's seconds, so the kernel ends a
-  runaway decode with SIGXCPU; a wall-clock deadline here backs it up.
+- CPU: a profiling timer (`ITIMER_PROF`, CPU time of the worker) of the job's seconds, whose
+  SIGPROF ends a runaway decode; `RLIMIT_CPU` (whole seconds, SIGXCPU) backs it up inside the
+  worker and a wall-clock deadline here backs up both.
 
 A job over either limit, or a native crash, ends only its worker: the caller gets an
 `ImageError` saying what the image would need, and a fresh worker takes the slot. Workers are
@@ -105,7 +106,7 @@ def _cpu_used() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: int) -> None:
+def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: float) -> None:
     """A worker's life: warm up, then run jobs one at a time under their limits."""
     die_with(owner)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the owner to handle
@@ -122,8 +123,9 @@ def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: int) -> None:
             return
         fn, args, kwargs = job
         resource.setrlimit(resource.RLIMIT_AS, (_address_space() + memory, _RLIM_INFINITY))
-        cpu_limit = math.ceil(_cpu_used()) + cpu_seconds
+        cpu_limit = math.ceil(_cpu_used() + cpu_seconds) + 1
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_limit, _RLIM_INFINITY))
+        signal.setitimer(signal.ITIMER_PROF, cpu_seconds)  # SIGPROF's default: terminate
         try:
             result: tuple[str, Any] = ("ok", fn(*args, **kwargs))
         except MemoryError:
@@ -131,6 +133,7 @@ def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: int) -> None:
         except Exception as exc:
             result = ("error", exc)
         finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
             resource.setrlimit(resource.RLIMIT_AS, (_RLIM_INFINITY, _RLIM_INFINITY))
             resource.setrlimit(resource.RLIMIT_CPU, (_RLIM_INFINITY, _RLIM_INFINITY))
         try:
@@ -142,7 +145,7 @@ def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: int) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx: ForkServerContext, memory: int, cpu_seconds: int):
+    def __init__(self, ctx: ForkServerContext, memory: int, cpu_seconds: float):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
             target=_serve,
@@ -198,7 +201,7 @@ class WorkerPool:
         size: int | None = None,
         *,
         memory: int = 256 * 1024 * 1024,
-        cpu_seconds: int = 10,
+        cpu_seconds: float = 10.0,
         recycle_after: int = RECYCLE_AFTER,
         queue: int | None = None,
         queue_wait: float = QUEUE_WAIT,
@@ -336,7 +339,7 @@ class WorkerPool:
         worker.process.join(5)
         code = worker.process.exitcode
         self._retire(worker, kill=True)
-        if code == -signal.SIGXCPU:
+        if code in (-signal.SIGPROF, -signal.SIGXCPU):
             raise self._too_slow()
         log.warning("image worker %s ended mid-job (exit code %s)", worker.process.pid, code)
         raise ImageError(
@@ -348,7 +351,7 @@ class WorkerPool:
     def _too_slow(self) -> ImageError:
         return ImageError(
             ImageErrorKind.TOO_COSTLY,
-            f"This image needs more than {self.cpu_seconds} s to decode; export it as a "
+            f"This image needs more than {self.cpu_seconds:g} s to decode; export it as a "
             "baseline JPEG (648×648 is plenty).",
         )
 
