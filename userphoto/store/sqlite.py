@@ -241,7 +241,8 @@ class SQLiteStore(Store):
     def _fault(self, exc: sqlite3.Error) -> Exception:
         """The store error that says what happened, or `exc` itself for anything else."""
         name = getattr(exc, "sqlite_errorname", "")
-        folder = Path(self.path).absolute().parent
+        shown = os.path.realpath(self.path)  # the URL form leaves a "//" in front
+        folder = Path(shown).parent
         if name == "SQLITE_FULL" or "disk is full" in str(exc):
             return StoreFull(
                 f"The disk holding {folder} is full; nothing was saved. Free some space "
@@ -249,9 +250,9 @@ class SQLiteStore(Store):
             )
         if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc):
             return StoreLocked(
-                f"The database {self.path} is locked by another process's write (held for "
+                f"The database {shown} is locked by another process's write (held for "
                 f"more than {BUSY_SECONDS:.0f} s); nothing was saved. Try again shortly; "
-                f"`fuser {self.path}` shows which process holds it."
+                f"`fuser {shown}` shows which process holds it."
             )
         if name.startswith("SQLITE_READONLY") or self.read_only:
             return StoreReadOnly(
@@ -259,7 +260,7 @@ class SQLiteStore(Store):
                 "be saved. Make it writable for this user to change anything."
             )
         if name.startswith("SQLITE_CANTOPEN"):
-            return StoreError(f"Cannot open the database {self.path} ({exc}).")
+            return StoreError(f"Cannot open the database {shown} ({exc}).")
         if name.startswith("SQLITE_IOERR"):
             return StoreError(f"The disk holding {folder} failed a write ({exc}); nothing saved.")
         return exc
@@ -354,9 +355,10 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise self._fault(exc) from None
         if self.read_only:
+            shown = os.path.realpath(self.path)
             raise StoreReadOnly(
-                f"The database {self.path} needs a schema upgrade, but its folder is "
-                "read-only. Make it writable once so the upgrade can run."
+                f"The database {shown} needs a schema upgrade, but its folder is read-only. "
+                "Make it writable once so the upgrade can run."
             )
         self._begin(db)
         try:
