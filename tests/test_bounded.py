@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from PIL import Image
 
-from tests.support.images import encode, png_rgba, scan_bomb
+from tests.support.images import encode, png_header_bomb, png_rgba, scan_bomb
 from tests.support.jobs import allocate, crash, cv2_ready, nap, pid, refuse, spin
 from userphoto import imaging
 from userphoto.errors import WorkersBusy
@@ -68,6 +68,15 @@ def test_decoded_size_over_the_job_budget_is_refused_from_the_header() -> None:
         imaging.render(png, limits=Limits(job_memory=128 * MB))
     assert refused.value.code == "image_too_costly"
     assert "more than 128 MB" in refused.value.message
+
+
+def test_the_memory_check_comes_before_any_decoding() -> None:
+    # Dimensions of 49 MP and pixel data that would fail to decode: refused as too costly,
+    # so nothing (not even a look for a late eXIf chunk) decoded it first.
+    with pytest.raises(ImageError) as refused:
+        imaging.render(png_header_bomb(7000, 7000))
+    assert refused.value.code == "image_too_costly"
+    assert imaging.inspect(png_header_bomb(7000, 7000)).width == 7000
 
 
 def test_sixty_megapixels_are_refused_from_the_header() -> None:

@@ -259,7 +259,7 @@ def decoded_bytes(image: Image.Image, kind: str, scale: float = 1.0) -> int:
 
     Pillow stores RGB in 4 bytes a pixel. A progressive JPEG keeps every DCT coefficient of
     the full-size image (2 bytes a sample) whatever the output scale; other formats decode at
-    full size and are reduced right after (see `_decode`), so the peak is the decoded image
+    full size and are reduced right after (see `_reduce`), so the peak is the decoded image
     plus its reduction and one converted copy of that.
     """
     w, h = image.size
@@ -315,7 +315,11 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
 
 
-def _orientation(image: Image.Image) -> int:
+def _orientation(image: Image.Image, loaded: bool = False) -> int:
+    if not loaded and image.format == "PNG" and "exif" not in image.info:
+        # Pillow would decode every pixel to look for an eXIf chunk after the image data;
+        # header checks (`inspect`) go by the chunks before it.
+        return 1
     try:
         return int(image.getexif().get(0x0112, 1))
     except Exception:
@@ -354,11 +358,11 @@ def centre_crop(width: int, height: int) -> CropBox:
 _REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBa", "La", "CMYK", "I", "F")
 
 
-def _decode(image: Image.Image, kind: str, scale_hint: float, limits: Limits) -> Image.Image:
+def _load(image: Image.Image, kind: str, scale_hint: float, limits: Limits) -> Image.Image:
     """Decode to pixels at the smallest scale that loses nothing we need.
 
     JPEG decodes at 1/2, 1/4 or 1/8 scale directly (`draft`); other formats decode at full
-    size and are box-reduced at once, so only one full-size copy ever exists.
+    size and are box-reduced at once (`_reduce`), so only one full-size copy ever exists.
     """
     _check_memory(image, kind, scale_hint, limits)
     if kind == "JPEG" and scale_hint > 1:
@@ -372,6 +376,10 @@ def _decode(image: Image.Image, kind: str, scale_hint: float, limits: Limits) ->
         raise ImageError(
             ImageErrorKind.CORRUPT, f"The {kind} file is damaged or truncated{_detail(exc)}."
         ) from None
+    return image
+
+
+def _reduce(image: Image.Image, kind: str, scale_hint: float) -> Image.Image:
     factor = int(scale_hint)
     if kind != "JPEG" and factor >= 2 and not image.mode.startswith("I;16"):
         info = image.info
@@ -449,12 +457,16 @@ def normalize(
     to the returned image's (divide by it).
     """
     image, kind = _open(data, limits)
-    orientation = _orientation(image)
-    uw, uh = _upright_size(image, orientation)
-    hint = max(1.0, (region or min(uw, uh) * region_share) / target)
-    image = _decode(image, kind, hint, limits)
+    width, height = image.size
+    hint = max(1.0, (region or min(width, height) * region_share) / target)
+    image = _load(image, kind, hint, limits)
+    # Read after loading: a PNG's eXIf chunk may follow its pixels, and asking for it
+    # earlier would make Pillow decode the whole image before the memory check.
+    orientation = _orientation(image, loaded=True)
+    uw, uh = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    image = _reduce(image, kind, hint)
     if orientation in _TRANSPOSE:
-        # By the orientation read before decoding: a reduced copy no longer carries EXIF.
+        # By the orientation read before reducing: a reduced copy no longer carries EXIF.
         image = image.transpose(_TRANSPOSE[orientation])
     image = _to_srgb(image)
     scale = uw / image.width
