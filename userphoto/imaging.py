@@ -155,9 +155,11 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
     if not data:
         raise ImageError(ImageErrorKind.EMPTY, "The file is empty.")
     if len(data) > limits.max_bytes:
+        # Bounded readers stop one byte past the limit: all that is known is "more than".
+        size = _mb(len(data)) if len(data) > limits.max_bytes + 1 else "over the limit"
         raise ImageError(
             ImageErrorKind.TOO_LARGE,
-            f"The file is {_mb(len(data))}; the limit is {_mb(limits.max_bytes)}. "
+            f"The file is {size}; the limit is {_mb(limits.max_bytes)}. "
             "Export a smaller JPEG (648×648 is plenty).",
         )
     kind = sniff(data)

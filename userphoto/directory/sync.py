@@ -447,9 +447,7 @@ class SyncEngine:
                 users[user.id] = user
             if du.photo is None:
                 continue
-            prepared = (
-                photo if photo is not None else prepare_photo(du.photo, self.config.photo_attribute)
-            )
+            prepared = photo if photo is not None else self._prepare_one(du.photo)
             thumb = directory_thumbnail(
                 user.id, prepared, hashlib.sha256(du.photo).hexdigest(), len(du.photo), None
             )
@@ -464,9 +462,9 @@ class SyncEngine:
     ) -> Callable[[], list[Prepared | None]]:
         """Start validating and re-encoding the page's new photos; returns a waiter.
 
-        Big batches go to worker processes (the Python around Pillow holds the GIL, and the
-        main process is busy parsing LDAP and writing the store); a few photos are done
-        inline. Photos whose raw hash matches the stored one are skipped.
+        Every photo goes to the image worker processes (bounded memory and CPU per job; the
+        main process is busy parsing LDAP and writing the store meanwhile). Photos whose raw
+        hash matches the stored one are skipped.
         """
         attribute = self.config.photo_attribute.lower()
         jobs: dict[int, bytes] = {}
@@ -484,14 +482,13 @@ class SyncEngine:
                 unchanged.append(i)  # so _apply_photo need not read the slot again
         attribute_name = self.config.photo_attribute
         raws = list(jobs.values())
-        if _POOL is None:  # a sync that never started the workers (tests, one-off reads)
-            inline = [prepare_photo(raw, attribute_name) for raw in raws]
-            futures = None
-        else:
+        inline: list[Prepared] = []
+        futures = None
+        if raws:  # every directory photo is decoded in the worker pool, never here
+            pool = self._processes()
             chunk = min(CHUNK, max(1, len(raws) // (2 * WORKERS)))
             futures = [
-                _POOL.submit(raws[k : k + chunk], attribute_name)
-                for k in range(0, len(raws), chunk)
+                pool.submit(raws[k : k + chunk], attribute_name) for k in range(0, len(raws), chunk)
             ]
 
         def wait() -> list[Prepared | None]:
@@ -504,6 +501,10 @@ class SyncEngine:
             return results
 
         return wait
+
+    def _prepare_one(self, raw: bytes) -> Prepared:
+        """One photo not prepared ahead with its page, in the worker pool all the same."""
+        return self._processes().submit([raw], self.config.photo_attribute).result()[0]
 
     @staticmethod
     def _processes() -> PhotoWorkers:
@@ -643,7 +644,7 @@ class SyncEngine:
             report.photos_unchanged += 1
             return
         if prepared is None or prepared is UNCHANGED:
-            prepared = prepare_photo(raw, self.config.photo_attribute)
+            prepared = self._prepare_one(raw)
         thumb = directory_thumbnail(user_id, prepared, raw_hash, len(raw), old)
         self.store.put_directory_thumbnail(thumb)
         self._count_photo(du, thumb, old, report)
