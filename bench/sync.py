@@ -111,7 +111,7 @@ def main() -> None:
         # that others share: wall-clock rate, and what the CPU cost allows on 2 idle cores.
         SyncEngine._processes()  # the photo workers, started before the run
         assert sync_module._POOL is not None and server.proc is not None
-        pids = [os.getpid(), server.proc.pid, *sync_module._POOL._processes.keys()]
+        pids = [os.getpid(), server.proc.pid, *sync_module._POOL.pids()]
         cpu_before = [_cpu(p) for p in pids]
         load = os.getloadavg()[0]
         full = engine.full()

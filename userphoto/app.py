@@ -16,6 +16,7 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:
     from .directory.config import DirectoryConfig
+    from .workers import WorkerPool
 
 
 class App:
@@ -35,7 +36,7 @@ class App:
     def photos(self) -> Photos:
         from .facecrop import suggest  # face-aware default crop for uploads without a box
 
-        photos = Photos(self.store, self.settings, suggest_crop=suggest)
+        photos = Photos(self.store, self.settings, suggest_crop=suggest, runner=self.pool)
         directory = self.directory
         if directory is not None and directory.writeback:
             # HD photo saved/removed -> the directory's thumbnailPhoto follows.
@@ -45,6 +46,20 @@ class App:
         return photos
 
     @cached_property
+    def pool(self) -> WorkerPool:
+        """The image worker processes (started on first need; `serve` starts them at once)."""
+        from .workers import WorkerPool
+
+        limits = self.settings.limits
+        queue = self.settings.get("workers", "queue")
+        return WorkerPool(
+            self.settings.get("workers", "processes") or None,
+            memory=limits.job_memory,
+            cpu_seconds=limits.job_cpu_seconds,
+            queue=None if queue < 0 else queue,
+        )
+
+    @cached_property
     def directory(self) -> DirectoryConfig | None:
         """The `[directory]` settings, or None when no directory is configured."""
         from .directory.config import DirectoryConfig
@@ -52,5 +67,7 @@ class App:
         return DirectoryConfig.from_settings(self.settings)
 
     def close(self) -> None:
+        if "pool" in self.__dict__:
+            self.pool.close()
         if "store" in self.__dict__:
             self.store.close()

@@ -19,12 +19,19 @@ import csv
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from itertools import islice
@@ -36,7 +43,7 @@ from .config import Settings
 from .imaging import ImageError, Limits, Rendered
 from .matching import Matcher, Pattern
 from .model import MASTER_MAX, SD_MAX, Account, normalize_address
-from .photos import Photos
+from .photos import Photos, Runner
 from .store import Store
 
 
@@ -79,10 +86,41 @@ class Source:
     def read(self, limit: int) -> bytes:
         """At most `limit` bytes: enough to refuse an oversized file without loading it."""
         if self.member is None:
-            with open(self.path, "rb") as f:
-                return f.read(limit)
+            return read_regular(self.path, limit)
         with _zip(self.path).open(self.member) as f:
             return f.read(limit)
+
+
+def read_regular(path: str, limit: int) -> bytes:
+    """At most `limit` bytes of a regular file; anything else (a FIFO, a device) is refused.
+
+    Opened non-blocking, so a FIFO put where a file was listed cannot hang the reader.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{printable(path)} is not a regular file")
+        return f.read(limit)
+
+
+def printable(name: str) -> str:
+    """A name safe to print: control characters (terminal escapes) shown as \\x1b etc."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in name)
+
+
+def _plain_member(info: zipfile.ZipInfo) -> bool:
+    """A zip member that is a plain file with a plain name (no link, no path tricks)."""
+    name = info.filename
+    mode = info.external_attr >> 16
+    return (
+        name.isprintable()
+        and not name.startswith("/")
+        and ".." not in PurePosixPath(name).parts
+        # A symlink or device as unzip would make it (many writers leave the type bits 0).
+        and stat.S_IFMT(mode) in (0, stat.S_IFREG)
+    )
 
 
 _zips: dict[str, zipfile.ZipFile] = {}
@@ -100,6 +138,14 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in _IGNORED
 
 
+def _regular(path: str) -> bool:
+    """Only regular files are imported: a FIFO would block the reader, a device never ends."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def scan(path: Path) -> list[Source]:
     """Every candidate file under a folder (recursively) or in a zip, in name order."""
     if path.is_dir():
@@ -107,9 +153,9 @@ def scan(path: Path) -> list[Source]:
         for root, dirs, files in os.walk(path):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             found += [
-                Source(os.path.join(root, f), label=os.path.relpath(os.path.join(root, f), path))
+                Source(full, label=printable(os.path.relpath(full, path)))
                 for f in sorted(files)
-                if not _hidden(f)
+                if not _hidden(f) and _regular(full := os.path.join(root, f))
             ]
         return found
     if zipfile.is_zipfile(path):
@@ -120,6 +166,7 @@ def scan(path: Path) -> list[Source]:
                 if not info.is_dir()
                 and not _hidden(PurePosixPath(info.filename).name)
                 and not info.filename.startswith("__MACOSX/")
+                and _plain_member(info)
             ]
     if path.exists():
         raise ValueError(f"{path} is neither a folder nor a zip archive.")
@@ -320,7 +367,7 @@ def run(
         item.detail = f"version {photo.version}, sizes {photo.sizes[0]}..{photo.largest}"
 
     try:
-        for item, outcome in _execute(work, jobs):
+        for item, outcome in _execute(work, jobs, photos.runner):
             finish(item, outcome)
             if progress is not None:
                 progress.update()
@@ -330,12 +377,48 @@ def run(
     return the_plan.items
 
 
-def _execute(work: list[tuple[Item, Job]], jobs: int) -> Iterator[tuple[Item, Outcome]]:
-    """Outcomes as they complete. A bounded window keeps memory flat and a kill cheap."""
-    if jobs <= 1 or len(work) <= 1:
-        for item, job in work:
-            yield item, process(job)
+def _execute(
+    work: list[tuple[Item, Job]], jobs: int, runner: Runner | None = None
+) -> Iterator[tuple[Item, Outcome]]:
+    """Outcomes as they complete. A bounded window keeps memory flat and a kill cheap.
+
+    With a runner (the image worker pool) every file is processed there, under the pool's
+    memory and CPU limits; `jobs` caps how many run at once.
+    """
+    if runner is None:
+        if jobs <= 1 or len(work) <= 1:
+            for item, job in work:
+                yield item, process(job)
+            return
+        yield from _execute_processes(work, jobs)
         return
+
+    def bounded(job: Job) -> Outcome:
+        try:
+            return runner.run(process, job)
+        except ImageError as exc:  # over the job's limits, or the decoder crashed
+            return Outcome(Status.INVALID, detail=exc.message)
+
+    pending = iter(work)
+    in_flight: dict[Future[Outcome], Item] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="import") as threads:
+        try:
+            for item, job in islice(pending, jobs * 2):
+                in_flight[threads.submit(bounded, job)] = item
+            while in_flight:
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = in_flight.pop(future)
+                    for next_item, next_job in islice(pending, 1):
+                        in_flight[threads.submit(bounded, next_job)] = next_item
+                    yield item, future.result()
+        except BaseException:
+            threads.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _execute_processes(work: list[tuple[Item, Job]], jobs: int) -> Iterator[tuple[Item, Outcome]]:
+    """Without a worker pool (library callers): a process pool of our own."""
     # Load OpenCV and the cascade here, once: forked workers inherit them instead of each
     # paying ~0.3 s at start (workers started another way load it in _init_worker).
     _init_worker()

@@ -71,6 +71,7 @@ _LIMITS = Limits()
 SECTIONS = (
     Section("limits", "What an upload may be; anything else is refused with the reason."),
     Section("photos", "The photos userphoto makes."),
+    Section("workers", "The processes that decode and render images, each job limited."),
     Section("policy", "Who may change what."),
     Section("server", "`userphoto serve`."),
     Section("store", "Where users and photos are kept."),
@@ -91,6 +92,14 @@ KEYS = (
         "most pixels accepted, checked from the header before any decoding"),
     Key("limits", "min_side", INT, _LIMITS.min_side,
         "smaller photos are refused rather than upscaled into blur"),
+    Key("limits", "job_memory_mb", INT, _LIMITS.job_memory // 2**20,
+        "memory one image decode may use, in MB (its worker process is limited)"),
+    Key("limits", "job_cpu_seconds", FLOAT, _LIMITS.job_cpu_seconds,
+        "CPU seconds one image decode may use; past either limit the image is refused"),
+    Key("workers", "processes", INT, 0,
+        "image worker processes (decoding uploads, previews, imports); 0: one per core"),
+    Key("workers", "queue", INT, -1,
+        "image jobs that may wait for a worker before the answer is 503; -1: 16 per worker"),
     Key("photos", "thumbnail_size", INT, 96,
         "side of the directory thumbnail (AD thumbnailPhoto), a JPEG of at most 100 KB"),
     Key("photos", "jpeg_quality", INT, 85, "JPEG quality of every rendition (1-95)"),
@@ -314,7 +323,15 @@ class Settings:
             max_bytes=self.get("limits", "max_bytes"),
             max_pixels=self.get("limits", "max_pixels"),
             min_side=self.get("limits", "min_side"),
+            job_memory=self.get("limits", "job_memory_mb") * 2**20,
+            job_cpu_seconds=self._seconds("limits", "job_cpu_seconds"),
         )
+
+    def _seconds(self, section: str, key: str) -> float:
+        value = self.get(section, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{section}.{key} must be a number of seconds, not {value!r}")
+        return float(value)
 
     @property
     def thumbnail_size(self) -> int:

@@ -12,14 +12,24 @@ class UserPhotoError(Exception):
 
     code: str = "error"
     status: int = 400
+    retry_after: int | None = None  # seconds, for a 503's Retry-After
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     def __str__(self) -> str:
         return self.message
@@ -62,3 +72,40 @@ class Forbidden(UserPhotoError):
 class InvalidArgument(UserPhotoError):
     code = "invalid_argument"
     status = 400
+
+
+class WorkersBusy(UserPhotoError):
+    """Every image worker is busy and the queue is full: come back shortly."""
+
+    code = "busy"
+    status = 503
+    retry_after = 2
+
+
+class StoreError(UserPhotoError):
+    """The store cannot do what was asked for a reason outside the request (disk, lock)."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+class StoreFull(StoreError):
+    """The disk (or quota) holding the store is full; nothing was written."""
+
+    code = "store_full"
+    status = 507
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store's write lock longer than a request may wait."""
+
+    code = "store_locked"
+    status = 503
+    retry_after = 5
+
+
+class StoreReadOnly(StoreError):
+    """The store's folder or file is read-only: reads work, writes cannot."""
+
+    code = "store_read_only"
+    status = 503

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms
 
 from .errors import UserPhotoError
 from .model import HD_SIZES, MASTER_MAX, SD_MAX, CropBox
@@ -39,6 +39,8 @@ class ImageErrorKind(StrEnum):
     TOO_SMALL = "too_small"
     THUMBNAIL_TOO_LARGE = "thumbnail_too_large"
     BAD_CROP = "bad_crop"
+    TOO_COSTLY = "too_costly"  # would need more memory or CPU than one job may use
+    CRASHED = "crashed"  # the decoder died on it (a worker process, not the server)
 
 
 _STATUS = {
@@ -50,6 +52,8 @@ _STATUS = {
     ImageErrorKind.TOO_SMALL: 422,
     ImageErrorKind.THUMBNAIL_TOO_LARGE: 422,
     ImageErrorKind.BAD_CROP: 400,
+    ImageErrorKind.TOO_COSTLY: 422,
+    ImageErrorKind.CRASHED: 422,
 }
 
 
@@ -60,12 +64,24 @@ class ImageError(UserPhotoError):
         super().__init__(message, code=f"image_{kind.value}", status=_STATUS[kind])
         self.kind = kind
 
+    def __reduce__(self) -> tuple:  # crosses from worker processes
+        return (ImageError, (self.kind, self.message))
+
 
 @dataclass(frozen=True)
 class Limits:
     max_bytes: int = 4 * 1024 * 1024
     max_pixels: int = 50_000_000
     min_side: int = 48
+    # One image job's budget (enforced by the worker pool; estimated here from the header).
+    job_memory: int = 256 * 1024 * 1024  # bytes of decoded pixels and their copies
+    job_cpu_seconds: float = 10.0
+
+
+# A progressive JPEG is decoded once per scan, and a small scan can be repeated tens of
+# thousands of times in a 4 MB file (minutes of CPU). Encoders write 10 scans for colour
+# (libjpeg's and mozjpeg's default progression), 6 per component otherwise (24 for CMYK).
+MAX_JPEG_SCANS = 32
 
 
 @dataclass(frozen=True)
@@ -139,9 +155,11 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
     if not data:
         raise ImageError(ImageErrorKind.EMPTY, "The file is empty.")
     if len(data) > limits.max_bytes:
+        # Bounded readers stop one byte past the limit: all that is known is "more than".
+        size = _mb(len(data)) if len(data) > limits.max_bytes + 1 else "over the limit"
         raise ImageError(
             ImageErrorKind.TOO_LARGE,
-            f"The file is {_mb(len(data))}; the limit is {_mb(limits.max_bytes)}. "
+            f"The file is {size}; the limit is {_mb(limits.max_bytes)}. "
             "Export a smaller JPEG (648×648 is plenty).",
         )
     kind = sniff(data)
@@ -177,7 +195,114 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
             f"The image is {width}×{height}; photos must be at least "
             f"{limits.min_side}×{limits.min_side} (648×648 is recommended).",
         )
+    if kind == "JPEG":
+        scans = jpeg_scans(data, MAX_JPEG_SCANS + 1)
+        if scans > MAX_JPEG_SCANS:
+            raise ImageError(
+                ImageErrorKind.TOO_COSTLY,
+                f"This JPEG has more than {MAX_JPEG_SCANS} progressive scans, which makes it "
+                "very slow to decode; export it as a baseline JPEG.",
+            )
     return image, kind
+
+
+def jpeg_scans(data: bytes, stop: int = MAX_JPEG_SCANS + 1) -> int:
+    """How many scans (SOS segments) a JPEG holds, counting no further than `stop`.
+
+    Walks the marker segments and skips each scan's entropy-coded data to the next real
+    marker, so it costs one pass over the bytes and no decoding.
+    """
+    n = len(data)
+    i = 2  # after SOI
+    scans = 0
+    while i + 1 < n:
+        if data[i] != 0xFF:
+            break  # not a marker where one must be: let the decoder report the damage
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            i += 2
+            continue
+        if i + 3 >= n:
+            break
+        end = i + 2 + ((data[i + 2] << 8) | data[i + 3])
+        if marker != 0xDA:
+            i = end
+            continue
+        scans += 1
+        if scans >= stop:
+            break
+        # Entropy-coded data: 0xFF00 is a stuffed byte, 0xFFD0..D7 a restart, 0xFFFF fill.
+        j = end
+        while True:
+            j = data.find(b"\xff", j)
+            if j < 0 or j + 1 >= n:
+                return scans
+            following = data[j + 1]
+            if following == 0 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                j += 1
+                continue
+            break
+        i = j
+    return scans
+
+
+# Bytes per decoded pixel, by Pillow mode (what `load()` allocates).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 2, "I;16B": 2}
+_BYTES_PER_PIXEL.update({"I;16L": 2, "I;16N": 2, "RGB": 4, "YCbCr": 4, "LAB": 4, "HSV": 4})
+
+
+def decoded_bytes(image: Image.Image, kind: str, scale: float = 1.0) -> int:
+    """An upper estimate of the memory a decode at `scale` (1/scale per side) needs, peak.
+
+    Pillow stores RGB in 4 bytes a pixel. A progressive JPEG keeps every DCT coefficient of
+    the full-size image (2 bytes a sample) whatever the output scale; other formats decode at
+    full size and are reduced right after (see `_reduce`), so the peak is the decoded image
+    plus its reduction and one converted copy of that.
+    """
+    w, h = image.size
+    if kind == "JPEG":
+        factor = 1
+        while factor < 8 and factor * 2 <= scale:
+            factor *= 2
+        out = math.ceil(w / factor) * math.ceil(h / factor) * 4 * 2  # output + one copy
+        if image.info.get("progressive") or image.info.get("progression"):
+            out += w * h * 2 * _sampled_share(image)
+        return out
+    pixels = w * h
+    full = pixels * _BYTES_PER_PIXEL.get(image.mode, 4)
+    if image.mode.startswith("I;16"):
+        full += pixels * 8  # widened to 32-bit, then scaled, at full size
+    elif image.mode in ("P", "PA", "1"):
+        full += pixels * 4  # expanded to RGB(A) before the reduction
+    # Half again for what the decoder and allocator hold beside the image (measured: a 49 MP
+    # RGBA PNG needs more than 256 MB of address space to decode, not 196 MB).
+    return full * 3 // 2 + pixels * 4 // max(1, int(scale)) ** 2 * 2
+
+
+def _sampled_share(image: Image.Image) -> float:
+    """Samples per pixel over all components, after chroma subsampling (3.0 for 4:4:4)."""
+    layers = getattr(image, "layer", None) or []
+    if not layers:
+        return float(len(image.getbands()))
+    h_max = max(layer[1] for layer in layers)
+    v_max = max(layer[2] for layer in layers)
+    return sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
+
+
+def _check_memory(image: Image.Image, kind: str, scale: float, limits: Limits) -> None:
+    need = decoded_bytes(image, kind, scale)
+    if need > limits.job_memory:
+        raise ImageError(
+            ImageErrorKind.TOO_COSTLY,
+            f"This image needs more than {limits.job_memory // (1024 * 1024)} MB to decode "
+            f"(about {need // (1024 * 1024)} MB); export it as a baseline JPEG "
+            "(648×648 is plenty).",
+        )
 
 
 def _detail(exc: Exception) -> str:
@@ -192,11 +317,26 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
 
 
-def _orientation(image: Image.Image) -> int:
+def _orientation(image: Image.Image, loaded: bool = False) -> int:
+    if not loaded and image.format == "PNG" and "exif" not in image.info:
+        # Pillow would decode every pixel to look for an eXIf chunk after the image data;
+        # header checks (`inspect`) go by the chunks before it.
+        return 1
     try:
         return int(image.getexif().get(0x0112, 1))
     except Exception:
         return 1
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _upright_size(image: Image.Image, orientation: int) -> tuple[int, int]:
@@ -216,17 +356,42 @@ def centre_crop(width: int, height: int) -> CropBox:
     return CropBox((width - side) // 2, (height - side) // 2, side)
 
 
-def _decode(image: Image.Image, kind: str, scale_hint: float) -> Image.Image:
-    """Decode to pixels, at a reduced scale for JPEG when that loses nothing we need."""
+# Modes `Image.reduce` handles; others (palette, 1-bit, 16-bit) are converted first.
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBa", "La", "CMYK", "I", "F")
+
+
+def _load(image: Image.Image, kind: str, scale_hint: float, limits: Limits) -> Image.Image:
+    """Decode to pixels at the smallest scale that loses nothing we need.
+
+    JPEG decodes at 1/2, 1/4 or 1/8 scale directly (`draft`); other formats decode at full
+    size and are box-reduced at once (`_reduce`), so only one full-size copy ever exists.
+    """
+    _check_memory(image, kind, scale_hint, limits)
     if kind == "JPEG" and scale_hint > 1:
         w, h = image.size
         image.draft(image.mode, (math.ceil(w / scale_hint), math.ceil(h / scale_hint)))
     try:
         image.load()
+    except MemoryError:
+        raise  # the worker pool turns this into its "needs more than N MB" refusal
     except Exception as exc:
         raise ImageError(
             ImageErrorKind.CORRUPT, f"The {kind} file is damaged or truncated{_detail(exc)}."
         ) from None
+    return image
+
+
+def _reduce(image: Image.Image, kind: str, scale_hint: float) -> Image.Image:
+    factor = int(scale_hint)
+    if kind != "JPEG" and factor >= 2 and not image.mode.startswith("I;16"):
+        info = image.info
+        if image.mode in ("P", "PA"):
+            image = image.convert("RGBA" if "transparency" in info or image.mode == "PA" else "RGB")
+        elif image.mode == "1":
+            image = image.convert("L")
+        if image.mode in _REDUCIBLE:
+            image = image.reduce(factor)
+            image.info = info  # the ICC profile, for _to_srgb
     return image
 
 
@@ -294,12 +459,17 @@ def normalize(
     to the returned image's (divide by it).
     """
     image, kind = _open(data, limits)
-    orientation = _orientation(image)
-    uw, uh = _upright_size(image, orientation)
-    hint = max(1.0, (region or min(uw, uh) * region_share) / target)
-    image = _decode(image, kind, hint)
-    if orientation != 1:
-        image = ImageOps.exif_transpose(image)
+    width, height = image.size
+    hint = max(1.0, (region or min(width, height) * region_share) / target)
+    image = _load(image, kind, hint, limits)
+    # Read after loading: a PNG's eXIf chunk may follow its pixels, and asking for it
+    # earlier would make Pillow decode the whole image before the memory check.
+    orientation = _orientation(image, loaded=True)
+    uw, uh = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    image = _reduce(image, kind, hint)
+    if orientation in _TRANSPOSE:
+        # By the orientation read before reducing: a reduced copy no longer carries EXIF.
+        image = image.transpose(_TRANSPOSE[orientation])
     image = _to_srgb(image)
     scale = uw / image.width
     return image, SourceInfo(kind, uw, uh, hashlib.sha256(data).hexdigest()), scale

@@ -8,13 +8,15 @@ change after it committed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
 from . import imaging
 from .config import Settings
-from .errors import AccountUnavailable, NoPhoto, NoPreview, UnknownUser
+from .errors import AccountUnavailable, NoPhoto, NoPreview, StoreError, UnknownUser
 from .imaging import CropSuggester, Rendered
 from .model import SD_MAX, Account, AuditEntry, CropBox, Photo, PhotoState, User
 from .resolve import choose_size
@@ -25,6 +27,14 @@ REJECTED = "photo.rejected"  # audit action of an upload that failed validation
 # Called after a committed change: (user, event) where event is "saved", "removed", ...
 Listener = Callable[[User, str], None]
 
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """Where image work runs: `workers.WorkerPool` (bounded processes), or inline."""
+
+    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T: ...
+
 
 @dataclass
 class Photos:
@@ -32,6 +42,7 @@ class Photos:
     settings: Settings
     suggest_crop: CropSuggester | None = None
     listeners: list[Listener] = field(default_factory=list)
+    runner: Runner | None = None  # None: decode in this process (trusted callers, tests)
 
     # --- lookups ---------------------------------------------------------------------------
     def user(self, key: str) -> User:
@@ -54,7 +65,9 @@ class Photos:
     def render(self, user: User, data: bytes, crop: CropBox | None = None) -> Rendered:
         """Validate and render without storing (what an upload would become)."""
         self.check_account(user)
-        return imaging.render(
+        run = self.runner.run if self.runner is not None else _inline
+        return run(
+            imaging.render,
             data,
             limits=self.settings.limits,
             crop=crop,
@@ -83,9 +96,12 @@ class Photos:
         try:
             rendered = self.render(user, data, crop)
         except imaging.ImageError as exc:
-            self.store.audit(
-                AuditEntry(datetime.now(UTC), actor, user.id, REJECTED, via, exc.message)
-            )
+            # The refusal is the answer; a store that cannot record it (read-only, full)
+            # must not replace it with its own error.
+            with contextlib.suppress(StoreError):
+                self.store.audit(
+                    AuditEntry(datetime.now(UTC), actor, user.id, REJECTED, via, exc.message)
+                )
             raise
         return self.put(user, rendered, preview=preview, actor=actor, via=via)
 
@@ -168,3 +184,7 @@ class Photos:
     def _notify(self, user: User, event: str) -> None:
         for listener in self.listeners:
             listener(user, event)
+
+
+def _inline(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    return fn(*args, **kwargs)

@@ -145,3 +145,59 @@ def jpeg_markers(data: bytes) -> list[int]:
             break
         i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
     return markers
+
+
+# --- hostile inputs: cheap to send, expensive to decode --------------------------------------
+
+
+def scan_segments(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every scan of a JPEG: its SOS header and entropy-coded data."""
+    scans, i = [], 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xD9:
+            break
+        end = i + 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if marker != 0xDA:
+            i = end
+            continue
+        j = end
+        while True:  # skip entropy data to the next marker that is not RSTn / stuffing
+            j = data.index(b"\xff", j)
+            if data[j + 1] == 0 or 0xD0 <= data[j + 1] <= 0xD7:
+                j += 2
+                continue
+            break
+        scans.append((i, j))
+        i = j
+    return scans
+
+
+def scan_bomb(repeats: int, side: int = 6000) -> bytes:
+    """A progressive JPEG with one small scan repeated `repeats` more times.
+
+    A flat image's AC scans are a few dozen bytes (one end-of-band run covers the frame),
+    yet the decoder walks every block of the frame for each: ~40 ms per 59-byte repeat at
+    6000×6000 here, so a 4 MB file would hold most of an hour of CPU.
+    """
+    data = encode(Image.new("RGB", (side, side), (120, 130, 140)), "JPEG", progressive=True)
+    scans = scan_segments(data)
+    # The smallest scan over the whole luminance AC band (libjpeg's progression has two
+    # of 59 bytes here; the later one costs most per byte).
+    start, end = min(reversed(scans), key=lambda s: s[1] - s[0] if s[1] - s[0] > 40 else 1e9)
+    last = scans[-1][1]
+    return data[:last] + data[start:end] * repeats + data[last:]
+
+
+def png_rgba(width: int, height: int) -> bytes:
+    """A flat RGBA PNG of width×height: a few hundred KB that decode to width×height×4 bytes."""
+    row = b"\0" + b"\x80\x80\x80\xff" * width
+    raw = zlib.compressobj(9)
+    body = b"".join(raw.compress(row) for _ in range(height)) + raw.flush()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")

@@ -123,7 +123,10 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.active = self.loop.time()
         if not self.headers_done:
-            self.head_size += len(data)
+            # Only what precedes the blank line is head: a body sent in the same packet
+            # (any upload over MAX_HEAD) must not count as header bytes.
+            end = data.find(b"\r\n\r\n")
+            self.head_size += len(data) if end < 0 else end
             if self.head_size > MAX_HEAD:
                 self._fail(431, b"Request header fields too large.\n")
                 return

@@ -22,11 +22,12 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..app import App
 from ..auth import Authenticator
-from ..errors import UserPhotoError
+from ..errors import UserPhotoError, WorkersBusy
 from .cache import Answer, AnswerCache, error_answer, relation
 from .common import Req, Services
 from .lookup import Lookup
@@ -75,7 +76,10 @@ class PhotoServer:
         self.cache.invalidate(app.store.generation())
         self.site: ASGIApp = create_site(self.services)
         self.max_body = app.settings.limits.max_bytes
-        self._write_lock = threading.Lock()
+        # Image work runs in the worker pool, so uploads run concurrently (up to its size);
+        # starting the workers now spares the first uploads their start-up.
+        threading.Thread(target=app.pool.start, name="image-workers-start", daemon=True).start()
+        self._writes = 0  # uploads and deletes received and not yet answered
         self.surfaces: list[tuple[str, Surface]] = self._surfaces()
         self.poller: Poller | None = None
         if poll:
@@ -151,12 +155,20 @@ class PhotoServer:
             await _send(send, surface.error(problem), None, False)
             return
         req = Req(method, path, scope["query_string"], headers, viewer, body)
-        answer = await asyncio.to_thread(self._write, surface, req)
+        pool = self.app.pool
+        if self._writes >= pool.size + pool.max_waiting:  # bodies held in memory are bounded
+            busy = WorkersBusy("Too many uploads are in progress; try again shortly.")
+            await _send(send, _refusal(surface, busy), None, False)
+            return
+        self._writes += 1  # the event loop's thread only: no lock needed
+        try:
+            answer = await asyncio.to_thread(self._write, surface, req)
+        finally:
+            self._writes -= 1
         await _send(send, answer, None, False)
 
     def _write(self, surface: Surface, req: Req) -> Answer:
-        with self._write_lock:  # one upload renders at a time: predictable CPU and memory
-            answer = guarded(surface, req)
+        answer = guarded(surface, req)  # bounded by the image worker pool, not a lock here
         if answer.status < 400:
             self.refresh(force=True)
         return answer
@@ -170,12 +182,21 @@ def _too_large(limit: int) -> UserPhotoError:
     )
 
 
+def _refusal(surface: Surface, exc: UserPhotoError) -> Answer:
+    """The surface's error answer, with `Retry-After` when the error says when to retry."""
+    answer = surface.error(exc)
+    if exc.retry_after is not None:
+        retry = (b"retry-after", str(exc.retry_after).encode())
+        answer = replace(answer, headers=[*answer.headers, retry])
+    return answer
+
+
 def guarded(surface: Surface, req: Req) -> Answer:
     """The surface's answer; its own error shape for a UserPhotoError, a bare 500 for a bug."""
     try:
         return surface.handle(req)
     except UserPhotoError as exc:
-        return surface.error(exc)
+        return _refusal(surface, exc)
     except Exception:
         log.exception("unexpected error serving %s %s", req.method, req.path)
         return error_answer(500, "internal", "Internal error.")

@@ -68,7 +68,9 @@ async def _whoami(request: Request) -> Response:
 
 async def _user_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UserPhotoError)
-    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"www-authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(exc.retry_after)
     return JSONResponse(
         {"error": {"code": exc.code, "message": exc.message}}, exc.status, headers=headers
     )

@@ -10,7 +10,7 @@ import click
 
 from ..app import App
 from ..config import CONFIG_NAME, DB_NAME, default_home
-from ..errors import UnknownUser, UserPhotoError
+from ..errors import InvalidArgument, UnknownUser, UserPhotoError
 from ..model import User
 
 # Only these commands create a data folder (`serve` and `demo` say so); every other command
@@ -63,6 +63,19 @@ def require_data_folder(home: Path | None) -> Path:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def read_photo_file(file: Path, limit: int) -> bytes:
+    """FILE's bytes, reading no more than one past `limit` (a device or pipe never ends).
+
+    Pipes are fine (`userphoto set ADDRESS /dev/stdin`); a file over the limit comes back
+    cut at limit + 1 bytes, which the image checks refuse as too large.
+    """
+    try:
+        with file.open("rb") as f:
+            return f.read(limit + 1)
+    except OSError as exc:
+        raise InvalidArgument(f"Cannot read {file}: {exc.strerror}.") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -10,7 +10,7 @@ import click
 from .. import imaging
 from ..errors import InvalidArgument, UnknownUser
 from ..model import normalize_address
-from . import Context, cli, pass_ctx
+from . import Context, cli, pass_ctx, read_photo_file
 from .sync import directory_config
 
 if TYPE_CHECKING:
@@ -40,16 +40,14 @@ def upload(ctx: Context, address: str, file: Path) -> None:
     from ..directory.client import DirectoryClient
 
     config = directory_config(ctx)
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise InvalidArgument(f"Cannot read {file}: {exc.strerror}.") from None
+    data = read_photo_file(file, ctx.app.settings.limits.max_bytes)
     kind = imaging.sniff(data)
     if kind not in ("JPEG", "PNG"):
         raise InvalidArgument(
             f"{file} is {kind or 'not a JPEG or PNG'}; the directory takes JPEG or PNG here."
         )
-    rendered = imaging.render(
+    rendered = ctx.app.pool.run(  # bounded memory and CPU, as every upload
+        imaging.render,
         data,
         limits=ctx.app.settings.limits,
         thumbnail_size=config.writeback_size,

@@ -8,7 +8,7 @@ import click
 
 from ..errors import InvalidArgument
 from ..model import SD_MAX, Account, CropBox, parse_size
-from . import Context, cli, pass_ctx
+from . import Context, cli, pass_ctx, read_photo_file
 
 
 def _crop(_ctx: click.Context, _param: click.Parameter, value: str | None) -> CropBox | None:
@@ -75,10 +75,7 @@ def set_photo(
         click.echo(f"discarded the preview of {address}; the saved photo is unchanged")
         return
     assert file is not None
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise InvalidArgument(f"Cannot read {file}: {exc.strerror}.") from None
+    data = read_photo_file(file, ctx.app.settings.limits.max_bytes)
     photo = photos.set(address, data, preview=preview, crop=crop)
     what = "preview stored (save with --save, discard with --cancel)" if preview else "saved"
     click.echo(

@@ -20,19 +20,20 @@ import contextlib
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from queue import Empty, Queue
 
 from ..errors import Conflict, UserPhotoError
+from ..imaging import ImageError
 from ..model import Account, DirectoryThumbnail, User
 from ..store import Store
+from ..workers import WorkerPool
 from . import status
 from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Entry
 from .config import DirectoryConfig
@@ -59,10 +60,45 @@ TIMESTAMP_OVERLAP = timedelta(seconds=2)
 # the configured user_filter is applied when each changed object is read.
 DIRSYNC_FILTER = "(objectClass=user)"
 CHANGE_STAMPS = ("modifyTimestamp", "whenChanged", "uSNChanged")
-WORKERS = 2  # photo re-encoding processes, used once a page has PARALLEL_FROM new photos
-PARALLEL_FROM = 64
-_POOL: ProcessPoolExecutor | None = None
+WORKERS = 2  # photo re-encoding processes, started by a full sync
+CHUNK = 64  # photos per worker job: well inside one job's CPU limit (~5 ms a photo)
+_POOL: PhotoWorkers | None = None
 _POOL_LOCK = threading.Lock()
+
+
+class PhotoWorkers:
+    """Directory photos in the image worker pool (bounded memory and CPU, crashes contained).
+
+    A future per chunk, so a page's photos are re-encoded while the previous page is
+    written. A chunk that a photo sank (over its limits, or crashing the decoder) is redone
+    photo by photo, so only that photo gets the problem.
+    """
+
+    def __init__(self, size: int = WORKERS):
+        self.pool = WorkerPool(size)
+        self.threads = ThreadPoolExecutor(size, thread_name_prefix="directory-photos")
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def pids(self) -> list[int]:
+        return self.pool.pids()
+
+    def submit(self, raws: list[bytes], attribute: str) -> Future[list[Prepared]]:
+        return self.threads.submit(self._chunk, raws, attribute)
+
+    def _chunk(self, raws: list[bytes], attribute: str) -> list[Prepared]:
+        try:
+            return self.pool.run(prepare_many, raws, attribute)
+        except ImageError:
+            pass
+        out = []
+        for raw in raws:
+            try:
+                out.append(self.pool.run(prepare_photo, raw, attribute))
+            except ImageError as exc:
+                out.append(Prepared(None, 0, 0, None, f"{attribute} is not a usable image: {exc}"))
+        return out
 
 
 class SyncEngine:
@@ -409,9 +445,7 @@ class SyncEngine:
                 users[user.id] = user
             if du.photo is None:
                 continue
-            prepared = (
-                photo if photo is not None else prepare_photo(du.photo, self.config.photo_attribute)
-            )
+            prepared = photo if photo is not None else self._prepare_one(du.photo)
             thumb = directory_thumbnail(
                 user.id, prepared, hashlib.sha256(du.photo).hexdigest(), len(du.photo), None
             )
@@ -426,9 +460,9 @@ class SyncEngine:
     ) -> Callable[[], list[Prepared | None]]:
         """Start validating and re-encoding the page's new photos; returns a waiter.
 
-        Big batches go to worker processes (the Python around Pillow holds the GIL, and the
-        main process is busy parsing LDAP and writing the store); a few photos are done
-        inline. Photos whose raw hash matches the stored one are skipped.
+        Every photo goes to the image worker processes (bounded memory and CPU per job; the
+        main process is busy parsing LDAP and writing the store meanwhile). Photos whose raw
+        hash matches the stored one are skipped.
         """
         attribute = self.config.photo_attribute.lower()
         jobs: dict[int, bytes] = {}
@@ -446,14 +480,13 @@ class SyncEngine:
                 unchanged.append(i)  # so _apply_photo need not read the slot again
         attribute_name = self.config.photo_attribute
         raws = list(jobs.values())
-        if len(raws) < PARALLEL_FROM or _POOL is None:
-            inline = [prepare_photo(raw, attribute_name) for raw in raws]
-            futures = None
-        else:
-            chunk = max(1, len(raws) // (2 * WORKERS))
+        inline: list[Prepared] = []
+        futures = None
+        if raws:  # every directory photo is decoded in the worker pool, never here
+            pool = self._processes()
+            chunk = min(CHUNK, max(1, len(raws) // (2 * WORKERS)))
             futures = [
-                self._processes().submit(prepare_many, raws[k : k + chunk], attribute_name)
-                for k in range(0, len(raws), chunk)
+                pool.submit(raws[k : k + chunk], attribute_name) for k in range(0, len(raws), chunk)
             ]
 
         def wait() -> list[Prepared | None]:
@@ -467,19 +500,23 @@ class SyncEngine:
 
         return wait
 
+    def _prepare_one(self, raw: bytes) -> Prepared:
+        """One photo not prepared ahead with its page, in the worker pool all the same."""
+        return self._processes().submit([raw], self.config.photo_attribute).result()[0]
+
     @staticmethod
-    def _processes() -> ProcessPoolExecutor:
-        """One pool per process, started on first need and reused by every engine."""
+    def _processes() -> PhotoWorkers:
+        """One pool per process, started on first need and reused by every engine.
+
+        Workers come from a forkserver: a clean process with no threads and none of this
+        process's sockets or pipes (a plain fork from a threaded process can deadlock, and
+        would keep the parent's connections open). They end when this process does.
+        """
         global _POOL
         with _POOL_LOCK:
             if _POOL is None:
-                # Workers come from a forkserver: a clean process with no threads and none of
-                # this process's sockets or pipes (a plain fork from a threaded process can
-                # deadlock, and would keep the parent's connections open).
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["userphoto.directory.photo"])
-                _POOL = ProcessPoolExecutor(WORKERS, mp_context=context)
-                _POOL.submit(int).result()
+                _POOL = PhotoWorkers(WORKERS)
+                _POOL.start()
             return _POOL
 
     def close(self) -> None:
@@ -605,7 +642,7 @@ class SyncEngine:
             report.photos_unchanged += 1
             return
         if prepared is None or prepared is UNCHANGED:
-            prepared = prepare_photo(raw, self.config.photo_attribute)
+            prepared = self._prepare_one(raw)
         thumb = directory_thumbnail(user_id, prepared, raw_hash, len(raw), old)
         self.store.put_directory_thumbnail(thumb)
         self._count_photo(du, thumb, old, report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -10,7 +11,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import Conflict, NoPhoto, NoPreview, UnknownUser
+from ..errors import (
+    Conflict,
+    NoPhoto,
+    NoPreview,
+    StoreError,
+    StoreFull,
+    StoreLocked,
+    StoreReadOnly,
+    UnknownUser,
+)
 from ..findings import PROBLEM_CODES
 from ..imaging import Rendered
 from ..model import (
@@ -171,6 +181,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def _writable(path: str) -> bool:
+    """Whether this process may write the store file and create its -wal/-shm beside it."""
+    return os.access(path, os.W_OK) and os.access(Path(path).absolute().parent, os.W_OK)
+
+
 def _ts(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -179,10 +194,17 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+# How long a write waits for another process's write transaction before it is refused
+# (503 + Retry-After on the API): long enough for any ordinary write, short enough that a
+# held lock answers instead of piling up requests.
+BUSY_SECONDS = 5.0
+
+
 class SQLiteStore(Store):
     def __init__(self, path: Path | str):
         self.path = str(path)
         self._local = threading.local()
+        self.read_only = False  # set when the file or its folder cannot be written
         self._migrate()
 
     # --- plumbing ----------------------------------------------------------------------
@@ -190,14 +212,80 @@ class SQLiteStore(Store):
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn = self._connect()
             conn.create_function("usable_url", 1, usable_url, deterministic=True)
             self._local.conn = conn
         return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            try:
+                conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a commit is on disk (WAL fsynced) before the write is acknowledged,
+                # so a 2xx survives a power loss. BENCHMARKS.md "Durability" has its cost.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
+                return conn
+            except sqlite3.OperationalError as exc:
+                if not Path(self.path).exists() or _writable(self.path):
+                    raise self._fault(exc) from None
+                self.read_only = True  # an existing store we may not write: read it
+        return self._connect_read_only()
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        uri = Path(self.path).absolute().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+            conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.OperationalError:
+            # A WAL store closed cleanly has no -shm file, and a read-only folder cannot
+            # get one: nothing can write it either, so read it as immutable.
+            conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _fault(self, exc: sqlite3.Error) -> Exception:
+        """The store error that says what happened, or `exc` itself for anything else."""
+        name = getattr(exc, "sqlite_errorname", "")
+        shown = os.path.realpath(self.path)  # the URL form leaves a "//" in front
+        folder = Path(shown).parent
+        if name == "SQLITE_FULL" or "disk is full" in str(exc):
+            return StoreFull(
+                f"The disk holding {folder} is full; nothing was saved. Free some space "
+                "there and try again."
+            )
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc):
+            return StoreLocked(
+                f"The database {shown} is locked by another process's write (held for "
+                f"more than {BUSY_SECONDS:.0f} s); nothing was saved. Try again shortly; "
+                f"`fuser {shown}` shows which process holds it."
+            )
+        if name.startswith("SQLITE_READONLY") or self.read_only:
+            return StoreReadOnly(
+                f"The data folder {folder} is read-only: reading works, but changes cannot "
+                "be saved. Make it writable for this user to change anything."
+            )
+        if name.startswith("SQLITE_CANTOPEN"):
+            return StoreError(f"Cannot open the database {shown} ({exc}).")
+        if name.startswith("SQLITE_IOERR"):
+            return StoreError(f"The disk holding {folder} failed a write ({exc}); nothing saved.")
+        return exc
+
+    def _rollback(self, db: sqlite3.Connection, savepoint: bool = False) -> None:
+        """Undo what is open, if anything is: SQLite has already rolled back after some errors
+        (a full disk), and a failing ROLLBACK must never hide the error that caused it."""
+        if not db.in_transaction:
+            return
+        try:
+            if savepoint:
+                db.execute("ROLLBACK TO write")
+                db.execute("RELEASE write")
+            else:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -206,7 +294,7 @@ class SQLiteStore(Store):
             yield
             return
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        self._begin(db)
         self._local.batch, self._local.wrote, self._local.dirty = True, False, False
         try:
             yield
@@ -215,11 +303,20 @@ class SQLiteStore(Store):
             if self._local.dirty:
                 db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
             db.execute("COMMIT" if self._local.wrote else "ROLLBACK")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self._fault(exc) from None
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback(db)
             raise
         finally:
             self._local.batch = False
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._fault(exc) from None
 
     @contextmanager
     def _tx(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
@@ -237,24 +334,41 @@ class SQLiteStore(Store):
                 db.execute("RELEASE write")
                 self._local.wrote = True
                 self._local.dirty = self._local.dirty or bump
+            except sqlite3.Error as exc:
+                self._rollback(db, savepoint=True)
+                raise self._fault(exc) from None
             except BaseException:
-                db.execute("ROLLBACK TO write")
-                db.execute("RELEASE write")
+                self._rollback(db, savepoint=True)
                 raise
             return
-        db.execute("BEGIN IMMEDIATE")
+        self._begin(db)
         try:
             yield db
             if bump:
                 db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
             db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self._fault(exc) from None
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback(db)
             raise
 
     def _migrate(self) -> None:
+        """Bring the schema up to date; a current one is only read (a read-only folder works)."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+                return
+        except sqlite3.Error as exc:
+            raise self._fault(exc) from None
+        if self.read_only:
+            shown = os.path.realpath(self.path)
+            raise StoreReadOnly(
+                f"The database {shown} needs a schema upgrade, but its folder is read-only. "
+                "Make it writable once so the upgrade can run."
+            )
+        self._begin(db)
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -263,8 +377,11 @@ class SQLiteStore(Store):
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self._fault(exc) from None
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback(db)
             raise
 
     @property

@@ -78,6 +78,8 @@ def load_key(home: Path) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another worker won the race
         return path.read_bytes().strip()
+    except OSError:  # a read-only data folder: serve anyway; sign-ins last until a restart
+        return key
     with os.fdopen(fd, "wb") as f:
         f.write(key)
     return key

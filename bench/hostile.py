@@ -1,0 +1,217 @@
+"""Hostile-input benchmark: the server's peak memory and a normal client's cached-GET latency
+while hostile uploads run, against the same figures unloaded, in the same run.
+
+One `userphoto serve` (default settings: image worker pool sized to the cores) on a loopback
+port. A normal client fetches a cached photo in a loop for the whole phase and records every
+latency; meanwhile `--senders` clients upload one hostile input over and over. Per phase:
+
+- server peak RSS: the serving process's VmHWM, reset at the start of each phase
+  (`/proc/PID/clear_refs`, needs root; else the high-water mark since start is shown);
+- tree peak RSS: serving process + image workers + forkserver, sampled every 50 ms;
+- cached-GET p50/p99 from the normal client, and the ratio of p99 to the unloaded p99;
+- what the hostile uploads got back (status codes).
+
+Also: 8 concurrent normal uploads against one alone (ideal ratio: 8 / cores).
+
+    .venv/bin/python bench/hostile.py [--seconds 8] [--senders 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.images import png_rgba, scan_bomb  # noqa: E402
+from tests.support.server import addr, seed, start_server, stop_server  # noqa: E402
+from userphoto.demo import portrait  # noqa: E402
+
+MB = 1024 * 1024
+JPEG = {"Content-Type": "image/jpeg"}
+
+
+def tree(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    found, frontier = {root}, {root}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    return sorted(found)
+
+
+def status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class Phase:
+    def __init__(self, name: str, body: bytes | None, senders: int):
+        self.name, self.body, self.senders = name, body, senders
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.tree_peak = 0
+        self.server_peak = 0
+
+
+def run_phase(phase: Phase, base: str, tokens: dict[str, str], pid: int, seconds: float) -> None:
+    stop = threading.Event()
+    reset_peak(pid)
+
+    def normal() -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            headers = {"Authorization": f"Bearer {tokens['bob']}"}
+            url = f"/v1/users/{addr('ada')}/photo?size=240"
+            while not stop.is_set():
+                t = time.perf_counter()
+                r = client.get(url, headers=headers)
+                phase.latencies.append(time.perf_counter() - t)
+                assert r.status_code == 200, r.status_code
+                time.sleep(0.005)  # a client, not a load generator: ~150 req/s
+
+    def hostile(who: str) -> None:
+        with httpx.Client(base_url=base, timeout=120) as client:
+            headers = {**JPEG, "Authorization": f"Bearer {tokens['admin']}"}
+            while not stop.is_set():
+                r = client.put(f"/v1/users/{addr(who)}/photo", content=phase.body, headers=headers)
+                phase.statuses[r.status_code] += 1
+
+    def sample() -> None:
+        while not stop.is_set():
+            total = sum(status_kb(p, "VmRSS:") for p in tree(pid)) * 1024
+            phase.tree_peak = max(phase.tree_peak, total)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=normal), threading.Thread(target=sample)]
+    if phase.body is not None:
+        who = ["bob", "dee", "eve", "kim", "hal"]
+        threads += [
+            threading.Thread(target=hostile, args=(who[i % len(who)],))
+            for i in range(phase.senders)
+        ]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    phase.server_peak = status_kb(pid, "VmHWM:") * 1024
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def uploads(base: str, tokens: dict[str, str]) -> tuple[float, float]:
+    photos = [portrait(20 + i, 1600, 1600) for i in range(8)]
+    people = ["bob", "dee", "eve", "kim", "gus", "bob", "dee", "eve"]
+    headers = {**JPEG, "Authorization": f"Bearer {tokens['admin']}"}
+    with httpx.Client(base_url=base, timeout=120) as client:
+
+        def one(i: int) -> float:
+            t = time.perf_counter()
+            r = client.put(f"/v1/users/{addr(people[i])}/photo", content=photos[i], headers=headers)
+            assert r.status_code == 200, r.text
+            return time.perf_counter() - t
+
+        one(0)  # warm
+        single = statistics.median(one(i) for i in range(3))
+        t = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(8)))
+        return single, time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--senders", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        tokens = seed(home)[0]
+        proc, base = start_server(home)
+        try:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                r = client.put(
+                    f"/v1/users/{addr('ada')}/photo",
+                    content=portrait(1, 900, 900),
+                    headers={**JPEG, "Authorization": f"Bearer {tokens['admin']}"},
+                )
+                assert r.status_code == 200, r.text
+            phases = [
+                Phase("unloaded", None, 0),
+                Phase("scan bomb, 3.5 MB (60,000 repeated scans)", scan_bomb(60_000), args.senders),
+                Phase(
+                    "32-scan progressive JPEG, 36 MP (allowed, ~1 s)", scan_bomb(22), args.senders
+                ),
+                Phase("60 MP RGBA PNG (300 KB)", png_rgba(7746, 7746), args.senders),
+                Phase("49 MP RGBA PNG (205 KB)", png_rgba(7000, 7000), args.senders),
+                Phase("25 MP RGBA PNG (within budget)", png_rgba(5000, 5000), args.senders),
+                Phase("unloaded again", None, 0),
+            ]
+            for phase in phases:
+                run_phase(phase, base, tokens, proc.pid, args.seconds)
+            single, eight = uploads(base, tokens)
+        finally:
+            stop_server(proc)
+
+    cores = os.cpu_count() or 1
+    ref = p(phases[0].latencies, 0.99)
+    print(f"cores: {cores}; load average {os.getloadavg()[0]:.1f}; {args.seconds:g} s a phase")
+    print(
+        "| phase | hostile answers | server peak RSS | server+workers peak RSS "
+        "| GET p50 ms | GET p99 ms | p99 / unloaded |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for ph in phases:
+        answers = ", ".join(f"{n}×{s}" for s, n in sorted(ph.statuses.items())) or "-"
+        print(
+            f"| {ph.name} | {answers} | {ph.server_peak / MB:.0f} MB | {ph.tree_peak / MB:.0f} MB "
+            f"| {p(ph.latencies, 0.5):.2f} | {p(ph.latencies, 0.99):.2f} "
+            f"| {p(ph.latencies, 0.99) / ref:.2f} |"
+        )
+    print(
+        f"\n8 concurrent uploads: {eight:.2f} s; one alone: {single:.2f} s; "
+        f"ratio {eight / single:.2f} (serialized would be 8.00; ideal 8/cores = {8 / cores:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    main()

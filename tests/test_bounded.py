@@ -1,0 +1,185 @@
+"""Bounded work per photo: cheap checks before decoding, and the supervised worker pool.
+
+Hostile files are generated here (a progressive JPEG with one scan repeated, a flat RGBA PNG
+of tens of megapixels), never stored. Pool tests run real worker processes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from tests.support.images import encode, png_header_bomb, png_rgba, scan_bomb
+from tests.support.jobs import allocate, crash, cv2_ready, nap, pid, refuse, spin
+from userphoto import imaging
+from userphoto.errors import WorkersBusy
+from userphoto.imaging import ImageError, ImageErrorKind, Limits
+from userphoto.workers import WorkerPool
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkerPool]:
+    workers = WorkerPool(2, memory=96 * MB, cpu_seconds=1)
+    yield workers
+    workers.close()
+
+
+# --- cheap checks ---------------------------------------------------------------------------
+def test_scans_are_counted_from_the_markers() -> None:
+    image = Image.new("RGB", (256, 256), (10, 200, 30))
+    assert imaging.jpeg_scans(encode(image, "JPEG")) == 1
+    progressive = encode(image, "JPEG", progressive=True)
+    assert imaging.jpeg_scans(progressive) == 10  # libjpeg's default progression
+    assert imaging.jpeg_scans(scan_bomb(5, side=256)) == 15
+    # The count stops early: a 4 MB bomb costs no more to count than a sane file.
+    assert imaging.jpeg_scans(scan_bomb(50_000, side=256), stop=33) == 33
+
+
+def test_a_scan_bomb_is_refused_before_decoding() -> None:
+    bomb = scan_bomb(60_000)  # ~3.5 MB: about 40 minutes of CPU if decoded
+    assert len(bomb) < Limits().max_bytes
+    started = time.process_time()
+    with pytest.raises(ImageError) as refused:
+        imaging.render(bomb)
+    assert refused.value.code == "image_too_costly"
+    assert "progressive scans" in refused.value.message
+    assert "baseline JPEG" in refused.value.message
+    # Refused from the markers: far inside one job's CPU budget.
+    assert time.process_time() - started < Limits().job_cpu_seconds
+
+
+def test_a_few_extra_scans_still_decode() -> None:
+    rendered = imaging.render(scan_bomb(10, side=1024))  # 20 scans: unusual, not hostile
+    assert rendered.sizes[-1] == 648
+
+
+def test_decoded_size_over_the_job_budget_is_refused_from_the_header() -> None:
+    png = png_rgba(7000, 7000)  # 49 MP RGBA: ~200 KB that decode to 196 MB
+    assert len(png) < 300_000
+    with pytest.raises(ImageError) as refused:
+        imaging.render(png, limits=Limits(job_memory=128 * MB))
+    assert refused.value.code == "image_too_costly"
+    assert "more than 128 MB" in refused.value.message
+
+
+def test_the_memory_check_comes_before_any_decoding() -> None:
+    # Dimensions of 49 MP and pixel data that would fail to decode: refused as too costly,
+    # so nothing (not even a look for a late eXIf chunk) decoded it first.
+    with pytest.raises(ImageError) as refused:
+        imaging.render(png_header_bomb(7000, 7000))
+    assert refused.value.code == "image_too_costly"
+    assert imaging.inspect(png_header_bomb(7000, 7000)).width == 7000
+
+
+def test_sixty_megapixels_are_refused_from_the_header() -> None:
+    with pytest.raises(ImageError) as refused:
+        imaging.render(png_rgba(7746, 7746))
+    assert refused.value.kind is ImageErrorKind.TOO_MANY_PIXELS
+
+
+def test_large_png_is_reduced_right_after_decoding() -> None:
+    # Within budget it renders, and the transparent-on-white rule still holds after the
+    # reduction (the flat grey is opaque, so the result is that grey).
+    rendered = imaging.render(png_rgba(3000, 2000))
+    assert rendered.source.width == 3000 and rendered.sizes[-1] == 648
+    pixel = Image.open(io.BytesIO(rendered.renditions[648])).getpixel((300, 300))
+    assert all(abs(c - 128) <= 3 for c in pixel)
+
+
+def test_estimate_counts_progressive_coefficients() -> None:
+    image = Image.new("RGB", (4000, 3000))
+    baseline = Image.open(io.BytesIO(encode(image, "JPEG")))
+    progressive = Image.open(io.BytesIO(encode(image, "JPEG", progressive=True)))
+    # A baseline JPEG decoded at 1/8 scale needs little; a progressive one keeps every
+    # coefficient of the full frame whatever the scale.
+    assert imaging.decoded_bytes(baseline, "JPEG", 8) < 2 * MB
+    assert imaging.decoded_bytes(progressive, "JPEG", 8) >= 4000 * 3000 * 1.5 * 2  # 4:2:0
+
+
+# --- the pool ------------------------------------------------------------------------------
+def test_a_job_over_its_cpu_limit_is_killed_and_refused(pool: WorkerPool) -> None:
+    with pytest.raises(ImageError) as refused:
+        pool.run(spin)
+    assert refused.value.code == "image_too_costly"
+    assert "more than 1 s to decode" in refused.value.message
+    assert pool.run(pid) > 0  # a fresh worker took the slot
+
+
+def test_a_job_over_its_memory_limit_is_refused(pool: WorkerPool) -> None:
+    assert pool.run(allocate, 16 * MB) == 16 * MB
+    with pytest.raises(ImageError) as refused:
+        pool.run(allocate, 300 * MB)
+    assert refused.value.code == "image_too_costly"
+    assert "more than 96 MB to decode" in refused.value.message
+    assert pool.run(allocate, 16 * MB) == 16 * MB
+
+
+def test_a_crash_kills_a_worker_not_the_caller(pool: WorkerPool) -> None:
+    before = pool.run(pid)
+    with pytest.raises(ImageError) as refused:
+        pool.run(crash)
+    assert refused.value.code == "image_crashed"
+    assert pool.run(pid) != os.getpid()
+    assert before not in pool.pids() or pool.run(pid) > 0
+
+
+def test_errors_from_the_job_come_back_as_themselves(pool: WorkerPool) -> None:
+    with pytest.raises(ImageError) as refused:
+        pool.run(refuse)
+    assert refused.value.kind is ImageErrorKind.CORRUPT and refused.value.message == "bad bytes"
+
+
+def test_workers_are_recycled_after_a_number_of_jobs() -> None:
+    workers = WorkerPool(1, recycle_after=3)
+    try:
+        pids = [workers.run(pid) for _ in range(7)]
+    finally:
+        workers.close()
+    assert pids[0] == pids[1] == pids[2]
+    assert pids[3] != pids[2] and pids[3] == pids[4] == pids[5]
+    assert pids[6] not in pids[:6]
+
+
+def test_jobs_run_concurrently_up_to_the_pool_size(pool: WorkerPool) -> None:
+    pool.start()
+    results: list[float] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(pool.run(nap, 1.0))) for _ in range(2)
+    ]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [1.0, 1.0]
+    # Two one-second sleeps in two workers overlap (serialized they would take 2 s).
+    assert time.monotonic() - started < 1.9
+
+
+def test_a_full_queue_is_refused_at_once() -> None:
+    workers = WorkerPool(1, queue=0)
+    try:
+        workers.start()
+        busy = threading.Thread(target=workers.run, args=(nap, 1.5))
+        busy.start()
+        time.sleep(0.3)
+        with pytest.raises(WorkersBusy) as refused:
+            workers.run(pid)
+        busy.join()
+        assert refused.value.status == 503 and refused.value.retry_after
+        assert workers.run(pid) > 0
+    finally:
+        workers.close()
+
+
+def test_workers_start_with_opencv_loaded(pool: WorkerPool) -> None:
+    # The first job in a fresh worker finds cv2 (and its data files) imported already.
+    assert pool.run(cv2_ready) is True

@@ -1,0 +1,363 @@
+"""Image work in supervised worker processes: bounded memory and CPU per job, crashes contained.
+
+Every decode of untrusted bytes (uploads, web previews, directory photos, import) runs here,
+never in a serving thread. Each worker is a process from a forkserver that imported Pillow,
+OpenCV and the imaging code once, so a worker starts warm in milliseconds and no thread ever
+runs a lazy `import cv2`. A job runs under its own limits, set in the worker just before it:
+
+- memory: `RLIMIT_AS` at the worker's current size plus the job's budget, so an allocation
+  past it fails (`MemoryError`) instead of growing the process;
+- CPU: a profiling timer (`ITIMER_PROF`, CPU time of the worker) of the job's seconds, whose
+  SIGPROF ends a runaway decode; `RLIMIT_CPU` (whole seconds, SIGXCPU) backs it up inside the
+  worker and a wall-clock deadline here backs up both.
+
+A job over either limit, or a native crash, ends only its worker: the caller gets an
+`ImageError` saying what the image would need, and a fresh worker takes the slot. Workers are
+recycled after a number of jobs, or when a job left them large, so memory a decode retained
+goes back to the system. Callers beyond the pool's queue get `WorkersBusy` (503 +
+Retry-After) at once rather than waiting without bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import math
+import multiprocessing
+import os
+import resource
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext
+from typing import Any, TypeVar
+
+from .errors import WorkersBusy
+from .imaging import ImageError, ImageErrorKind
+
+log = logging.getLogger("userphoto.workers")
+
+T = TypeVar("T")
+
+# What the forkserver imports once; every worker forked from it starts with these loaded.
+PRELOAD = ["PIL.Image", "PIL.ImageCms", "cv2", "userphoto.facecrop", "userphoto.directory.photo"]
+RECYCLE_AFTER = 200  # jobs per worker
+RECYCLE_RSS = 192 * 1024 * 1024  # a worker left this large by a job is replaced
+QUEUE_PER_WORKER = 16  # callers that may wait for a worker, per worker; more get WorkersBusy
+QUEUE_WAIT = 30.0  # seconds a caller waits for a free worker before WorkersBusy
+RETRY_AFTER = 2  # seconds, for the 503
+STARTUP_SECONDS = 60.0  # a worker imports nothing (the forkserver did); this is for a loaded box
+
+_RLIM_INFINITY = resource.RLIM_INFINITY
+_PR_SET_PDEATHSIG = 1
+
+
+def context() -> ForkServerContext:
+    """The forkserver every helper process of userphoto comes from (no threads, no sockets)."""
+    ctx = multiprocessing.get_context("forkserver")
+    # Workers parallelise across jobs; nested BLAS/OpenCV threads would only contend and
+    # inflate each worker's address space.
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def die_with(pid: int) -> None:
+    """End this process when process `pid` ends, a `kill -9` of it included.
+
+    PR_SET_PDEATHSIG covers the direct parent (the forkserver, which itself ends with its
+    parent); a watchdog thread on `pid` covers the process that owns the pool.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if pid == os.getpid():
+        return
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+            select.select([fd], [], [])
+        except OSError:  # already gone, or no pidfd: poll
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cpu_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: float) -> None:
+    """A worker's life: warm up, then run jobs one at a time under their limits."""
+    die_with(owner)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the owner to handle
+    from .facecrop import _cascade
+
+    _cascade()  # the face detector's model, loaded before the first job is timed
+    conn.send("ready")
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        fn, args, kwargs = job
+        resource.setrlimit(resource.RLIMIT_AS, (_address_space() + memory, _RLIM_INFINITY))
+        cpu_limit = math.ceil(_cpu_used() + cpu_seconds) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_limit, _RLIM_INFINITY))
+        signal.setitimer(signal.ITIMER_PROF, cpu_seconds)  # SIGPROF's default: terminate
+        try:
+            result: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+        except MemoryError:
+            result = ("memory", None)
+        except Exception as exc:
+            result = ("error", exc)
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            resource.setrlimit(resource.RLIMIT_AS, (_RLIM_INFINITY, _RLIM_INFINITY))
+            resource.setrlimit(resource.RLIMIT_CPU, (_RLIM_INFINITY, _RLIM_INFINITY))
+        try:
+            conn.send(result)
+        except Exception as exc:  # an unpicklable result or error: say so, don't hang
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        if result[0] == "memory":
+            return  # the heap may be fragmented after a failed allocation: start afresh
+
+
+class _Worker:
+    def __init__(self, ctx: ForkServerContext, memory: int, cpu_seconds: float):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(
+            target=_serve,
+            args=(child, os.getpid(), memory, cpu_seconds),
+            name="userphoto-image-worker",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.jobs = 0
+        try:
+            ready = self.conn.poll(STARTUP_SECONDS) and self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self.kill()
+            raise RuntimeError(
+                f"an image worker did not start (exit code {self.process.exitcode}); "
+                "see the log above"
+            )
+
+    def rss(self) -> int:
+        try:
+            with open(f"/proc/{self.process.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(None)
+        self.conn.close()
+        self.process.join(2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(2)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+class WorkerPool:
+    """`size` worker processes; `run` hands one job to a free one and waits for its result.
+
+    Thread-safe: serving threads call `run` concurrently, and at most `size` jobs run at
+    once. Workers start on first need (or at `start()`), each replaced when it dies.
+    """
+
+    def __init__(
+        self,
+        size: int | None = None,
+        *,
+        memory: int = 256 * 1024 * 1024,
+        cpu_seconds: float = 10.0,
+        recycle_after: int = RECYCLE_AFTER,
+        queue: int | None = None,
+        queue_wait: float = QUEUE_WAIT,
+    ):
+        self.size = max(1, size or os.cpu_count() or 1)
+        self.memory = memory
+        self.cpu_seconds = cpu_seconds
+        self.recycle_after = recycle_after
+        self.max_waiting = self.size * QUEUE_PER_WORKER if queue is None else queue
+        self.queue_wait = queue_wait
+        self._ctx: ForkServerContext | None = None
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(self.size)
+        self._waiting = 0
+        self._closed = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every worker now (a server does, so its first uploads find them warm)."""
+        started = [self._spawn() for _ in range(self.size - len(self._all))]
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._idle.extend(started)
+        if closed:  # closed while these started
+            for worker in started:
+                worker.stop()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._idle, self._all = list(self._all), [], set()
+        for worker in workers:
+            worker.stop()
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [w.process.pid for w in self._all if w.process.pid is not None]
+
+    def _spawn(self) -> _Worker:
+        if self._ctx is None:
+            self._ctx = context()
+        worker = _Worker(self._ctx, self.memory, self.cpu_seconds)
+        with self._lock:
+            if not self._closed:
+                self._all.add(worker)
+        return worker
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is closed")
+            if self._idle:
+                return self._idle.pop()
+        return self._spawn()
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(worker)
+                return
+        worker.stop()
+
+    def _retire(self, worker: _Worker, *, kill: bool) -> None:
+        with self._lock:
+            self._all.discard(worker)
+        worker.kill() if kill else worker.stop()
+
+    # --- jobs ------------------------------------------------------------------------------
+    def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in a worker (fn and arguments must pickle)."""
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                if self._waiting >= self.max_waiting:
+                    raise WorkersBusy(
+                        "Every image worker is busy and the queue is full; try again shortly.",
+                        retry_after=RETRY_AFTER,
+                    )
+                self._waiting += 1
+            try:
+                got = self._slots.acquire(timeout=self.queue_wait)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+            if not got:
+                raise WorkersBusy(
+                    f"No image worker was free for {self.queue_wait:.0f} s; try again shortly.",
+                    retry_after=RETRY_AFTER,
+                )
+        try:
+            return self._run(fn, args, kwargs)
+        finally:
+            self._slots.release()
+
+    def _run(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        worker = self._take()
+        try:
+            worker.conn.send((fn, args, kwargs))
+        except (OSError, ValueError):  # died while idle: one retry on a fresh worker
+            self._retire(worker, kill=True)
+            worker = self._spawn()
+            worker.conn.send((fn, args, kwargs))
+        # The CPU limit ends a decode in the worker; this deadline is for a job that waits
+        # (or a machine so loaded that CPU time lags far behind the clock).
+        deadline = time.monotonic() + self.cpu_seconds * 4 + 10
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._retire(worker, kill=True)
+                raise self._too_slow()
+            try:
+                if worker.conn.poll(min(remaining, 1.0)):
+                    status, value = worker.conn.recv()
+                    break
+            except (EOFError, OSError):
+                self._died(worker)
+            if not worker.process.is_alive():
+                self._died(worker)
+        worker.jobs += 1
+        if status == "memory":
+            self._retire(worker, kill=False)
+            raise self._too_big()
+        if worker.jobs >= self.recycle_after or worker.rss() > RECYCLE_RSS:
+            self._retire(worker, kill=False)
+        else:
+            self._give_back(worker)
+        if status == "error":
+            raise value
+        return value
+
+    def _died(self, worker: _Worker) -> None:
+        """The worker ended mid-job: say why, as the caller's refusal."""
+        worker.process.join(5)
+        code = worker.process.exitcode
+        self._retire(worker, kill=True)
+        if code in (-signal.SIGPROF, -signal.SIGXCPU):
+            raise self._too_slow()
+        log.warning("image worker %s ended mid-job (exit code %s)", worker.process.pid, code)
+        raise ImageError(
+            ImageErrorKind.CRASHED,
+            "The image decoder failed on this file; export it again as a baseline JPEG "
+            "or a PNG and upload that.",
+        )
+
+    def _too_slow(self) -> ImageError:
+        return ImageError(
+            ImageErrorKind.TOO_COSTLY,
+            f"This image needs more than {self.cpu_seconds:g} s to decode; export it as a "
+            "baseline JPEG (648×648 is plenty).",
+        )
+
+    def _too_big(self) -> ImageError:
+        return ImageError(
+            ImageErrorKind.TOO_COSTLY,
+            f"This image needs more than {self.memory // (1024 * 1024)} MB to decode; export "
+            "it as a baseline JPEG (648×648 is plenty).",
+        )
