@@ -71,7 +71,7 @@ def hot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     app.store.add_user(User(id="u-bo", address="bo@hot.test", display_name="Bo Hot"))
     app.photos.set("ada@hot.test", portrait(1, 700, 700))
     _r, token = auth.create_token(app.store, "ada@hot.test")
-    server = PhotoServer(app, poll=False)
+    server = PhotoServer(app, follow=False)
     calls: Counter[str] = Counter()
 
     store = app.store
@@ -126,7 +126,7 @@ def test_a_change_drops_the_cache_and_bodies_are_shared(hot) -> None:
         a = await call(server, "/v1/users/ada@hot.test/photo", b"size=96", token)
         b = await call(server, "/v1/users/u-ada/photo", b"size=HR96x96", token)
         app.photos.set("ada@hot.test", portrait(2, 700, 700))
-        server.refresh()  # what the poller does every 200 ms
+        server.follower.catch_up()  # what the change follower does within ~50 ms
         calls.clear()
         c = await call(server, "/v1/users/ada@hot.test/photo", b"size=96", token)
         return a, b, c
@@ -155,83 +155,86 @@ def test_cache_is_bounded_in_bytes(hot) -> None:
     assert 0 < len(server.cache.answers) < 50
 
 
-class FakeTransport:
-    """What `Connection` writes, without a socket (the real socket is in test_serve.py)."""
+def test_a_write_to_one_user_leaves_every_other_users_answers_cached(hot) -> None:
+    """Per-user invalidation: after a change to Bo, everything not about Bo is still
+    answered with zero store calls; Bo's answers (and lookups by Bo's keys) are rebuilt."""
+    server, token, calls, app = hot
+    bo_md5 = hashlib.md5(b"bo@hot.test").hexdigest()
+    bo_urls = [
+        ("/v1/users/bo@hot.test/photo", b"size=96"),
+        ("/avatar/" + bo_md5, b"s=40&d=identicon"),
+    ]
+    # An address that does not exist yet: its cached "not found" must go when Bo gets it.
+    alias_url = ("/v1/users/bo.alias@hot.test/photo", b"")
 
-    def __init__(self) -> None:
-        self.out = b""
-        self.closed = False
+    async def warm() -> list[dict]:
+        out = [await call(server, path, query, token) for path, query in URLS]
+        out += [await call(server, path, query, token) for path, query in [*bo_urls, alias_url]]
+        return out
 
-    def write(self, data: bytes) -> None:
-        self.out += data
+    before = asyncio.run(warm())
+    assert before[-1]["status"] == 404
+    user = app.store.find_user("bo@hot.test")
+    assert user is not None
+    user.aliases = ["bo.alias@hot.test"]
+    app.store.update_user(user)
+    app.photos.set("bo@hot.test", portrait(3, 500, 500))
+    server.follower.catch_up()
+    calls.clear()
 
-    def close(self) -> None:
-        self.closed = True
+    async def others() -> list[dict]:
+        return [await call(server, path, query, token) for path, query in URLS]
 
-    def pause_reading(self) -> None: ...
+    again = asyncio.run(others())
+    assert calls == Counter(), "a change to Bo must leave other users' answers cached"
+    assert [a["headers"][b"etag"] for a in again] == [
+        b["headers"][b"etag"] for b in before[: len(URLS)]
+    ]
 
-    def resume_reading(self) -> None: ...
+    async def bo() -> list[dict]:
+        return [await call(server, path, query, token) for path, query in [*bo_urls, alias_url]]
 
-    def get_extra_info(self, name: str) -> None:
-        return None
+    rebuilt = asyncio.run(bo())
+    assert calls["find_user"] + calls["find_user_by_hash"] >= 3  # rebuilt, not served stale
+    assert rebuilt[0]["headers"][b"x-photo-source"] == b"hd"
+    assert rebuilt[2]["status"] == 200  # the new alias finds Bo now
+    assert server.cache.invalidations >= 3
 
 
-def test_http_server_hot_path_is_as_lean(hot) -> None:
-    """The HTTP server's inline path (no ASGI): warm answers touch no store and no image code,
-    pipelined requests are answered in order, and If-None-Match gives a bodiless 304."""
-    from userphoto.api.http import Connection
-
-    server, token, calls, _app = hot
-
-    async def exchange(raw: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
-        conn = Connection(server, max_body=server.max_body)
-        transport = FakeTransport()
-        conn.connection_made(transport)  # type: ignore[arg-type]
-        conn.data_received(raw)
-        conn.connection_lost(None)
-        return parse(transport.out)
-
-    def request(path: str, query: bytes, inm: str | None = None) -> bytes:
-        target = path.encode() + (b"?" + query if query else b"")
-        extra = f"If-None-Match: {inm}\r\n".encode() if inm else b""
-        return (
-            b"GET "
-            + target
-            + b" HTTP/1.1\r\nHost: x\r\n"
-            + f"Authorization: Bearer {token}\r\n".encode()
-            + extra
-            + b"\r\n"
-        )
+def test_cache_eviction_is_lru_never_a_wipe(hot) -> None:
+    """At its byte bound the cache drops the least recently used answers, not everything:
+    an answer hit all along survives a flood of one-off URLs."""
+    server, token, _calls, _app = hot
+    server.cache.max_bytes = 60_000
+    hot_url = ("/v1/users/ada@hot.test/photo", b"size=48")
 
     async def run() -> None:
-        warm = await exchange(b"".join(request(p, q) for p, q in URLS))  # pipelined
-        assert [status for status, _h, _b in warm] == [200] * len(URLS)
-        calls.clear()
-        again = await exchange(b"".join(request(p, q) for p, q in URLS))
-        assert [(s, b) for s, _h, b in again] == [(s, b) for s, _h, b in warm]
-        for (path, query), (_s, headers, _b) in zip(URLS, again, strict=True):
-            assert headers[b"x-content-type-options"] == b"nosniff" and b"date" in headers
-            ((status, h304, body),) = await exchange(
-                request(path, query, headers[b"etag"].decode())
-            )
-            assert status == 304 and body == b"" and h304[b"etag"] == headers[b"etag"]
+        await call(server, *hot_url, token)
+        for n in range(300):
+            await call(server, "/avatar/" + f"{n:032x}", b"d=identicon&s=20", token)
+            await call(server, *hot_url, token)
+            assert server.cache.bytes <= 60_000
 
     asyncio.run(run())
-    assert calls == Counter()
+    key = server.route_key(hot_url[0], hot_url[1].decode())
+    assert any(entry[0] == key for entry in server.cache.answers)
+    assert server.cache.evictions > 0
 
 
-def parse(raw: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
-    """Split a byte stream of HTTP/1.1 responses (Content-Length framed, 304 bodiless)."""
-    out = []
-    while raw:
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b": ")
-            headers[name.lower()] = value
-        length = 0 if status == 304 else int(headers.get(b"content-length", b"0"))
-        out.append((status, headers, rest[:length]))
-        raw = rest[length:]
-    return out
+def test_junk_parameters_and_padded_tokens_share_cache_entries(hot) -> None:
+    """The cache key is built from parsed, known parameters; credentials are remembered by
+    their normalized value: junk and padding add nothing to memory."""
+    server, token, _calls, _app = hot
+
+    async def run() -> None:
+        await call(server, "/v1/users/ada@hot.test/photo", b"size=96", token)
+        entries, size = len(server.cache.answers), server.cache.bytes
+        seen = len(server.auth._seen)
+        for n in range(200):
+            junk = f"size=96&junk{n}={'x' * 2000}".encode()
+            answer = await call(server, "/v1/users/ada@hot.test/photo", junk, " " * n + token)
+            assert answer["status"] == 200
+        assert (len(server.cache.answers), server.cache.bytes) == (entries, size)
+        assert len(server.auth._seen) == seen
+
+    asyncio.run(run())

@@ -205,13 +205,16 @@ def start_server(
         "USERPHOTO_AVATAR_DEFAULT_URL_ALLOW": f'["{ALLOWED_DEFAULT}"]',
         **(extra_env or {}),
     }
+    # stderr (the access log) goes to a file: a pipe nobody reads would fill and stall it.
+    log = (home / "serve.log").open("ab")
     proc = subprocess.Popen(
         [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         start_new_session=True,
     )
+    log.close()
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -222,7 +225,7 @@ def start_server(
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            err = proc.stderr.read().decode() if proc.stderr else ""
+            err = (home / "serve.log").read_text(errors="replace")
             raise RuntimeError(f"userphoto serve did not start:\n{err}")
         time.sleep(0.05)
 

@@ -22,11 +22,16 @@ from . import Context, cli, pass_ctx
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Worker processes (each keeps its own answer cache).",
+    help="Worker processes (each keeps its own answer cache; a dead one is restarted).",
 )
 @pass_ctx
 def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> None:
     """Serve the native, Graph, EWS and Libravatar photo APIs and the web pages.
+
+    Runs on granian (HTTP/1.1; HTTPS and HTTP/2 when [server] tls_cert and tls_key are set).
+    SIGTERM or Ctrl-C lets in-flight requests finish ([server] shutdown_seconds) and stops.
+    One access-log line per request goes to stderr ([server] access_log = json|logfmt|off);
+    /metrics, /healthz and /readyz are for the operator.
 
     \b
     Examples:
@@ -36,7 +41,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
     """
     import os
 
-    from ..api.http import run
+    from ..api.run import run, tls_paths
 
     settings = ctx.app.settings
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -44,5 +49,6 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
     os.environ["USERPHOTO_HOME"] = str(settings.home)
     host = host or settings.get("server", "host", "127.0.0.1")
     port = settings.get("server", "port", 8080) if port is None else port
-    click.echo(f"userphoto serving on http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    run(host, port, workers=workers)
+    scheme = "https" if tls_paths(settings) else "http"
+    click.echo(f"userphoto serving on {scheme}://{host}:{port}/ (Ctrl-C stops)", err=True)
+    run(settings, host, port, workers=workers)
