@@ -51,7 +51,7 @@ KNOWN_PARAMS = frozenset(
 )
 QUERY_MEMO_LIMIT = 20_000  # raw query strings remembered with their normalized form
 QUERY_MEMO_MAX_LEN = 256
-BODY_TIMEOUT = 30.0  # s a request body may take to arrive once its head is in ([server])
+BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
 _GET_HEAD = frozenset({"GET", "HEAD"})
 _NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
 
@@ -228,26 +228,31 @@ class PhotoServer:
             return key, cache.get(key, relation(viewer, targets[key]))
         return key, None
 
-    async def photo_answer(
+    def photo_hit(
+        self, surface: Surface, path: str, query: str, auth_header: str | bytes | None
+    ) -> tuple[Answer | None, Any, tuple]:
+        """(cached answer or None, viewer, route key); (error answer, None, ()) for bad
+        credentials. Synchronous: a hit costs no coroutine."""
+        try:
+            viewer = self.auth.from_header(auth_header)
+        except UserPhotoError as exc:
+            return surface.error(exc), None, ()
+        key, answer = self.cached(path, query, viewer)
+        return answer, viewer, key
+
+    async def photo_miss(
         self,
         surface: Surface,
         method: str,
         path: str,
         query: str,
-        auth_header: str | bytes | None,
-        headers: Callable[[], dict[bytes, bytes]],
-    ) -> tuple[Answer, str, str]:
-        """(answer, "hit" | "miss" | "-", viewer kind) for a photo GET/HEAD."""
-        try:
-            viewer = self.auth.from_header(auth_header)
-        except UserPhotoError as exc:
-            return surface.error(exc), "-", "invalid"
-        key, answer = self.cached(path, query, viewer)
-        if answer is not None:
-            self.cache.hits += 1
-            return answer, "hit", viewer.kind.value
+        viewer: Any,
+        key: tuple,
+        headers: dict[bytes, bytes],
+    ) -> Answer:
+        """Build a missing answer in the pool (one build per key at once) and cache it."""
         self.cache.misses += 1
-        req = Req(method, path, query.encode("latin-1", "replace"), headers(), viewer)
+        req = Req(method, path, query.encode("latin-1", "replace"), headers, viewer)
         started = self.cache.seq
         try:
             answer, tokens = await self.pool.run(
@@ -255,10 +260,10 @@ class PhotoServer:
                 lambda: self._build(surface, req),
             )
         except Busy:
-            return _BUSY, "-", viewer.kind.value
+            return _BUSY
         if answer.cacheable:
             self.cache.put(key, relation(viewer, answer.target), answer, started, tokens)
-        return answer, "miss", viewer.kind.value
+        return answer
 
     def _build(self, surface: Surface, req: Req) -> tuple[Answer, tuple[str, ...]]:
         began = time.perf_counter()
@@ -284,14 +289,20 @@ class PhotoServer:
         if method in _GET_HEAD:
             for prefix, surface in self.surfaces:
                 if path.startswith(prefix):
-                    answer, state, viewer = await self.photo_answer(
-                        surface,
-                        method,
-                        path,
-                        scope.query_string,
-                        headers.get("authorization"),
-                        lambda: _bytes_headers(headers),
+                    query = scope.query_string
+                    answer, viewer, key = self.photo_hit(
+                        surface, path, query, headers.get("authorization")
                     )
+                    if viewer is None:
+                        state, kind = "-", "invalid"
+                    elif answer is not None:
+                        self.cache.hits += 1
+                        state, kind = "hit", viewer.kind.value
+                    else:
+                        state, kind = "miss", viewer.kind.value
+                        answer = await self.photo_miss(
+                            surface, method, path, query, viewer, key, _bytes_headers(headers)
+                        )
                     inm = headers.get("if-none-match")
                     if inm is not None and answer.status == 200 and answer.matches(inm.encode()):
                         proto.response_empty(304, answer.rsgi_not_modified())
@@ -305,7 +316,7 @@ class PhotoServer:
                         status, size = answer.status, len(answer.body)
                     self.metrics.count(surface.route, status, time.perf_counter() - began)
                     self.access.line(
-                        began, method, surface.route, answer.target, status, size, state, viewer
+                        began, method, surface.route, answer.target, status, size, state, kind
                     )
                     return
         await self._rsgi_asgi(scope, proto, began)
@@ -331,6 +342,7 @@ class PhotoServer:
             "extensions": {},
         }
         body_iter = proto.__aiter__()
+        responded = False
         deadline = time.monotonic() + self.body_timeout  # the whole body, not per chunk
         finished = False
         start: dict[str, Any] = {}
@@ -352,26 +364,42 @@ class PhotoServer:
                 finished = True
                 return {"type": "http.disconnect"}
 
+        def respond() -> None:
+            nonlocal responded
+            responded = True
+            status = start.get("status", 500)
+            headers = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in start.get("headers", [])
+                if k.lower() != b"content-length"
+            ]
+            body = b"".join(chunks)
+            if status in (204, 304) or scope.method == "HEAD":
+                if scope.method == "HEAD" and status not in (204, 304):
+                    headers.append(("content-length", str(len(body))))
+                proto.response_empty(status, headers)
+            else:
+                proto.response_bytes(status, headers, body)
+
         async def send(message: dict[str, Any]) -> None:
+            # The answer goes out as soon as it is complete: an app may go on reading (and
+            # discarding) a refused request's body afterwards, so the client sees the answer
+            # at once and the connection still ends cleanly.
             if message["type"] == "http.response.start":
                 start.update(message)
-            elif message["type"] == "http.response.body":
+            elif message["type"] == "http.response.body" and not responded:
                 chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    respond()
 
         await self(asgi_scope, receive, send)
+        if not responded:
+            if not start:
+                start.update({"status": 500, "headers": [(b"content-type", b"text/plain")]})
+                chunks[:] = [b"Internal error.\n"]
+            respond()
         status = start.get("status", 500)
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in start.get("headers", [])
-            if k.lower() != b"content-length"
-        ]
         body = b"".join(chunks)
-        if status in (204, 304) or scope.method == "HEAD":
-            if scope.method == "HEAD" and status not in (204, 304):
-                headers.append(("content-length", str(len(body))))
-            proto.response_empty(status, headers)
-        else:
-            proto.response_bytes(status, headers, body)
         route = asgi_scope.get("userphoto.route") or _site_route(asgi_scope)
         target = asgi_scope.get("userphoto.target")
         self.metrics.count(route, status, time.perf_counter() - began)
@@ -406,28 +434,26 @@ class PhotoServer:
         path: str = scope["path"]
         auth_header = headers.get(b"authorization")
         if method in _GET_HEAD:
-            answer, _state, _viewer = await self.photo_answer(
-                surface,
-                method,
-                path,
-                scope["query_string"].decode("latin-1"),
-                auth_header,
-                lambda: headers,
-            )
+            query = scope["query_string"].decode("latin-1")
+            answer, viewer, key = self.photo_hit(surface, path, query, auth_header)
+            if viewer is not None and answer is None:
+                answer = await self.photo_miss(surface, method, path, query, viewer, key, headers)
+            elif viewer is not None:
+                self.cache.hits += 1
+            assert answer is not None
             scope["userphoto.target"] = answer.target
             await _send(send, answer, headers.get(b"if-none-match"), method == "HEAD")
             return
         try:
             viewer = self.auth.from_header(auth_header)
         except UserPhotoError as exc:
-            await _send(send, surface.error(exc), None, False)
+            await self._refuse(send, receive, surface.error(exc))
             return
         scope["userphoto.viewer"] = viewer.kind.value
         if viewer.kind is ViewerKind.ANONYMOUS and method in ("PUT", "POST", "PATCH"):
-            # Refused before a byte of the body is read: anonymous uploads cost nothing.
             problem = UserPhotoError("Changing a photo needs a bearer token.", status=401)
             problem.code = "unauthorized"
-            await _send(send, surface.error(problem), None, False)
+            await self._refuse(send, receive, surface.error(problem))
             return
         body, problem = await _read_body(receive, headers, self.max_body)
         if problem is not None:
@@ -437,6 +463,18 @@ class PhotoServer:
         answer = await asyncio.to_thread(self._write, surface, req)
         scope["userphoto.target"] = answer.target
         await _send(send, answer, None, False)
+
+    async def _refuse(self, send: Send, receive: Receive, answer: Answer) -> None:
+        """Answer an unauthenticated write before reading its body, then discard what the
+        client is still sending (never kept: chunks are dropped as they come, up to the
+        upload limit and the body timeout), so it reads the answer instead of a reset."""
+        await _send(send, answer, None, False)
+        left = self.max_body
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            left -= len(message.get("body", b""))
 
     def _write(self, surface: Surface, req: Req) -> Answer:
         with self._write_lock:  # one upload renders at a time: predictable CPU and memory
