@@ -71,7 +71,7 @@ def hot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     app.store.add_user(User(id="u-bo", address="bo@hot.test", display_name="Bo Hot"))
     app.photos.set("ada@hot.test", portrait(1, 700, 700))
     _r, token = auth.create_token(app.store, "ada@hot.test")
-    server = PhotoServer(app, follow=False)
+    server = PhotoServer(app, poll=False)
     calls: Counter[str] = Counter()
 
     store = app.store

@@ -196,7 +196,11 @@ ALLOWED_DEFAULT = "https://static.contoso.test/avatars/"
 
 
 def start_server(
-    home: Path, extra_env: dict[str, str] | None = None
+    home: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    scheme: str = "http",
+    verify: str | bool = True,
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
@@ -215,11 +219,11 @@ def start_server(
         start_new_session=True,
     )
     log.close()
-    base = f"http://127.0.0.1:{port}"
+    base = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(base + "/healthz", timeout=1, verify=verify).status_code == 200:
                 return proc, base
         except httpx.HTTPError:
             pass

@@ -141,7 +141,8 @@ _BUSY = plain_error(503, b"Busy; retry shortly.\n", extra=[(b"retry-after", b"1"
 
 
 class PhotoServer:
-    def __init__(self, app: App, *, follow: bool = True):
+    def __init__(self, app: App, *, poll: bool = True):
+        """`poll`: follow the store's change feed in a thread (tests apply it by hand)."""
         self.app = app
         settings = app.settings
         self.auth = Authenticator(app.store, tuple(settings.get("server", "domains", [])))
@@ -164,7 +165,7 @@ class PhotoServer:
         self._queries: dict[str, tuple] = {}
         self.follower = Follower(self, app.store.generation())
         self.cache.seq = self.follower.seq
-        if follow:
+        if poll:
             self.follower.start()
 
     def _surfaces(self) -> list[tuple[str, Surface]]:
