@@ -191,7 +191,13 @@ class Metrics:
             ),
             ("cache_entries", "gauge", len(cache.answers), "Cached answers."),
             ("cache_bytes", "gauge", cache.bytes, "Bytes held by cached answers, keys included."),
-            ("miss_queue_depth", "gauge", server.pool.depth, "Misses waiting or building."),
+            ("miss_queue_depth", "gauge", server.pool.depth, "Member misses waiting/building."),
+            (
+                "outside_miss_queue_depth",
+                "gauge",
+                server.outside_pool.depth,
+                "Anonymous and partner misses waiting or building.",
+            ),
             ("change_seq", "gauge", server.follower.seq, "Last change-feed seq applied."),
         ):
             lines += [
