@@ -436,6 +436,37 @@ def test_default_url_allow_compares_parsed_urls(hostile: Hostile) -> None:
         assert r.status_code == expected, url
 
 
+# --- supervision ------------------------------------------------------------------------------
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def test_a_worker_that_dies_is_replaced(hostile: Hostile) -> None:
+    (worker,) = children(hostile.proc.pid)  # type: ignore[attr-defined]
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(hostile.served.base + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "no worker came back"
+        time.sleep(0.2)
+    assert children(hostile.proc.pid) not in ([], [worker])  # type: ignore[attr-defined]
+    photo = hostile.served.get(f"/v1/users/{addr('ada')}/photo?size=48", "bob")
+    assert photo.status_code == 200
+
+
 # --- shutdown (last: it stops the module's server) ----------------------------------------------
 def test_sigterm_lets_in_flight_requests_finish(hostile: Hostile) -> None:
     s = hostile.served

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from userphoto import auth, imaging
 from userphoto.api import default_picture
@@ -31,7 +34,9 @@ URLS = [
 
 
 async def call(server: PhotoServer, path: str, query: bytes, token: str, inm: bytes = b"") -> dict:
-    headers = [(b"host", b"x"), (b"authorization", f"Bearer {token}".encode())]
+    headers = [(b"host", b"x")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
     if inm:
         headers.append((b"if-none-match", inm))
     scope = {
@@ -238,3 +243,44 @@ def test_junk_parameters_and_padded_tokens_share_cache_entries(hot) -> None:
         assert len(server.auth._seen) == seen
 
     asyncio.run(run())
+
+
+def test_a_burst_for_one_uncached_answer_builds_it_once(hot) -> None:
+    """Thirty concurrent requests for one cold answer: one build in the miss pool, thirty
+    identical answers, and the event loop never ran the store itself."""
+    server, token, calls, _app = hot
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+    original = server.app.store.find_user
+
+    def spy(*a, **kw):
+        threads.add(threading.get_ident())
+        return original(*a, **kw)
+
+    server.app.store.find_user = spy  # type: ignore[method-assign]
+
+    async def run() -> list[dict]:
+        return await asyncio.gather(
+            *(call(server, "/v1/users/ada@hot.test/photo", b"size=120", token) for _ in range(30))
+        )
+
+    answers = asyncio.run(run())
+    assert {a["status"] for a in answers} == {200}
+    assert len({a["headers"][b"etag"] for a in answers}) == 1
+    assert calls["get_rendition"] == 1
+    assert threads and loop_thread not in threads  # built off the event loop
+
+
+def test_outsiders_generated_pictures_are_bounded_in_size(hot) -> None:
+    """An anonymous s=2048 identicon is drawn at 512 px (the client scales it): what one
+    outside request can cost is bounded. Members still get the size they asked for."""
+    server, token, _calls, _app = hot
+
+    async def run() -> tuple[dict, dict]:
+        anon = await call(server, "/avatar/" + "f" * 32, b"d=identicon&s=2048", "")
+        member = await call(server, "/avatar/" + "f" * 32, b"d=identicon&s=700", token)
+        return anon, member
+
+    anon, member = asyncio.run(run())
+    assert Image.open(io.BytesIO(anon["body"])).size == (512, 512)
+    assert Image.open(io.BytesIO(member["body"])).size == (700, 700)

@@ -147,11 +147,7 @@ class Authenticator:
         """
         if not header:
             return ANONYMOUS
-        text = header.decode("latin-1") if isinstance(header, bytes) else header
-        scheme, _, credential = text.strip().partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise Unauthorized("Use 'Authorization: Bearer <token>'.")
+        credential = _credential(header)
         hit = self._seen.get(credential)
         if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
             return hit[0]
@@ -162,6 +158,25 @@ class Authenticator:
                 del seen[next(iter(seen))]
             seen[credential] = (viewer, until)
         return viewer
+
+    def peek(self, header: bytes | str | None) -> Viewer | None:
+        """From memory alone: the viewer, or None when verifying needs the store (a known
+        token seen for the first time) or a signature check (a JWT) — then call
+        `from_header` off the event loop. Raises Unauthorized when memory already shows the
+        credential is not valid (so a flood of junk tokens costs one hash each)."""
+        if not header:
+            return ANONYMOUS
+        credential = _credential(header)
+        hit = self._seen.get(credential)
+        if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
+            return hit[0]
+        if credential.count(".") == 2:
+            return None
+        digest = token_digest(credential)
+        record = self._loaded.tokens.get(digest)
+        if record is None or not hmac.compare_digest(record.digest, digest):
+            raise Unauthorized("The bearer token is not valid (unknown or revoked).")
+        return None
 
     def forget_user(self, user_id: str) -> None:
         """A change to one user: drop only the remembered credentials of that user."""
@@ -235,3 +250,13 @@ class Authenticator:
 
 
 _FOREVER = float("inf")
+
+
+def _credential(header: bytes | str) -> str:
+    """The credential of an Authorization header, normalized (scheme and padding removed)."""
+    text = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, credential = text.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthorized("Use 'Authorization: Bearer <token>'.")
+    return credential

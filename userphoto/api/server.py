@@ -256,11 +256,40 @@ class PhotoServer:
         """(cached answer or None, viewer, route key); (error answer, None, ()) for bad
         credentials. Synchronous: a hit costs no coroutine."""
         try:
-            viewer = self.auth.from_header(auth_header)
+            viewer = self.auth.peek(auth_header)
         except UserPhotoError as exc:
             return surface.error(exc), None, ()
+        if viewer is None:  # a credential to verify first (store read or signature check)
+            return None, None, ()
         key, answer = self.cached(path, query, viewer)
         return answer, viewer, key
+
+    async def photo_slow(
+        self,
+        surface: Surface,
+        method: str,
+        path: str,
+        query: str,
+        auth_header: str | bytes | None,
+        headers: dict[bytes, bytes],
+    ) -> tuple[Answer, Any, str]:
+        """A photo GET that memory could not answer: (answer, viewer or None, cache state).
+        Credentials are verified in the pool, then the answer is a hit or built there."""
+        try:
+            viewer = await self.pool.run(
+                ("credential", _credential_key(auth_header)),
+                lambda: self.auth.from_header(auth_header),
+            )
+        except UserPhotoError as exc:
+            return surface.error(exc), None, "-"
+        except Busy:
+            return _BUSY, None, "-"
+        key, answer = self.cached(path, query, viewer)
+        if answer is not None:
+            self.cache.hits += 1
+            return answer, viewer, "hit"
+        answer = await self.photo_miss(surface, method, path, query, viewer, key, headers)
+        return answer, viewer, "miss"
 
     async def photo_miss(
         self,
@@ -316,16 +345,26 @@ class PhotoServer:
                     answer, viewer, key = self.photo_hit(
                         surface, path, query, headers.get("authorization")
                     )
-                    if viewer is None:
-                        state, kind = "-", "invalid"
-                    elif answer is not None:
+                    if answer is not None and viewer is not None:
                         self.cache.hits += 1
                         state, kind = "hit", viewer.kind.value
-                    else:
+                    elif answer is not None:
+                        state, kind = "-", "invalid"
+                    elif viewer is not None:
                         state, kind = "miss", viewer.kind.value
                         answer = await self.photo_miss(
                             surface, method, path, query, viewer, key, _bytes_headers(headers)
                         )
+                    else:
+                        answer, viewer, state = await self.photo_slow(
+                            surface,
+                            method,
+                            path,
+                            query,
+                            headers.get("authorization"),
+                            _bytes_headers(headers),
+                        )
+                        kind = viewer.kind.value if viewer is not None else "invalid"
                     inm = headers.get("if-none-match")
                     if inm is not None and answer.status == 200 and answer.matches(inm.encode()):
                         proto.response_empty(304, answer.rsgi_not_modified())
@@ -463,12 +502,17 @@ class PhotoServer:
                 answer = await self.photo_miss(surface, method, path, query, viewer, key, headers)
             elif viewer is not None:
                 self.cache.hits += 1
-            assert answer is not None
+            elif answer is None:
+                answer, viewer, _state = await self.photo_slow(
+                    surface, method, path, query, auth_header, headers
+                )
             scope["userphoto.target"] = answer.target
             await _send(send, answer, headers.get(b"if-none-match"), method == "HEAD")
             return
         try:
-            viewer = self.auth.from_header(auth_header)
+            viewer = self.auth.peek(auth_header) or await asyncio.to_thread(
+                self.auth.from_header, auth_header
+            )
         except UserPhotoError as exc:
             await self._refuse(send, receive, surface.error(exc))
             return
@@ -505,6 +549,11 @@ class PhotoServer:
         if answer.status < 400:
             self.follower.catch_up()  # the writer sees its own write on its next request
         return answer
+
+
+def _credential_key(header: str | bytes | None) -> str:
+    text = header.decode("latin-1") if isinstance(header, bytes) else (header or "")
+    return text.strip()
 
 
 def _first_wins(pairs: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
