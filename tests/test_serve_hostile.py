@@ -485,3 +485,35 @@ def test_sigterm_lets_in_flight_requests_finish(hostile: Hostile) -> None:
     hostile.proc.wait(15)  # type: ignore[attr-defined]
     with pytest.raises(httpx.ConnectError):
         httpx.get(s.base + "/healthz", timeout=2)
+
+
+def test_connections_beyond_the_cap_wait_to_be_accepted(tmp_path: Path) -> None:
+    """[server] max_connections: with the cap's worth of connections open, another client is
+    not served until one of them goes (it waits in the listen backlog, costing nothing)."""
+    from userphoto.app import App
+    from userphoto.config import Settings
+
+    App(Settings.load(tmp_path)).settings.write_default()
+    proc, base = start_server(tmp_path, {"USERPHOTO_SERVER_MAX_CONNECTIONS": "2"})
+    host, port = base.removeprefix("http://").split(":")
+    ping = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    held = []
+    try:
+        for _ in range(2):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            sock.sendall(ping)
+            assert statuses(read_until(sock, b"}")) == [200]
+            held.append(sock)
+        extra = socket.create_connection((host, int(port)), timeout=5)
+        extra.sendall(ping)
+        extra.settimeout(0.8)
+        with pytest.raises(TimeoutError):
+            extra.recv(100)  # not served while the cap is reached
+        held.pop().close()
+        extra.settimeout(5)
+        assert statuses(read_until(extra, b"}")) == [200]  # served once a slot is free
+        extra.close()
+    finally:
+        for sock in held:
+            sock.close()
+        stop_server(proc)

@@ -284,3 +284,18 @@ def test_outsiders_generated_pictures_are_bounded_in_size(hot) -> None:
     anon, member = asyncio.run(run())
     assert Image.open(io.BytesIO(anon["body"])).size == (512, 512)
     assert Image.open(io.BytesIO(member["body"])).size == (700, 700)
+
+
+def test_unknown_and_hidden_users_cost_the_same_store_reads(hot) -> None:
+    """An outsider's miss for an unknown address and for an existing hidden user: the same
+    answer, and the same store reads (so the work, and its timing, tell nothing)."""
+    server, _token, calls, _app = hot
+    counts = []
+    answers = []
+    for path in ("/v1/users/bo@hot.test/photo", "/v1/users/nobody@hot.test/photo"):
+        calls.clear()
+        answers.append(asyncio.run(call(server, path, b"size=96", "")))
+        counts.append(Counter(calls))
+    assert answers[0]["status"] == answers[1]["status"] == 404
+    assert answers[0]["body"] == answers[1]["body"]
+    assert counts[0] == counts[1] and counts[0]["find_user"] == 1

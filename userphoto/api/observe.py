@@ -71,12 +71,11 @@ class AccessLog:
             return
         duration = (time.perf_counter() - began) * 1000
         stamp = self._time(time.time())
-        # Route templates and user ids are from fixed alphabets ([A-Za-z0-9._:{}~+=-]);
-        # the method comes from the server's parser. json.dumps guards the rest anyway.
+        # Method, route template and user id are JSON-quoted (memoized: they repeat).
         if self.fmt == "json":
             text = (
-                f'{{"time":"{stamp}","method":{json.dumps(method)},"route":{json.dumps(route)},'
-                f'"user":{json.dumps(target)},"status":{status},"bytes":{size},'
+                f'{{"time":"{stamp}","method":{_quoted(method)},"route":{_quoted(route)},'
+                f'"user":{_quoted(target)},"status":{status},"bytes":{size},'
                 f'"ms":{duration:.3f},"viewer":"{viewer or "-"}","cache":"{cache}"}}\n'
             )
         else:
@@ -100,6 +99,18 @@ class AccessLog:
                     data = data[os.write(self.fd, data) :]
             except OSError:
                 pass  # a closed stderr must not take requests down with it
+
+
+_QUOTED: dict[str | None, str] = {}  # JSON forms of methods, routes and user ids, memoized
+
+
+def _quoted(value: str | None) -> str:
+    text = _QUOTED.get(value)
+    if text is None:
+        text = json.dumps(value)
+        if len(_QUOTED) < 20_000 and (value is None or len(value) <= 256):
+            _QUOTED[value] = text
+    return text
 
 
 def _logfmt(value: str) -> str:

@@ -8,7 +8,7 @@ back-pressure, graceful shutdown, worker supervision. The app speaks RSGI (`Phot
     host = "127.0.0.1"        port = 8080        workers = 1
     tls_cert = ""             tls_key = ""      # both set: HTTPS (and HTTP/2 via ALPN)
     header_timeout = 10       # s to receive a request head
-    max_inflight = 512        # requests processed at once per worker; more wait in the backlog
+    max_connections = 512     # connections served at once per worker; more wait to be accepted
     shutdown_seconds = 10     # SIGTERM: in-flight requests get this long to finish
 """
 
@@ -68,7 +68,7 @@ def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
         http=HTTPModes.auto,
         websockets=False,
         backlog=2048,
-        backpressure=int(settings.get("server", "max_inflight", 512)),
+        backpressure=int(settings.get("server", "max_connections", 512)),  # a connection cap
         http1_settings=HTTP1Settings(
             header_read_timeout=int(float(settings.get("server", "header_timeout", 10)) * 1000),
             keep_alive=True,
