@@ -56,6 +56,7 @@ QUERY_MEMO_LIMIT = 20_000  # raw query strings remembered with their normalized 
 QUERY_MEMO_MAX_LEN = 256
 BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
 _GET_HEAD = frozenset({"GET", "HEAD"})
+_UNKNOWN = object()
 _NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
 
 
@@ -245,10 +246,10 @@ class PhotoServer:
         key = self.route_key(path, query)
         if "/me/" in path or path.endswith("/me"):
             key = (*key, viewer.user_id)  # the target depends on who asks
-        targets = cache.targets
-        if key in targets:
-            return key, cache.get(key, relation(viewer, targets[key]))
-        return key, None
+        target = cache.targets.get(key, _UNKNOWN)  # one read: the follower may drop it
+        if target is _UNKNOWN:
+            return key, None
+        return key, cache.get(key, relation(viewer, target))  # type: ignore[arg-type]
 
     def photo_hit(
         self, surface: Surface, path: str, query: str, auth_header: str | bytes | None
