@@ -8,7 +8,8 @@ VENV=${VENV:-.venv}
 # Debian packages the tests and benchmarks use: real slapd and Samba AD DC for directory code,
 # Chromium for the web pages, nginx-light + wrk and vipsthumbnail as benchmark references.
 APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk libvips-tools
-              iproute2 util-linux)
+              iproute2 util-linux
+              curl)  # curl: the deploy test uploads through nginx the way the field report did
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.images import noise_jpeg
 from tests.support.net import free_port
 from tests.support.server import addr, seed, start_server, stop_server
 from tests.support.tls import self_signed
-from tests.test_serve_hostile import noise_jpeg
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "deploy" / "nginx.conf"
 

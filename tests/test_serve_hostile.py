@@ -8,7 +8,6 @@ cut off; memory cases read the server's resident size (every process of its grou
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -20,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
+from tests.support.images import noise_jpeg
 from tests.support.server import ALLOWED_DEFAULT, Served, addr, seed, start_server, stop_server
 
 HEADER_TIMEOUT = 1  # s, [server] header_timeout of the `hostile` server
@@ -141,16 +139,6 @@ def responses(raw: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
         out.append((status, headers, rest[:length]))
         raw = rest[length:]
     return out
-
-
-def noise_jpeg(side: int) -> bytes:
-    """A JPEG of random noise: big for its size, like a camera file."""
-    rng = np.random.default_rng(side)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(
-        buf, "JPEG", quality=95
-    )
-    return buf.getvalue()
 
 
 def put_request(who_token: str | None, target: str, body: bytes, *extra: str) -> bytes:

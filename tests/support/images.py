@@ -145,3 +145,13 @@ def jpeg_markers(data: bytes) -> list[int]:
             break
         i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
     return markers
+
+
+def noise_jpeg(side: int) -> bytes:
+    """A JPEG of random noise: big for its size, like a camera file."""
+    rng = np.random.default_rng(side)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=95
+    )
+    return buf.getvalue()
