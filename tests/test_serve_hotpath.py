@@ -19,6 +19,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.demo import portrait
 from userphoto.model import Picture, User, Visibility
+from userphoto.store import Change, ChangeKind
 from userphoto.store.base import Store
 
 URLS = [
@@ -299,3 +300,21 @@ def test_unknown_and_hidden_users_cost_the_same_store_reads(hot) -> None:
     assert answers[0]["status"] == answers[1]["status"] == 404
     assert answers[0]["body"] == answers[1]["body"]
     assert counts[0] == counts[1] and counts[0]["find_user"] == 1
+
+
+def test_an_org_change_drops_everything_and_the_server_goes_on(hot) -> None:
+    """A follower that fell behind the pruned change rows is told ORG: every cached answer
+    and remembered credential goes, and the next requests rebuild them."""
+    server, token, calls, app = hot
+
+    async def warm() -> None:
+        for path, query in URLS:
+            assert (await call(server, path, query, token))["status"] == 200
+
+    asyncio.run(warm())
+    assert server.cache.answers
+    server.apply(Change(app.store.generation() + 1, ChangeKind.ORG, None))
+    assert not server.cache.answers and server.cache.bytes == 0
+    calls.clear()
+    asyncio.run(warm())
+    assert calls["find_user"] >= 1 and server.cache.answers

@@ -72,6 +72,12 @@ class Lookup:
         self._resized_lock = threading.Lock()
         self._seen = threading.local()  # keys looked up by the build running on this thread
 
+    def reset(self) -> None:
+        """Forget resized renditions (a change that can touch every answer)."""
+        with self._resized_lock:
+            self._resized = OrderedDict()
+            self._resized_bytes = 0
+
     # --- what a build depended on ----------------------------------------------------------
     def start_recording(self) -> None:
         self._seen.keys = []

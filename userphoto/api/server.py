@@ -227,8 +227,8 @@ class PhotoServer:
 
     # --- the photo hot path ------------------------------------------------------------------
     def route_key(self, path: str, query: str) -> tuple:
-        """(path, known parameters, first value each, names lower-cased) — or the raw query
-        when it does not parse (such answers are errors, never cached)."""
+        """(path, known parameters sorted: first value each, names lower-cased), parsed
+        the way `Req.query` parses, so every spelling of one request shares one entry."""
         normal = self._queries.get(query)
         if normal is None:
             seen: dict[str, str] = {}
