@@ -67,6 +67,7 @@ def test_metrics_health_and_readiness(served: Served) -> None:
         "userphoto_cache_bytes",
         "userphoto_miss_queue_depth",
         "userphoto_build_seconds_count",
+        "userphoto_store_read_seconds_count",
     ):
         assert f"\n{name}" in text, name
     assert served.client.get("/healthz").json() == {"status": "ok"}

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .. import imaging
 from ..app import App
@@ -81,11 +84,23 @@ class Lookup:
     # --- what a build depended on ----------------------------------------------------------
     def start_recording(self) -> None:
         self._seen.keys = []
+        self._seen.store = 0.0
 
-    def recorded(self) -> tuple[str, ...]:
+    def recorded(self) -> tuple[tuple[str, ...], float]:
+        """(keys looked up, seconds spent in store reads) since `start_recording`."""
         keys = getattr(self._seen, "keys", None) or []
+        seconds = getattr(self._seen, "store", 0.0)
         self._seen.keys = None
-        return tuple(keys)
+        return tuple(keys), seconds
+
+    def _read(self, read: Callable[..., Any], *args: Any) -> Any:
+        """One store read, its time added to the running build's store time."""
+        began = time.perf_counter()
+        try:
+            return read(*args)
+        finally:
+            if getattr(self._seen, "keys", None) is not None:
+                self._seen.store += time.perf_counter() - began
 
     def _record(self, key: str) -> None:
         keys = getattr(self._seen, "keys", None)
@@ -95,25 +110,25 @@ class Lookup:
     # --- reads -------------------------------------------------------------------------------
     def target(self, key: str) -> Target | None:
         self._record(key)
-        user = self.store.find_user(key)
+        user = self._read(self.store.find_user, key)
         return self.load(user) if user else self._nobody()
 
     def by_hash(self, digest: str) -> Target | None:
         self._record(digest)
-        user = self.store.find_user_by_hash(digest)
+        user = self._read(self.store.find_user_by_hash, digest)
         return self.load(user) if user else self._nobody()
 
     def _nobody(self) -> None:
         # The same reads as for a user who exists, so an unknown key costs what a hidden
         # user costs and timing does not tell them apart.
-        self.store.get_photo(_NOBODY)
-        self.store.get_directory_thumbnail(_NOBODY)
+        self._read(self.store.get_photo, _NOBODY)
+        self._read(self.store.get_directory_thumbnail, _NOBODY)
 
     def load(self, user: User) -> Target:
         return Target(
             user,
-            self.store.get_photo(user.id),
-            self.store.get_directory_thumbnail(user.id),
+            self._read(self.store.get_photo, user.id),
+            self._read(self.store.get_directory_thumbnail, user.id),
         )
 
     @staticmethod
@@ -137,7 +152,7 @@ class Lookup:
 
     def rendition(self, target: Target, size: int) -> bytes | None:
         assert target.photo is not None
-        return self.store.get_rendition(target.photo.id, size)
+        return self._read(self.store.get_rendition, target.photo.id, size)
 
     def any_size(self, target: Target, size: int) -> tuple[bytes, int] | None:
         """Libravatar sizes: a stored rendition when one matches, else made once from the

@@ -8,7 +8,8 @@ Lines are buffered and written at least every second (the change follower flushe
 
 Metrics in the Prometheus text format (`GET /metrics`, for admins or `[server] metrics_allow`
 address ranges): requests by route and status, latency histograms, cache hits, misses,
-evictions and invalidations, cache bytes, the miss pool's queue depth, store read latency.
+evictions and invalidations, cache bytes, the miss pools' queue depths, miss build time and
+the store read time within it.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class Metrics:
         self.requests: dict[tuple[str, int], int] = {}
         self.latency: dict[str, Histogram] = {}
         self.builds = Histogram()
+        self.store_reads = Histogram()
         allow = server.app.settings.get("server", "metrics_allow", ["127.0.0.0/8", "::1/128"])
         self.allow = [ipaddress.ip_network(str(a), strict=False) for a in allow]
 
@@ -160,8 +162,9 @@ class Metrics:
             histogram = self.latency[route] = Histogram()
         histogram.observe(seconds)
 
-    def observe_build(self, seconds: float) -> None:
+    def observe_build(self, seconds: float, store_seconds: float) -> None:
         self.builds.observe(seconds)
+        self.store_reads.observe(store_seconds)
 
     def allowed(self, client: Any) -> bool:
         try:
@@ -189,6 +192,9 @@ class Metrics:
             "# HELP userphoto_build_seconds Time to build a cache miss (store reads, images).",
             "# TYPE userphoto_build_seconds histogram",
             *self.builds.render("userphoto_build_seconds", ""),
+            "# HELP userphoto_store_read_seconds Store read time of each cache miss.",
+            "# TYPE userphoto_store_read_seconds histogram",
+            *self.store_reads.render("userphoto_store_read_seconds", ""),
         ]
         for name, kind, value, help_text in (
             ("cache_hits_total", "counter", cache.hits, "Photo answers served from the cache."),

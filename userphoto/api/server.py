@@ -322,8 +322,8 @@ class PhotoServer:
         began = time.perf_counter()
         self.lookup.start_recording()
         answer = guarded(surface, req)
-        tokens = self.lookup.recorded()
-        self.metrics.observe_build(time.perf_counter() - began)
+        tokens, store_seconds = self.lookup.recorded()
+        self.metrics.observe_build(time.perf_counter() - began, store_seconds)
         return answer, tokens
 
     # --- RSGI (granian) ----------------------------------------------------------------------
