@@ -1,9 +1,16 @@
 """Serving benchmark: userphoto's photo hot path against nginx-light sending the same bytes.
 
-Each server is pinned to core 0 with `taskset`, `wrk -t1 -c64` to core 1; both answer the same
+Each server is pinned to core 0 with `taskset`, `wrk -t1` to core 1; all answer the same
 rendition (JPEG bytes written to a file for nginx, `sendfile on`). userphoto is called as an
-authenticated member, so the full path (token → viewer → cached answer) is measured. Two
-cases: GET 200 and GET with `If-None-Match` → 304. Prints req/s and the ratios.
+authenticated member, so the full path (token → viewer → cached answer) is measured.
+
+1. Cached GET 200 and GET with `If-None-Match` → 304, for nginx, `userphoto serve` (granian,
+   RSGI, access log on) and the same `PhotoServer` app on the other candidate servers:
+   granian RSGI without the access log, granian ASGI, uvicorn + httptools (ASGI).
+2. Cold misses: 10,000 distinct users, each requested once (a fresh server per round),
+   against nginx serving 10,000 distinct files.
+3. Cached GETs from one client while 32 clients ask for random uncached
+   `/avatar/<hash>?d=identicon&s=2048`: p99 against the unloaded p99.
 
     .venv/bin/python bench/serve.py [--duration 10] [--rounds 3] [--size 240]
 """
@@ -30,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 from userphoto import auth  # noqa: E402
 from userphoto.app import App  # noqa: E402
 from userphoto.demo import portrait  # noqa: E402
-from userphoto.model import User, Visibility  # noqa: E402
+from userphoto.imaging import Rendered  # noqa: E402
+from userphoto.model import PhotoState, User, Visibility  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ADDRESS = "bench.user@bench.example"
@@ -56,6 +64,7 @@ http {{
         listen 127.0.0.1:{port};
         root {tmp}/www;
         etag on;
+        open_file_cache off;
     }}
 }}
 """
@@ -112,6 +121,9 @@ def group_cpu(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+COLD_USERS = 10_000
+
+
 def prepare(home: Path, size: int) -> tuple[str, bytes]:
     app = App.load(home)
     app.settings.write_default()
@@ -121,6 +133,20 @@ def prepare(home: Path, size: int) -> tuple[str, bytes]:
     app.store.add_user(user)
     app.photos.set(ADDRESS, portrait(7, 900, 900))
     _photo, _size, data = app.photos.get(ADDRESS, size=size)
+    # The cold-miss users: one real rendering, stored for each (only the measured size, so
+    # the database stays small); the server does not know they are alike.
+    rendered = app.photos.render(user, portrait(8, 900, 900), None)
+    rendered = Rendered(
+        rendered.source, rendered.crop, {size: rendered.renditions[size]}, rendered.thumbnail
+    )
+    cold = [
+        User(id=f"cold-{n}", address=f"cold{n}@bench.example", display_name=f"Cold {n}")
+        for n in range(COLD_USERS)
+    ]
+    with app.store.batch():
+        app.store.add_users(cold)
+        for u in cold:
+            app.store.put_photo(u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
     _record, token = auth.create_token(app.store, ADDRESS)
     app.close()
     return token, data
@@ -131,7 +157,7 @@ def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen
         ["taskset", "-c", "0", *cmd],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # the access log is written (its cost counted), not kept
         start_new_session=True,
     )
 
@@ -156,12 +182,139 @@ def check(name: str, url: str, headers: dict[str, str]) -> str:
     return etag
 
 
+def wrk_script(tmp: Path, name: str, body: str) -> Path:
+    path = tmp / f"{name}.lua"
+    path.write_text(body)
+    return path
+
+
+def wrk_raw(args: list[str]) -> str:
+    cmd = ["taskset", "-c", "1", "wrk", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def p99_ms(out: str) -> float:
+    """The 99th percentile latency from `wrk --latency` output, in ms."""
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    assert m, out
+    return float(m[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m[2]]
+
+
+COLD_LUA = """
+local n = -1
+request = function()
+  n = n + 1
+  return wrk.format("GET", string.format("{prefix}%d{suffix}", n % {count}), {headers})
+end
+"""
+
+IDENTICON_LUA = """
+math.randomseed(os.time())
+local hex = "0123456789abcdef"
+request = function()
+  local t = {}
+  for i = 1, 32 do
+    local k = math.random(1, 16)
+    t[i] = hex:sub(k, k)
+  end
+  return wrk.format("GET", "/avatar/" .. table.concat(t) .. "?d=identicon&s=2048")
+end
+"""
+
+
+def lua_headers(headers: dict[str, str]) -> str:
+    return "{" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}"
+
+
+def cold_round(
+    tmp: Path, env: dict[str, str], nginx_port: int, auth_header: dict[str, str], size: int
+) -> tuple[float, float, int]:
+    """(userphoto misses/s, nginx distinct files/s, userphoto requests made) for one round."""
+    port = free_port()
+    proc = start([str(BIN / "userphoto"), "serve", "--port", str(port)], env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", {})
+        ours = wrk_script(
+            tmp,
+            "cold-userphoto",
+            COLD_LUA.format(
+                prefix="/v1/users/cold",
+                suffix=f"@bench.example/photo?size={size}",
+                count=COLD_USERS,
+                headers=lua_headers(auth_header),
+            ),
+        )
+        # 3 s: fewer requests than users, so every request is a miss.
+        out = wrk_raw(["-t1", "-c64", "-d3s", "-s", str(ours), f"http://127.0.0.1:{port}"])
+    finally:
+        stop(proc)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    count = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    if "Non-2xx" in out:
+        raise SystemExit(f"cold misses saw errors:\n{out}")
+    theirs = wrk_script(
+        tmp,
+        "cold-nginx",
+        COLD_LUA.format(prefix="/cold/", suffix=".jpg", count=COLD_USERS, headers="{}"),
+    )
+    out = wrk_raw(["-t1", "-c64", "-d3s", "-s", str(theirs), f"http://127.0.0.1:{nginx_port}"])
+    ref = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    return rate, ref, count
+
+
+def loaded_p99(
+    tmp: Path, env: dict[str, str], url: str, headers: dict[str, str], rounds: int
+) -> list[tuple[float, float, float]]:
+    """Per round: (unloaded p99 ms, loaded p99 ms, identicon requests/s) for cached GETs from
+    one client, alone and while 32 clients ask for random uncached identicons at s=2048."""
+    port = free_port()
+    proc = start([str(BIN / "userphoto"), "serve", "--port", str(port)], env)
+    url = url.replace("PORT", str(port))
+    out = []
+    try:
+        wait_http(url, headers)
+        args = ["-t1", "-c1", "--latency"]
+        for k, v in headers.items():
+            args += ["-H", f"{k}: {v}"]
+        script = wrk_script(tmp, "identicon", IDENTICON_LUA)
+        for _ in range(rounds):
+            quiet = p99_ms(wrk_raw([*args, "-d5s", url]))
+            flood = subprocess.Popen(
+                [
+                    "taskset",
+                    "-c",
+                    "1",
+                    "wrk",
+                    "-t1",
+                    "-c32",
+                    "-d7s",
+                    "-s",
+                    str(script),
+                    f"http://127.0.0.1:{port}",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(1)
+            loaded = p99_ms(wrk_raw([*args, "-d5s", url]))
+            flood_out, _ = flood.communicate()
+            rate = float(re.search(r"Requests/sec:\s+([\d.]+)", flood_out)[1])  # type: ignore[index]
+            out.append((quiet, loaded, rate))
+    finally:
+        stop(proc)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size", type=int, default=240)
+    parser.add_argument(
+        "--only", choices=["cached", "cold", "load"], action="append", help="parts to run"
+    )
     args = parser.parse_args()
+    parts = set(args.only or ["cached", "cold", "load"])
     if not (shutil.which("nginx") and shutil.which("wrk")):
         raise SystemExit("needs nginx-light and wrk (apt-get install nginx-light wrk)")
 
@@ -171,64 +324,154 @@ def main() -> None:
     token, data = prepare(home, args.size)
     (tmp / "www").mkdir()
     (tmp / "www" / "photo.jpg").write_bytes(data)
+    (tmp / "www" / "cold").mkdir()
+    for n in range(COLD_USERS):
+        (tmp / "www" / "cold" / f"{n}.jpg").write_bytes(data)
     env = {**os.environ, "USERPHOTO_HOME": str(home)}
+    quiet_env = {**env, "USERPHOTO_SERVER_ACCESS_LOG": "off"}
     auth_header = {"Authorization": f"Bearer {token}"}
+    photo = f"/v1/users/{ADDRESS}/photo?size={args.size}"
+    factory = "userphoto.api.run:create_app"
 
     # All servers run at once, pinned to core 0, and are measured in alternation, so load
     # from anything else on the machine hits each of them alike.
     procs: list[subprocess.Popen] = []
     targets: dict[str, tuple[str, dict[str, str]]] = {}
+    rounds: list[dict[str, dict[str, tuple[float, float]]]] = []
+    cold: list[tuple[float, float, int]] = []
+    load: list[tuple[float, float, float]] = []
     try:
         port = free_port()
+        nginx_port = port
         (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
         procs.append(start(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]))
         targets["nginx static file"] = (f"http://127.0.0.1:{port}/photo.jpg", {})
-        port = free_port()
-        procs.append(start([str(BIN / "userphoto"), "serve", "--port", str(port)], env))
-        targets["userphoto serve (uvloop + httptools, inline hot path)"] = (
-            f"http://127.0.0.1:{port}/v1/users/{ADDRESS}/photo?size={args.size}",
-            auth_header,
-        )
+        candidates: list[tuple[str, list[str], dict[str, str]]] = [
+            ("userphoto serve (granian RSGI, access log on)", ["userphoto", "serve"], env),
+            ("granian RSGI, access log off", ["userphoto", "serve"], quiet_env),
+            (
+                "granian ASGI (same app)",
+                [
+                    "granian",
+                    "--interface",
+                    "asgi",
+                    "--factory",
+                    "--loop",
+                    "uvloop",
+                    "--log-level",
+                    "warning",
+                    "--no-ws",
+                    factory,
+                ],
+                quiet_env,
+            ),
+            (
+                "uvicorn + httptools (same app)",
+                [
+                    "uvicorn",
+                    "--factory",
+                    "--http",
+                    "httptools",
+                    "--loop",
+                    "uvloop",
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                    "--lifespan",
+                    "off",
+                    factory,
+                ],
+                quiet_env,
+            ),
+        ]
+        if "cached" not in parts:
+            candidates = []
+        for name, cmd, cenv in candidates:
+            port = free_port()
+            if cmd[0] == "userphoto":
+                cmd = [*cmd, "--port", str(port)]
+            else:
+                cmd = [*cmd, "--port", str(port), "--host", "127.0.0.1"]
+            procs.append(start([str(BIN / cmd[0]), *cmd[1:]], cenv))
+            targets[name] = (f"http://127.0.0.1:{port}{photo}", auth_header)
         pgids = dict(zip(targets, (p.pid for p in procs), strict=True))
-        etags = {name: check(name, url, h) for name, (url, h) in targets.items()}
-        # Throughput, and the server's own CPU time per request (its process group's
-        # utime + stime): the second is what each server would manage with a core to itself,
-        # and far steadier than req/s when other work shares the machine.
-        rounds: list[dict[str, dict[str, tuple[float, float]]]] = []
-        for _ in range(args.rounds):
-            result: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in targets}
-            for case in ("200", "304"):
-                for name, (url, h) in targets.items():
-                    extra = {"If-None-Match": etags[name]} if case == "304" else {}
-                    before = group_cpu(pgids[name])
-                    rate, count = wrk(url, {**h, **extra}, args.duration)
-                    cpu_us = (group_cpu(pgids[name]) - before) / count * 1e6
-                    result[name][case] = (rate, cpu_us)
-            rounds.append(result)
+        if "cached" in parts:
+            etags = {name: check(name, url, h) for name, (url, h) in targets.items()}
+            # Throughput, and the server's own CPU time per request (its process group's
+            # utime + stime): the second is what each server would manage with a core to
+            # itself, and far steadier than req/s when other work shares the machine.
+            for _ in range(args.rounds):
+                result: dict[str, dict[str, tuple[float, float]]] = {n: {} for n in targets}
+                for case in ("200", "304"):
+                    for name, (url, h) in targets.items():
+                        extra = {"If-None-Match": etags[name]} if case == "304" else {}
+                        before = group_cpu(pgids[name])
+                        rate, count = wrk(url, {**h, **extra}, args.duration)
+                        cpu_us = (group_cpu(pgids[name]) - before) / count * 1e6
+                        result[name][case] = (rate, cpu_us)
+                rounds.append(result)
+        else:
+            wait_http(targets["nginx static file"][0], {})
+        if "cold" in parts:
+            for _ in range(args.rounds):
+                cold.append(cold_round(tmp, env, nginx_port, auth_header, args.size))
+        if "load" in parts:
+            load = loaded_p99(tmp, env, f"http://127.0.0.1:PORT{photo}", auth_header, args.rounds)
     finally:
         for proc in procs:
             stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    ref = "nginx static file"
     print(
         f"rendition {args.size}px, {len(data):,} bytes; wrk -t1 -c64 -d{args.duration}s x "
-        f"{args.rounds} alternating rounds; servers on core 0, wrk on core 1"
+        f"{args.rounds} alternating rounds; servers on core 0, wrk on core 1; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
-    print(
-        "| server | case | req/s (best) | req/s ratio (median) | server CPU µs/req (median) "
-        "| CPU-efficiency ratio |"
-    )
-    print("|---|---|---|---|---|---|")
-    for name in targets:
-        for case in ("200", "304"):
-            best = max(r[name][case][0] for r in rounds)
-            ratio = statistics.median(r[name][case][0] / r[ref][case][0] for r in rounds)
-            cpu = statistics.median(r[name][case][1] for r in rounds)
-            ref_cpu = statistics.median(r[ref][case][1] for r in rounds)
+    ref = "nginx static file"
+    if rounds:
+        print(
+            "| server | case | req/s (best) | req/s ratio (median) | server CPU µs/req (median) "
+            "| CPU-efficiency ratio |"
+        )
+        print("|---|---|---|---|---|---|")
+        for name in targets:
+            for case in ("200", "304"):
+                best = max(r[name][case][0] for r in rounds)
+                ratio = statistics.median(r[name][case][0] / r[ref][case][0] for r in rounds)
+                cpu = statistics.median(r[name][case][1] for r in rounds)
+                ref_cpu = statistics.median(r[ref][case][1] for r in rounds)
+                print(
+                    f"| {name} | {case} | {best:,.0f} | {ratio:.2f} | {cpu:.1f} "
+                    f"| {ref_cpu / cpu:.2f} |"
+                )
+    if cold:
+        print()
+        print(
+            "| cold misses (10,000 distinct users, 3 s per round) | userphoto req/s | "
+            "nginx distinct files req/s | ratio | userphoto requests (all misses) |"
+        )
+        print("|---|---|---|---|---|")
+        for n, (rate, ref_rate, count) in enumerate(cold, 1):
+            flag = "" if count <= COLD_USERS else " (some were hits!)"
             print(
-                f"| {name} | {case} | {best:,.0f} | {ratio:.2f} | {cpu:.1f} | {ref_cpu / cpu:.2f} |"
+                f"| round {n} | {rate:,.0f} | {ref_rate:,.0f} | {rate / ref_rate:.2f} "
+                f"| {count:,}{flag} |"
             )
+        print(f"| median | | | {statistics.median(r / f for r, f, _c in cold):.2f} | |")
+    if load:
+        print()
+        print(
+            "| cached GET, 1 client (5 s each) | p99 alone | p99 with 32 identicon clients "
+            "| identicon req/s | ratio (goal < 5×) |"
+        )
+        print("|---|---|---|---|---|")
+        for n, (quiet, loaded, rate) in enumerate(load, 1):
+            print(
+                f"| round {n} | {quiet:.2f} ms | {loaded:.2f} ms | {rate:,.0f} "
+                f"| {loaded / quiet:.1f}× |"
+            )
+        ratio = statistics.median(loaded / quiet for quiet, loaded, _r in load)
+        print(f"| median | | | | {ratio:.1f}× |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ VENV=${VENV:-.venv}
 # Installed with --no-install-recommends, so what Samba only *recommends* but provisioning a DC
 # needs is listed here: samba-dsdb-modules (samba_secrets, ...) and samba-vfs-modules (acl_xattr).
 APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk libvips-tools
-              iproute2 util-linux samba-dsdb-modules samba-vfs-modules)
+              iproute2 util-linux samba-dsdb-modules samba-vfs-modules
+              curl)  # curl: the deploy test uploads through nginx the way the field report did
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -9,6 +9,7 @@ import pytest
 
 from userphoto.errors import Conflict
 from userphoto.model import AuditEntry, User
+from userphoto.store import ChangeKind
 from userphoto.store.sqlite import SQLiteStore
 
 
@@ -54,7 +55,12 @@ def test_batch_commits_once_and_only_what_was_written(tmp_path: Path) -> None:
         with pytest.raises(Conflict):
             store.add_user(person(1))  # fails alone (savepoint); the batch goes on
         store.add_user(person(2))
-    assert store.generation() == g0 + 1
+    changes = store.changes_since(g0)  # one per user written; none for the failed write
+    assert [(c.kind, c.user_id) for c in changes] == [
+        (ChangeKind.USER, person(1).id),
+        (ChangeKind.USER, person(2).id),
+    ]
+    assert store.generation() == changes[-1].seq
     assert store.count_users() == 2
 
 
@@ -71,5 +77,5 @@ def test_put_directory_thumbnails_in_one_transaction(tmp_path: Path) -> None:
             for i in (1, 2)
         ]
     )
-    assert store.generation() == g0 + 1
+    assert [c.user_id for c in store.changes_since(g0)] == ["id1", "id2"]  # one transaction
     assert store.get_directory_thumbnail("id2").raw_hash == "hash2"  # type: ignore[union-attr]

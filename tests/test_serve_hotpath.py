@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from userphoto import auth, imaging
 from userphoto.api import default_picture
@@ -16,6 +19,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.demo import portrait
 from userphoto.model import Picture, User, Visibility
+from userphoto.store import Change, ChangeKind
 from userphoto.store.base import Store
 
 URLS = [
@@ -31,7 +35,9 @@ URLS = [
 
 
 async def call(server: PhotoServer, path: str, query: bytes, token: str, inm: bytes = b"") -> dict:
-    headers = [(b"host", b"x"), (b"authorization", f"Bearer {token}".encode())]
+    headers = [(b"host", b"x")]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
     if inm:
         headers.append((b"if-none-match", inm))
     scope = {
@@ -126,7 +132,7 @@ def test_a_change_drops_the_cache_and_bodies_are_shared(hot) -> None:
         a = await call(server, "/v1/users/ada@hot.test/photo", b"size=96", token)
         b = await call(server, "/v1/users/u-ada/photo", b"size=HR96x96", token)
         app.photos.set("ada@hot.test", portrait(2, 700, 700))
-        server.refresh()  # what the poller does every 200 ms
+        server.follower.catch_up()  # what the change follower does within ~50 ms
         calls.clear()
         c = await call(server, "/v1/users/ada@hot.test/photo", b"size=96", token)
         return a, b, c
@@ -155,83 +161,160 @@ def test_cache_is_bounded_in_bytes(hot) -> None:
     assert 0 < len(server.cache.answers) < 50
 
 
-class FakeTransport:
-    """What `Connection` writes, without a socket (the real socket is in test_serve.py)."""
+def test_a_write_to_one_user_leaves_every_other_users_answers_cached(hot) -> None:
+    """Per-user invalidation: after a change to Bo, everything not about Bo is still
+    answered with zero store calls; Bo's answers (and lookups by Bo's keys) are rebuilt."""
+    server, token, calls, app = hot
+    bo_md5 = hashlib.md5(b"bo@hot.test").hexdigest()
+    bo_urls = [
+        ("/v1/users/bo@hot.test/photo", b"size=96"),
+        ("/avatar/" + bo_md5, b"s=40&d=identicon"),
+    ]
+    # An address that does not exist yet: its cached "not found" must go when Bo gets it.
+    alias_url = ("/v1/users/bo.alias@hot.test/photo", b"")
 
-    def __init__(self) -> None:
-        self.out = b""
-        self.closed = False
+    async def warm() -> list[dict]:
+        out = [await call(server, path, query, token) for path, query in URLS]
+        out += [await call(server, path, query, token) for path, query in [*bo_urls, alias_url]]
+        return out
 
-    def write(self, data: bytes) -> None:
-        self.out += data
+    before = asyncio.run(warm())
+    assert before[-1]["status"] == 404
+    user = app.store.find_user("bo@hot.test")
+    assert user is not None
+    user.aliases = ["bo.alias@hot.test"]
+    app.store.update_user(user)
+    app.photos.set("bo@hot.test", portrait(3, 500, 500))
+    server.follower.catch_up()
+    calls.clear()
 
-    def close(self) -> None:
-        self.closed = True
+    async def others() -> list[dict]:
+        return [await call(server, path, query, token) for path, query in URLS]
 
-    def pause_reading(self) -> None: ...
+    again = asyncio.run(others())
+    assert calls == Counter(), "a change to Bo must leave other users' answers cached"
+    assert [a["headers"][b"etag"] for a in again] == [
+        b["headers"][b"etag"] for b in before[: len(URLS)]
+    ]
 
-    def resume_reading(self) -> None: ...
+    async def bo() -> list[dict]:
+        return [await call(server, path, query, token) for path, query in [*bo_urls, alias_url]]
 
-    def get_extra_info(self, name: str) -> None:
-        return None
+    rebuilt = asyncio.run(bo())
+    assert calls["find_user"] + calls["find_user_by_hash"] >= 3  # rebuilt, not served stale
+    assert rebuilt[0]["headers"][b"x-photo-source"] == b"hd"
+    assert rebuilt[2]["status"] == 200  # the new alias finds Bo now
+    assert server.cache.invalidations >= 3
 
 
-def test_http_server_hot_path_is_as_lean(hot) -> None:
-    """The HTTP server's inline path (no ASGI): warm answers touch no store and no image code,
-    pipelined requests are answered in order, and If-None-Match gives a bodiless 304."""
-    from userphoto.api.http import Connection
-
-    server, token, calls, _app = hot
-
-    async def exchange(raw: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
-        conn = Connection(server, max_body=server.max_body)
-        transport = FakeTransport()
-        conn.connection_made(transport)  # type: ignore[arg-type]
-        conn.data_received(raw)
-        conn.connection_lost(None)
-        return parse(transport.out)
-
-    def request(path: str, query: bytes, inm: str | None = None) -> bytes:
-        target = path.encode() + (b"?" + query if query else b"")
-        extra = f"If-None-Match: {inm}\r\n".encode() if inm else b""
-        return (
-            b"GET "
-            + target
-            + b" HTTP/1.1\r\nHost: x\r\n"
-            + f"Authorization: Bearer {token}\r\n".encode()
-            + extra
-            + b"\r\n"
-        )
+def test_cache_eviction_is_lru_never_a_wipe(hot) -> None:
+    """At its byte bound the cache drops the least recently used answers, not everything:
+    an answer hit all along survives a flood of one-off URLs."""
+    server, token, _calls, _app = hot
+    server.cache.max_bytes = 60_000
+    hot_url = ("/v1/users/ada@hot.test/photo", b"size=48")
 
     async def run() -> None:
-        warm = await exchange(b"".join(request(p, q) for p, q in URLS))  # pipelined
-        assert [status for status, _h, _b in warm] == [200] * len(URLS)
-        calls.clear()
-        again = await exchange(b"".join(request(p, q) for p, q in URLS))
-        assert [(s, b) for s, _h, b in again] == [(s, b) for s, _h, b in warm]
-        for (path, query), (_s, headers, _b) in zip(URLS, again, strict=True):
-            assert headers[b"x-content-type-options"] == b"nosniff" and b"date" in headers
-            ((status, h304, body),) = await exchange(
-                request(path, query, headers[b"etag"].decode())
-            )
-            assert status == 304 and body == b"" and h304[b"etag"] == headers[b"etag"]
+        await call(server, *hot_url, token)
+        for n in range(300):
+            await call(server, "/avatar/" + f"{n:032x}", b"d=identicon&s=20", token)
+            await call(server, *hot_url, token)
+            assert server.cache.bytes <= 60_000
 
     asyncio.run(run())
-    assert calls == Counter()
+    key = server.route_key(hot_url[0], hot_url[1].decode())
+    assert any(entry[0] == key for entry in server.cache.answers)
+    assert server.cache.evictions > 0
 
 
-def parse(raw: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
-    """Split a byte stream of HTTP/1.1 responses (Content-Length framed, 304 bodiless)."""
-    out = []
-    while raw:
-        head, _, rest = raw.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b": ")
-            headers[name.lower()] = value
-        length = 0 if status == 304 else int(headers.get(b"content-length", b"0"))
-        out.append((status, headers, rest[:length]))
-        raw = rest[length:]
-    return out
+def test_junk_parameters_and_padded_tokens_share_cache_entries(hot) -> None:
+    """The cache key is built from parsed, known parameters; credentials are remembered by
+    their normalized value: junk and padding add nothing to memory."""
+    server, token, _calls, _app = hot
+
+    async def run() -> None:
+        await call(server, "/v1/users/ada@hot.test/photo", b"size=96", token)
+        entries, size = len(server.cache.answers), server.cache.bytes
+        seen = len(server.auth._seen)
+        for n in range(200):
+            junk = f"size=96&junk{n}={'x' * 2000}".encode()
+            answer = await call(server, "/v1/users/ada@hot.test/photo", junk, " " * n + token)
+            assert answer["status"] == 200
+        assert (len(server.cache.answers), server.cache.bytes) == (entries, size)
+        assert len(server.auth._seen) == seen
+
+    asyncio.run(run())
+
+
+def test_a_burst_for_one_uncached_answer_builds_it_once(hot) -> None:
+    """Thirty concurrent requests for one cold answer: one build in the miss pool, thirty
+    identical answers, and the event loop never ran the store itself."""
+    server, token, calls, _app = hot
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+    original = server.app.store.find_user
+
+    def spy(*a, **kw):
+        threads.add(threading.get_ident())
+        return original(*a, **kw)
+
+    server.app.store.find_user = spy  # type: ignore[method-assign]
+
+    async def run() -> list[dict]:
+        return await asyncio.gather(
+            *(call(server, "/v1/users/ada@hot.test/photo", b"size=120", token) for _ in range(30))
+        )
+
+    answers = asyncio.run(run())
+    assert {a["status"] for a in answers} == {200}
+    assert len({a["headers"][b"etag"] for a in answers}) == 1
+    assert calls["get_rendition"] == 1
+    assert threads and loop_thread not in threads  # built off the event loop
+
+
+def test_outsiders_generated_pictures_are_bounded_in_size(hot) -> None:
+    """An anonymous s=2048 identicon is drawn at 512 px (the client scales it): what one
+    outside request can cost is bounded. Members still get the size they asked for."""
+    server, token, _calls, _app = hot
+
+    async def run() -> tuple[dict, dict]:
+        anon = await call(server, "/avatar/" + "f" * 32, b"d=identicon&s=2048", "")
+        member = await call(server, "/avatar/" + "f" * 32, b"d=identicon&s=700", token)
+        return anon, member
+
+    anon, member = asyncio.run(run())
+    assert Image.open(io.BytesIO(anon["body"])).size == (512, 512)
+    assert Image.open(io.BytesIO(member["body"])).size == (700, 700)
+
+
+def test_unknown_and_hidden_users_cost_the_same_store_reads(hot) -> None:
+    """An outsider's miss for an unknown address and for an existing hidden user: the same
+    answer, and the same store reads (so the work, and its timing, tell nothing)."""
+    server, _token, calls, _app = hot
+    counts = []
+    answers = []
+    for path in ("/v1/users/bo@hot.test/photo", "/v1/users/nobody@hot.test/photo"):
+        calls.clear()
+        answers.append(asyncio.run(call(server, path, b"size=96", "")))
+        counts.append(Counter(calls))
+    assert answers[0]["status"] == answers[1]["status"] == 404
+    assert answers[0]["body"] == answers[1]["body"]
+    assert counts[0] == counts[1] and counts[0]["find_user"] == 1
+
+
+def test_an_org_change_drops_everything_and_the_server_goes_on(hot) -> None:
+    """A follower that fell behind the pruned change rows is told ORG: every cached answer
+    and remembered credential goes, and the next requests rebuild them."""
+    server, token, calls, app = hot
+
+    async def warm() -> None:
+        for path, query in URLS:
+            assert (await call(server, path, query, token))["status"] == 200
+
+    asyncio.run(warm())
+    assert server.cache.answers
+    server.apply(Change(app.store.generation() + 1, ChangeKind.ORG, None))
+    assert not server.cache.answers and server.cache.bytes == 0
+    calls.clear()
+    asyncio.run(warm())
+    assert calls["find_user"] >= 1 and server.cache.answers

@@ -10,7 +10,8 @@
 
 `Authenticator.from_header` is what every HTTP adapter calls (photo routes, admin API, web
 pages); it answers from memory (token digests, verified JWTs) and is refreshed by `reload()`
-whenever the store's generation changes. Tokens and secrets are never logged or put in errors.
+whenever the store's change feed reports a credential change. Tokens and secrets are
+never logged or put in errors.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .store import Store
 
 TOKEN_PREFIX = "upt_"
 _CACHE_LIMIT = 20_000  # distinct credentials remembered between reloads
+_CACHE_KEY_MAX = 4096  # longer credentials are verified every time, never remembered
 
 
 class Unauthorized(UserPhotoError):
@@ -121,8 +123,8 @@ class Authenticator:
         self.store = store
         self.extra_domains = extra_domains
         self._loaded = _Loaded({}, {}, [])
-        # Authorization header -> (viewer, valid-until); dropped on every reload.
-        self._seen: dict[bytes | str, tuple[Viewer, float]] = {}
+        # Normalized credential -> (viewer, valid-until); dropped on every reload.
+        self._seen: dict[str, tuple[Viewer, float]] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -140,22 +142,52 @@ class Authenticator:
 
         Raises Unauthorized for anything present but not valid (never falls back to
         anonymous, so a typo in a token is reported rather than silently downgraded).
+        Verified credentials are remembered by their normalized value (the token alone,
+        without scheme or padding), so padded copies of one token share one entry.
         """
         if not header:
             return ANONYMOUS
-        hit = self._seen.get(header)  # keyed by the header as given (str or bytes)
+        credential = _credential(header)
+        hit = self._seen.get(credential)
         if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
             return hit[0]
-        text = header.decode("latin-1") if isinstance(header, bytes) else header
-        scheme, _, credential = text.strip().partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            raise Unauthorized("Use 'Authorization: Bearer <token>'.")
-        viewer, until = self._verify(credential.strip())
-        seen = self._seen
-        if len(seen) >= _CACHE_LIMIT:
-            seen.clear()
-        seen[header] = (viewer, until)
+        viewer, until = self._verify(credential)
+        if len(credential) <= _CACHE_KEY_MAX:
+            seen = self._seen
+            while len(seen) >= _CACHE_LIMIT:  # the oldest entry goes; never a wipe
+                del seen[next(iter(seen))]
+            seen[credential] = (viewer, until)
         return viewer
+
+    def peek(self, header: bytes | str | None) -> Viewer | None:
+        """From memory alone: the viewer, or None when verifying needs the store (a known
+        token seen for the first time) or a signature check (a JWT) — then call
+        `from_header` off the event loop. Raises Unauthorized when memory already shows the
+        credential is not valid (so a flood of junk tokens costs one hash each)."""
+        if not header:
+            return ANONYMOUS
+        credential = _credential(header)
+        hit = self._seen.get(credential)
+        if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
+            return hit[0]
+        if credential.count(".") == 2:
+            return None
+        digest = token_digest(credential)
+        record = self._loaded.tokens.get(digest)
+        if record is None or not hmac.compare_digest(record.digest, digest):
+            raise Unauthorized("The bearer token is not valid (unknown or revoked).")
+        return None
+
+    def forget_user(self, user_id: str) -> None:
+        """A change to one user: drop only the remembered credentials of that user."""
+        seen = self._seen
+        for key in [k for k, (viewer, _until) in list(seen.items()) if viewer.user_id == user_id]:
+            seen.pop(key, None)
+
+    def knows_domains(self, user: Any) -> bool:
+        """Whether every mail domain of `user` is already a JWT audience."""
+        domains = self._loaded.domains
+        return all(a.rpartition("@")[2] in domains for a in user.addresses)
 
     def from_token(self, token: str) -> Viewer:
         """The viewer for a bare token (e.g. from a session cookie)."""
@@ -218,3 +250,13 @@ class Authenticator:
 
 
 _FOREVER = float("inf")
+
+
+def _credential(header: bytes | str) -> str:
+    """The credential of an Authorization header, normalized (scheme and padding removed)."""
+    text = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, credential = text.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthorized("Use 'Authorization: Bearer <token>'.")
+    return credential

@@ -201,3 +201,13 @@ def png_rgba(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def noise_jpeg(side: int) -> bytes:
+    """A JPEG of random noise: big for its size, like a camera file."""
+    rng = np.random.default_rng(side)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(
+        buf, "JPEG", quality=95
+    )
+    return buf.getvalue()

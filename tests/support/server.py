@@ -196,7 +196,11 @@ ALLOWED_DEFAULT = "https://static.contoso.test/avatars/"
 
 
 def start_server(
-    home: Path, extra_env: dict[str, str] | None = None
+    home: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    scheme: str = "http",
+    verify: str | bool = True,
 ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
@@ -205,24 +209,27 @@ def start_server(
         "USERPHOTO_AVATAR_DEFAULT_URL_ALLOW": f'["{ALLOWED_DEFAULT}"]',
         **(extra_env or {}),
     }
+    # stderr (the access log) goes to a file: a pipe nobody reads would fill and stall it.
+    log = (home / "serve.log").open("ab")
     proc = subprocess.Popen(
         [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         start_new_session=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    log.close()
+    base = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
         try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(base + "/healthz", timeout=1, verify=verify).status_code == 200:
                 return proc, base
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            err = proc.stderr.read().decode() if proc.stderr else ""
+            err = (home / "serve.log").read_text(errors="replace")
             raise RuntimeError(f"userphoto serve did not start:\n{err}")
         time.sleep(0.05)
 

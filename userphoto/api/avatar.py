@@ -3,8 +3,11 @@
 The hash is of any address or alias, trimmed and lower-cased. `s`/`size` 1..2048 (default 80).
 `d`/`default`: `404`, `mp` (`mm`), `identicon` (`monsterid`, `wavatar`, `retro`, `robohash`
 and `pagan` draw an identicon too), `blank`, `initials` (Gravatar's `name`/`initials`
-parameters), or an http(s) URL starting with one of `[avatar] default_url_allow` (a 302;
-anything else is refused, so this is no open redirect). Without `d`: the generated initials
+parameters), or an http(s) URL admitted by `[avatar] default_url_allow` (a 302; anything
+else is refused, so this is no open redirect). Entries are URLs compared parsed: the same
+scheme, the same host (or, written `https://*.cdn.example/`, any subdomain of it), the same
+port and a path under the entry's path — `https://cdn.example` does not admit
+`https://cdn.example.evil.net`. Without `d`: the generated initials
 for internal viewers when the user chose the default picture, else `mp`. `f=y` forces the
 default.
 
@@ -21,6 +24,11 @@ so an unknown hash, a hidden user and a user with nothing visible get identical 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..errors import InvalidArgument, UserPhotoError
 from ..model import ClientProfile, Viewer
@@ -33,6 +41,8 @@ from .lookup import Target
 PREFIX = "/avatar/"
 MAX_SIZE = 2048
 DEFAULT_SIZE = 80
+EXTERNAL_MAX_GENERATED = 512  # px: generated defaults for anonymous and partner viewers
+GENERATED_MAX_BYTES = 32 * 1024 * 1024
 _HASH = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{64})$")
 _IDENTICON_LIKE = {"identicon", "monsterid", "wavatar", "retro", "robohash", "pagan"}
 _KEYWORDS = {"404", "mp", "mm", "blank", "initials", *_IDENTICON_LIKE}
@@ -49,11 +59,81 @@ def parse_size(raw: str | None) -> int:
     return int(raw)
 
 
+@dataclass(frozen=True)
+class UrlRule:
+    """One `[avatar] default_url_allow` entry, parsed: scheme, host (exact, or any subdomain
+    of `suffix` when written `*.suffix`), port, and a path prefix."""
+
+    scheme: str
+    host: str
+    wildcard: bool
+    port: int | None
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> UrlRule:
+        parts = urlsplit(text.strip())
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host or parts.username is not None:
+            raise ValueError(
+                f"[avatar] default_url_allow entry {text!r} is not an http(s) URL like "
+                "https://cdn.example/avatars/ or https://*.cdn.example/"
+            )
+        wildcard = host.startswith("*.")
+        return cls(parts.scheme, host[2:] if wildcard else host, wildcard, parts.port, parts.path)
+
+    def admits(self, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return False
+        host = (parts.hostname or "").lower()
+        if parts.scheme.lower() != self.scheme or parts.username is not None or port != self.port:
+            return False
+        if self.wildcard:
+            if not host.endswith("." + self.host):
+                return False
+        elif host != self.host:
+            return False
+        path, prefix = parts.path or "/", self.path or "/"
+        if prefix.endswith("/"):
+            return path.startswith(prefix)
+        return path == prefix or path.startswith(prefix + "/")
+
+
+class Generated:
+    """Generated default pictures by (kind, size, key), least recently made dropped first."""
+
+    def __init__(self, max_bytes: int = GENERATED_MAX_BYTES):
+        self.max_bytes = max_bytes
+        self.items: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, str], make: Callable[[], bytes]) -> bytes:
+        data = self.items.get(key)
+        if data is not None:
+            return data
+        data = make()
+        with self.lock:
+            if key not in self.items:
+                self.items[key] = data
+                self.bytes += len(data) + len(key[2]) + 100
+            while self.bytes > self.max_bytes and self.items:
+                old_key, old = self.items.popitem(last=False)
+                self.bytes -= len(old) + len(old_key[2]) + 100
+        return data
+
+
 class AvatarApi:
+    route = "/avatar/{hash}"  # for the access log and metrics
+
     def __init__(self, services: Services):
         self.s = services
         allow = services.app.settings.get("avatar", "default_url_allow", [])
-        self.allowed_urls = tuple(str(a) for a in allow)
+        self.allowed_urls = tuple(UrlRule.parse(str(a)) for a in allow)
+        self.generated = Generated()
 
     def error(self, exc: UserPhotoError) -> Answer:
         extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
@@ -68,7 +148,7 @@ class AvatarApi:
         if lowered in _KEYWORDS:
             return lowered
         if lowered.startswith(("http://", "https://")):
-            if usable_url(raw) and any(raw.startswith(p) for p in self.allowed_urls):
+            if usable_url(raw) and any(rule.admits(raw) for rule in self.allowed_urls):
                 return raw
             raise InvalidArgument(
                 "d is a URL that is not allow-listed ([avatar] default_url_allow)."
@@ -124,25 +204,35 @@ class AvatarApi:
             return plain_error(404, _NOT_FOUND, target=uid, cacheable=True)
         if default.startswith(("http://", "https://")):
             return redirect_answer(default, viewer, target=uid, source="default")
+        if not viewer.internal:
+            # What one outside request can cost is bounded: generated pictures for them stop
+            # at EXTERNAL_MAX_GENERATED px (the client scales up, as for photos).
+            size = min(size, EXTERNAL_MAX_GENERATED)
+        gen = self.generated
         if default in ("mp", "mm"):
-            data = default_picture.silhouette(size)
+            data = gen.get(("mp", size, ""), lambda: default_picture.silhouette(size))
         elif default in _IDENTICON_LIKE:
-            data = default_picture.identicon(digest, size)
+            data = gen.get(
+                ("identicon", size, digest), lambda: default_picture.identicon(digest, size)
+            )
         elif default == "blank":
-            data = default_picture.blank(size)
+            data = gen.get(("blank", size, ""), lambda: default_picture.blank(size))
         else:  # initials
             if target is not None:
                 user = target.user
                 text = default_picture.initials_of(user.display_name or user.address)
-                data = default_picture.initials(text, user.id, size)
+                seed = user.id
             else:
                 q = req.query
                 given = q.get("initials", "").strip()[:2] or (
                     default_picture.initials_of(q["name"]) if q.get("name") else ""
                 )
-                data = (
-                    default_picture.initials(given.upper(), digest, size)
-                    if given and given != "?"
-                    else default_picture.silhouette(size)
+                text, seed = given.upper(), digest
+            if text and text != "?":
+                data = gen.get(
+                    ("initials", size, f"{text}\x00{seed}"),
+                    lambda: default_picture.initials(text, seed, size),
                 )
+            else:
+                data = gen.get(("mp", size, ""), lambda: default_picture.silhouette(size))
         return image_answer(data, viewer, "default", target=uid)

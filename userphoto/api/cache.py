@@ -2,15 +2,17 @@
 
 An `Answer` is built once, with every header final (strong ETag over the exact bytes,
 Cache-Control, Vary, nosniff), so serving a cached one is two ASGI messages and nothing else.
-The cache is dropped whenever the store's generation changes (see `server.Poller`); an answer
-computed from data older than the current generation is never stored, so a build that raced
-an invalidation cannot leave a stale entry behind.
+The cache follows the store's per-user change feed (see `server.Follower`): a change drops only
+the answers that depend on it, and an answer built from data older than a change that touches
+it is never stored, so a build that raced an invalidation cannot leave a stale entry behind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -45,8 +47,30 @@ class Answer:
     not_modified: Headers | None = None  # the 304's headers (ETag, caching, Vary)
     target: str | None = None  # id of the user it is about (for the viewer relation)
     cacheable: bool = False
-    # The encoded heads (status line + headers) for the HTTP server, made on first use.
-    wire: dict[str, bytes] | None = None
+    # The headers as str pairs for the RSGI interface, made on first use.
+    rsgi: list[tuple[str, str]] | None = None
+    rsgi_304: list[tuple[str, str]] | None = None
+    hot: bool = False  # hit since the cache's eviction last looked at it
+    cost: int = 0  # bytes charged to the cache for it
+
+    def rsgi_headers(self) -> list[tuple[str, str]]:
+        """The headers as str pairs, without Content-Length: the server frames the body."""
+        headers = self.rsgi
+        if headers is None:
+            headers = self.rsgi = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in self.headers
+                if k != b"content-length"
+            ]
+        return headers
+
+    def rsgi_not_modified(self) -> list[tuple[str, str]]:
+        headers = self.rsgi_304
+        if headers is None:
+            headers = self.rsgi_304 = [
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.not_modified or []
+            ]
+        return headers
 
     def matches(self, if_none_match: bytes) -> bool:
         """`If-None-Match` handling: `*`, a list, and weak comparison (RFC 9110 §13.1.2)."""
@@ -186,48 +210,169 @@ def empty_answer(status: int, extra: Iterable[tuple[bytes, bytes]] = ()) -> Answ
     return Answer(status, [(b"content-length", b"0"), NOSNIFF, *extra])
 
 
-class AnswerCache:
-    """Answers by (route key, viewer relation) plus route key → target user id.
+ENTRY_OVERHEAD = 400  # bytes an entry costs beyond its key and body (objects, dict slots)
+MAX_KEY_BYTES = 1024  # longer route keys are answered but never cached
 
-    Plain dicts, replaced (not mutated) on invalidation so readers never see a half-cleared
-    state. Identical bodies are stored once (by ETag), whatever URL or viewer produced them,
-    and both the number of entries and the bytes held are bounded, so a flood of distinct
-    URLs cannot grow memory without limit: past a bound the cache simply starts over.
+
+def key_size(key: tuple) -> int:
+    return sum(len(part) if isinstance(part, str | bytes) else 8 for part in key)
+
+
+class AnswerCache:
+    """Answers by (route key, viewer relation), bounded in entries and bytes, keys included.
+
+    Eviction is second-chance LRU: a hit only sets `answer.hot` (no lock, no reordering on
+    the hot path); eviction walks from the oldest entry, gives hot ones one more round and
+    drops the rest. Nothing is ever wiped whole: a change drops only the entries it touches
+    (`drop_user`), found through two indexes: target user id → keys, and lookup token (an
+    address, alias, id or hash a build looked up, found or not) → keys.
+
+    An answer built from data older than a change to its user or lookup tokens is not
+    stored (`put` compares the build's start seq with what the change feed has applied).
+    Mutations happen under a lock; readers use `get` without it.
     """
 
     def __init__(self, limit: int = 200_000, max_bytes: int = 256 * 1024 * 1024):
         self.limit = limit
         self.max_bytes = max_bytes
-        self.generation = -1
-        self.answers: dict[tuple, Answer] = {}
-        self.targets: dict[tuple, str | None] = {}
-        self.bodies: dict[bytes, bytes] = {}
+        self.answers: OrderedDict[tuple, Answer] = OrderedDict()
+        self.targets: dict[tuple, str | None] = {}  # route key -> target user id
+        self.by_user: dict[str, set[tuple]] = {}
+        self.by_token: dict[str, set[tuple]] = {}
+        self.deps: dict[tuple, tuple[str | None, tuple[str, ...]]] = {}
+        self.bodies: dict[bytes, list] = {}  # etag -> [body, references]
         self.bytes = 0
+        self.seq = 0  # the last change applied
+        self.org_seq = 0  # the last change that dropped everything
+        self.touched: dict[str, int] = {}  # user id / token -> seq of its last change
+        self.lock = threading.Lock()
+        self.hits = self.misses = self.evictions = self.invalidations = 0
 
-    def invalidate(self, generation: int) -> None:
-        # The generation moves first: a `put` racing this (from another thread) either sees
-        # the new number and drops its answer, or writes into the dicts being discarded.
-        self.generation = generation
-        self.answers = {}
-        self.targets = {}
-        self.bodies = {}
-        self.bytes = 0
+    def get(self, key: tuple, relation: str) -> Answer | None:
+        answer = self.answers.get((key, relation))
+        if answer is not None:
+            answer.hot = True
+        return answer
 
-    def put(self, key: tuple, relation: str, answer: Answer, built_at: int) -> None:
-        if len(self.answers) >= self.limit or self.bytes + len(answer.body) > self.max_bytes:
-            self.invalidate(self.generation)
-        answers, targets, bodies = self.answers, self.targets, self.bodies
-        if built_at != self.generation:  # built from data the poller has since replaced
-            return
-        if answer.etag is not None:
-            shared = bodies.get(answer.etag)
-            if shared is None:
-                bodies[answer.etag] = answer.body
-                self.bytes += len(answer.body)
+    def put(
+        self,
+        key: tuple,
+        relation: str,
+        answer: Answer,
+        built_at: int,
+        tokens: tuple[str, ...] = (),
+    ) -> bool:
+        """Store an answer built from data as of change `built_at`; False if it is stale."""
+        size = key_size(key)
+        if size > MAX_KEY_BYTES:
+            return False
+        target = answer.target
+        entry = (key, relation)
+        with self.lock:
+            touched = self.touched
+            if built_at < self.org_seq or (
+                target is not None and touched.get(target, 0) > built_at
+            ):
+                return False
+            if any(touched.get(t, 0) > built_at for t in tokens):
+                return False
+            if entry in self.answers:
+                self._drop(entry)
+            cost = size + ENTRY_OVERHEAD
+            if answer.etag is not None:
+                shared = self.bodies.get(answer.etag)
+                if shared is None:
+                    self.bodies[answer.etag] = [answer.body, 1]
+                    cost += len(answer.body)
+                else:
+                    answer.body = shared[0]
+                    shared[1] += 1
             else:
-                answer.body = shared
-        targets[key] = answer.target
-        answers[(key, relation)] = answer
+                cost += len(answer.body)
+            answer.cost = cost
+            self.bytes += cost
+            self.answers[entry] = answer
+            self.targets[key] = target
+            self.deps[entry] = (target, tokens)
+            if target is not None:
+                self.by_user.setdefault(target, set()).add(entry)
+            for token in tokens:
+                self.by_token.setdefault(token, set()).add(entry)
+            self._evict()
+        return True
+
+    def _evict(self) -> None:
+        answers = self.answers
+        while answers and (len(answers) > self.limit or self.bytes > self.max_bytes):
+            entry, answer = next(iter(answers.items()))
+            if answer.hot:
+                answer.hot = False
+                answers.move_to_end(entry)
+                continue
+            self._drop(entry)
+            self.evictions += 1
+
+    def _drop(self, entry: tuple) -> None:
+        answer = self.answers.pop(entry, None)
+        if answer is None:
+            return
+        self.bytes -= answer.cost
+        if answer.etag is not None:
+            shared = self.bodies.get(answer.etag)
+            if shared is not None:
+                shared[1] -= 1
+                if shared[1] <= 0:
+                    del self.bodies[answer.etag]
+        target, tokens = self.deps.pop(entry, (None, ()))
+        if target is not None:
+            keys = self.by_user.get(target)
+            if keys is not None:
+                keys.discard(entry)
+                if not keys:
+                    del self.by_user[target]
+        for token in tokens:
+            keys = self.by_token.get(token)
+            if keys is not None:
+                keys.discard(entry)
+                if not keys:
+                    del self.by_token[token]
+        # The route key's target stays while another relation's answer for it remains.
+        key = entry[0]
+        if key in self.targets and not any((key, r) in self.answers for r in RELATIONS):
+            del self.targets[key]
+
+    def drop_user(self, seq: int, user_id: str, tokens: tuple[str, ...] = ()) -> int:
+        """A change to one user: drop their answers and those of their lookup tokens."""
+        with self.lock:
+            self.seq = max(self.seq, seq)
+            self._touch(user_id, seq)
+            entries = set(self.by_user.get(user_id, ()))
+            for token in tokens:
+                self._touch(token, seq)
+                entries |= self.by_token.get(token, set())
+            for entry in entries:
+                self._drop(entry)
+            self.invalidations += len(entries)
+            return len(entries)
+
+    def _touch(self, name: str, seq: int) -> None:
+        touched = self.touched
+        touched[name] = seq
+        if len(touched) > 100_000:  # builds older than this are refused wholesale instead
+            self.org_seq = seq
+            touched.clear()
+
+    def drop_all(self, seq: int) -> None:
+        """A change that can touch every answer (rare)."""
+        with self.lock:
+            self.seq = self.org_seq = max(self.seq, seq)
+            self.invalidations += len(self.answers)
+            self.answers = OrderedDict()
+            self.targets, self.by_user, self.by_token, self.deps = {}, {}, {}, {}
+            self.bodies, self.bytes, self.touched = {}, 0, {}
+
+
+RELATIONS = ("self", "internal", "partner", "anonymous")
 
 
 def relation(viewer: Viewer, target: str | None) -> str:

@@ -21,6 +21,8 @@ _NOTHING = b"No photo.\n"
 
 
 class EwsApi:
+    route = "/ews/Exchange.asmx/s/GetUserPhoto"  # for the access log and metrics
+
     def __init__(self, services: Services):
         self.s = services
 

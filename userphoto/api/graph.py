@@ -69,6 +69,8 @@ def size_id(text: str) -> int:
 
 
 class GraphApi:
+    route = "/v1.0/users/{user}/photo"  # for the access log and metrics
+
     def __init__(self, services: Services):
         self.s = services
 

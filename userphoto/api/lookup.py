@@ -6,7 +6,12 @@ Only cache misses come here; the answers they produce are cached by the server.
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .. import imaging
 from ..app import App
@@ -20,8 +25,10 @@ from ..model import (
     is_address,
 )
 from ..resolve import Resolution, resolve
+from ..store import address_hashes
 
 RESIZED_MAX_BYTES = 64 * 1024 * 1024  # Libravatar sizes made from masters, kept for reuse
+_NOBODY = "\x00nobody"  # an id no user can have (check_key refuses control characters)
 _ID = re.compile(r"^[A-Za-z0-9._:{}~+=-]{1,128}$")
 
 
@@ -50,30 +57,78 @@ class Target:
         return self.photo.sizes if self.photo else ()
 
 
+def user_tokens(user: User) -> tuple[str, ...]:
+    """Every key a lookup may have used to find `user`: id, addresses, aliases, their hashes."""
+    tokens = {user.id.lower()}
+    for address in user.addresses:
+        tokens.add(address.strip().lower())
+        tokens.update(address_hashes(address))
+    return tuple(tokens)
+
+
 class Lookup:
     def __init__(self, app: App):
         self.app = app
         self.store = app.store
-        self._resized: dict[tuple[int, int], bytes] = {}
+        self._resized: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._resized_bytes = 0
+        self._resized_lock = threading.Lock()
+        self._seen = threading.local()  # keys looked up by the build running on this thread
 
     def reset(self) -> None:
-        self._resized = {}
-        self._resized_bytes = 0
+        """Forget resized renditions (a change that can touch every answer)."""
+        with self._resized_lock:
+            self._resized = OrderedDict()
+            self._resized_bytes = 0
 
+    # --- what a build depended on ----------------------------------------------------------
+    def start_recording(self) -> None:
+        self._seen.keys = []
+        self._seen.store = 0.0
+
+    def recorded(self) -> tuple[tuple[str, ...], float]:
+        """(keys looked up, seconds spent in store reads) since `start_recording`."""
+        keys = getattr(self._seen, "keys", None) or []
+        seconds = getattr(self._seen, "store", 0.0)
+        self._seen.keys = None
+        return tuple(keys), seconds
+
+    def _read(self, read: Callable[..., Any], *args: Any) -> Any:
+        """One store read, its time added to the running build's store time."""
+        began = time.perf_counter()
+        try:
+            return read(*args)
+        finally:
+            if getattr(self._seen, "keys", None) is not None:
+                self._seen.store += time.perf_counter() - began
+
+    def _record(self, key: str) -> None:
+        keys = getattr(self._seen, "keys", None)
+        if keys is not None:
+            keys.append(key.strip().lower())
+
+    # --- reads -------------------------------------------------------------------------------
     def target(self, key: str) -> Target | None:
-        user = self.store.find_user(key)
-        return self.load(user) if user else None
+        self._record(key)
+        user = self._read(self.store.find_user, key)
+        return self.load(user) if user else self._nobody()
 
     def by_hash(self, digest: str) -> Target | None:
-        user = self.store.find_user_by_hash(digest)
-        return self.load(user) if user else None
+        self._record(digest)
+        user = self._read(self.store.find_user_by_hash, digest)
+        return self.load(user) if user else self._nobody()
+
+    def _nobody(self) -> None:
+        # The same reads as for a user who exists, so an unknown key costs what a hidden
+        # user costs and timing does not tell them apart.
+        self._read(self.store.get_photo, _NOBODY)
+        self._read(self.store.get_directory_thumbnail, _NOBODY)
 
     def load(self, user: User) -> Target:
         return Target(
             user,
-            self.store.get_photo(user.id),
-            self.store.get_directory_thumbnail(user.id),
+            self._read(self.store.get_photo, user.id),
+            self._read(self.store.get_directory_thumbnail, user.id),
         )
 
     @staticmethod
@@ -97,7 +152,7 @@ class Lookup:
 
     def rendition(self, target: Target, size: int) -> bytes | None:
         assert target.photo is not None
-        return self.store.get_rendition(target.photo.id, size)
+        return self._read(self.store.get_rendition, target.photo.id, size)
 
     def any_size(self, target: Target, size: int) -> tuple[bytes, int] | None:
         """Libravatar sizes: a stored rendition when one matches, else made once from the
@@ -120,8 +175,10 @@ class Lookup:
             if source is None:
                 return None
             made = imaging.resize_jpeg(source, size, self.app.settings.jpeg_quality)
-            if self._resized_bytes > RESIZED_MAX_BYTES:
-                self.reset()
-            self._resized[key] = made
-            self._resized_bytes += len(made)
+            with self._resized_lock:  # least recently made goes first; never a wipe
+                self._resized[key] = made
+                self._resized_bytes += len(made)
+                while self._resized_bytes > RESIZED_MAX_BYTES and self._resized:
+                    _key, old = self._resized.popitem(last=False)
+                    self._resized_bytes -= len(old)
         return made, size

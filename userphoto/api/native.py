@@ -28,6 +28,8 @@ HIDDEN_ANSWER = ("not_found", "No photo is available for this address.")
 
 
 class NativeApi:
+    route = "/v1/users/{user}/photo"  # for the access log and metrics
+
     def __init__(self, services: Services):
         self.s = services
 

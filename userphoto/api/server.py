@@ -1,36 +1,44 @@
-"""The HTTP server process: a bare photo hot path in front of the Starlette site.
+"""The serving application: a bare photo hot path in front of the Starlette site.
+
+`userphoto serve` runs it on granian (`api/run.py`) through the RSGI interface (`__rsgi__`);
+the same object is also a plain ASGI app (`__call__`) for any ASGI server. No HTTP framing
+is ours: the server parses, frames, times out and limits; this module decides the answers.
 
 Request flow for a photo GET (`/v1/users/`, `/v1.0/`, `/ews/`, `/avatar/`):
   Authorization header → Viewer (a dict hit after the first request with that credential)
-  → (path, query) → target user id → (path, query, viewer relation) → encoded Answer
+  → (path, normalized query) → target user id → + viewer relation → cached Answer
   → `If-None-Match` ? 304 : 200. No SQL, no image work, no framework in the steady state.
-A miss runs the surface's handler (store reads, the resolution rule, maybe a resize) and
-caches the answer. Writes (PUT/DELETE) run in a worker thread and drop the cache at once.
+A miss is built in a bounded thread pool (`MissPool`), never on the event loop, and one key
+is built once however many requests wait for it. Writes (PUT/DELETE) run in a worker thread.
 
-`Poller` re-reads `store.generation()` every 200 ms in a daemon thread: a change committed by
-any process (the CLI, sync, another node on PostgreSQL) empties this process's caches and
-reloads credentials, so it shows within a fraction of a second.
-
-`PhotoServer` is an ASGI app; `userphoto serve` runs it on the small HTTP/1.1 server in
-`http.py`, which answers photo GETs from `photo_answer` without going through ASGI at all
-(BENCHMARKS.md "Serving" has the measurements behind that).
+`Follower` follows the store's change feed (`Store.wait_for_changes`) in a daemon thread: a
+change to user X, committed by any process or node, drops only X's answers and lookups.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 from ..app import App
 from ..auth import Authenticator
 from ..errors import UserPhotoError, WorkersBusy
-from .cache import Answer, AnswerCache, error_answer, relation
+from ..model import ViewerKind
+from ..store import Change, ChangeKind
+from .cache import Answer, AnswerCache, error_answer, plain_error, relation
 from .common import Req, Services
-from .lookup import Lookup
+from .lookup import Lookup, user_tokens
+from .observe import AccessLog, Metrics
 from .site import create_site
 
 log = logging.getLogger("userphoto.api")
@@ -40,51 +48,150 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-POLL_SECONDS = 0.2
+# Query parameters any photo surface reads; the cache key is built from these alone, so junk
+# parameters neither split the cache nor grow it.
+KNOWN_PARAMS = frozenset(
+    {"size", "client", "default", "s", "d", "f", "forcedefault", "name", "initials", "email"}
+)
+QUERY_MEMO_LIMIT = 20_000  # raw query strings remembered with their normalized form
+QUERY_MEMO_MAX_LEN = 256
+BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
+_GET_HEAD = frozenset({"GET", "HEAD"})
+_UNKNOWN = object()
+_NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
 
 
 class Surface(Protocol):
+    route: str  # the route template for the access log
+
     def handle(self, req: Req) -> Answer: ...
 
     def error(self, exc: UserPhotoError) -> Answer: ...
 
 
-class Poller(threading.Thread):
-    """Drops caches and reloads credentials whenever the store's generation moves."""
+class Follower(threading.Thread):
+    """Applies the store's change feed to this process's caches, one change at a time."""
 
-    def __init__(self, server: PhotoServer, interval: float = POLL_SECONDS):
-        super().__init__(name="userphoto-generation-poller", daemon=True)
+    def __init__(self, server: PhotoServer, start_at: int):
+        super().__init__(name="userphoto-change-follower", daemon=True)
         self.server = server
-        self.interval = interval
+        self.seq = start_at
         self.stopped = threading.Event()
+        self.lock = threading.Lock()  # the follower and a local write may both catch up
 
     def run(self) -> None:
-        while not self.stopped.wait(self.interval):
+        store = self.server.app.store
+        while not self.stopped.is_set():
             try:
-                self.server.refresh()
-            except Exception:  # a locked or restarting database: try again next tick
-                log.exception("generation poll failed")
+                changes = store.wait_for_changes(self.seq, timeout=1.0)
+                self.apply(changes)
+            except Exception:  # a locked or restarting database: try again shortly
+                log.exception("change feed read failed")
+                self.stopped.wait(1.0)
+            self.server.access.flush()
+
+    def catch_up(self) -> None:
+        """Apply what is committed now (after a write in this process, before answering)."""
+        self.apply(self.server.app.store.changes_since(self.seq))
+
+    def apply(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        with self.lock:
+            server = self.server
+            for change in changes:
+                if change.seq <= self.seq:
+                    continue
+                server.apply(change)
+                self.seq = change.seq
+
+
+class MissPool:
+    """Cache misses run here, off the event loop: a bounded pool, one build per key at once."""
+
+    def __init__(self, threads: int, queue_limit: int, name: str = "userphoto-miss"):
+        self.executor = ThreadPoolExecutor(threads, name, initializer=_lower_priority)
+        self.queue_limit = queue_limit
+        self.inflight: dict[tuple, asyncio.Future[Any]] = {}
+        self.depth = 0
+
+    async def run(self, key: tuple, build: Callable[[], Any]) -> Any:
+        """`build()` in the pool; concurrent calls with the same key share one build."""
+        waiting = self.inflight.get(key)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        if self.depth >= self.queue_limit:
+            raise Busy()
+        loop = asyncio.get_running_loop()
+        self.depth += 1
+        future: Future[Any] = self.executor.submit(build)
+        wrapped = asyncio.wrap_future(future, loop=loop)
+        self.inflight[key] = wrapped
+        try:
+            return await asyncio.shield(wrapped)
+        finally:
+            self.depth -= 1
+            if self.inflight.get(key) is wrapped:
+                del self.inflight[key]
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Miss threads run at nice 10: on a busy core the kernel prefers the event loop thread,
+    so cached answers keep flowing while images are drawn (Linux: per-thread nice)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+class Busy(Exception):
+    """The miss queue is full: answer 503 rather than queue without bound."""
+
+
+_BUSY = plain_error(503, b"Busy; retry shortly.\n", extra=[(b"retry-after", b"1")])
 
 
 class PhotoServer:
     def __init__(self, app: App, *, poll: bool = True):
+        """`poll`: follow the store's change feed in a thread (tests apply it by hand)."""
         self.app = app
-        self.auth = Authenticator(app.store, tuple(app.settings.get("server", "domains", [])))
+        settings = app.settings
+        self.auth = Authenticator(app.store, tuple(settings.get("server", "domains", [])))
         self.lookup = Lookup(app)
         self.services = Services(app, self.auth, self.lookup)
-        self.cache = AnswerCache()
-        self.cache.invalidate(app.store.generation())
-        self.site: ASGIApp = create_site(self.services)
-        self.max_body = app.settings.limits.max_bytes
+        self.cache = AnswerCache(
+            max_bytes=int(settings.get("server", "cache_mb", 256)) * 1024 * 1024
+        )
+        self.site: ASGIApp = create_site(self.services, server=self)
+        self.max_body = settings.limits.max_bytes
+        self.body_timeout = float(settings.get("server", "body_timeout", BODY_TIMEOUT))
         # Image work runs in the worker pool, so uploads run concurrently (up to its size);
         # starting the workers now spares the first uploads their start-up.
         threading.Thread(target=app.pool.start, name="image-workers-start", daemon=True).start()
         self._writes = 0  # uploads and deletes received and not yet answered
         self.surfaces: list[tuple[str, Surface]] = self._surfaces()
-        self.poller: Poller | None = None
+        self.pool = MissPool(
+            int(settings.get("server", "miss_threads", 4)),
+            int(settings.get("server", "miss_queue", 1024)),
+        )
+        # Outsiders (anonymous, partners) get a pool of their own: however many of them ask
+        # for uncached pictures, they cannot crowd out members' misses.
+        self.outside_pool = MissPool(
+            int(settings.get("server", "outside_miss_threads", 1)),
+            int(settings.get("server", "outside_miss_queue", 256)),
+            "userphoto-outside-miss",
+        )
+        # A thread holding the GIL yields it within 2 ms when the event loop wants it (the
+        # default 5 ms would show in the latency of cached answers during image work).
+        sys.setswitchinterval(0.002)
+        self.metrics = Metrics(self)
+        self.access = AccessLog.from_settings(settings)
+        self._queries: dict[str, tuple] = {}
+        self.follower = Follower(self, app.store.generation())
+        self.cache.seq = self.follower.seq
         if poll:
-            self.poller = Poller(self)
-            self.poller.start()
+            self.follower.start()
 
     def _surfaces(self) -> list[tuple[str, Surface]]:
         from . import avatar, ews, graph, native
@@ -98,57 +205,327 @@ class PhotoServer:
             ("/EWS/", ews_api),  # IIS paths are case-insensitive; clients send both
         ]
 
-    def refresh(self, force: bool = False) -> None:
-        generation = self.app.store.generation()
-        if force or generation != self.cache.generation:
+    def close(self) -> None:
+        self.follower.stopped.set()
+        self.pool.shutdown()
+        self.outside_pool.shutdown()
+        self.access.flush()
+
+    # --- the change feed ---------------------------------------------------------------------
+    def apply(self, change: Change) -> None:
+        """Drop what one change touches (called on the follower thread, or after a write)."""
+        if change.kind is ChangeKind.USER and change.user_id is not None:
+            user = self.app.store.find_user(change.user_id)
+            tokens = user_tokens(user) if user else (change.user_id.lower(),)
+            self.cache.drop_user(change.seq, change.user_id, tokens)
+            self.auth.forget_user(change.user_id)
+            if user is not None and not self.auth.knows_domains(user):
+                self.auth.reload()  # a new mail domain: partner JWT audiences grow
+        elif change.kind is ChangeKind.CREDENTIALS:
+            self.auth.reload()
+            self.cache.seq = max(self.cache.seq, change.seq)
+        else:
             self.auth.reload()
             self.lookup.reset()
-            self.cache.invalidate(generation)
+            self.cache.drop_all(change.seq)
 
-    # --- ASGI ----------------------------------------------------------------------------------
+    # --- the photo hot path ------------------------------------------------------------------
+    def route_key(self, path: str, query: str) -> tuple:
+        """(path, known parameters sorted: first value each, names lower-cased), parsed
+        the way `Req.query` parses, so every spelling of one request shares one entry."""
+        normal = self._queries.get(query)
+        if normal is None:
+            seen: dict[str, str] = {}
+            for name, value in parse_qsl(query, keep_blank_values=True):
+                name = name.lower()
+                if name in KNOWN_PARAMS and name not in seen:
+                    seen[name] = value
+            normal = tuple(sorted(seen.items()))
+            if len(query) <= QUERY_MEMO_MAX_LEN and len(self._queries) < QUERY_MEMO_LIMIT:
+                self._queries[query] = normal
+        return (path, normal)
+
+    def cached(self, path: str, query: str, viewer: Any) -> tuple[tuple, Answer | None]:
+        cache = self.cache
+        key = self.route_key(path, query)
+        if "/me/" in path or path.endswith("/me"):
+            key = (*key, viewer.user_id)  # the target depends on who asks
+        target = cache.targets.get(key, _UNKNOWN)  # one read: the follower may drop it
+        if target is _UNKNOWN:
+            return key, None
+        return key, cache.get(key, relation(viewer, target))  # type: ignore[arg-type]
+
+    def photo_hit(
+        self, surface: Surface, path: str, query: str, auth_header: str | bytes | None
+    ) -> tuple[Answer | None, Any, tuple]:
+        """(cached answer or None, viewer, route key); (error answer, None, ()) for bad
+        credentials. Synchronous: a hit costs no coroutine."""
+        try:
+            viewer = self.auth.peek(auth_header)
+        except UserPhotoError as exc:
+            return surface.error(exc), None, ()
+        if viewer is None:  # a credential to verify first (store read or signature check)
+            return None, None, ()
+        key, answer = self.cached(path, query, viewer)
+        return answer, viewer, key
+
+    async def photo_slow(
+        self,
+        surface: Surface,
+        method: str,
+        path: str,
+        query: str,
+        auth_header: str | bytes | None,
+        headers: dict[bytes, bytes],
+    ) -> tuple[Answer, Any, str]:
+        """A photo GET that memory could not answer: (answer, viewer or None, cache state).
+        Credentials are verified in the pool, then the answer is a hit or built there."""
+        try:
+            viewer = await self.pool.run(
+                ("credential", _credential_key(auth_header)),
+                lambda: self.auth.from_header(auth_header),
+            )
+        except UserPhotoError as exc:
+            return surface.error(exc), None, "-"
+        except Busy:
+            return _BUSY, None, "-"
+        key, answer = self.cached(path, query, viewer)
+        if answer is not None:
+            self.cache.hits += 1
+            return answer, viewer, "hit"
+        answer = await self.photo_miss(surface, method, path, query, viewer, key, headers)
+        return answer, viewer, "miss"
+
+    async def photo_miss(
+        self,
+        surface: Surface,
+        method: str,
+        path: str,
+        query: str,
+        viewer: Any,
+        key: tuple,
+        headers: dict[bytes, bytes],
+    ) -> Answer:
+        """Build a missing answer in the pool (one build per key at once) and cache it."""
+        self.cache.misses += 1
+        req = Req(method, path, query.encode("latin-1", "replace"), headers, viewer)
+        started = self.cache.seq
+        pool = self.pool if viewer.internal else self.outside_pool
+        try:
+            answer, tokens = await pool.run(
+                (key, viewer.kind, viewer.user_id if viewer.internal else None),
+                lambda: self._build(surface, req),
+            )
+        except Busy:
+            return _BUSY
+        if answer.cacheable:
+            self.cache.put(key, relation(viewer, answer.target), answer, started, tokens)
+        return answer
+
+    def _build(self, surface: Surface, req: Req) -> tuple[Answer, tuple[str, ...]]:
+        began = time.perf_counter()
+        self.lookup.start_recording()
+        answer = guarded(surface, req)
+        tokens, store_seconds = self.lookup.recorded()
+        self.metrics.observe_build(time.perf_counter() - began, store_seconds)
+        return answer, tokens
+
+    # --- RSGI (granian) ----------------------------------------------------------------------
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        began = time.perf_counter()
+        path: str = scope.path
+        method: str = scope.method
+        headers = scope.headers
+        hosts = len(headers.get_all("host"))
+        if hosts > 1 or (hosts == 0 and scope.http_version == "1.1"):
+            # RFC 9112 §3.2: exactly one Host in HTTP/1.1 (HTTP/2 carries :authority).
+            proto.response_bytes(400, [("content-type", "text/plain")], _NO_HOST)
+            self.metrics.count("-", 400, time.perf_counter() - began)
+            self.access.line(began, method, "-", None, 400, len(_NO_HOST), "-", "-")
+            return
+        if method in _GET_HEAD:
+            for prefix, surface in self.surfaces:
+                if path.startswith(prefix):
+                    query = scope.query_string
+                    answer, viewer, key = self.photo_hit(
+                        surface, path, query, headers.get("authorization")
+                    )
+                    if answer is not None and viewer is not None:
+                        self.cache.hits += 1
+                        state, kind = "hit", viewer.kind.value
+                    elif answer is not None:
+                        state, kind = "-", "invalid"
+                    elif viewer is not None:
+                        state, kind = "miss", viewer.kind.value
+                        answer = await self.photo_miss(
+                            surface, method, path, query, viewer, key, _bytes_headers(headers)
+                        )
+                    else:
+                        answer, viewer, state = await self.photo_slow(
+                            surface,
+                            method,
+                            path,
+                            query,
+                            headers.get("authorization"),
+                            _bytes_headers(headers),
+                        )
+                        kind = viewer.kind.value if viewer is not None else "invalid"
+                    inm = headers.get("if-none-match")
+                    if inm is not None and answer.status == 200 and answer.matches(inm.encode()):
+                        proto.response_empty(304, answer.rsgi_not_modified())
+                        status, size = 304, 0
+                    elif method == "HEAD":  # the length a GET would have, and no body
+                        length = ("content-length", str(len(answer.body)))
+                        proto.response_empty(answer.status, [*answer.rsgi_headers(), length])
+                        status, size = answer.status, 0
+                    else:
+                        proto.response_bytes(answer.status, answer.rsgi_headers(), answer.body)
+                        status, size = answer.status, len(answer.body)
+                    self.metrics.count(surface.route, status, time.perf_counter() - began)
+                    self.access.line(
+                        began, method, surface.route, answer.target, status, size, state, kind
+                    )
+                    return
+        await self._rsgi_asgi(scope, proto, began)
+
+    async def _rsgi_asgi(self, scope: Any, proto: Any, began: float) -> None:
+        """Everything else through the ASGI app: the RSGI scope and body as ASGI messages."""
+        raw_path, _, _ = scope.path.partition("?")
+        asgi_scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": scope.http_version,
+            "method": scope.method,
+            "scheme": scope.scheme,
+            "path": scope.path,
+            "raw_path": raw_path.encode("latin-1", "replace"),
+            "query_string": scope.query_string.encode("latin-1", "replace"),
+            "root_path": "",
+            "headers": [
+                (k.encode("latin-1"), v.encode("latin-1")) for k, v in scope.headers.items()
+            ],
+            "client": _addr(scope.client),
+            "server": _addr(scope.server),
+            "extensions": {},
+        }
+        body_iter = proto.__aiter__()
+        responded = False
+        deadline = time.monotonic() + self.body_timeout  # the whole body, not per chunk
+        finished = False
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal finished
+            if finished:
+                await proto.client_disconnect()
+                return {"type": "http.disconnect"}
+            try:
+                left = max(0.001, deadline - time.monotonic())
+                chunk = await asyncio.wait_for(anext(body_iter), left)
+                return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+            except StopAsyncIteration:
+                finished = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            except (TimeoutError, Exception):
+                finished = True
+                return {"type": "http.disconnect"}
+
+        def respond() -> None:
+            nonlocal responded
+            responded = True
+            status = start.get("status", 500)
+            headers = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in start.get("headers", [])
+                if k.lower() != b"content-length"
+            ]
+            body = b"".join(chunks)
+            if status in (204, 304) or scope.method == "HEAD":
+                if scope.method == "HEAD" and status not in (204, 304):
+                    headers.append(("content-length", str(len(body))))
+                proto.response_empty(status, headers)
+            else:
+                proto.response_bytes(status, headers, body)
+
+        async def send(message: dict[str, Any]) -> None:
+            # The answer goes out as soon as it is complete: an app may go on reading (and
+            # discarding) a refused request's body afterwards, so the client sees the answer
+            # at once and the connection still ends cleanly.
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body" and not responded:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    respond()
+
+        await self(asgi_scope, receive, send)
+        if not responded:
+            if not start:
+                start.update({"status": 500, "headers": [(b"content-type", b"text/plain")]})
+                chunks[:] = [b"Internal error.\n"]
+            respond()
+        status = start.get("status", 500)
+        body = b"".join(chunks)
+        route = asgi_scope.get("userphoto.route") or _site_route(asgi_scope)
+        target = asgi_scope.get("userphoto.target")
+        self.metrics.count(route, status, time.perf_counter() - began)
+        self.access.line(
+            began,
+            scope.method,
+            route,
+            target,
+            status,
+            len(body),
+            "-",
+            asgi_scope.get("userphoto.viewer"),
+        )
+
+    # --- ASGI --------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             for prefix, surface in self.surfaces:
                 if path.startswith(prefix):
+                    scope["userphoto.route"] = surface.route
                     await self.photo(surface, scope, receive, send)
                     return
+        elif scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
         await self.site(scope, receive, send)
 
-    def photo_answer(
-        self, surface: Surface, method: str, path: str, query: bytes, headers: dict[bytes, bytes]
-    ) -> Answer:
-        """The answer to a photo GET/HEAD: from the cache, or built once and cached."""
-        try:
-            viewer = self.auth.from_header(headers.get(b"authorization"))
-        except UserPhotoError as exc:
-            return surface.error(exc)
-        cache = self.cache
-        key: tuple = (path, query)
-        if "/me/" in path or path.endswith("/me"):
-            key = (*key, viewer.user_id)  # the target depends on who asks
-        if key in cache.targets:
-            answer = cache.answers.get((key, relation(viewer, cache.targets[key])))
-            if answer is not None:
-                return answer
-        built_at = cache.generation
-        answer = guarded(surface, Req(method, path, query, headers, viewer))
-        if answer.cacheable:
-            cache.put(key, relation(viewer, answer.target), answer, built_at)
-        return answer
-
     async def photo(self, surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope["headers"])
+        headers = _first_wins(scope["headers"])
         method: str = scope["method"]
         path: str = scope["path"]
-        if method in ("GET", "HEAD"):
-            answer = self.photo_answer(surface, method, path, scope["query_string"], headers)
+        auth_header = headers.get(b"authorization")
+        if method in _GET_HEAD:
+            query = scope["query_string"].decode("latin-1")
+            answer, viewer, key = self.photo_hit(surface, path, query, auth_header)
+            if viewer is not None and answer is None:
+                answer = await self.photo_miss(surface, method, path, query, viewer, key, headers)
+            elif viewer is not None:
+                self.cache.hits += 1
+            elif answer is None:
+                answer, viewer, _state = await self.photo_slow(
+                    surface, method, path, query, auth_header, headers
+                )
+            scope["userphoto.target"] = answer.target
             await _send(send, answer, headers.get(b"if-none-match"), method == "HEAD")
             return
         try:
-            viewer = self.auth.from_header(headers.get(b"authorization"))
+            viewer = self.auth.peek(auth_header) or await asyncio.to_thread(
+                self.auth.from_header, auth_header
+            )
         except UserPhotoError as exc:
-            await _send(send, surface.error(exc), None, False)
+            await self._refuse(send, receive, surface.error(exc))
+            return
+        scope["userphoto.viewer"] = viewer.kind.value
+        if viewer.kind is ViewerKind.ANONYMOUS and method in ("PUT", "POST", "PATCH"):
+            problem = UserPhotoError("Changing a photo needs a bearer token.", status=401)
+            problem.code = "unauthorized"
+            await self._refuse(send, receive, surface.error(problem))
             return
         body, problem = await _read_body(receive, headers, self.max_body)
         if problem is not None:
@@ -165,13 +542,68 @@ class PhotoServer:
             answer = await asyncio.to_thread(self._write, surface, req)
         finally:
             self._writes -= 1
+        scope["userphoto.target"] = answer.target
         await _send(send, answer, None, False)
+
+    async def _refuse(self, send: Send, receive: Receive, answer: Answer) -> None:
+        """Answer an unauthenticated write before reading its body, then discard what the
+        client is still sending (never kept: chunks are dropped as they come, up to the
+        upload limit and the body timeout), so it reads the answer instead of a reset."""
+        await _send(send, answer, None, False)
+        left = self.max_body
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            left -= len(message.get("body", b""))
 
     def _write(self, surface: Surface, req: Req) -> Answer:
         answer = guarded(surface, req)  # bounded by the image worker pool, not a lock here
         if answer.status < 400:
-            self.refresh(force=True)
+            self.follower.catch_up()  # the writer sees its own write on its next request
         return answer
+
+
+def _credential_key(header: str | bytes | None) -> str:
+    text = header.decode("latin-1") if isinstance(header, bytes) else (header or "")
+    return text.strip()
+
+
+def _first_wins(pairs: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Request headers by lower-cased name; a repeated header is read as its FIRST value,
+    on every path (the hot path's `headers.get` reads the first one too)."""
+    out: dict[bytes, bytes] = {}
+    for name, value in pairs:
+        out.setdefault(name.lower(), value)
+    return out
+
+
+def _bytes_headers(headers: Any) -> dict[bytes, bytes]:
+    out: dict[bytes, bytes] = {}
+    for name, value in headers.items():
+        out.setdefault(name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
+    return out
+
+
+def _addr(text: str) -> tuple[str, int] | None:
+    host, _, port = (text or "").rpartition(":")
+    return (host.strip("[]"), int(port)) if port.isdigit() else None
+
+
+def _site_route(scope: Scope) -> str:
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return template if isinstance(template, str) else "-"
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def _too_large(limit: int) -> UserPhotoError:
@@ -217,7 +649,11 @@ async def _read_body(
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"", UserPhotoError("The client went away.", code="disconnected")
+            return b"", UserPhotoError(
+                "The upload did not arrive in time (or the client went away).",
+                code="request_timeout",
+                status=408,
+            )
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

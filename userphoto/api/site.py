@@ -2,8 +2,8 @@
 
 Photo routes (`/v1/users/`, `/v1.0/`, `/ews/`, `/avatar/`) are answered by the bare
 `server.PhotoServer` in front of this app; every other request comes here. `userphoto serve`
-(`http.py`) delivers no lifespan events and no websockets: initialise state lazily, not in
-startup hooks.
+(granian, RSGI, bridged to ASGI in `server.py`) delivers no lifespan events and no
+websockets: initialise state lazily, not in startup hooks.
 
 How to add routes (web pages, the admin API, the troubleshooter):
 1. Write a module exposing `def routes(services: Services) -> list[starlette.routing.BaseRoute]`
@@ -19,6 +19,7 @@ status; other exceptions become a JSON 500 without details (and are logged).
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..errors import UserPhotoError
+from ..errors import Forbidden, UserPhotoError
 from ..model import Viewer
 from .common import Services
 
@@ -49,8 +50,44 @@ def viewer_of(request: Request) -> Viewer:
 
 
 async def _health(request: Request) -> Response:
+    """Alive: the process answers. (Says nothing about the store; see /readyz.)"""
+    return JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})
+
+
+async def _ready(request: Request) -> Response:
+    """Ready: the store answers and this process follows its change feed."""
     services = services_of(request)
-    return JSONResponse({"status": "ok", "generation": services.app.store.generation()})
+    server = request.app.state.server
+    try:
+        latest = await asyncio.to_thread(services.app.store.generation)
+    except Exception as exc:
+        log.warning("readiness: the store is unreachable: %s", type(exc).__name__)
+        return JSONResponse({"status": "store unreachable"}, 503)
+    following = server is None or server.follower.is_alive()
+    if not following:
+        return JSONResponse({"status": "change feed not followed"}, 503)
+    applied = server.follower.seq if server is not None else latest
+    return JSONResponse(
+        {"status": "ready", "change_seq": latest, "applied_seq": applied},
+        headers={"cache-control": "no-store"},
+    )
+
+
+async def _metrics(request: Request) -> Response:
+    """Prometheus text format; for admins, or clients in `[server] metrics_allow`."""
+    server = request.app.state.server
+    if server is None:
+        return Response("No metrics here.\n", 404)
+    client = request.client.host if request.client else ""
+    if not server.metrics.allowed(client):
+        viewer = viewer_of(request)
+        if not viewer.admin:
+            raise Forbidden("Metrics are for admins or [server] metrics_allow addresses.")
+    return Response(
+        server.metrics.render(),
+        media_type="text/plain; version=0.0.4",
+        headers={"cache-control": "no-store"},
+    )
 
 
 async def _whoami(request: Request) -> Response:
@@ -81,9 +118,13 @@ async def _bug(_request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": {"code": "internal", "message": "Internal error."}}, 500)
 
 
-def create_site(services: Services, extra: list[BaseRoute] | None = None) -> Starlette:
+def create_site(
+    services: Services, extra: list[BaseRoute] | None = None, server: Any = None
+) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", _health),
+        Route("/readyz", _ready),
+        Route("/metrics", _metrics),
         Route("/v1/whoami", _whoami),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Any]] = {
@@ -99,4 +140,5 @@ def create_site(services: Services, extra: list[BaseRoute] | None = None) -> Sta
     routes.extend(extra or [])
     site = Starlette(routes=routes, exception_handlers=handlers)
     site.state.services = services
+    site.state.server = server
     return site

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import socket
 
 import click
 
@@ -25,11 +26,16 @@ from . import Context, cli, pass_ctx
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Worker processes (each keeps its own answer cache).",
+    help="Worker processes (each keeps its own answer cache; a dead one is restarted).",
 )
 @pass_ctx
 def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> None:
     """Serve the native, Graph, EWS and Libravatar photo APIs and the web pages.
+
+    Runs on granian (HTTP/1.1; HTTPS and HTTP/2 when [server] tls_cert and tls_key are set).
+    SIGTERM or Ctrl-C lets in-flight requests finish ([server] shutdown_seconds) and stops.
+    One access-log line per request goes to stderr ([server] access_log = json|logfmt|off);
+    /metrics, /healthz and /readyz are for the operator.
 
     \b
     Examples:
@@ -39,7 +45,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
     """
     import os
 
-    from ..api.http import listen, run
+    from ..api.run import run, tls_paths
 
     settings = ctx.app.settings
     if not settings.home.is_dir():
@@ -51,7 +57,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
     port = settings.get("server", "port") if port is None else port
     # Bind first, then say where we serve: a taken port is one clear line, not a traceback.
     try:
-        listen(host, port).close()
+        socket.create_server((host, port)).close()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise UserPhotoError(
@@ -59,5 +65,6 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
                 "with `userphoto serve --port N` or [server] port in userphoto.toml"
             ) from None
         raise UserPhotoError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    click.echo(f"userphoto serving on http://{host}:{port}/ (Ctrl-C stops)", err=True)
-    run(host, port, workers=workers)
+    scheme = "https" if tls_paths(settings) else "http"
+    click.echo(f"userphoto serving on {scheme}://{host}:{port}/ (Ctrl-C stops)", err=True)
+    run(settings, host, port, workers=workers)

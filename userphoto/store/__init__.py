@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from ..errors import UserPhotoError
-from .base import PhotoStatus, StatusFilter, StatusQuery, Store, UserQuery, address_hashes
+from .base import (
+    Change,
+    ChangeKind,
+    PhotoStatus,
+    StatusFilter,
+    StatusQuery,
+    Store,
+    UserQuery,
+    address_hashes,
+)
 
 __all__ = [
+    "Change",
+    "ChangeKind",
     "PhotoStatus",
     "StatusFilter",
     "StatusQuery",

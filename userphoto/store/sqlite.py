@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -37,7 +38,19 @@ from ..model import (
     Visibility,
 )
 from ..resolve import usable_url
-from .base import PhotoStatus, StatusFilter, StatusQuery, Store, UserQuery, address_hashes
+from .base import (
+    Change,
+    ChangeKind,
+    PhotoStatus,
+    StatusFilter,
+    StatusQuery,
+    Store,
+    UserQuery,
+    address_hashes,
+)
+
+CHANGES_KEPT = 100_000  # change rows kept for followers; one further behind starts over
+CHANGES_POLL = 0.05  # seconds between looks at the change table in wait_for_changes
 
 # Each entry moves the schema one version up; never edit a released one, append.
 MIGRATIONS: list[str] = [
@@ -131,6 +144,15 @@ MIGRATIONS: list[str] = [
         key TEXT NOT NULL,
         created TEXT NOT NULL
     );
+    """,
+    # 3: the per-user change feed that serving processes follow (replaces `generation`)
+    """
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        user_id TEXT
+    );
+    INSERT INTO changes (kind, user_id) SELECT 'org', NULL FROM generation WHERE value > 0;
     """,
 ]
 
@@ -295,13 +317,9 @@ class SQLiteStore(Store):
             return
         db = self._db
         self._begin(db)
-        self._local.batch, self._local.wrote, self._local.dirty = True, False, False
+        self._local.batch, self._local.wrote = True, False
         try:
             yield
-            # A batch that wrote nothing leaves the generation alone (serving caches stay),
-            # and so does one that only wrote what changes no answer (the audit log).
-            if self._local.dirty:
-                db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
             db.execute("COMMIT" if self._local.wrote else "ROLLBACK")
         except sqlite3.Error as exc:
             self._rollback(db)
@@ -319,11 +337,11 @@ class SQLiteStore(Store):
             raise self._fault(exc) from None
 
     @contextmanager
-    def _tx(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: everything in it commits together, or nothing does.
 
-        `bump` advances the generation that serving caches watch; writes that change no
-        answer (the audit log) leave it alone.
+        Writes that change an answer record it with `_changed` inside the transaction, so
+        a change row never exists without its data, nor data without its change row.
         """
         db = self._db
         if getattr(self._local, "batch", False):
@@ -333,7 +351,6 @@ class SQLiteStore(Store):
                 yield db
                 db.execute("RELEASE write")
                 self._local.wrote = True
-                self._local.dirty = self._local.dirty or bump
             except sqlite3.Error as exc:
                 self._rollback(db, savepoint=True)
                 raise self._fault(exc) from None
@@ -344,8 +361,6 @@ class SQLiteStore(Store):
         self._begin(db)
         try:
             yield db
-            if bump:
-                db.execute("UPDATE generation SET value = value + 1 WHERE id = 1")
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback(db)
@@ -474,6 +489,7 @@ class SQLiteStore(Store):
             )
             self._write_addresses(db, user)
             self._audit(db, AuditEntry(now(), actor, user.id, "user.add", via, user.address))
+            self._changed(db, ChangeKind.USER, [user.id])
         return user
 
     def add_users(
@@ -523,6 +539,7 @@ class SQLiteStore(Store):
                 "INSERT INTO audit (at, actor, user_id, action, via, detail) VALUES (?,?,?,?,?,?)",
                 [(_ts(at), actor, u.id, "user.add", via, u.address) for u in users],
             )
+            self._changed(db, ChangeKind.USER, ids)
         return users
 
     def update_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
@@ -546,6 +563,7 @@ class SQLiteStore(Store):
                 raise UnknownUser(f"No user with id {user.id}.")
             self._write_addresses(db, user)
             self._audit(db, AuditEntry(now(), actor, user.id, "user.update", via, ""))
+            self._changed(db, ChangeKind.USER, [user.id])
         return user
 
     def find_user(self, key: str) -> User | None:
@@ -736,6 +754,7 @@ class SQLiteStore(Store):
             )
             action = "photo.set" if state is PhotoState.SAVED else "photo.preview"
             self._audit(db, AuditEntry(at, actor, user_id, action, via, f"version {version}"))
+            self._changed(db, ChangeKind.USER, [user_id])
         photo = self.get_photo(user_id, state)
         assert photo is not None
         return photo
@@ -784,6 +803,7 @@ class SQLiteStore(Store):
             db.execute("UPDATE users SET removal_record = NULL WHERE id = ?", (user_id,))
             entry = AuditEntry(now(), actor, user_id, "photo.save", via, f"version {row[1]}")
             self._audit(db, entry)
+            self._changed(db, ChangeKind.USER, [user_id])
         photo = self.get_photo(user_id)
         assert photo is not None
         return photo
@@ -796,6 +816,7 @@ class SQLiteStore(Store):
                 raise NoPreview("There is no preview to cancel.")
             self._retire(db, user_id, PhotoState.PREVIEW, PhotoState.CANCELLED)
             self._audit(db, AuditEntry(now(), actor, user_id, "photo.cancel", via, ""))
+            self._changed(db, ChangeKind.USER, [user_id])
 
     def remove_photo(self, user_id: str, *, actor: str, via: str) -> None:
         with self._tx() as db:
@@ -806,6 +827,7 @@ class SQLiteStore(Store):
             self._retire(db, user_id, PhotoState.SAVED, PhotoState.REMOVED)
             db.execute("UPDATE users SET removal_record = ? WHERE id = ?", (_ts(now()), user_id))
             self._audit(db, AuditEntry(now(), actor, user_id, "photo.remove", via, ""))
+            self._changed(db, ChangeKind.USER, [user_id])
 
     def clear_removal_record(self, user_id: str, *, actor: str, via: str) -> bool:
         with self._tx() as db:
@@ -816,6 +838,7 @@ class SQLiteStore(Store):
             )
             if cur.rowcount:
                 self._audit(db, AuditEntry(now(), actor, user_id, "photo.clear_record", via, ""))
+                self._changed(db, ChangeKind.USER, [user_id])
             return bool(cur.rowcount)
 
     def photo_history(self, user_id: str) -> list[Photo]:
@@ -852,6 +875,7 @@ class SQLiteStore(Store):
                     for thumb in thumbs
                 ],
             )
+            self._changed(db, ChangeKind.USER, [t.user_id for t in thumbs])
 
     def get_directory_thumbnail(self, user_id: str) -> DirectoryThumbnail | None:
         row = self._db.execute(
@@ -870,6 +894,7 @@ class SQLiteStore(Store):
     def delete_directory_thumbnail(self, user_id: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM directory_thumbnails WHERE user_id = ?", (user_id,))
+            self._changed(db, ChangeKind.USER, [user_id])
 
     # --- credentials -------------------------------------------------------------------------
     def add_token(self, token: ApiToken) -> None:
@@ -878,6 +903,7 @@ class SQLiteStore(Store):
                 "INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?)",
                 (token.id, token.digest, token.address, int(token.admin), _ts(token.created)),
             )
+            self._changed(db, ChangeKind.CREDENTIALS, [None])
 
     def list_tokens(self) -> list[ApiToken]:
         rows = self._db.execute(
@@ -887,7 +913,10 @@ class SQLiteStore(Store):
 
     def delete_token(self, token_id: str) -> bool:
         with self._tx() as db:
-            return bool(db.execute("DELETE FROM api_tokens WHERE id = ?", (token_id,)).rowcount)
+            gone = db.execute("DELETE FROM api_tokens WHERE id = ?", (token_id,)).rowcount
+            if gone:
+                self._changed(db, ChangeKind.CREDENTIALS, [None])
+            return bool(gone)
 
     def put_partner(self, partner: Partner) -> None:
         with self._tx() as db:
@@ -895,6 +924,7 @@ class SQLiteStore(Store):
                 "INSERT OR REPLACE INTO partners VALUES (?, ?, ?, ?)",
                 (partner.domain, partner.algorithm, partner.key, _ts(partner.created)),
             )
+            self._changed(db, ChangeKind.CREDENTIALS, [None])
 
     def list_partners(self) -> list[Partner]:
         rows = self._db.execute(
@@ -904,7 +934,10 @@ class SQLiteStore(Store):
 
     def delete_partner(self, domain: str) -> bool:
         with self._tx() as db:
-            return bool(db.execute("DELETE FROM partners WHERE domain = ?", (domain,)).rowcount)
+            gone = db.execute("DELETE FROM partners WHERE domain = ?", (domain,)).rowcount
+            if gone:
+                self._changed(db, ChangeKind.CREDENTIALS, [None])
+            return bool(gone)
 
     # --- audit, state, change tracking ------------------------------------------------------
     @staticmethod
@@ -915,7 +948,7 @@ class SQLiteStore(Store):
         )
 
     def audit(self, entry: AuditEntry) -> None:
-        with self._tx(bump=False) as db:
+        with self._tx() as db:
             self._audit(db, entry)
 
     def audit_log(self, user_id: str | None = None, limit: int = 50) -> list[AuditEntry]:
@@ -933,11 +966,48 @@ class SQLiteStore(Store):
 
     def set_state(self, key: str, value: str) -> None:
         # Adapter bookkeeping (sync cursors and status) changes no served answer.
-        with self._tx(bump=False) as db:
+        with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
 
+    # --- the change feed ---------------------------------------------------------------------
+    @staticmethod
+    def _changed(
+        db: sqlite3.Connection, kind: ChangeKind, user_ids: list[str] | list[None]
+    ) -> None:
+        """Change rows for a write, inside its transaction; old rows pruned now and then."""
+        cur = db.executemany(
+            "INSERT INTO changes (kind, user_id) VALUES (?, ?)",
+            [(kind.value, uid) for uid in dict.fromkeys(user_ids)],
+        )
+        last = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        if cur.rowcount and last and last[0] % 1000 < cur.rowcount:  # about every 1000 rows
+            db.execute("DELETE FROM changes WHERE seq <= ?", (last[0] - CHANGES_KEPT,))
+
+    def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        db = self._db
+        rows = db.execute(
+            "SELECT seq, kind, user_id FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        if rows and rows[0][0] == seq + 1:
+            return [Change(r[0], ChangeKind(r[1]), r[2]) for r in rows]
+        latest = self.generation()
+        if latest == seq:
+            return []
+        # Rows the follower missed were pruned (or the store was replaced): start over.
+        return [Change(latest, ChangeKind.ORG, None)]
+
+    def wait_for_changes(self, seq: int, timeout: float) -> list[Change]:
+        deadline = time.monotonic() + timeout
+        while True:
+            changes = self.changes_since(seq)
+            if changes or time.monotonic() >= deadline:
+                return changes
+            time.sleep(min(CHANGES_POLL, max(0.0, deadline - time.monotonic())))
+
     def generation(self) -> int:
-        return self._db.execute("SELECT value FROM generation WHERE id = 1").fetchone()[0]
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
+        return row[0] if row else 0
 
     def domains(self) -> set[str]:
         rows = self._db.execute(

@@ -1,0 +1,191 @@
+"""docs/deploy/nginx.conf in front of a real `userphoto serve`: Debian's nginx started from the
+documented file (only addresses, ports and paths rewritten for the test), uploads with curl and
+httpx through it, GETs, the public avatar cache, and the limits nginx enforces."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.images import noise_jpeg
+from tests.support.net import free_port
+from tests.support.server import addr, seed, start_server, stop_server
+from tests.support.tls import self_signed
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "deploy" / "nginx.conf"
+
+MAIN = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {tmp}/userphoto.conf;
+}}
+"""
+
+
+@dataclass
+class Front:
+    base: str  # https through nginx
+    plain: str  # the port-80 server block
+    cert: Path
+    tokens: dict[str, str]
+    tmp: Path
+
+
+def site_config(tmp: Path, upstream: int, https: int, http: int, cert: Path, key: Path) -> str:
+    """The documented file with the test's ports and paths; every directive kept."""
+    text = DOC.read_text()
+    replacements = {
+        "server 127.0.0.1:8080;": f"server 127.0.0.1:{upstream};",
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{https} ssl http2;",
+        "listen [::]:443 ssl http2;": "",
+        "listen 80;": f"listen 127.0.0.1:{http};",
+        "listen [::]:80;": "",
+        "/etc/ssl/userphoto/fullchain.pem": str(cert),
+        "/etc/ssl/userphoto/privkey.pem": str(key),
+        "/var/cache/nginx/userphoto": str(tmp / "cache"),
+        "/var/log/nginx/userphoto.log": str(tmp / "access.log"),
+    }
+    for old, new in replacements.items():
+        assert old in text, f"{DOC} no longer contains {old!r}: update this test"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture(scope="module")
+def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
+    if shutil.which("nginx") is None:
+        if os.environ.get("CI"):
+            pytest.fail("nginx is missing (scripts/setup.sh installs nginx-light)")
+        pytest.skip("nginx is not installed (scripts/setup.sh installs nginx-light)")
+    home = tmp_path_factory.mktemp("nginx-home")
+    tokens, *_rest = seed(home)
+    proc, base = start_server(home)
+    # nginx workers run unprivileged when the tests run as root: a folder they can reach
+    # (pytest's own are private to root) with temp and cache folders they may write.
+    tmp = Path(tempfile.mkdtemp(prefix="userphoto-nginx-"))
+    tmp.chmod(0o755)
+    for name in ("cache", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / name).mkdir()
+        (tmp / name).chmod(0o777)
+    cert, key = self_signed(tmp)
+    https, http = free_port(), free_port()
+    upstream = int(base.rsplit(":", 1)[1])
+    (tmp / "userphoto.conf").write_text(site_config(tmp, upstream, https, http, cert, key))
+    (tmp / "nginx.conf").write_text(MAIN.format(tmp=tmp))
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"https://127.0.0.1:{https}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(url + "/healthz", verify=str(cert), timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if nginx.poll() is not None or time.monotonic() > deadline:
+                err = nginx.stderr.read().decode() if nginx.stderr else ""
+                raise RuntimeError(f"nginx did not start: {err}")
+            time.sleep(0.1)
+        yield Front(url, f"http://127.0.0.1:{http}", cert, tokens, tmp)
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        stop_server(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_curl_uploads_through_nginx_and_the_photo_comes_back(front: Front, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(noise_jpeg(700))  # ~0.4 MB, in one --data-binary like the field report
+    target = f"{front.base}/v1.0/users/{addr('oz')}/photo/$value"
+    curl = ["curl", "-sS", "--cacert", str(front.cert), "-o", "/dev/null", "-w", "%{http_code}"]
+    put = ["-X", "PUT", "--data-binary", f"@{photo}", "-H", "Content-Type: image/jpeg"]
+    out = subprocess.run(
+        [*curl, *put, "-H", f"Authorization: Bearer {front.tokens['admin']}", target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout in ("200", "204"), out.stderr
+    bad = subprocess.run(
+        [*curl, *put, "-H", "Authorization: Bearer upt_garbage", target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.stdout == "401", bad.stderr
+    with httpx.Client(verify=str(front.cert), timeout=30) as client:
+        got = client.get(
+            f"{front.base}/v1/users/{addr('oz')}/photo?size=240",
+            headers={"Authorization": f"Bearer {front.tokens['bob']}"},
+        )
+    assert got.status_code == 200 and got.content.startswith(b"\xff\xd8")
+
+
+def test_httpx_uploads_over_http2_and_http1(front: Front) -> None:
+    body = noise_jpeg(500)
+    headers = {"Authorization": f"Bearer {front.tokens['admin']}", "Content-Type": "image/jpeg"}
+    for http2 in (False, True):
+        with httpx.Client(verify=str(front.cert), timeout=60, http2=http2) as client:
+            r = client.put(
+                f"{front.base}/v1/users/{addr('pam')}/photo", content=body, headers=headers
+            )
+            assert r.status_code == 200, r.text[:200]
+            assert r.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+
+
+def test_public_avatars_are_cached_by_nginx_and_private_answers_are_not(front: Front) -> None:
+    url = f"{front.base}/avatar/{'d' * 32}?d=identicon&s=64"
+    with httpx.Client(verify=str(front.cert), timeout=10) as client:
+        first = client.get(url)
+        second = client.get(url)
+        private = client.get(url, headers={"Authorization": f"Bearer {front.tokens['bob']}"})
+    assert first.status_code == second.status_code == private.status_code == 200
+    assert first.headers["x-cache"] in ("MISS", "EXPIRED")
+    assert second.headers["x-cache"] == "HIT" and second.content == first.content
+    assert private.headers["x-cache"] == "BYPASS"
+    assert private.headers["cache-control"].startswith("private")
+
+
+def test_nginx_refuses_oversized_uploads_and_redirects_plain_http(front: Front) -> None:
+    headers = {"Authorization": f"Bearer {front.tokens['admin']}", "Content-Type": "image/jpeg"}
+    with httpx.Client(verify=str(front.cert), timeout=30) as client:
+        r = client.put(
+            f"{front.base}/v1/users/{addr('pam')}/photo",
+            content=b"\xff" * (5 << 20),
+            headers=headers,
+        )
+    assert r.status_code == 413
+    plain = httpx.get(front.plain + "/healthz", timeout=5)
+    assert plain.status_code == 301 and plain.headers["location"].startswith("https://")
+
+
+def test_the_access_log_leaves_query_strings_out(front: Front) -> None:
+    with httpx.Client(verify=str(front.cert), timeout=10) as client:
+        client.get(f"{front.base}/avatar/{'e' * 32}?d=mp&sig=SECRET-SIGNATURE")
+    time.sleep(0.2)
+    log = (front.tmp / "access.log").read_text()
+    assert "/avatar/" in log and "SECRET-SIGNATURE" not in log

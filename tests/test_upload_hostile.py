@@ -1,0 +1,151 @@
+"""Hostile uploads against a real server over HTTP: refused within budget, nobody else waits.
+
+Each test starts its own `userphoto serve` (a subprocess on a loopback port), so the server's
+own memory high-water mark (VmHWM) can be read from /proc and its settings varied.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.support.images import png_rgba, scan_bomb
+from tests.support.server import Served, addr, seed, start_server, stop_server
+from userphoto.demo import portrait
+
+MB = 1024 * 1024
+JPEG = {"Content-Type": "image/jpeg"}
+
+
+@contextmanager
+def server(home: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Served, int]]:
+    """A seeded server of its own; yields it and its process id."""
+    tokens, secret, rsa_key, ec_key, ids = seed(home)
+    proc, base = start_server(home, env)
+    served = Served(base, home, tokens, secret, rsa_key, ec_key, ids)
+    served.client.timeout = httpx.Timeout(120)
+    try:
+        yield served, proc.pid
+    finally:
+        served.client.close()
+        stop_server(proc)
+
+
+def high_water(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def put(served: Served, who: str, body: bytes) -> httpx.Response:
+    return served.request(
+        "PUT", f"/v1/users/{addr(who)}/photo", "admin", content=body, headers=JPEG
+    )
+
+
+def test_hostile_uploads_are_refused_while_a_normal_one_completes(tmp_path: Path) -> None:
+    bomb = scan_bomb(60_000)  # ~3.5 MB of repeated scans: ~40 min of CPU if decoded
+    huge = png_rgba(7746, 7746)  # 60 MP RGBA in ~300 KB
+    heavy = png_rgba(5000, 5000)  # 25 MP RGBA: within budget, 100 MB decoded in a worker
+    normal = portrait(3, 900, 900)
+    with server(tmp_path / "home") as (served, pid):
+        assert put(served, "eve", normal).status_code == 200  # warm: every import done
+        before = high_water(pid)
+        answers: dict[str, httpx.Response] = {}
+
+        def send(name: str, who: str, body: bytes) -> None:
+            answers[name] = put(served, who, body)
+
+        hostile = [
+            threading.Thread(target=send, args=("bomb", "ada", bomb)),
+            threading.Thread(target=send, args=("huge", "bob", huge)),
+            threading.Thread(target=send, args=("heavy", "dee", heavy)),
+        ]
+        for t in hostile:
+            t.start()
+        started = time.monotonic()
+        answers["normal"] = put(served, "kim", normal)
+        normal_took = time.monotonic() - started
+        for t in hostile:
+            t.join()
+        peak = high_water(pid) - before
+
+    assert answers["normal"].status_code == 200, answers["normal"].text
+    bomb_error = answers["bomb"].json()["error"]
+    assert answers["bomb"].status_code == 422 and bomb_error["code"] == "image_too_costly"
+    assert "baseline JPEG" in bomb_error["message"]
+    assert answers["huge"].status_code == 422
+    assert answers["huge"].json()["error"]["code"] == "image_too_many_pixels"
+    assert answers["heavy"].status_code == 200, answers["heavy"].text
+    # The other member's upload did not wait behind the hostile ones (it used to wait for
+    # the whole decode: 34 s for a 227 KB bomb); the bound is loose for a shared machine.
+    assert normal_took < 10
+    # The 100 MB decode happened in a worker: the server itself grew by far less.
+    assert peak < 50 * MB, f"server peak grew by {peak / MB:.0f} MB"
+
+
+def test_a_decode_over_its_cpu_budget_is_refused_and_the_server_carries_on(
+    tmp_path: Path,
+) -> None:
+    slow = scan_bomb(20)  # 30 scans: allowed by count, ~1 s of CPU at 6000x6000
+    with server(tmp_path / "home", {"USERPHOTO_LIMITS_JOB_CPU_SECONDS": "0.3"}) as (served, _):
+        started = time.monotonic()
+        r = put(served, "ada", slow)
+        took = time.monotonic() - started
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["code"] == "image_too_costly"
+        assert "more than 0.3 s to decode" in error["message"]
+        assert took < 30
+        # The killed worker was replaced: the next upload works.
+        assert put(served, "bob", portrait(4, 600, 600)).status_code == 200
+
+
+def test_twenty_simultaneous_first_uploads_after_a_start_all_succeed(tmp_path: Path) -> None:
+    people = ["ada", "bob", "dee", "eve", "kim"]
+    photos = [portrait(i, 640, 640) for i in range(4)]
+    with server(tmp_path / "home") as (served, _), ThreadPoolExecutor(20) as pool:
+        answers = list(
+            pool.map(
+                lambda i: put(served, people[i % len(people)], photos[i % len(photos)]),
+                range(20),
+            )
+        )
+    assert [r.status_code for r in answers] == [200] * 20, [r.text for r in answers]
+
+
+def test_eight_concurrent_uploads_all_complete(tmp_path: Path) -> None:
+    people = ["ada", "bob", "dee", "eve", "kim"]
+    photos = [portrait(10 + i, 1200, 1200) for i in range(8)]
+    with server(tmp_path / "home") as (served, _):
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: put(served, people[i % 5], photos[i]), range(8)))
+        assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+        versions = {(people[i % 5], answers[i].json()["version"]) for i in range(8)}
+        assert len(versions) == 8  # every upload stored its own version
+
+
+def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
+    env = {"USERPHOTO_WORKERS_PROCESSES": "1", "USERPHOTO_WORKERS_QUEUE": "0"}
+    slow = scan_bomb(20)  # a few seconds of decoding, within every limit
+    with server(tmp_path / "home", env) as (served, _):
+        first: list[httpx.Response] = []
+        busy = threading.Thread(target=lambda: first.append(put(served, "ada", slow)))
+        busy.start()
+        time.sleep(0.5)
+        r = put(served, "bob", portrait(5, 600, 600))
+        busy.join()
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "busy"
+        assert int(r.headers["retry-after"]) > 0
+        assert first[0].status_code == 200, first[0].text
+        assert put(served, "bob", portrait(5, 600, 600)).status_code == 200

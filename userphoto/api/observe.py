@@ -1,0 +1,225 @@
+"""The operator's view of a serving process: one access-log line per request, and metrics.
+
+Access log (`[server] access_log = "json" | "logfmt" | "off"`, default json; to stderr unless
+`[server] access_log_file` names a file). A line holds the time, method, route template,
+target user id, status, bytes, duration, viewer kind and cache hit/miss — never a header, a
+token, a path with an address in it, or a query string (so no signed URL's signature).
+Lines are buffered and written at least every second (the change follower flushes them).
+
+Metrics in the Prometheus text format (`GET /metrics`, for admins or `[server] metrics_allow`
+address ranges): requests by route and status, latency histograms, cache hits, misses,
+evictions and invalidations, cache bytes, the miss pools' queue depths, miss build time and
+the store read time within it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import threading
+import time
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .server import PhotoServer
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+FLUSH_LINES = 256
+
+
+class AccessLog:
+    def __init__(self, fmt: str, fd: int):
+        if fmt not in ("json", "logfmt", "off"):
+            raise ValueError(f"[server] access_log must be json, logfmt or off (got {fmt!r})")
+        self.fmt = fmt
+        self.fd = fd
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
+        self._second = -1
+        self._stamp = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccessLog:
+        fmt = str(settings.get("server", "access_log", "json"))
+        target = settings.get("server", "access_log_file", "")
+        fd = 2
+        if target and fmt != "off":
+            fd = os.open(str(target), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        return cls(fmt, fd)
+
+    def _time(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+
+    def line(
+        self,
+        began: float,
+        method: str,
+        route: str,
+        target: str | None,
+        status: int,
+        size: int,
+        cache: str,
+        viewer: str | None,
+    ) -> None:
+        if self.fmt == "off":
+            return
+        duration = (time.perf_counter() - began) * 1000
+        stamp = self._time(time.time())
+        # Method, route template and user id are JSON-quoted (memoized: they repeat).
+        if self.fmt == "json":
+            text = (
+                f'{{"time":"{stamp}","method":{_quoted(method)},"route":{_quoted(route)},'
+                f'"user":{_quoted(target)},"status":{status},"bytes":{size},'
+                f'"ms":{duration:.3f},"viewer":"{viewer or "-"}","cache":"{cache}"}}\n'
+            )
+        else:
+            text = (
+                f"time={stamp} method={_logfmt(method)} route={_logfmt(route)} "
+                f"user={_logfmt(target or '-')} status={status} bytes={size} "
+                f"ms={duration:.3f} viewer={viewer or '-'} cache={cache}\n"
+            )
+        lines = self.lines
+        lines.append(text)
+        if len(lines) >= FLUSH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self.lines = self.lines, []
+        if lines:
+            data = "".join(lines).encode()
+            try:
+                while data:
+                    data = data[os.write(self.fd, data) :]
+            except OSError:
+                pass  # a closed stderr must not take requests down with it
+
+
+_QUOTED: dict[str | None, str] = {}  # JSON forms of methods, routes and user ids, memoized
+
+
+def _quoted(value: str | None) -> str:
+    text = _QUOTED.get(value)
+    if text is None:
+        text = json.dumps(value)
+        if len(_QUOTED) < 20_000 and (value is None or len(value) <= 256):
+            _QUOTED[value] = text
+    return text
+
+
+def _logfmt(value: str) -> str:
+    if value and all(c.isalnum() or c in "/._:{}~+=-@$" for c in value):
+        return value
+    return json.dumps(value)
+
+
+class Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+        self.n += 1
+
+    def render(self, name: str, labels: str) -> list[str]:
+        out = []
+        running = 0
+        sep = "," if labels else ""
+        for bound, count in zip((*BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            out.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {running}')
+        out.append(f"{name}_sum{{{labels}}} {self.total:.6f}")
+        out.append(f"{name}_count{{{labels}}} {self.n}")
+        return out
+
+
+class Metrics:
+    def __init__(self, server: PhotoServer):
+        self.server = server
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency: dict[str, Histogram] = {}
+        self.builds = Histogram()
+        self.store_reads = Histogram()
+        allow = server.app.settings.get("server", "metrics_allow", ["127.0.0.0/8", "::1/128"])
+        self.allow = [ipaddress.ip_network(str(a), strict=False) for a in allow]
+
+    def count(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        histogram = self.latency.get(route)
+        if histogram is None:
+            histogram = self.latency[route] = Histogram()
+        histogram.observe(seconds)
+
+    def observe_build(self, seconds: float, store_seconds: float) -> None:
+        self.builds.observe(seconds)
+        self.store_reads.observe(store_seconds)
+
+    def allowed(self, client: Any) -> bool:
+        try:
+            address = ipaddress.ip_address(client[0] if isinstance(client, tuple) else client)
+        except (ValueError, TypeError, IndexError):
+            return False
+        return any(address in net for net in self.allow)
+
+    def render(self) -> str:
+        server = self.server
+        cache = server.cache
+        lines = [
+            "# HELP userphoto_requests_total Requests answered, by route template and status.",
+            "# TYPE userphoto_requests_total counter",
+        ]
+        for (route, status), n in sorted(self.requests.items()):
+            lines.append(f'userphoto_requests_total{{route="{route}",status="{status}"}} {n}')
+        lines += [
+            "# HELP userphoto_request_seconds Time from request to answer, by route template.",
+            "# TYPE userphoto_request_seconds histogram",
+        ]
+        for route, histogram in sorted(self.latency.items()):
+            lines += histogram.render("userphoto_request_seconds", f'route="{route}"')
+        lines += [
+            "# HELP userphoto_build_seconds Time to build a cache miss (store reads, images).",
+            "# TYPE userphoto_build_seconds histogram",
+            *self.builds.render("userphoto_build_seconds", ""),
+            "# HELP userphoto_store_read_seconds Store read time of each cache miss.",
+            "# TYPE userphoto_store_read_seconds histogram",
+            *self.store_reads.render("userphoto_store_read_seconds", ""),
+        ]
+        for name, kind, value, help_text in (
+            ("cache_hits_total", "counter", cache.hits, "Photo answers served from the cache."),
+            ("cache_misses_total", "counter", cache.misses, "Photo answers built."),
+            ("cache_evictions_total", "counter", cache.evictions, "Entries evicted (LRU)."),
+            (
+                "cache_invalidations_total",
+                "counter",
+                cache.invalidations,
+                "Entries dropped by changes.",
+            ),
+            ("cache_entries", "gauge", len(cache.answers), "Cached answers."),
+            ("cache_bytes", "gauge", cache.bytes, "Bytes held by cached answers, keys included."),
+            ("miss_queue_depth", "gauge", server.pool.depth, "Member misses waiting/building."),
+            (
+                "outside_miss_queue_depth",
+                "gauge",
+                server.outside_pool.depth,
+                "Anonymous and partner misses waiting or building.",
+            ),
+            ("change_seq", "gauge", server.follower.seq, "Last change-feed seq applied."),
+        ):
+            lines += [
+                f"# HELP userphoto_{name} {help_text}",
+                f"# TYPE userphoto_{name} {kind}",
+                f"userphoto_{name} {value}",
+            ]
+        return "\n".join(lines) + "\n"
