@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 # Debian packages the tests and benchmarks use: real slapd and Samba AD DC for directory code,
 # Chromium for the web pages, nginx-light + wrk and vipsthumbnail as benchmark references.
+# libldap2-dev + libsasl2-dev (+ a compiler) build python-ldap, the syncrepl (RFC 4533) client.
 APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk libvips-tools
               iproute2 util-linux)
+APT_PACKAGES+=(libldap2-dev libsasl2-dev gcc python3-dev)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

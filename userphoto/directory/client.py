@@ -32,6 +32,7 @@ Entry = tuple[str, Attrs]  # (dn, attributes)
 AD_CAPABILITY = "1.2.840.113556.1.4.800"  # LDAP_CAP_ACTIVE_DIRECTORY_OID in the root DSE
 PAGED_OID = "1.2.840.113556.1.4.319"
 DIRSYNC_OID = "1.2.840.113556.1.4.841"
+SYNC_REQUEST_OID = "1.3.6.1.4.1.4203.1.9.1.1"  # RFC 4533 content sync (OpenLDAP: syncprov)
 
 # Failures worth another attempt: the network, the server going away, or the server saying
 # it is busy. Bad credentials or a bad filter are not retried (they will not get better).
@@ -70,6 +71,7 @@ class ServerInfo:
     server_id: str  # the DC's dsServiceName on AD, else the URI: delta cursors are per server
     highest_usn: int | None  # AD highestCommittedUSN at connect time
     dirsync: bool = False  # the server offers the AD DirSync control
+    syncrepl: bool = False  # the server offers RFC 4533 content synchronization
 
 
 class DirectoryClient:
@@ -147,12 +149,14 @@ class DirectoryClient:
         caps = {v.decode() for v in attrs.get("supportedcapabilities", [])}
         usn = attrs.get("highestcommittedusn")
         dsa = attrs.get("dsservicename")
+        controls = {v.decode() for v in attrs.get("supportedcontrol", [])}
         return ServerInfo(
             uri=uri,
             is_ad=AD_CAPABILITY in caps,
             server_id=dsa[0].decode() if dsa else uri,
             highest_usn=int(usn[0]) if usn else None,
-            dirsync=DIRSYNC_OID in {v.decode() for v in attrs.get("supportedcontrol", [])},
+            dirsync=DIRSYNC_OID in controls,
+            syncrepl=SYNC_REQUEST_OID in controls,
         )
 
     def refresh_info(self) -> ServerInfo:

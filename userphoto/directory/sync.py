@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -100,21 +99,85 @@ class SyncEngine:
         *,
         after_cycle: Callable[[SyncReport], None] | None = None,
         drain: Callable[[], None] | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
+        """Follow the directory until `stop` is set.
+
+        A server that offers RFC 4533 content sync (OpenLDAP with syncprov) pushes each
+        change: see `live.SyncreplWatch`. Anywhere else `--watch` polls every
+        `watch_interval`, and on AD a change-notification search wakes the poll at once.
+        `announce` hears which of the two runs (and why); `drain` retries write-backs.
+        """
+        recorder = status.WatchRecorder(self.store)
+        why = self._watch_mode(stop, recorder)
+        if why is None and not stop.is_set():
+            from .live import SyncreplWatch  # python-ldap loads only when it is used
+
+            if announce is not None:
+                announce(
+                    f"watching {self.client.info.uri if self.client.info else '?'}: changes "
+                    "pushed by the server (RFC 4533 syncrepl); Ctrl-C stops"
+                )
+            why = SyncreplWatch(self, recorder).run(stop, after_cycle=after_cycle, drain=drain)
+        if why is not None and not stop.is_set():
+            if announce is not None:
+                announce(
+                    f"watching {', '.join(self.config.uris)} every "
+                    f"{self.config.watch_interval:g}s ({why}; full reconciliation every "
+                    f"{self.config.full_interval:g}s); Ctrl-C stops"
+                )
+            recorder.update(mode="polling", why=why, interval=self.config.watch_interval)
+            self._poll(stop, recorder, after_cycle=after_cycle, drain=drain)
+        with contextlib.suppress(UserPhotoError):
+            recorder.update(state="stopped", error=None)
+
+    def _watch_mode(self, stop: threading.Event, recorder: status.WatchRecorder) -> str | None:
+        """None for syncrepl, else why `--watch` polls. Waits for the directory to answer."""
+        while not stop.is_set():
+            try:
+                info = self.client.refresh_info()
+                break
+            except (DirectoryUnavailable, DirectoryRefused) as exc:
+                self.client.close()
+                recorder.update(state="degraded", error=str(exc))
+                _sleep(
+                    stop,
+                    threading.Event(),
+                    max(self.config.watch_interval, self.config.backoff * 4),
+                )
+        else:
+            return "stopped"
+        if info.is_ad:
+            return "Active Directory: change notifications wake the poll at once"
+        if not self.config.syncrepl:
+            return "syncrepl = false in [directory]"
+        if not info.syncrepl:
+            return (
+                "the server does not offer RFC 4533 content sync; on OpenLDAP, load the "
+                "syncprov overlay to get changes pushed"
+            )
+        if Flavour.of(self.config, False).id_attribute.lower() != "entryuuid":
+            return "syncrepl identifies entries by entryUUID, and id_attribute is set otherwise"
+        return None
+
+    def _poll(
+        self,
+        stop: threading.Event,
+        recorder: status.WatchRecorder,
+        *,
+        after_cycle: Callable[[SyncReport], None] | None = None,
+        drain: Callable[[], None] | None = None,
     ) -> None:
         """Poll for changes every `watch_interval` until `stop` is set.
 
         On AD, a change notification search also wakes the loop the moment something
         changes. An idle cycle writes nothing to the store. A full reconciliation (which is
-        what notices deletions) runs every `full_interval`. `drain` retries write-backs.
+        what notices deletions) runs every `full_interval`.
         """
-        started = now().isoformat(timespec="seconds")
         wake = threading.Event()
         notifier: ChangeNotifier | None = None
         notify_retry_at = 0.0
-        heartbeat_every = 300.0
         last_full = time.monotonic()
-        last_beat = 0.0
-        last_error: str | None = "starting"
         while not stop.is_set():
             if time.monotonic() - last_full >= self.config.full_interval:
                 report = self.full()
@@ -130,20 +193,7 @@ class SyncEngine:
                     log.warning("write-back retry failed: %s", exc)
             if after_cycle is not None:
                 after_cycle(report)
-            error = report.error
-            if error != last_error or time.monotonic() - last_beat >= heartbeat_every:
-                status.record_watch(
-                    self.store,
-                    {
-                        "state": "running" if report.ok else "degraded",
-                        "since": started,
-                        "heartbeat": now().isoformat(timespec="seconds"),
-                        "pid": os.getpid(),
-                        "error": error,
-                    },
-                )
-                last_beat = time.monotonic()
-                last_error = error
+            recorder.update(state="running" if report.ok else "degraded", error=report.error)
             info = self.client.info
             if (
                 report.ok
@@ -166,17 +216,6 @@ class SyncEngine:
             )
         if notifier is not None:
             notifier.stop()
-        with contextlib.suppress(UserPhotoError):
-            status.record_watch(
-                self.store,
-                {
-                    "state": "stopped",
-                    "since": started,
-                    "heartbeat": now().isoformat(timespec="seconds"),
-                    "pid": os.getpid(),
-                    "error": None,
-                },
-            )
 
     # --- one run ---------------------------------------------------------------------------
     def _run(self, mode: str, *, force: bool = False, cursor: dict | None = None) -> SyncReport:
@@ -212,16 +251,7 @@ class SyncEngine:
             # DC the cursor means nothing there, so this run reads everything.
             report.mode, full, cursor = "full", True, None
 
-        users: dict[str, User] = {}
-        if full or self._index is None:
-            users = {u.id: u for u in self.store.iter_users()}
-            self._index = {
-                u.attributes.get("directory_id", u.id): u.id
-                for u in users.values()
-                if u.source == "directory"
-            }
-        # Every address in the store, so a new entry skips the adoption lookup (full only).
-        self._addresses = {a for u in users.values() for a in u.addresses} if full else None
+        users = self._load_users(full)
         search_filter = flavour.user_filter
         dirsync_cookie: bytes | None = None
         gone_ids: list[str] = []
@@ -258,23 +288,9 @@ class SyncEngine:
         newest = cursor.get("value") if cursor and cursor.get("kind") == "modifyTimestamp" else None
         if full:
             self._processes()  # before any thread starts (see _processes)
-        pages = _prefetch(source)
-        # Pipeline: page k+1's photos are re-encoded (in worker processes) while page k is
-        # written to the store, and page k+2 is being read from the directory meanwhile.
-        waiting: tuple[list[Entry], Callable[[], list[Prepared | None]]] | None = None
-        number = 0
-        for page in _then_none(pages):
-            if page is not None:
-                ahead = (page, self._prepare_photos(page, flavour))
-            if waiting is not None:
-                number += 1
-                done, prepared = waiting
-                newest = self._write_page(
-                    done, prepared(), flavour, users if full else None, report, seen, newest
-                )
-                if self.on_page is not None:
-                    self.on_page(number)
-            waiting = ahead if page is not None else None
+        newest = self._pipeline(
+            _prefetch(source), flavour, users if full else None, report, seen, newest
+        )
 
         if full:
             self._mark_gone(users, seen, report, force=force)
@@ -293,6 +309,48 @@ class SyncEngine:
             new_cursor = {"kind": "modifyTimestamp", "server": info.server_id, "value": newest}
         if new_cursor != self._cursor() and new_cursor["value"] is not None:
             self.store.set_state(status.CURSOR_KEY, json.dumps(new_cursor))
+
+    def _load_users(self, full: bool) -> dict[str, User]:
+        """Every user when `full` (and the directory-id index, built once per engine)."""
+        users: dict[str, User] = {}
+        if full or self._index is None:
+            users = {u.id: u for u in self.store.iter_users()}
+            self._index = {
+                u.attributes.get("directory_id", u.id): u.id
+                for u in users.values()
+                if u.source == "directory"
+            }
+        # Every address in the store, so a new entry skips the adoption lookup (full only).
+        self._addresses = {a for u in users.values() for a in u.addresses} if full else None
+        return users
+
+    def _pipeline(
+        self,
+        pages: Iterator[list[Entry]],
+        flavour: Flavour,
+        users: dict[str, User] | None,
+        report: SyncReport,
+        seen: set[str],
+        newest: str | None,
+    ) -> str | None:
+        """Apply pages of entries; returns the newest modifyTimestamp seen.
+
+        Page k+1's photos are re-encoded (in worker processes) while page k is written to
+        the store, and (with a prefetching `pages`) page k+2 is read meanwhile.
+        """
+        waiting: tuple[list[Entry], Callable[[], list[Prepared | None]]] | None = None
+        number = 0
+        for page in _then_none(pages):
+            if page is not None:
+                ahead = (page, self._prepare_photos(page, flavour))
+            if waiting is not None:
+                number += 1
+                done, prepared = waiting
+                newest = self._write_page(done, prepared(), flavour, users, report, seen, newest)
+                if self.on_page is not None:
+                    self.on_page(number)
+            waiting = ahead if page is not None else None
+        return newest
 
     def _dirsync_start(self, flavour: Flavour, report: SyncReport) -> bytes | None:
         """A DirSync cookie for "now", or None (then uSNChanged) if this account may not
