@@ -3,21 +3,25 @@
 Seeds N users with thumbnailPhoto offline (`slapadd`), then measures in this order:
 1. full sync (initial load) in users/s, and a repeat full sync (nothing changed);
 2. delta after 1% of the photos changed;
-3. LDAP -> HTTP: with `userphoto sync --watch` and `userphoto serve` running as the
-   administrator would run them (default settings: 1 s polling), change a thumbnailPhoto
-   over LDAP and time until `GET /v1/users/{address}/photo` serves the new bytes
-   (p50/p95 over 20 changes);
+3. LDAP -> store and LDAP -> HTTP: with `userphoto sync --watch` (syncrepl: slapd loads
+   syncprov) and `userphoto serve` running as the administrator would run them, change a
+   thumbnailPhoto over LDAP and time until the store holds it, and until
+   `GET /v1/users/{address}/photo` serves the new bytes (p50/p95 over 20 changes);
 4. HTTP -> LDAP: upload an HD photo through the HTTP API and time until the new
-   thumbnailPhoto is visible over LDAP (write-back), p50/p95 over 20 uploads.
+   thumbnailPhoto is visible over LDAP (write-back), p50/p95 over 20 uploads;
+5. the same as 3 on a real Samba AD DC (change notification + DirSync), provisioned here in
+   its own network namespace (needs root; --no-samba skips it).
 
-    .venv/bin/python bench/sync.py [--users 10000] [--changes 20]
+    .venv/bin/python bench/sync.py [--users 10000] [--changes 20] [--ad-people 200]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -35,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.slapd import Slapd, free_port, ldif, photo, uid, user_dn
 from userphoto.app import App
 from userphoto.config import Settings
+from userphoto.directory import status
 from userphoto.directory import sync as sync_module
 from userphoto.directory.client import DirectoryClient
 from userphoto.directory.entry import Flavour
@@ -62,6 +67,10 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0, step: float = 0.0
 def write_config(home: Path, server: Slapd) -> None:
     settings = server.directory_settings(writeback=True)
     settings.update(retries=3, backoff=1.0, timeout=10)  # production-like, not test-quick
+    _write_settings(home, settings)
+
+
+def _write_settings(home: Path, settings: dict[str, object]) -> None:
     lines = ["[directory]"] + [
         f"{k} = {v!r}".replace("'", '"') if not isinstance(v, bool) else f"{k} = {str(v).lower()}"
         for k, v in settings.items()
@@ -73,6 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--ad-people", type=int, default=200, help="people on the Samba DC")
+    parser.add_argument("--no-samba", action="store_true", help="skip the Samba AD DC part")
     args = parser.parse_args()
     n = args.users
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
@@ -153,61 +164,27 @@ def main() -> None:
 
         # --- propagation under `sync --watch` and `serve`, as deployed -------------------
         env = {**os.environ, "USERPHOTO_HOME": str(home)}
-
-        def token_for(address: str) -> str:
-            return subprocess.run(
-                [str(BIN / "userphoto"), "token", "create", address],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-
-        # Tokens first: a server reads its token list when it starts.
         viewer = uid(n - 1) + "@example.org"
-        token = token_for(viewer)
         uploaders = [(n // 2 + k * 11) % n for k in range(args.changes)]
-        tokens = {i: token_for(f"{uid(i)}@example.org") for i in uploaders}
-        port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [str(BIN / "userphoto"), "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        procs.append(
-            subprocess.Popen(
-                [str(BIN / "userphoto"), "sync", "--watch"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        http = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=5,
-        )
-        wait_for(lambda: _up(http), timeout=30)
+        # Tokens first: a server reads its token list when it starts.
+        token = _token(env, viewer)
+        tokens = {i: _token(env, f"{uid(i)}@example.org") for i in uploaders}
+        http, started = _serve_and_watch(env, token, Settings.load(home))
+        procs.extend(started)
+        watch = _status(home).get("watch", {})
+        print(f"sync --watch on OpenLDAP: {watch.get('mode')} ({watch.get('why') or 'syncprov'})")
 
-        forward: list[float] = []
-        for k in range(args.changes):
-            i = (n // 10 + k * 13) % n
-            url = f"/v1/users/{uid(i)}@example.org/photo?size=96"
-            before = http.get(url)
-            assert before.headers.get("x-photo-source") == "directory", before.headers
-            t0 = time.perf_counter()
-            conn.modify(
-                user_dn(i), {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [photo(i, 50 + k)])]}
-            )
-            wait_for(lambda url=url, old=before.content: http.get(url).content != old)
-            forward.append(time.perf_counter() - t0)
-            time.sleep(0.3)  # changes arrive independently, not in lock-step with polling
-        print(
-            f"LDAP -> HTTP ({args.changes} changes): p50 {percentile(forward, 0.5):.2f}s, "
-            f"p95 {percentile(forward, 0.95):.2f}s, max {max(forward):.2f}s"
+        changed_users = [(n // 10 + k * 13) % n for k in range(args.changes)]
+
+        def modify(i: int, data: bytes) -> None:
+            conn.modify(user_dn(i), {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [data])]})
+
+        _propagation(
+            "OpenLDAP",
+            http,
+            Settings.load(home),
+            [(f"{uid(i)}@example.org", i) for i in changed_users],
+            modify,
         )
 
         reverse: list[float] = []
@@ -239,7 +216,159 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         server.stop()
+    try:
+        if not args.no_samba:
+            _samba(tmp, args.ad_people, args.changes)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _token(env: dict[str, str], address: str) -> str:
+    return subprocess.run(
+        [str(BIN / "userphoto"), "token", "create", address],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def _status(home: Path) -> dict:
+    app = App(Settings.load(home))
+    try:
+        return status.load(app.store)
+    finally:
+        app.close()
+
+
+def _serve_and_watch(
+    env: dict[str, str], token: str, settings: Settings
+) -> tuple[httpx.Client, list[subprocess.Popen[bytes]]]:
+    """`userphoto serve` and `userphoto sync --watch` as separate processes (started in the
+    calling thread's network namespace), once both are ready."""
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [str(BIN / "userphoto"), *command],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for command in (["serve", "--port", str(port)], ["sync", "--watch"])
+    ]
+    http = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    wait_for(lambda: _up(http), timeout=30)
+
+    def watching() -> bool:
+        watch = _status(settings.home).get("watch") or {}
+        return watch.get("state") == "running" and (
+            watch.get("mode") == "polling" or bool(watch.get("refresh"))
+        )
+
+    wait_for(watching, timeout=120, step=0.1)
+    time.sleep(1.0)  # AD: the change-notification search opens after the first cycle
+    return http, procs
+
+
+def _propagation(
+    label: str,
+    http: httpx.Client,
+    settings: Settings,
+    targets: list[tuple[str, int]],
+    modify: Callable[[int, bytes], None],
+) -> None:
+    """Change each target's thumbnailPhoto over LDAP; time until the store holds it (what
+    `sync --watch` does) and until HTTP serves it (plus the server's cache refresh)."""
+    app = App(settings)
+    to_store: list[float] = []
+    to_http: list[float] = []
+    try:
+        for k, (address, i) in enumerate(targets):
+            url = f"/v1/users/{address}/photo?size=96"
+            before = http.get(url)
+            assert before.headers.get("x-photo-source") == "directory", before.headers
+            user = app.store.find_user(address)
+            assert user is not None
+            data = photo(i, 50 + k)
+            digest = hashlib.sha256(data).hexdigest()
+
+            def stored(user_id: str = user.id, digest: str = digest) -> bool:
+                slot = app.store.get_directory_thumbnail(user_id)
+                return slot is not None and slot.raw_hash == digest
+
+            t0 = time.perf_counter()
+            modify(i, data)
+            wait_for(stored, step=0.002)
+            to_store.append(time.perf_counter() - t0)
+            wait_for(lambda url=url, old=before.content: http.get(url).content != old, step=0.005)
+            to_http.append(time.perf_counter() - t0)
+            # Changes arrive independently, not in lock-step with any polling.
+            time.sleep(random.uniform(0.2, 0.5))
+    finally:
+        app.close()
+    for name, values in (("LDAP -> store", to_store), ("LDAP -> HTTP", to_http)):
+        print(
+            f"{label}: {name} ({len(values)} changes): p50 {percentile(values, 0.5):.3f}s, "
+            f"p95 {percentile(values, 0.95):.3f}s, max {max(values):.3f}s"
+        )
+
+
+def _samba(tmp: Path, people: int, changes: int) -> None:
+    """The same propagation measure on a real Samba AD DC (in its own network namespace)."""
+    from tests.support.samba import USERS, Samba, add_person, available, netns, provision
+
+    reason = available()
+    if reason:
+        print(f"Samba AD DC: not measured ({reason})")
+        return
+    root = tmp / "samba"
+    t0 = time.perf_counter()
+    provision(root)
+    server = Samba(root)
+    server.start(timeout=120)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with netns(server.ns):
+            conn = server.connection()
+            for i in range(people):
+                add_person(conn, f"P{i:04d}", photo=photo(i))
+            print(
+                f"Samba AD DC: provisioned, {people} people with photos added in "
+                f"{time.perf_counter() - t0:.1f}s"
+            )
+            home = tmp / "home-ad"
+            home.mkdir()
+            settings = server.directory_settings(retries=3, backoff=1.0, timeout=10)
+            _write_settings(home, settings)
+            env = {**os.environ, "USERPHOTO_HOME": str(home)}
+            subprocess.run(
+                [str(BIN / "userphoto"), "sync", "--full"], env=env, check=True, capture_output=True
+            )
+            token = _token(env, f"p{people - 1:04d}@up.example")
+            http, procs = _serve_and_watch(env, token, Settings.load(home))
+            watch = _status(home).get("watch", {})
+            print(f"sync --watch on Samba: {watch.get('mode')} ({watch.get('why')})")
+
+            def modify(i: int, data: bytes) -> None:
+                conn.modify(
+                    f"CN=P{i:04d},{USERS}", {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [data])]}
+                )
+
+            picked = [(k * 7) % people for k in range(changes)]
+            targets = [(f"p{i:04d}@up.example", i) for i in picked]
+            _propagation("Samba AD DC", http, Settings.load(home), targets, modify)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.destroy()
 
 
 def _cpu(pid: int) -> float:
