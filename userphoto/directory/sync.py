@@ -33,7 +33,7 @@ from ..errors import Conflict, UserPhotoError
 from ..model import Account, DirectoryThumbnail, User
 from ..store import Store
 from . import status
-from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Entry
+from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Entry, read_pages
 from .config import DirectoryConfig
 from .entry import (
     OWNED_KEYS,
@@ -278,19 +278,18 @@ class SyncEngine:
                     gone_ids.append(did)
                 else:
                     guids.append(did)
-            source: Iterator[list[Entry]] = self._by_guid(guids, flavour)
+            source: Iterator[list[Entry]] = _prefetch(self._by_guid(guids, flavour))
+        elif full:
+            self._processes()  # before any thread starts (see _processes)
+            source = _read_elsewhere(self.config, search_filter, flavour.attributes(self.config))
         else:
-            if not full and cursor is not None:
+            if cursor is not None:
                 search_filter = f"(&{flavour.user_filter}{_delta_clause(cursor)})"
-            source = client.search(search_filter, flavour.attributes(self.config))
+            source = _prefetch(client.search(search_filter, flavour.attributes(self.config)))
 
         seen: set[str] = set()
         newest = cursor.get("value") if cursor and cursor.get("kind") == "modifyTimestamp" else None
-        if full:
-            self._processes()  # before any thread starts (see _processes)
-        newest = self._pipeline(
-            _prefetch(source), flavour, users if full else None, report, seen, newest
-        )
+        newest = self._pipeline(source, flavour, users if full else None, report, seen, newest)
 
         if full:
             self._mark_gone(users, seen, report, force=force)
@@ -537,7 +536,9 @@ class SyncEngine:
                 # this process's sockets or pipes (a plain fork from a threaded process can
                 # deadlock, and would keep the parent's connections open).
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["userphoto.directory.photo"])
+                context.set_forkserver_preload(
+                    ["userphoto.directory.photo", "userphoto.directory.client"]
+                )
                 _POOL = ProcessPoolExecutor(WORKERS, mp_context=context)
                 _POOL.submit(int).result()
             return _POOL
@@ -719,6 +720,43 @@ def _sleep(stop: threading.Event, wake: threading.Event, seconds: float) -> None
 def _then_none(pages: Iterator[list[Entry]]) -> Iterator[list[Entry] | None]:
     yield from pages
     yield None
+
+
+def _read_elsewhere(
+    config: DirectoryConfig, search_filter: str, attributes: list[str]
+) -> Iterator[list[Entry]]:
+    """The pages of a full read, decoded by a reader process while this one applies them.
+
+    The pipe holds about one page, so the reader stays a page or two ahead and no further.
+    A reader still running when the sync stops (an error, a stop request) is ended.
+    """
+    context = multiprocessing.get_context("forkserver")
+    pages, out = context.Pipe(duplex=False)
+    reader = context.Process(
+        target=read_pages,
+        args=(config, search_filter, attributes, out),
+        name="directory-reader",
+        daemon=True,
+    )
+    reader.start()
+    out.close()  # ours; the reader holds its own end
+    try:
+        while True:
+            try:
+                item = pages.recv()
+            except EOFError:
+                raise DirectoryUnavailable("The directory reader process ended early.") from None
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        pages.close()
+        reader.join(1)
+        if reader.is_alive():
+            reader.terminate()
+            reader.join()
 
 
 def _prefetch(pages: Iterator[list[Entry]]) -> Iterator[list[Entry]]:
