@@ -18,7 +18,7 @@ import ldap3
 import pytest
 
 from tests.conftest import BIN, RunCli
-from tests.support.slapd import Slapd, ldif, photo, user_dn, user_entry
+from tests.support.slapd import HAVE_SLAPD, Slapd, ldif, photo, user_dn, user_entry
 from tests.test_directory_slapd import (
     address,
     engine_for,
@@ -33,7 +33,11 @@ from userphoto.directory import status
 from userphoto.directory.status import SyncReport
 from userphoto.directory.syncrepl import COOKIE_KEY
 
-pytestmark = pytest.mark.skipif(not Path("/usr/sbin/slapd").exists(), reason="slapd missing")
+# Under CI a missing slapd fails these tests (the setup script installs it); elsewhere, skip.
+pytestmark = pytest.mark.skipif(
+    not HAVE_SLAPD and os.environ.get("CI") != "true",
+    reason="slapd is not installed (Debian packages slapd, ldap-utils)",
+)
 USERS = 200
 
 

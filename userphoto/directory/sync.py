@@ -60,6 +60,7 @@ DIRSYNC_FILTER = "(objectClass=user)"
 CHANGE_STAMPS = ("modifyTimestamp", "whenChanged", "uSNChanged")
 WORKERS = 2  # photo re-encoding processes, used once a page has PARALLEL_FROM new photos
 PARALLEL_FROM = 64
+READ_AHEAD = 16  # pages a full read may run ahead of the writes (~3.5 MB a page with photos)
 _POOL: ProcessPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
@@ -281,7 +282,11 @@ class SyncEngine:
             source: Iterator[list[Entry]] = _prefetch(self._by_guid(guids, flavour))
         elif full:
             self._processes()  # before any thread starts (see _processes)
-            source = _read_elsewhere(self.config, search_filter, flavour.attributes(self.config))
+            # The reader runs up to READ_AHEAD pages ahead: neither side waits on the other.
+            source = _prefetch(
+                _read_elsewhere(self.config, search_filter, flavour.attributes(self.config)),
+                ahead=READ_AHEAD,
+            )
         else:
             if cursor is not None:
                 search_filter = f"(&{flavour.user_filter}{_delta_clause(cursor)})"
@@ -759,9 +764,9 @@ def _read_elsewhere(
             reader.join()
 
 
-def _prefetch(pages: Iterator[list[Entry]]) -> Iterator[list[Entry]]:
+def _prefetch(pages: Iterator[list[Entry]], ahead: int = 2) -> Iterator[list[Entry]]:
     """Read the next page while this one is processed (the server works on the other core)."""
-    queue: Queue[tuple[list[Entry] | None, BaseException | None]] = Queue(maxsize=2)
+    queue: Queue[tuple[list[Entry] | None, BaseException | None]] = Queue(maxsize=ahead)
     stop = threading.Event()
 
     def produce() -> None:
