@@ -255,3 +255,30 @@ def test_server_without_syncprov_falls_back_to_polling(
         app.close()
     finally:
         server.stop()
+
+
+def test_control_offered_but_refused_falls_back_to_polling(home: Path, tmp_path: Path) -> None:
+    """syncprov loaded as a module but not on this database: the root DSE lists the control,
+    the search is refused, and the watch polls instead (and says why)."""
+    server = Slapd(tmp_path / "half", syncprov=False)
+    server.conf.write_text(
+        server.conf.read_text().replace(
+            "moduleload back_mdb\n", "moduleload back_mdb\nmoduleload syncprov\n"
+        )
+    )
+    server.seed(ldif(range(20)))
+    server.start()
+    try:
+        app = make_app(home, server, watch_interval=0.2)
+        assert engine_for(app).full().ok
+        with Watch(app) as watch:
+            assert "RFC 4533" in watch.announced[0]  # offered: tried first
+            old = photo_hash(app, 4)
+            set_photo_in_ldap(server, 4, photo(4, 2))
+            eventually(lambda: photo_hash(app, 4) not in (old, None))
+        assert "refused the content-sync search" in watch.announced[1]
+        why = status.load(app.store)["watch"]["why"]
+        assert "critical" in why.lower() and "syncprov" in why
+        app.close()
+    finally:
+        server.stop()

@@ -213,7 +213,8 @@ class SyncreplWatch:
     def _entries(self, entries: list[Entry]) -> None:
         size = self.config.page_size
         pages: Iterator[list[Entry]] = (entries[k : k + size] for k in range(0, len(entries), size))
-        self.engine._pipeline(pages, self.flavour, self.users, self.report, self.seen, None)
+        work = self.engine._with_photos(pages, self.flavour)
+        self.engine._pipeline(work, self.users, self.flavour, self.report, self.seen, None)
 
     def _flush_deletes(self) -> None:
         """Deleted entries, as one batch through the deletion guard."""

@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from queue import Empty, Queue
+from typing import TypeVar
 
 from ..errors import Conflict, UserPhotoError
 from ..model import Account, DirectoryThumbnail, User
@@ -62,6 +63,8 @@ WORKERS = 2  # photo re-encoding processes, used once a page has PARALLEL_FROM n
 PARALLEL_FROM = 64
 READ_AHEAD = 16  # pages a full read may run ahead of the writes (~3.5 MB a page with photos)
 _POOL: ProcessPoolExecutor | None = None
+T = TypeVar("T")
+Work = tuple[list[Entry], Callable[[], list[Prepared | None]]]  # a page, and its photos' waiter
 _POOL_LOCK = threading.Lock()
 
 
@@ -279,22 +282,24 @@ class SyncEngine:
                     gone_ids.append(did)
                 else:
                     guids.append(did)
-            source: Iterator[list[Entry]] = _prefetch(self._by_guid(guids, flavour))
+            pages: Iterator[list[Entry]] = self._by_guid(guids, flavour)
+            ahead = 2
         elif full:
             self._processes()  # before any thread starts (see _processes)
-            # The reader runs up to READ_AHEAD pages ahead: neither side waits on the other.
-            source = _prefetch(
-                _read_elsewhere(self.config, search_filter, flavour.attributes(self.config)),
-                ahead=READ_AHEAD,
-            )
+            pages = _read_elsewhere(self.config, search_filter, flavour.attributes(self.config))
+            ahead = READ_AHEAD  # neither the reader nor the writes wait on the other
         else:
             if cursor is not None:
                 search_filter = f"(&{flavour.user_filter}{_delta_clause(cursor)})"
-            source = _prefetch(client.search(search_filter, flavour.attributes(self.config)))
+            pages = client.search(search_filter, flavour.attributes(self.config))
+            ahead = 2
+        # Pages are read (and their photos handed to the workers) by a prefetch thread while
+        # earlier pages are written here.
+        source = _prefetch(self._with_photos(pages, flavour), ahead=ahead)
 
         seen: set[str] = set()
         newest = cursor.get("value") if cursor and cursor.get("kind") == "modifyTimestamp" else None
-        newest = self._pipeline(source, flavour, users if full else None, report, seen, newest)
+        newest = self._pipeline(source, users if full else None, flavour, report, seen, newest)
 
         if full:
             self._mark_gone(users, seen, report, force=force)
@@ -328,32 +333,25 @@ class SyncEngine:
         self._addresses = {a for u in users.values() for a in u.addresses} if full else None
         return users
 
+    def _with_photos(self, pages: Iterator[list[Entry]], flavour: Flavour) -> Iterator[Work]:
+        """Each page with its photos' preparation already started (see _prepare_photos)."""
+        for page in pages:
+            yield page, self._prepare_photos(page, flavour)
+
     def _pipeline(
         self,
-        pages: Iterator[list[Entry]],
-        flavour: Flavour,
+        work: Iterator[Work],
         users: dict[str, User] | None,
+        flavour: Flavour,
         report: SyncReport,
         seen: set[str],
         newest: str | None,
     ) -> str | None:
-        """Apply pages of entries; returns the newest modifyTimestamp seen.
-
-        Page k+1's photos are re-encoded (in worker processes) while page k is written to
-        the store, and (with a prefetching `pages`) page k+2 is read meanwhile.
-        """
-        waiting: tuple[list[Entry], Callable[[], list[Prepared | None]]] | None = None
-        number = 0
-        for page in _then_none(pages):
-            if page is not None:
-                ahead = (page, self._prepare_photos(page, flavour))
-            if waiting is not None:
-                number += 1
-                done, prepared = waiting
-                newest = self._write_page(done, prepared(), flavour, users, report, seen, newest)
-                if self.on_page is not None:
-                    self.on_page(number)
-            waiting = ahead if page is not None else None
+        """Write pages (with their prepared photos); returns the newest modifyTimestamp."""
+        for number, (page, prepared) in enumerate(work, 1):
+            newest = self._write_page(page, prepared(), flavour, users, report, seen, newest)
+            if self.on_page is not None:
+                self.on_page(number)
         return newest
 
     def _dirsync_start(self, flavour: Flavour, report: SyncReport) -> bytes | None:
@@ -722,11 +720,6 @@ def _sleep(stop: threading.Event, wake: threading.Event, seconds: float) -> None
     wake.clear()
 
 
-def _then_none(pages: Iterator[list[Entry]]) -> Iterator[list[Entry] | None]:
-    yield from pages
-    yield None
-
-
 def _read_elsewhere(
     config: DirectoryConfig, search_filter: str, attributes: list[str]
 ) -> Iterator[list[Entry]]:
@@ -764,9 +757,9 @@ def _read_elsewhere(
             reader.join()
 
 
-def _prefetch(pages: Iterator[list[Entry]], ahead: int = 2) -> Iterator[list[Entry]]:
+def _prefetch(pages: Iterator[T], ahead: int = 2) -> Iterator[T]:
     """Read the next page while this one is processed (the server works on the other core)."""
-    queue: Queue[tuple[list[Entry] | None, BaseException | None]] = Queue(maxsize=ahead)
+    queue: Queue[tuple[T | None, BaseException | None]] = Queue(maxsize=ahead)
     stop = threading.Event()
 
     def produce() -> None:
@@ -778,6 +771,10 @@ def _prefetch(pages: Iterator[list[Entry]], ahead: int = 2) -> Iterator[list[Ent
             queue.put((None, None))
         except BaseException as exc:  # handed to the consumer, raised there
             queue.put((None, exc))
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # a generator's own clean-up (e.g. ending the reader process) runs now
 
     thread = threading.Thread(target=produce, name="directory-prefetch", daemon=True)
     thread.start()
