@@ -116,6 +116,10 @@ class DirectoryClient:
             ) from None
         return conn
 
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
     def connect(self) -> ldap3.Connection:
         """A bound connection to the first URI that answers (failover in order)."""
         if self._conn is not None and not self._conn.closed:

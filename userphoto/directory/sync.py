@@ -242,7 +242,18 @@ class SyncEngine:
 
     def _read(self, report: SyncReport, *, force: bool, cursor: dict | None) -> None:
         client = self.client
-        info = client.refresh_info()  # AD: highestCommittedUSN *before* the read starts
+        if (
+            report.mode == "delta"
+            and cursor is not None
+            and cursor.get("kind") == "dirsync"
+            and client.connected
+            and client.info is not None
+        ):
+            # A DirSync delta needs no USN: the open connection's root DSE is still right
+            # (a reconnect reads it again), and a change notification is answered sooner.
+            info = client.info
+        else:
+            info = client.refresh_info()  # AD: highestCommittedUSN *before* the read starts
         report.server = info.uri
         flavour = Flavour.of(self.config, info.is_ad)
         full = report.mode == "full"
@@ -283,19 +294,18 @@ class SyncEngine:
                 else:
                     guids.append(did)
             pages: Iterator[list[Entry]] = self._by_guid(guids, flavour)
-            ahead = 2
         elif full:
             self._processes()  # before any thread starts (see _processes)
             pages = _read_elsewhere(self.config, search_filter, flavour.attributes(self.config))
-            ahead = READ_AHEAD  # neither the reader nor the writes wait on the other
         else:
             if cursor is not None:
                 search_filter = f"(&{flavour.user_filter}{_delta_clause(cursor)})"
             pages = client.search(search_filter, flavour.attributes(self.config))
-            ahead = 2
-        # Pages are read (and their photos handed to the workers) by a prefetch thread while
-        # earlier pages are written here.
-        source = _prefetch(self._with_photos(pages, flavour), ahead=ahead)
+        # A full read's pages are taken in (and their photos handed to the workers) by a
+        # prefetch thread up to READ_AHEAD pages ahead of the writes here; a delta is a page or
+        # two, read inline (starting a thread would cost more than it saves).
+        work = self._with_photos(pages, flavour)
+        source = _prefetch(work, ahead=READ_AHEAD) if full else work
 
         seen: set[str] = set()
         newest = cursor.get("value") if cursor and cursor.get("kind") == "modifyTimestamp" else None
@@ -539,9 +549,7 @@ class SyncEngine:
                 # this process's sockets or pipes (a plain fork from a threaded process can
                 # deadlock, and would keep the parent's connections open).
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(
-                    ["userphoto.directory.photo", "userphoto.directory.client"]
-                )
+                context.set_forkserver_preload(["userphoto.directory.photo"])
                 _POOL = ProcessPoolExecutor(WORKERS, mp_context=context)
                 _POOL.submit(int).result()
             return _POOL
@@ -728,7 +736,11 @@ def _read_elsewhere(
     The pipe holds about one page, so the reader stays a page or two ahead and no further.
     A reader still running when the sync stops (an error, a stop request) is ended.
     """
-    context = multiprocessing.get_context("forkserver")
+    # Forked from this thread (not from the photo workers' forkserver): the reader sees the
+    # network exactly as its caller does (a per-thread network namespace included). It runs
+    # only ldap3 and a pipe, so none of this process's locks or connections matter to it,
+    # and it holds them only for the length of the read.
+    context = multiprocessing.get_context("fork")
     pages, out = context.Pipe(duplex=False)
     reader = context.Process(
         target=read_pages,
