@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import multiprocessing.forkserver
 import os
 import random
 import shutil
@@ -126,18 +125,17 @@ def main() -> None:
         SyncEngine._processes()  # the photo workers, started before the run
         assert sync_module._POOL is not None and server.proc is not None
         pids = [os.getpid(), server.proc.pid, *sync_module._POOL._processes.keys()]
-        # The reader process is a child of the forkserver: its CPU lands in the forkserver's
-        # children's time once it exits.
-        forkserver = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+        # The reader process is forked from this one: its CPU lands in this process's
+        # children's time once it has exited and been joined.
         cpu_before = [_cpu(p) for p in pids]
-        children_before = _cpu(forkserver, children=True)
+        children_before = _cpu(os.getpid(), children=True)
         load = os.getloadavg()[0]
         full = engine.full()
         used = [
             after - before
             for after, before in zip([_cpu(p) for p in pids], cpu_before, strict=True)
         ]
-        reader_cpu = _cpu(forkserver, children=True) - children_before
+        reader_cpu = _cpu(os.getpid(), children=True) - children_before
         load = (load + os.getloadavg()[0]) / 2
         assert full.ok and full.added == n, full.summary()
         bare_after, _ = bare_read()
