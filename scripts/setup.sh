@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 # Debian packages the tests and benchmarks use: real slapd and Samba AD DC for directory code,
 # Chromium for the web pages, nginx-light + wrk and vipsthumbnail as benchmark references.
-# libldap2-dev + libsasl2-dev (+ a compiler) build python-ldap, the syncrepl (RFC 4533) client.
+# Installed with --no-install-recommends, so what Samba only *recommends* but provisioning a DC
+# needs is listed here: samba-dsdb-modules (samba_secrets, ...) and samba-vfs-modules (acl_xattr).
 APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk libvips-tools
-              iproute2 util-linux)
+              iproute2 util-linux samba-dsdb-modules samba-vfs-modules)
+# libldap2-dev + libsasl2-dev (+ a compiler) build python-ldap, the syncrepl (RFC 4533) client.
 APT_PACKAGES+=(libldap2-dev libsasl2-dev gcc python3-dev)
 
 missing=()
@@ -23,6 +25,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "note: missing system packages (${missing[*]}); tests that need them will be skipped" >&2
+    echo "      (and fail under CI=true): install them as root, or run this script as root" >&2
   fi
 fi
 

@@ -35,7 +35,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def app(home: Path) -> Iterator[App]:
+    """An initialized data folder (as `userphoto init` leaves it), opened."""
     application = App(Settings.load(home))
+    application.settings.write_default()
+    _ = application.store  # creates the store, so CLI commands find a data folder
     yield application
     application.close()
 
@@ -48,9 +51,9 @@ def run_cli(home: Path) -> RunCli:
     """Run the real `userphoto` entry point in a subprocess; returns the CompletedProcess."""
 
     def run(
-        *args: str, input: bytes | None = None, check: bool = True
+        *args: str, input: bytes | None = None, check: bool = True, env: dict | None = None
     ) -> subprocess.CompletedProcess:
-        env = {**os.environ, "USERPHOTO_HOME": str(home)}
+        env = {**os.environ, "USERPHOTO_HOME": str(home), **(env or {})}
         env.pop("USERPHOTO_DEBUG", None)
         proc = subprocess.run(
             [str(BIN / "userphoto"), *args], input=input, capture_output=True, env=env, timeout=120

@@ -151,7 +151,8 @@ def test_account_states_through_the_cli(run_cli: RunCli, ada: str, tmp_path: Pat
 def test_demo_then_get_returns_a_photo(run_cli: RunCli, tmp_path: Path) -> None:
     out = run_cli("demo").stdout.decode()
     assert "50 users added" in out
-    listing = run_cli("user", "list").stdout.decode().splitlines()
+    header, *listing = run_cli("user", "list").stdout.decode().splitlines()
+    assert header.split() == ["ADDRESS", "ACCOUNT", "PICTURE", "VISIBILITY", "PHOTO", "NAME"]
     assert len(listing) == 50
     rows = {line.split()[0]: line for line in listing}
     assert "sd_only" in rows["debra.berger@contoso.example"]
@@ -164,6 +165,8 @@ def test_demo_then_get_returns_a_photo(run_cli: RunCli, tmp_path: Path) -> None:
     image = Image.open(io.BytesIO(target.read_bytes()))
     assert image.format == "JPEG" and image.size == (240, 240)
     assert "0 users added" in run_cli("demo").stdout.decode()
+    help_text = run_cli("user", "list", "--help").stdout.decode()
+    assert "VISIBILITY  who may see it" in help_text and "PHOTO " in help_text
 
 
 def test_every_command_has_teaching_help(run_cli: RunCli) -> None:

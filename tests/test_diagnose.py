@@ -43,7 +43,8 @@ def sh(home: Path) -> Cli:
     def run(*args: str, ok: bool = True) -> str:
         result = runner.invoke(cli, ["--home", str(home), *args], catch_exceptions=not ok)
         if ok:
-            assert result.exit_code == 0, f"userphoto {' '.join(args)}: {result.output}"
+            want = diagnose_exit(args, result.output)
+            assert result.exit_code == want, f"userphoto {' '.join(args)}: {result.output}"
             return result.output
         assert result.exit_code != 0
         return result.output + str(result.exception or "")
@@ -62,6 +63,14 @@ def ada(home: Path) -> User:
     app.store.add_user(User(id="bob", address="bob@contoso.example", display_name="Bob"))
     app.close()
     return user
+
+
+def diagnose_exit(args: tuple[str, ...], output: str) -> int:
+    """diagnose exits 1 when it reports an error-level cause (and only then)."""
+    if args[0] != "diagnose":
+        return 0
+    errors = '"errors": 0' not in output if "--json" in args else "[error" in output
+    return 1 if errors else 0
 
 
 def verdict(sh: Cli, target: str, *args: str) -> dict:
@@ -85,6 +94,10 @@ def apply_fix(
         args = shlex.split(command)
         assert args[0] == "userphoto", command
         sh(*[photo if a == "FILE" else url if a == "URL" else a for a in args[1:]])
+
+
+def all_fixes(v: dict) -> list[str]:
+    return [command for c in v["causes"] for command in c["fix"]]
 
 
 def shows(v: dict, source: str = "hd") -> bool:
@@ -171,8 +184,10 @@ def test_account_unavailable(sh: Cli, ada: User, photo_file: str, account: str) 
     assert v["symptom"]["code"] == "own_photo_not_shown"
     found = cause(v, "account_unavailable")
     assert account in found["message"] and "mailbox unavailable" in found["message"]
-    assert found["fix"] == [f"userphoto user set {ADDR} --account hd", f"userphoto set {ADDR} FILE"]
-    apply_fix(sh, found["fix"], photo_file)
+    # Two causes, each with its own fix, applied in the order printed.
+    assert found["fix"] == [f"userphoto user set {ADDR} --account hd"]
+    assert cause(v, "no_photo")["fix"] == [f"userphoto set {ADDR} FILE"]
+    apply_fix(sh, all_fixes(v), photo_file)
     assert shows(verdict(sh, ADDR, "--viewer", ADDR))
 
 
@@ -226,23 +241,25 @@ def test_partner_not_configured(sh: Cli, ada: User, photo_file: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("viewer_args", "visibility", "wanted"),
+    ("viewer_args", "visibility", "wanted", "code"),
     [
-        (("--external", "fabrikam.example"), "organization", "everyone"),
-        (("--anonymous",), "organization", "everyone"),
-        (("--viewer", "bob@contoso.example"), "nobody", "organization"),
+        (("--external", "fabrikam.example"), "organization", "everyone", "visibility"),
+        (("--anonymous",), "organization", "everyone", "visibility"),
+        # 'nobody' is the user's own choice: its own finding, marked as such
+        (("--viewer", "bob@contoso.example"), "nobody", "organization", "visibility_nobody"),
     ],
 )
 def test_visibility_hides_the_photo(
-    sh: Cli, ada: User, photo_file: str, viewer_args, visibility: str, wanted: str
+    sh: Cli, ada: User, photo_file: str, viewer_args, visibility: str, wanted: str, code: str
 ) -> None:
     sh("partner", "add", "fabrikam.example")
     sh("set", ADDR, photo_file)
     sh("user", "set", ADDR, "--visibility", visibility)
     v = verdict(sh, ADDR, *viewer_args)
     assert v["symptom"]["code"] == "others_cannot_see" and v["sees"]["source"] == "none"
-    assert cause(v, "visibility")["fix"] == [f"userphoto user set {ADDR} --visibility {wanted}"]
-    apply_fix(sh, cause(v, "visibility")["fix"], photo_file)
+    assert cause(v, code)["fix"] == [f"userphoto user set {ADDR} --visibility {wanted}"]
+    assert cause(v, code)["choice"] == (visibility == "nobody")
+    apply_fix(sh, cause(v, code)["fix"], photo_file)
     assert shows(verdict(sh, ADDR, *viewer_args))
 
 
@@ -399,3 +416,89 @@ def test_doctor_sees_directory_only_and_disagreements(
     counts = {f["code"]: f["examples"] for f in report["findings"]}
     assert counts["directory_only"] == [ADDR]
     assert counts["directory_disagrees"] == ["bob@contoso.example"]
+
+
+# --- every cause in one run; no invented causes; choices; exit status ---------------------------
+def test_sd_only_without_a_photo_names_both_causes(sh: Cli, ada: User, photo_file: str) -> None:
+    sh("user", "set", ADDR, "--account", "sd_only")
+    v = verdict(sh, ADDR, "--size", "648")
+    assert {"no_photo", "sd_only"} <= set(codes(v))
+    apply_fix(sh, all_fixes(v), photo_file)  # every printed fix, in the order printed
+    v = verdict(sh, ADDR, "--size", "648")
+    assert shows(v) and v["sees"]["size"] == 648 and not v["causes"]
+
+
+def test_a_valid_web_address_is_not_reported_missing(sh: Cli, ada: User, photo_file: str) -> None:
+    sh("user", "set", ADDR, "--picture", "url", "--url", "https://img.example/ada.jpg")
+    v = verdict(sh, ADDR, "--anonymous")  # visibility 'organization' blocks it
+    assert v["sees"]["source"] == "none"
+    assert codes(v) == ["visibility"]
+    apply_fix(sh, all_fixes(v), photo_file)
+    assert shows(verdict(sh, ADDR, "--anonymous"), "url")
+
+
+@pytest.mark.parametrize(
+    ("setting", "code"),
+    [
+        (("--picture", "hidden"), "picture_hidden"),
+        (("--visibility", "nobody"), "visibility_nobody"),
+    ],
+)
+def test_a_users_choice_is_reported_as_a_choice(
+    sh: Cli, ada: User, photo_file: str, setting: tuple[str, str], code: str
+) -> None:
+    sh("set", ADDR, photo_file)
+    sh("user", "set", ADDR, *setting)
+    v = verdict(sh, ADDR, "--viewer", "bob@contoso.example")
+    found = cause(v, code)
+    assert found["choice"] is True and found["level"] == "info" and v["errors"] == 0
+    assert "own choice" in found["advice"] and "overrides" in found["advice"]
+    text = sh("diagnose", ADDR, "--viewer", "bob@contoso.example")
+    assert "[info, the user's choice]" in text
+    assert f"fix (overrides the user's choice): {found['fix'][0]}" in text
+    assert "[error]" not in text
+
+
+def test_diagnose_exits_non_zero_on_error_level_causes(
+    home: Path, ada: User, photo_file: str
+) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["--home", str(home), "diagnose", ADDR])
+    assert ok.exit_code == 0 and "[warning]" in ok.output  # no photo: a warning, not a fault
+    update(home, "ada", picture=Picture.URL, picture_url="ftp://old.example/a.jpg")
+    bad = runner.invoke(cli, ["--home", str(home), "diagnose", ADDR])
+    assert bad.exit_code == 1 and "[error] " in bad.output
+    missing = runner.invoke(cli, ["--home", str(home), "diagnose", "nobody@contoso.example"])
+    assert missing.exit_code == 1
+    helptext = runner.invoke(cli, ["diagnose", "--help"]).output
+    assert "Exits 1 when a cause is at error level" in helptext
+
+
+@pytest.mark.parametrize("viewer", [(), ("--anonymous",)], ids=["member", "anonymous"])
+@pytest.mark.parametrize("account", ["hd", "sd_only", "disabled"])
+@pytest.mark.parametrize("picture", ["photo", "bad-url", "default", "hidden"])
+@pytest.mark.parametrize("visibility", ["organization", "nobody"])
+def test_applying_every_printed_fix_shows_the_photo_as_asked(
+    sh: Cli,
+    ada: User,
+    home: Path,
+    photo_file: str,
+    viewer: tuple[str, ...],
+    account: str,
+    picture: str,
+    visibility: str,
+) -> None:
+    """One run names every obstacle: its fixes, applied in order, give the 648 px HD photo
+    (or the web address the fix sets)."""
+    sh("user", "set", ADDR, "--account", account, "--visibility", visibility)
+    if picture == "bad-url":
+        update(home, "ada", picture=Picture.URL, picture_url="ftp://old.example/a.jpg")
+    else:
+        sh("user", "set", ADDR, "--picture", picture)
+    v = verdict(sh, ADDR, *viewer, "--size", "648")
+    apply_fix(sh, all_fixes(v), photo_file)
+    after = verdict(sh, ADDR, *viewer, "--size", "648")
+    if picture == "bad-url":
+        assert shows(after, "url"), after
+    else:
+        assert shows(after) and after["sees"]["size"] == 648, after

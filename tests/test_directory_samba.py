@@ -203,3 +203,27 @@ def test_ad_over_ldaps_and_starttls(samba: Samba, home: Path) -> None:
         failed = engine(app).full()
         assert not failed.ok and "certificate verify failed" in (failed.error or "")
         app.close()
+
+
+def test_ad_deletions_go_through_the_delete_guard(ad: tuple[Samba, App]) -> None:
+    """Deletions a DirSync delta reports pass the same delete_guard as a full sync's."""
+    samba, app = ad
+    assert engine(app).full().ok
+    conn = samba.connection()
+    for i in (11, 12, 13, 14):  # 4 of 30: over the default guard of 10%
+        conn.delete(f"CN=P{i:02d},{USERS}")
+    conn.unbind()
+    if app.directory.dirsync:  # type: ignore[union-attr]
+        refused = engine(app).delta()
+        assert refused.mode == "delta"
+    else:  # uSNChanged deltas see no deletions; the full sync's reconciliation does
+        assert engine(app).delta().gone == 0
+        refused = engine(app).full()
+    assert not refused.ok and refused.gone == 0
+    assert "refused to mark 4 of 30 directory users gone" in (refused.error or "")
+    assert "sync --full --force" in (refused.error or "")
+    assert not any(app.store.find_user(f"p{i}@up.example").directory_gone for i in (11, 14))  # type: ignore[union-attr]
+
+    forced = engine(app).full(force=True)
+    assert forced.ok and forced.gone == 4
+    assert all(app.store.find_user(f"p{i}@up.example").directory_gone for i in (11, 12, 13, 14))  # type: ignore[union-attr]

@@ -53,7 +53,7 @@ def expected(
     photo: tuple[int, ...],
     directory: str,
 ) -> tuple[Source, int | None]:
-    """The rule of DESIGN.md written out plainly, independently of the implementation."""
+    """The rule of docs/model.md written out plainly, independently of the implementation."""
     viewer = VIEWERS[viewer_name]
     internal = viewer_name in ("self", "member", "admin")
     if viewer_name != "self":

@@ -34,6 +34,7 @@ def test_tokens_create_list_revoke(run_cli, app: App) -> None:
 
 
 def test_partners_shared_secret_and_public_keys(run_cli, tmp_path: Path) -> None:
+    run_cli("init")
     secret = run_cli("partner", "add", "Fabrikam.example").stdout.decode().strip()
     assert len(secret) >= 48
     for name, key in (

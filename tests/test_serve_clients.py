@@ -7,13 +7,11 @@ import io
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import libravatar
 import pytest
 from PIL import Image
 
 from tests.support.server import Served, addr
-
-msgraph = pytest.importorskip("msgraph")
-libravatar = pytest.importorskip("libravatar")
 
 
 def graph_client(served: Served, token: str):

@@ -134,7 +134,7 @@ class Job:
     source: Source
     current_hash: str | None  # the user's saved photo, if any
     replace: bool  # --on-conflict replace
-    render: bool  # False for a dry run: header checks only
+    render: bool  # False for a dry run: the same decode and checks, nothing rendered
     limits: Limits
     max_size: int
     thumbnail_size: int
@@ -163,7 +163,9 @@ def process(job: Job) -> Outcome:
     status = Status.IMPORTED if job.current_hash is None else Status.REPLACED
     try:
         if not job.render:
-            info = imaging.inspect(data, job.limits)
+            # The import's own decode (a truncated file fails here as it would there), so
+            # the dry run's plan is what the import will do; only rendering is left out.
+            _image, info, _scale = imaging.normalize(data, job.limits, target=job.max_size)
             return Outcome(status, sha, f"{info.format} {info.width}×{info.height}")
         from .facecrop import suggest
 

@@ -1,56 +1,164 @@
 """Settings: `$USERPHOTO_HOME/userphoto.toml`, overridden by `USERPHOTO_<SECTION>_<KEY>` variables.
 
-Every section is optional; an absent file means all defaults. Later features add their own
-sections (`[directory]`, `[server]`, ...) and read them through `Settings.section(name)`.
+Every key is declared once, in `KEYS` below (section, name, type, default, one-line help).
+From that one declaration come the validation of the file and of the environment, the
+commented `userphoto.toml` that `userphoto init` writes, `docs/configuration.md`
+(`userphoto config docs`) and `userphoto config check`. A key the code reads must be declared
+here (tests/test_config.py checks it); an unknown key or section is an error that names the
+closest known one, so a typo never silently falls back to a default.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UserPhotoError
 from .imaging import Limits
 
 CONFIG_NAME = "userphoto.toml"
 DB_NAME = "userphoto.db"
+ENV_PREFIX = "USERPHOTO_"
+# Environment variables that are not settings of the file.
+PROCESS_ENV = {
+    "USERPHOTO_HOME": "the data folder (default ~/.local/share/userphoto); `--home DIR` wins",
+    "USERPHOTO_DEBUG": "set to 1 to get a traceback instead of the one-line error of a bug",
+}
 
-DEFAULT_CONFIG = """\
-# userphoto settings. Every key is optional; the values shown are the defaults.
-# Any key can be overridden by an environment variable USERPHOTO_<SECTION>_<KEY>,
-# e.g. USERPHOTO_LIMITS_MAX_BYTES=524288.
+# Value kinds: how a value is written in TOML and in the environment.
+INT, FLOAT, BOOL, STR, STRS, URIS, TABLE = "int", "float", "bool", "str", "strs", "uris", "table"
+KIND_TEXT = {
+    INT: "integer",
+    FLOAT: "number",
+    BOOL: "true/false",
+    STR: "string",
+    STRS: "list of strings",
+    URIS: "URI or list of URIs",
+    TABLE: "inline table",
+}
 
-[limits]
-max_bytes = 4194304      # largest upload accepted (Graph's limit; Exchange Online used 500 KB)
-max_pixels = 50000000    # refused from the header, before decoding
-min_side = 48            # smaller photos are refused rather than upscaled into blur
 
-[photos]
-thumbnail_size = 96      # the directory thumbnail (AD thumbnailPhoto), JPEG <= 100 KB
-jpeg_quality = 85
+@dataclass(frozen=True)
+class Key:
+    section: str
+    name: str
+    kind: str
+    default: Any  # None: unset unless configured (`example` shows a value)
+    help: str
+    example: Any = None
+    secret: bool = False  # never printed: masked by `config check`
 
-[policy]
-self_service = true      # members may change their own photo (the modeled SetPhotoEnabled)
+    @property
+    def env(self) -> str:
+        return f"{ENV_PREFIX}{self.section.upper()}_{self.name.upper()}"
 
-[server]
-host = "127.0.0.1"
-port = 8080
 
-[store]
-# url = "postgresql://user@host/db"   # default: SQLite in this folder
+@dataclass(frozen=True)
+class Section:
+    name: str
+    help: str
+    optional: bool = False  # written commented out: present means "turned on"
 
-# [directory]                          # LDAP / Active Directory sync (README: Directory)
-# uri = ["ldaps://dc1.contoso.example", "ldaps://dc2.contoso.example"]
-# bind_dn = "CN=userphoto,OU=Service,DC=contoso,DC=example"
-# bind_password_file = "bind-password"
-# base_dn = "DC=contoso,DC=example"
-# writeback = false                    # true: HD photos are written back to thumbnailPhoto
-# writeback_size = 96                  # 48, 64 or 96
-# delete_guard = 0.10                  # refuse to mark more than 10% of users gone at once
-"""
+
+_LIMITS = Limits()
+
+SECTIONS = (
+    Section("limits", "What an upload may be; anything else is refused with the reason."),
+    Section("photos", "The photos userphoto makes."),
+    Section("policy", "Who may change what."),
+    Section("server", "`userphoto serve`."),
+    Section("store", "Where users and photos are kept."),
+    Section("web", "The web pages."),
+    Section("avatar", "The Libravatar / Gravatar API."),
+    Section(
+        "directory",
+        "LDAP / Active Directory sync and write-back (README: Directory). Setting `uri` "
+        "turns it on.",
+        optional=True,
+    ),
+)
+
+KEYS = (
+    Key("limits", "max_bytes", INT, _LIMITS.max_bytes,
+        "largest upload accepted, in bytes (Graph's limit; Exchange Online used 500 KB)"),
+    Key("limits", "max_pixels", INT, _LIMITS.max_pixels,
+        "most pixels accepted, checked from the header before any decoding"),
+    Key("limits", "min_side", INT, _LIMITS.min_side,
+        "smaller photos are refused rather than upscaled into blur"),
+    Key("photos", "thumbnail_size", INT, 96,
+        "side of the directory thumbnail (AD thumbnailPhoto), a JPEG of at most 100 KB"),
+    Key("photos", "jpeg_quality", INT, 85, "JPEG quality of every rendition (1-95)"),
+    Key("policy", "self_service", BOOL, True,
+        "members may change their own photo (the modeled SetPhotoEnabled)"),
+    Key("server", "host", STR, "127.0.0.1", "address `userphoto serve` listens on"),
+    Key("server", "port", INT, 8080, "port `userphoto serve` listens on"),
+    Key("server", "domains", STRS, [],
+        "this organization's mail domains: a partner's JWT must have one of them as aud",
+        example=["contoso.example"]),
+    Key("store", "url", STR, None,
+        "database URL; unset: SQLite (userphoto.db) in the data folder",
+        example="postgresql://userphoto@db.contoso.example/userphoto", secret=True),
+    Key("web", "secure_cookies", BOOL, False,
+        "mark session cookies Secure even over http (behind a TLS-terminating proxy)"),
+    Key("avatar", "default_url_allow", STRS, [],
+        "URL prefixes a Libravatar d=URL default may start with (no open redirect)",
+        example=["https://static.contoso.example/avatars/"]),
+    Key("directory", "uri", URIS, None, "LDAP server(s), tried in order (failover)",
+        example=["ldaps://dc1.contoso.example", "ldaps://dc2.contoso.example"]),
+    Key("directory", "bind_dn", STR, None, "account userphoto binds as",
+        example="CN=userphoto,OU=Service,DC=contoso,DC=example"),
+    Key("directory", "bind_password", STR, None,
+        "its password (better: bind_password_file)", example="", secret=True),
+    Key("directory", "bind_password_file", STR, None,
+        "file holding the password (relative: to the data folder)", example="bind-password"),
+    Key("directory", "base_dn", STR, None, "where users are searched (required)",
+        example="DC=contoso,DC=example"),
+    Key("directory", "user_filter", STR, None,
+        "LDAP filter of users; unset: people on AD, inetOrgPerson elsewhere",
+        example="(&(objectCategory=person)(objectClass=user))"),
+    Key("directory", "id_attribute", STR, None,
+        "stable id; unset: objectGUID on AD, entryUUID elsewhere", example="objectGUID"),
+    Key("directory", "mail_attribute", STR, "mail",
+        "primary address (aliases come from proxyAddresses smtp: values)"),
+    Key("directory", "name_attribute", STR, "displayName", "display name"),
+    Key("directory", "photo_attribute", STR, "thumbnailPhoto", "thumbnailPhoto or jpegPhoto"),
+    Key("directory", "account_state", TABLE, None,
+        "how an account is disabled; unset: userAccountControl bit 2 on AD, nothing elsewhere",
+        example={"attribute": "userAccountControl", "disabled_bits": 2}),
+    Key("directory", "starttls", BOOL, False, "StartTLS on ldap:// (ldaps:// uses TLS anyway)"),
+    Key("directory", "ca_file", STR, None, "CA certificates; unset: the system's",
+        example="/etc/ssl/certs/contoso-ca.pem"),
+    Key("directory", "tls_verify", BOOL, True,
+        "verify the server's certificate (false only for a self-signed test server)"),
+    Key("directory", "writeback", BOOL, False,
+        "an HD photo saved or removed writes or clears thumbnailPhoto"),
+    Key("directory", "writeback_size", INT, 96, "side of the written thumbnail: 48, 64 or 96"),
+    Key("directory", "delete_guard", FLOAT, 0.10,
+        "refuse to mark more than this share of users gone in one sync"),
+    Key("directory", "timeout", FLOAT, 10.0, "seconds per connect and per operation"),
+    Key("directory", "retries", INT, 3, "attempts before the directory counts as down"),
+    Key("directory", "backoff", FLOAT, 1.0, "first retry delay in seconds, doubled each time"),
+    Key("directory", "page_size", INT, 500, "entries per LDAP page"),
+    Key("directory", "watch_interval", FLOAT, 1.0, "seconds between delta polls of sync --watch"),
+    Key("directory", "full_interval", FLOAT, 900.0,
+        "seconds between full reconciliations of sync --watch"),
+    Key("directory", "dirsync", BOOL, True,
+        "AD deltas through DirSync (reports deletions; needs Replicating Directory Changes)"),
+    Key("directory", "notify", BOOL, True, "AD change notifications wake sync --watch at once"),
+    Key("directory", "syncrepl", BOOL, True,
+        "sync --watch: RFC 4533 content sync (changes pushed) when the server offers it"),
+)  # fmt: skip
+
+BY_SECTION: dict[str, dict[str, Key]] = {s.name: {} for s in SECTIONS}
+for _key in KEYS:
+    BY_SECTION[_key.section][_key.name] = _key
+_UNSET = object()
 
 
 class ConfigError(UserPhotoError):
@@ -64,86 +172,255 @@ def default_home() -> Path:
     return Path.home() / ".local" / "share" / "userphoto"
 
 
+def closest(word: str, known: Iterator[str] | list[str]) -> str | None:
+    found = difflib.get_close_matches(word, list(known), n=1, cutoff=0.5)
+    return found[0] if found else None
+
+
+def _hint(suggestion: str | None) -> str:
+    return f"; did you mean {suggestion}?" if suggestion else ""
+
+
+def check_value(key: Key, value: Any, where: str) -> Any:
+    """`value` if it is of the key's kind, else a ConfigError naming the key and `where`."""
+    kind = key.kind
+    ok = {
+        INT: isinstance(value, int) and not isinstance(value, bool),
+        FLOAT: isinstance(value, int | float) and not isinstance(value, bool),
+        BOOL: isinstance(value, bool),
+        STR: isinstance(value, str),
+        STRS: isinstance(value, list) and all(isinstance(v, str) for v in value),
+        URIS: isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+        TABLE: isinstance(value, dict),
+    }[kind]
+    if not ok:
+        text = KIND_TEXT[kind]
+        article = "an" if text[0] in "aeiou" else "a"
+        raise ConfigError(
+            f"{key.section}.{key.name} in {where} must be {article} {text}, not {value!r}"
+        )
+    return value
+
+
+def _from_env(key: Key, raw: str) -> Any:
+    """An environment value of the key's kind (strings as they are; lists as TOML arrays or
+    comma-separated)."""
+    text = raw.strip()
+    try:
+        if key.kind == STR:
+            return raw
+        if key.kind == BOOL:
+            truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+            return truth.get(text.lower(), raw)
+        if key.kind in (INT, FLOAT, TABLE) or text.startswith("["):
+            return tomllib.loads(f"v = {text}")["v"]
+        if key.kind in (STRS, URIS):
+            return [part.strip() for part in text.split(",") if part.strip()]
+    except tomllib.TOMLDecodeError:
+        pass
+    return raw  # check_value then says what was expected
+
+
+def validate(data: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Every section and key declared and of its kind; errors name the closest known one."""
+    for name, table in data.items():
+        if name not in BY_SECTION:
+            if not isinstance(table, dict):
+                owner = next((k.section for k in KEYS if k.name == name), None)
+                suggestion = f"[{owner}] {name}" if owner else None
+                raise ConfigError(f"{name} in {where} is outside any section{_hint(suggestion)}")
+            suggestion = closest(name, list(BY_SECTION))
+            raise ConfigError(
+                f"unknown section [{name}] in {where}"
+                + _hint(f"[{suggestion}]" if suggestion else None)
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] in {where} must be a table of settings")
+        keys = BY_SECTION[name]
+        for key_name, value in table.items():
+            if key_name not in keys:
+                raise ConfigError(
+                    f"unknown key {key_name} in [{name}] of {where}"
+                    + _hint(closest(key_name, list(keys)))
+                )
+            check_value(keys[key_name], value, where)
+    return data
+
+
+def env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, dict[str, Any]]:
+    """`USERPHOTO_<SECTION>_<KEY>` variables, validated like the file."""
+    found: dict[str, dict[str, Any]] = {}
+    every = {k.env: k for k in KEYS}
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in PROCESS_ENV:
+            continue
+        key = every.get(var)
+        if key is None:
+            raise ConfigError(
+                f"unknown setting {var} in the environment"
+                + _hint(closest(var, [*every, *PROCESS_ENV]))
+            )
+        value = check_value(key, _from_env(key, raw), f"the environment ({var})")
+        found.setdefault(key.section, {})[key.name] = value
+    return found
+
+
 @dataclass
 class Settings:
     home: Path
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where each value came from: "file", "environment" (absent: the default).
+    origin: dict[tuple[str, str], str] = field(default_factory=dict)
+    file: Path | None = None
 
     @classmethod
-    def load(cls, home: Path | str | None = None) -> Settings:
+    def load(cls, home: Path | str | None = None, file: Path | str | None = None) -> Settings:
+        """The data folder's userphoto.toml (or `file`) and the environment, validated."""
         home = Path(home).expanduser() if home else default_home()
+        path = Path(file).expanduser() if file else home / CONFIG_NAME
         data: dict[str, dict[str, Any]] = {}
-        path = home / CONFIG_NAME
-        if path.exists():
+        origin: dict[tuple[str, str], str] = {}
+        if file or path.exists():
             try:
                 data = tomllib.loads(path.read_text())
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        for key, value in os.environ.items():
-            if key.startswith("USERPHOTO_") and key != "USERPHOTO_HOME":
-                section, _, name = key[len("USERPHOTO_") :].lower().partition("_")
-                if name:
-                    data.setdefault(section, {})[name] = _parse_env(value)
-        return cls(home, data)
+            validate(data, str(path))
+            origin = {(s, k): "file" for s, table in data.items() for k in table}
+        for section, values in env_overrides(os.environ).items():
+            data.setdefault(section, {}).update(values)
+            origin.update({(section, k): "environment" for k in values})
+        return cls(home, data, origin, path)
 
     def section(self, name: str) -> dict[str, Any]:
-        value = self.data.get(name, {})
-        if not isinstance(value, dict):
-            raise ConfigError(f"[{name}] in {self.config_path} must be a table")
-        return value
+        if name not in BY_SECTION:
+            raise KeyError(f"[{name}] is not declared in userphoto/config.py")
+        return self.data.get(name, {})
 
-    def get(self, section: str, key: str, default: Any) -> Any:
-        value = self.section(section).get(key, default)
-        if default is not None and not isinstance(value, type(default)):
-            if isinstance(default, bool) or not isinstance(default, int | float):
-                raise ConfigError(
-                    f"{section}.{key} in {self.config_path} must be "
-                    f"{type(default).__name__}, not {value!r}"
-                )
-            raise ConfigError(f"{section}.{key} must be a number, not {value!r}")
-        return value
+    def get(self, section: str, key: str, default: Any = _UNSET) -> Any:
+        """The configured value, else the declared default (or `default` when given)."""
+        declared = BY_SECTION.get(section, {}).get(key)
+        if declared is None:  # a bug: every key the code reads is declared in KEYS
+            raise KeyError(f"{section}.{key} is not declared in userphoto/config.py")
+        fallback = declared.default if default is _UNSET else default
+        return self.section(section).get(key, fallback)
 
     @property
     def config_path(self) -> Path:
-        return self.home / CONFIG_NAME
+        return self.file or self.home / CONFIG_NAME
 
     @property
     def limits(self) -> Limits:
-        d = Limits()
         return Limits(
-            max_bytes=self.get("limits", "max_bytes", d.max_bytes),
-            max_pixels=self.get("limits", "max_pixels", d.max_pixels),
-            min_side=self.get("limits", "min_side", d.min_side),
+            max_bytes=self.get("limits", "max_bytes"),
+            max_pixels=self.get("limits", "max_pixels"),
+            min_side=self.get("limits", "min_side"),
         )
 
     @property
     def thumbnail_size(self) -> int:
-        return self.get("photos", "thumbnail_size", 96)
+        return self.get("photos", "thumbnail_size")
 
     @property
     def jpeg_quality(self) -> int:
-        return self.get("photos", "jpeg_quality", 85)
+        return self.get("photos", "jpeg_quality")
 
     @property
     def self_service(self) -> bool:
-        return self.get("policy", "self_service", True)
+        return self.get("policy", "self_service")
 
     @property
     def store_url(self) -> str:
-        return self.get("store", "url", f"sqlite:///{self.home / DB_NAME}")
+        return self.get("store", "url") or f"sqlite:///{self.home / DB_NAME}"
 
     def write_default(self) -> bool:
         """Create the data folder and a commented config file; False if one existed."""
         self.home.mkdir(parents=True, exist_ok=True)
         if self.config_path.exists():
             return False
-        self.config_path.write_text(DEFAULT_CONFIG)
+        self.config_path.write_text(default_toml())
         return True
 
+    def effective(self) -> Iterator[tuple[Key, Any, str]]:
+        """(key, value shown, origin) of every declared key; secrets masked."""
+        for key in KEYS:
+            value = self.get(key.section, key.name)
+            yield key, mask(key, value), self.origin.get((key.section, key.name), "default")
 
-def _parse_env(value: str) -> Any:
-    """Environment values are TOML scalars when they parse as one, else plain strings."""
-    try:
-        return tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
+
+def mask(key: Key, value: Any) -> Any:
+    """A secret's value as it may be shown: never the secret itself."""
+    if not key.secret or value is None:
         return value
+    if key.kind == STR and "://" in value:  # a URL: only its password is secret
+        parts = urlsplit(value)
+        if parts.password is None:
+            return value
+        netloc = f"{parts.username}:********@{parts.hostname}"
+        netloc += f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=netloc))
+    return "********"
+
+
+# --- the two renderings of the declaration ----------------------------------------------------
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def default_toml() -> str:
+    """The userphoto.toml `init` writes: every key with its default, one line of help each."""
+    lines = [
+        "# userphoto settings: every key with its default (docs/configuration.md explains them).",
+        "# Any key can be overridden by an environment variable USERPHOTO_<SECTION>_<KEY>,",
+        "# e.g. USERPHOTO_LIMITS_MAX_BYTES=524288. `userphoto config check` validates both.",
+    ]
+    for section in SECTIONS:
+        off = "# " if section.optional else ""
+        lines += ["", f"# {section.help}", f"{off}[{section.name}]"]
+        for key in BY_SECTION[section.name].values():
+            unset = key.default is None
+            shown = key.example if unset else key.default
+            prefix = "# " if unset or section.optional else ""
+            lines.append(f"# {key.help}" + (" (unset by default)" if unset else ""))
+            lines.append(f"{prefix}{key.name} = {toml_value(shown)}")
+    return "\n".join(lines) + "\n"
+
+
+def markdown() -> str:
+    """docs/configuration.md (regenerate with `userphoto config docs > docs/configuration.md`)."""
+    out = [
+        "# Configuration",
+        "",
+        "<!-- Generated from userphoto/config.py by `userphoto config docs`: edit that. -->",
+        "",
+        "Settings live in `userphoto.toml` in the data folder (`userphoto init` writes one with",
+        "every key and its default). Every key is optional. Any key can be overridden by an",
+        "environment variable `USERPHOTO_<SECTION>_<KEY>` (lists: a TOML array or",
+        "comma-separated). An unknown section or key, in the file or the environment, is an",
+        "error that names the closest known one. `userphoto config check` validates the file",
+        "and the environment and prints the effective settings, secrets masked.",
+        "",
+        "Environment variables that are not settings:",
+        "",
+    ]
+    out += [f"- `{var}`: {text}." for var, text in PROCESS_ENV.items()]
+    for section in SECTIONS:
+        out += ["", f"## [{section.name}]", "", section.help, ""]
+        out += ["| key | type | default | meaning |", "|---|---|---|---|"]
+        for key in BY_SECTION[section.name].values():
+            default = "unset" if key.default is None else f"`{toml_value(key.default)}`"
+            example = f" Example: `{toml_value(key.example)}`." if key.example is not None else ""
+            meaning = f"{key.help}.{example} Environment: `{key.env}`."
+            out.append(f"| `{key.name}` | {KIND_TEXT[key.kind]} | {default} | {meaning} |")
+    return "\n".join(out) + "\n"

@@ -13,88 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .app import App
-from .diagnose import FILE, LEVEL_ORDER, Cause, Level
 from .directory import status as directory_status
-from .model import Account, Picture
+from .findings import ADDRESS, CATALOGUE, LEVEL_ORDER, Cause, Finding, Level, cause
+from .model import MEETING_SIZE, Account, Picture
+from .resolve import usable_url
 from .store import PhotoStatus
 
-
-@dataclass(frozen=True)
-class Check:
-    code: str
-    level: Level
-    title: str
-    fix: str  # the command pattern, ADDRESS for each user
-
-
-CHECKS = {
-    c.code: c
-    for c in [
-        Check(
-            "directory_thumbnail_problem",
-            Level.ERROR,
-            "directory photo unusable (not an image, over 100 KB, base64 text, ...)",
-            f"userphoto directory upload ADDRESS {FILE}",
-        ),
-        Check(
-            "url_missing",
-            Level.ERROR,
-            "picture option 'url' without a usable web address",
-            "userphoto user set ADDRESS --picture url --url URL",
-        ),
-        Check(
-            "no_photo",
-            Level.WARNING,
-            "no photo anywhere: everyone sees the default picture",
-            f"userphoto set ADDRESS {FILE}",
-        ),
-        Check(
-            "directory_only",
-            Level.WARNING,
-            "only a directory photo: external contacts see none, HD views get 96 px",
-            f"userphoto set ADDRESS {FILE}",
-        ),
-        Check(
-            "removal_record",
-            Level.WARNING,
-            "removal record blocks a usable directory photo",
-            "userphoto remove ADDRESS --clear-record",
-        ),
-        Check(
-            "directory_disagrees",
-            Level.WARNING,
-            "HD and directory photos differ (not written back by userphoto)",
-            "userphoto directory push ADDRESS",
-        ),
-        Check(
-            "account_unavailable",
-            Level.WARNING,
-            "photo-store account disabled or absent (user still in the directory)",
-            "userphoto user set ADDRESS --account hd",
-        ),
-        Check(
-            "source_too_small",
-            Level.WARNING,
-            "photo smaller than 240 px: blurry or small in meetings",
-            f"userphoto set ADDRESS {FILE}",
-        ),
-        Check(
-            "preview_not_saved",
-            Level.INFO,
-            "preview uploaded but never saved",
-            "userphoto set ADDRESS --save",
-        ),
-        Check(
-            "sd_only",
-            Level.INFO,
-            "sd_only account: no HD sizes",
-            "userphoto user set ADDRESS --account hd",
-        ),
-        Check("picture_hidden", Level.INFO, "picture hidden by the user's choice", ""),
-        Check("picture_default", Level.INFO, "default picture chosen by the user", ""),
-        Check("directory_gone", Level.INFO, "gone from the directory (kept, marked)", ""),
-    ]
-}
+# The doctor's vocabulary is the catalogue's (one level, title and fix per finding).
+CHECKS: dict[str, Finding] = CATALOGUE
 
 
 def user_findings(s: PhotoStatus) -> list[str]:
@@ -104,9 +30,7 @@ def user_findings(s: PhotoStatus) -> list[str]:
         return ["directory_gone"]
     if s.directory_problem:
         found.append("directory_thumbnail_problem")
-    if u.picture is Picture.URL and not (u.picture_url or "").lower().startswith(
-        ("http://", "https://")
-    ):
+    if u.picture is Picture.URL and not usable_url(u.picture_url):
         found.append("url_missing")
     if u.picture is Picture.HIDDEN:
         found.append("picture_hidden")
@@ -120,7 +44,7 @@ def user_findings(s: PhotoStatus) -> list[str]:
     if s.has_preview:
         found.append("preview_not_saved")
     if s.sizes:
-        if max(s.sizes) < 240 and u.account is Account.HD:
+        if max(s.sizes) < MEETING_SIZE and u.account is Account.HD:
             found.append("source_too_small")
         if s.directory_usable and not s.directory_written_by_us:
             found.append("directory_disagrees")
@@ -157,15 +81,13 @@ class DoctorReport:
                     "level": CHECKS[code].level.value,
                     "title": CHECKS[code].title,
                     "count": n,
-                    "fix": CHECKS[code].fix,
+                    "fix": list(CHECKS[code].fixes(address=ADDRESS)),
+                    "choice": CHECKS[code].choice,
                     "examples": self.examples[code],
                 }
                 for code, n in self._ordered()
             ],
-            "organization": [
-                {"code": c.code, "level": c.level.value, "message": c.message, "fix": list(c.fix)}
-                for c in self.org
-            ],
+            "organization": [c.to_dict() for c in self.org],
             "worst": [{"address": a, "findings": f} for a, f in self.worst],
         }
 
@@ -176,17 +98,18 @@ class DoctorReport:
 
     def text(self) -> str:
         lines = [f"{self.users:,} users checked in {self.seconds:.1f}s"]
-        for cause in self.org:
-            lines.append(f"[{cause.level.value}] {cause.message}")
-            lines += [f"    fix: {f}" for f in cause.fix]
+        for org in self.org:
+            lines.append(f"[{org.level.value}] {org.message}")
+            lines += [f"    fix: {f}" for f in org.fix]
         if not self.counts:
             lines.append("No findings: every photo shows as it should.")
         for code, n in self._ordered():
             check = CHECKS[code]
             lines.append(f"[{check.level.value:<7}] {n:>7,}  {check.title}")
             lines.append(f"{'':>19}e.g. {', '.join(self.examples[code])}")
-            if check.fix:
-                lines.append(f"{'':>19}fix: {check.fix}")
+            label = "fix (overrides the user's choice)" if check.choice else "fix"
+            for command in check.fixes(address=ADDRESS):
+                lines.append(f"{'':>19}{label}: {command}")
         if self.worst:
             lines.append("Worst offenders:")
             lines += [f"  {a}: {', '.join(f)}" for a, f in self.worst]
@@ -234,30 +157,9 @@ def _org_checks(app: App) -> list[Cause]:
     for mode in ("full", "delta"):
         run = status.get(mode)
         if run and not run.get("ok"):
-            out.append(
-                Cause(
-                    "sync_failed",
-                    Level.ERROR,
-                    f"The last directory {mode} sync failed: {run.get('error') or 'unknown error'}",
-                    ("userphoto sync --status", "userphoto sync"),
-                )
-            )
+            out.append(cause("sync_failed", mode=mode, detail=run.get("error") or "unknown error"))
     if not app.settings.self_service:
-        out.append(
-            Cause(
-                "self_service_disabled",
-                Level.INFO,
-                "Self-service photo changes are disabled ([policy] self_service).",
-            )
-        )
+        out.append(cause("self_service_disabled", address=ADDRESS))
     if not app.store.list_partners():
-        out.append(
-            Cause(
-                "no_partners",
-                Level.INFO,
-                "No federation partners: external contacts see only photos with visibility "
-                "'everyone', anonymously.",
-                ("userphoto partner add DOMAIN",),
-            )
-        )
+        out.append(cause("no_partners"))
     return out

@@ -62,6 +62,7 @@ class PhotoState(StrEnum):
 # The modeled system's HD sizes; sd_only accounts and legacy clients stop at SD_MAX.
 HD_SIZES: tuple[int, ...] = (48, 64, 96, 120, 240, 360, 432, 504, 648)
 SD_MAX = 96
+MEETING_SIZE = 240  # what an HD client shows in a meeting or contact card
 MASTER_MAX = 648
 
 _SIZE_CODE = re.compile(r"^hr(\d+)x(\d+)$", re.IGNORECASE)

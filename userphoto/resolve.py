@@ -5,7 +5,7 @@ directory thumbnail, the viewer, the client profile, the requested size); the ou
 chosen source and rendition plus a trace of every step with its verdict. The HTTP APIs serve
 what this decides and the troubleshooter prints the trace, so both always agree.
 
-Order (DESIGN.md): visibility → HD photo store → directory thumbnail (internal viewers only,
+Order (docs/model.md): visibility → HD photo store → directory thumbnail (internal viewers only,
 blocked by a removal record) → web-address photo → default.
 
 Choices where the design is silent:

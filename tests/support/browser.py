@@ -19,6 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.support import missing
 from tests.support.server import seed, start_server, stop_server
 from userphoto.app import App
 from userphoto.config import Settings
@@ -99,7 +100,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
+        missing(f"Debian's chromium is not installed ({CHROMIUM})")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -22,6 +22,8 @@ from pathlib import Path
 import ldap3
 import pytest
 
+from tests.support import missing
+
 REALM = "UP.EXAMPLE"
 DOMAIN = "UP"
 BASE_DN = "DC=up,DC=example"
@@ -240,7 +242,7 @@ def samba_golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Provisioned once per session and started once (so copies skip TLS key generation)."""
     reason = available()
     if reason:
-        pytest.skip(f"Samba AD DC tests skipped: {reason}")
+        missing(f"Samba AD DC tests cannot run: {reason}")
     golden = tmp_path_factory.mktemp("samba") / "golden"
     provision(golden)
     first = Samba(golden)

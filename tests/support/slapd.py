@@ -22,6 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import userphoto.directory
+from tests.support import missing
 from tests.support.net import free_port
 
 SCHEMA = Path(userphoto.directory.__file__).parent / "schema" / "ad-photo.schema"
@@ -197,11 +198,21 @@ class Slapd:
         }
 
 
+def need_slapd() -> None:
+    if not HAVE_SLAPD:
+        missing("slapd is not installed (Debian packages slapd, ldap-utils)")
+
+
+@pytest.fixture
+def slapd_installed() -> None:
+    """For test modules that start their own slapd: skip (fail under CI) without one."""
+    need_slapd()
+
+
 @pytest.fixture
 def slapd(tmp_path: Path) -> Iterator[Slapd]:
     """An empty directory (suffix and ou=people only), running."""
-    if not HAVE_SLAPD:
-        pytest.skip("slapd is not installed (Debian packages slapd, ldap-utils)")
+    need_slapd()
     server = Slapd(tmp_path / "slapd")
     server.seed(ldif([]))
     server.start()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -83,13 +84,17 @@ def create_site(services: Services, extra: list[BaseRoute] | None = None) -> Sta
         Route("/healthz", _health),
         Route("/v1/whoami", _whoami),
     ]
+    handlers: dict[Any, Callable[[Request, Exception], Any]] = {
+        UserPhotoError: _user_error,
+        Exception: _bug,
+    }
     for name in SITE_MODULES:
-        contribute: Callable[[Services], list[BaseRoute]] = importlib.import_module(name).routes
+        module = importlib.import_module(name)
+        contribute: Callable[[Services], list[BaseRoute]] = module.routes
         routes.extend(contribute(services))
+        if hasattr(module, "not_found"):  # a module may answer unknown paths (the web's 404)
+            handlers[404] = module.not_found(services)
     routes.extend(extra or [])
-    site = Starlette(
-        routes=routes,
-        exception_handlers={UserPhotoError: _user_error, Exception: _bug},
-    )
+    site = Starlette(routes=routes, exception_handlers=handlers)
     site.state.services = services
     return site

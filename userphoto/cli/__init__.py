@@ -9,21 +9,57 @@ from pathlib import Path
 import click
 
 from ..app import App
-from ..errors import UserPhotoError
+from ..config import CONFIG_NAME, DB_NAME, default_home
+from ..errors import UnknownUser, UserPhotoError
+from ..model import User
+
+# Only these commands create a data folder (`serve` and `demo` say so); every other command
+# on a missing one stops with "run `userphoto init`" instead of leaving an empty store behind.
+CREATES_HOME = frozenset({"init", "serve", "demo"})
+
+
+class NoDataFolder(UserPhotoError):
+    code = "no_data_folder"
 
 
 class Context:
     """What every command needs: the data folder's settings and a lazily opened store."""
 
-    def __init__(self, home: Path | None):
+    def __init__(self, home: Path | None, may_create: bool = True):
         self.home = home
+        self.may_create = may_create
         self._app: App | None = None
 
     @property
     def app(self) -> App:
         if self._app is None:
+            if not self.may_create:
+                require_data_folder(self.home)
             self._app = App.load(self.home)
         return self._app
+
+    def user(self, address: str) -> User:
+        """The user ADDRESS names (address, alias or id), or an error with near misses,
+        the same suggestions `diagnose` gives."""
+        found = self.app.store.find_user(address)
+        if found is None:
+            from ..diagnose import _not_found  # the one near-miss search, shared with diagnose
+
+            cause = _not_found(self.app, address)
+            listing = "".join(f" List them: `{c}`." for c in cause.fix)
+            raise UnknownUser(cause.message + listing)
+        return found
+
+
+def require_data_folder(home: Path | None) -> Path:
+    """The data folder, which must exist: holding a userphoto.toml or a store."""
+    folder = (home or default_home()).expanduser()
+    if not ((folder / CONFIG_NAME).is_file() or (folder / DB_NAME).is_file()):
+        raise NoDataFolder(
+            f"no userphoto data folder at {folder}; run `userphoto init` "
+            "(or give the right one with --home DIR or USERPHOTO_HOME)"
+        )
+    return folder
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -49,8 +85,9 @@ def cli(ctx: click.Context, home: Path | None) -> None:
       userphoto set ADDRESS photo.jpg     upload and save a photo
       userphoto get ADDRESS -o out.jpg    fetch it back (any size: --size 240)
       userphoto serve                     serve Graph, EWS and Libravatar APIs and the web pages
+      userphoto config check              the settings in effect, validated
     """
-    ctx.obj = Context(home)
+    ctx.obj = Context(home, may_create=ctx.invoked_subcommand in CREATES_HOME)
     ctx.call_on_close(lambda: ctx.obj._app and ctx.obj._app.close())
 
 
@@ -71,6 +108,10 @@ def main() -> None:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line; details only on request
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # A file or folder the user named: one line with the path and the reason.
+            click.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
+            sys.exit(1)
         if os.environ.get("USERPHOTO_DEBUG"):
             raise
         click.echo(
@@ -81,4 +122,16 @@ def main() -> None:
 
 
 # Command modules register themselves on `cli` when imported.
-from . import bulk, demo, diagnose, directory, photos, serve, setup, sync, tokens, users  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    bulk,
+    config,
+    demo,
+    diagnose,
+    directory,
+    photos,
+    serve,
+    setup,
+    sync,
+    tokens,
+    users,
+)

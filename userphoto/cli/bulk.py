@@ -89,7 +89,8 @@ def import_photos(
     Each file is validated, face-cropped and rendered at every size, as `set` does. Files
     with a photo identical to the user's saved one are skipped, so re-running is safe and
     resumes an interrupted import. Bad files are reported; they never stop the run. Exits 1
-    when a file was invalid or could not be stored.
+    when a file was invalid or could not be stored. --dry-run decodes and checks each file
+    as the import does (it only renders nothing), and exits 1 when one is invalid.
 
     \b
     Examples:
@@ -145,15 +146,17 @@ def import_photos(
         if len(lines) > limit:
             more = "see --report" if report else "list them with --report FILE"
             click.echo(f"... and {len(lines) - limit} more {status.value} ({more})")
+    counts = bulk.summary(items)
     if dry_run:
         click.echo(f"dry run, nothing written. {_summary(items, True)}")
+        if counts[Status.INVALID]:
+            sys.exit(1)  # as the import itself will
         return
     done = sum(1 for i in items if i.status in (Status.IMPORTED, Status.REPLACED))
     rate = f", {pending / elapsed:.1f} files/s" if pending and elapsed > 0 else ""
     click.echo(f"{_summary(items, False)} ({done} stored in {elapsed:.1f} s{rate})")
     if report is not None:
         click.echo(f"report: {report}")
-    counts = bulk.summary(items)
     if counts[Status.INVALID] or counts[Status.FAILED]:
         sys.exit(1)
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import click
 
+from .. import auth
 from .. import demo as demo_org
 from . import Context, cli, pass_ctx
+
+ADMIN = f"it@{demo_org.DOMAIN}"
+MEMBER = f"adele.vance@{demo_org.DOMAIN}"
 
 
 @cli.command()
@@ -16,9 +20,13 @@ def demo(ctx: Context) -> None:
     Some have no photo, one has an sd_only account, one is disabled, one hides their photo
     and one shows a picture from a web address. Users that already exist are left alone,
     so running it twice is harmless.
+
+    Ends with the address `userphoto serve` will listen on and two fresh tokens to sign in
+    or call the APIs with: an admin's and a member's (adele.vance@contoso.example).
     """
     app = ctx.app
-    app.settings.write_default()
+    if app.settings.write_default():
+        click.echo(f"created the data folder {app.settings.home} (as `userphoto init` does)")
     added = photos = 0
     everyone = list(demo_org.people())
     with click.progressbar(everyone, label="demo users", show_pos=True) as bar:
@@ -34,4 +42,11 @@ def demo(ctx: Context) -> None:
         f"{demo_org.DOMAIN}: {added} users added ({photos} with photos), "
         f"{len(everyone) - added} already present"
     )
-    click.echo(f"try: userphoto get adele.vance@{demo_org.DOMAIN} --size 240 -o adele.jpg")
+    click.echo(f"try: userphoto get {MEMBER} --size 240 -o adele.jpg")
+    # Fresh tokens every run: only their hashes are stored, so old ones cannot be shown again.
+    _record, admin = auth.create_token(app.store, ADMIN, admin=True)
+    _record, member = auth.create_token(app.store, MEMBER)
+    host, port = app.settings.get("server", "host"), app.settings.get("server", "port")
+    click.echo(f"web pages and APIs (after `userphoto serve`): http://{host}:{port}/")
+    click.echo(f"admin token  ({ADMIN}): {admin}")
+    click.echo(f"member token ({MEMBER}): {member}")

@@ -56,7 +56,14 @@ def diagnose(
     Runs the same resolution rule the APIs serve from (visibility → HD photo store →
     directory thumbnail → web address → default), prints each step's verdict, names the
     symptom (own photo not shown / others can't see it / no HD photo) and every cause.
-    Without a viewer option the viewer is a member of the organization.
+    Without a viewer option the viewer is a member of the organization. Also shows what
+    each API answers that viewer (native, Graph, EWS, /avatar/).
+
+    Every cause between the viewer and the photo is listed, with its fix; apply the fixes
+    in the order printed. A user's own choice (picture hidden or default, visibility
+    'nobody') is marked as such: its fix overrides the user.
+
+    Exits 1 when a cause is at error level (a fault to repair), 0 otherwise.
 
     \b
     Examples:
@@ -78,6 +85,8 @@ def diagnose(
         size=size,
     )
     click.echo(json.dumps(verdict.to_dict(), indent=2) if as_json else verdict.text())
+    if verdict.errors:
+        sys.exit(1)
 
 
 @cli.command()

@@ -65,6 +65,7 @@ def set_photo(
     photos = ctx.app.photos
     if sum((file is not None, save, cancel)) != 1:
         raise InvalidArgument("Give either FILE, --save or --cancel (exactly one).")
+    ctx.user(address)  # unknown: near-miss suggestions, as `diagnose` gives
     if save:
         photo = photos.save(address)
         click.echo(f"saved the preview of {address} as version {photo.version}")
@@ -118,6 +119,7 @@ def get_photo(ctx: Context, address: str, size: int | None, preview: bool, outpu
 
     A size the photo was never rendered at gives the largest one below it, as EWS does.
     """
+    ctx.user(address)  # unknown: near-miss suggestions, as `diagnose` gives
     _photo, chosen, data = ctx.app.photos.get(address, size=size, preview=preview)
     if str(output) == "-":
         click.get_binary_stream("stdout").write(data)
@@ -142,6 +144,7 @@ def remove_photo(ctx: Context, address: str, clear_record: bool) -> None:
     Remove-UserPhoto does); `--clear-record` lifts it.
     """
     photos = ctx.app.photos
+    ctx.user(address)  # unknown: near-miss suggestions, as `diagnose` gives
     if clear_record:
         if photos.clear_record(address):
             click.echo(f"cleared the removal record of {address}; the directory photo may show")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
 import click
 
+from ..errors import UserPhotoError
 from . import Context, cli, pass_ctx
 
 
@@ -36,13 +39,25 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
     """
     import os
 
-    from ..api.http import run
+    from ..api.http import listen, run
 
     settings = ctx.app.settings
+    if not settings.home.is_dir():
+        click.echo(f"created the data folder {settings.home}", err=True)
     settings.home.mkdir(parents=True, exist_ok=True)
     ctx.app.store  # noqa: B018 - create and migrate the store once, before workers start
     os.environ["USERPHOTO_HOME"] = str(settings.home)
-    host = host or settings.get("server", "host", "127.0.0.1")
-    port = settings.get("server", "port", 8080) if port is None else port
+    host = host or settings.get("server", "host")
+    port = settings.get("server", "port") if port is None else port
+    # Bind first, then say where we serve: a taken port is one clear line, not a traceback.
+    try:
+        listen(host, port).close()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserPhotoError(
+                f"port {port} on {host} is in use (another `userphoto serve`?); pick another "
+                "with `userphoto serve --port N` or [server] port in userphoto.toml"
+            ) from None
+        raise UserPhotoError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"userphoto serving on http://{host}:{port}/ (Ctrl-C stops)", err=True)
     run(host, port, workers=workers)

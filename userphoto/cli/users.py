@@ -8,6 +8,7 @@ import click
 
 from ..errors import InvalidArgument
 from ..model import Account, PhotoState, Picture, User, Visibility, is_address
+from ..resolve import usable_url
 from ..store import UserQuery
 from . import Context, cli, pass_ctx
 
@@ -23,7 +24,7 @@ def _check_address(address: str) -> str:
 
 
 def _check_url(picture: Picture, url: str | None) -> None:
-    if picture is Picture.URL and not (url and url.startswith(("https://", "http://"))):
+    if picture is Picture.URL and not usable_url(url):
         raise InvalidArgument("--picture url needs --url https://... (the photo's web address).")
 
 
@@ -76,7 +77,16 @@ def user_add(
 @click.option("--offset", default=0)
 @pass_ctx
 def user_list(ctx: Context, search: str, limit: int, offset: int) -> None:
-    """List users: address, account, picture option, visibility and whether a photo is saved."""
+    """List users, one a line, under a header:
+
+    \b
+      ADDRESS     primary mail address (aliases: `user show ADDRESS`)
+      ACCOUNT     photo-store account: hd, sd_only (sizes <= 96), disabled, absent
+      PICTURE     what others are shown: photo, default (initials), hidden, url
+      VISIBILITY  who may see it: everyone, organization, nobody
+      PHOTO       "photo" when an HD photo is saved, "-" when not
+      NAME        display name
+    """
     store = ctx.app.store
     users = store.list_users(UserQuery(search, offset, limit))
     if not users:
@@ -86,16 +96,22 @@ def user_list(ctx: Context, search: str, limit: int, offset: int) -> None:
             + " (add one with `userphoto user add` or load `userphoto demo`)"
         )
         return
-    width = max(len(u.address) for u in users)
+    width = max(len("ADDRESS"), *(len(u.address) for u in users))
+    columns = ("ACCOUNT", "PICTURE", "VISIBILITY", "PHOTO", "NAME")
+    click.echo(f"{'ADDRESS':<{width}}  " + _row(*columns))
     for u in users:
         has = "photo" if store.get_photo(u.id) else "-"
         click.echo(
-            f"{u.address:<{width}}  {u.account.value:<8}  {u.picture.value:<7}  "
-            f"{u.visibility.value:<12}  {has:<5}  {u.display_name}"
+            f"{u.address:<{width}}  "
+            + _row(u.account.value, u.picture.value, u.visibility.value, has, u.display_name)
         )
     total = store.count_users(search)
     if total > offset + len(users):
         click.echo(f"... {total - offset - len(users)} more (use --offset/--limit)")
+
+
+def _row(account: str, picture: str, visibility: str, photo: str, name: str) -> str:
+    return f"{account:<8}  {picture:<7}  {visibility:<12}  {photo:<5}  {name}"
 
 
 @user.command("show")
@@ -104,7 +120,7 @@ def user_list(ctx: Context, search: str, limit: int, offset: int) -> None:
 def user_show(ctx: Context, address: str) -> None:
     """Show one user: settings, current photo, preview, removal record, directory thumbnail."""
     app = ctx.app
-    u = app.photos.user(address)
+    u = ctx.user(address)
     photo = app.store.get_photo(u.id)
     preview = app.store.get_photo(u.id, PhotoState.PREVIEW)
     thumb = app.store.get_directory_thumbnail(u.id)
@@ -175,7 +191,7 @@ def user_set(
       userphoto user set ada@contoso.example --visibility everyone
       userphoto user set ada@contoso.example --picture url --url https://example.org/ada.jpg
     """
-    u = ctx.app.photos.user(address)
+    u = ctx.user(address)
     if account:
         u.account = Account(account)
     if picture:

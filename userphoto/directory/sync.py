@@ -23,7 +23,7 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -391,13 +391,11 @@ class SyncEngine:
             yield page
 
     def _mark_deleted(self, directory_ids: list[str], report: SyncReport) -> None:
-        """Deletions DirSync reported: exact, so marked at once (still never deleted here)."""
-        assert self._index is not None
-        for did in directory_ids:
-            user = self.store.find_user(self._index.get(did) or did)
-            if user is not None and user.source == "directory" and not user.directory_gone:
-                self.store.update_user(replace(user, directory_gone=True), actor=ACTOR, via="sync")
-                report.gone += 1
+        """Deletions DirSync reported: exact, but through the same guard as a full sync."""
+        managed = self._managed(self.store.iter_users())
+        by_id = {u.attributes.get("directory_id", u.id): u for u in managed}
+        missing = [by_id[did] for did in dict.fromkeys(directory_ids) if did in by_id]
+        self._mark_gone_guarded(missing, len(managed), report, force=False)
 
     def _cursor(self) -> dict | None:
         raw = self.store.get_state(status.CURSOR_KEY)
@@ -700,14 +698,25 @@ class SyncEngine:
     def _mark_gone(
         self, users: dict[str, User], seen: set[str], report: SyncReport, *, force: bool
     ) -> None:
-        managed = [u for u in users.values() if u.source == "directory" and not u.directory_gone]
+        managed = self._managed(users.values())
         missing = [u for u in managed if u.id not in seen]
+        self._mark_gone_guarded(missing, len(managed), report, force=force)
+
+    @staticmethod
+    def _managed(users: Iterable[User]) -> list[User]:
+        return [u for u in users if u.source == "directory" and not u.directory_gone]
+
+    def _mark_gone_guarded(
+        self, missing: list[User], managed: int, report: SyncReport, *, force: bool
+    ) -> None:
+        """The one path that marks users gone (full read or DirSync deletions): never more
+        than `delete_guard` of the directory's users at once, unless forced."""
         if not missing:
             return
-        share = len(missing) / max(1, len(managed))
+        share = len(missing) / max(1, managed)
         if share > self.config.delete_guard and not force:
             report.error = (
-                f"refused to mark {len(missing)} of {len(managed)} directory users gone "
+                f"refused to mark {len(missing)} of {managed} directory users gone "
                 f"({share:.0%}, more than delete_guard {self.config.delete_guard:.0%}). "
                 "If the directory really lost them, run `userphoto sync --full --force`; if "
                 "not, check base_dn and user_filter (a wrong filter looks like mass deletion)."

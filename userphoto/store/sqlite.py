@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import Conflict, NoPhoto, NoPreview, UnknownUser
+from ..findings import PROBLEM_CODES
 from ..imaging import Rendered
 from ..model import (
     Account,
@@ -25,6 +26,7 @@ from ..model import (
     User,
     Visibility,
 )
+from ..resolve import usable_url
 from .base import PhotoStatus, StatusFilter, StatusQuery, Store, UserQuery, address_hashes
 
 # Each entry moves the schema one version up; never edit a released one, append.
@@ -146,17 +148,22 @@ _STATUS_SELECT = (
     "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us "
     f"FROM users u {_STATUS_JOINS}"
 )
+# The admin listing's "Problems" filter is the catalogue's problem findings (findings.py);
+# each needs its SQL here. The web-address rule is `resolve.usable_url` itself, registered as
+# an SQL function on every connection, so the listing and the serving agree.
+_FINDING_SQL: dict[str, str] = {
+    "directory_thumbnail_problem": (
+        "(d.problem IS NOT NULL OR (d.jpeg IS NULL AND d.user_id IS NOT NULL))"
+    ),
+    "account_unavailable": "u.account IN ('absent', 'disabled')",
+    "removal_record": "(u.removal_record IS NOT NULL AND p.id IS NULL AND d.jpeg IS NOT NULL)",
+    "url_missing": "(u.picture = 'url' AND NOT usable_url(u.picture_url))",
+}
 _STATUS_FILTERS: dict[StatusFilter, tuple[str, ...]] = {
     StatusFilter.ALL: (),
     StatusFilter.NO_PHOTO: ("p.id IS NULL", "d.jpeg IS NULL"),
     StatusFilter.DIRECTORY_ONLY: ("p.id IS NULL", "d.jpeg IS NOT NULL", "u.removal_record IS NULL"),
-    StatusFilter.PROBLEMS: (
-        "(d.problem IS NOT NULL OR (d.jpeg IS NULL AND d.user_id IS NOT NULL) "
-        "OR u.account IN ('absent', 'disabled') "
-        "OR (u.removal_record IS NOT NULL AND p.id IS NULL AND d.jpeg IS NOT NULL) "
-        "OR (u.picture = 'url' AND NOT (lower(coalesce(u.picture_url, '')) LIKE 'http://%' "
-        "OR lower(coalesce(u.picture_url, '')) LIKE 'https://%')))",
-    ),
+    StatusFilter.PROBLEMS: ("(" + " OR ".join(_FINDING_SQL[c] for c in PROBLEM_CODES) + ")",),
 }
 
 
@@ -188,6 +195,7 @@ class SQLiteStore(Store):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.create_function("usable_url", 1, usable_url, deterministic=True)
             self._local.conn = conn
         return conn
 

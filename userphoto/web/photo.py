@@ -38,7 +38,7 @@ from ..model import (
     Visibility,
 )
 from ..photos import Photos
-from ..resolve import Source
+from ..resolve import Source, usable_url
 from .context import Web, read_form, read_upload
 
 # What the preview shows, as each client would: (size, label, note).
@@ -312,8 +312,11 @@ def _settings(user: User, form: dict[str, str]) -> User:
     except ValueError:
         raise InvalidArgument("Choose one of the offered picture and visibility options.") from None
     url = form.get("picture_url", "").strip() or None
-    if url is not None and not url.lower().startswith(("https://", "http://")):
-        raise InvalidArgument("The web address must start with https:// (or http://).")
+    if url is not None and not usable_url(url):
+        raise InvalidArgument(
+            "The web address must start with https:// (or http://), without spaces, "
+            "and be at most 2,048 characters."
+        )
     if picture is Picture.URL and url is None:
         raise InvalidArgument("'Picture from a web address' needs the web address of the photo.")
     return replace(user, picture=picture, visibility=visibility, picture_url=url)
