@@ -23,7 +23,6 @@ from tests.support.net import free_port
 from userphoto.cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
-MISSING = "/nonexistent/x"
 
 
 def leaf_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -74,15 +73,16 @@ def test_missing_data_folder_is_an_error_except_for_init_serve_demo(
     }
     creating = {("init",), ("serve",), ("demo",), ("config", "docs")}  # docs reads no folder
     assert set(leaf_commands()) == set(args) | creating, "a new command: add it here"
+    missing = str(tmp_path / "nonexistent" / "x")  # per test: never a folder another run left
     for command, rest in args.items():
-        proc = run_cli("--home", MISSING, *command, *rest, check=False)
+        proc = run_cli("--home", missing, *command, *rest, check=False)
         err = proc.stderr.decode()
         assert proc.returncode == 1, (command, err)
         assert err == (
-            f"error: no userphoto data folder at {MISSING}; run `userphoto init` "
+            f"error: no userphoto data folder at {missing}; run `userphoto init` "
             "(or give the right one with --home DIR or USERPHOTO_HOME)\n"
         ), command
-    assert not Path(MISSING).exists()
+    assert not Path(missing).exists()
 
     # init creates it; serve and demo may too, and say so.
     fresh = tmp_path / "fresh"
@@ -94,7 +94,9 @@ def test_mistyped_addresses_get_the_near_misses_diagnose_gives(
     demo_home: RunCli, tmp_path: Path
 ) -> None:
     typo = "adele.vanse@contoso.example"
-    diagnosed = demo_home("diagnose", typo).stdout.decode()
+    found = demo_home("diagnose", typo, check=False)
+    assert found.returncode == 1  # an unknown user is an error-level cause
+    diagnosed = found.stdout.decode()
     hint = re.search(r"Did you mean ([^?]+)\?", diagnosed)
     assert hint and "adele.vance@contoso.example" in hint.group(1)
     photo = tmp_path / "p.jpg"

@@ -43,9 +43,9 @@ class Context:
         the same suggestions `diagnose` gives."""
         found = self.app.store.find_user(address)
         if found is None:
-            from ..diagnose import _not_found  # the one near-miss search, shared with diagnose
+            from ..diagnose import not_found  # the one near-miss search, shared with diagnose
 
-            cause = _not_found(self.app, address)
+            cause = not_found(self.app, address)
             listing = "".join(f" List them: `{c}`." for c in cause.fix)
             raise UnknownUser(cause.message + listing)
         return found
