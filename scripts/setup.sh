@@ -12,6 +12,8 @@ VENV=${VENV:-.venv}
 APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk libvips-tools
               iproute2 util-linux samba-dsdb-modules samba-vfs-modules
               curl)  # curl: the deploy test uploads through nginx the way the field report did
+# libldap2-dev + libsasl2-dev (+ a compiler) build python-ldap, the syncrepl (RFC 4533) client.
+APT_PACKAGES+=(libldap2-dev libsasl2-dev gcc python3-dev)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -479,6 +479,19 @@ def test_account_state_mapping(home: Path, seeded: Slapd) -> None:
 
 
 # --- watch -----------------------------------------------------------------------------------
+def wait_for_watch(app: App, timeout: float = 30) -> dict[str, object]:
+    """The watch's status once it follows the directory (syncrepl: its refresh is done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        watch = status.load(app.store).get("watch") or {}
+        if watch.get("state") == "running" and (
+            watch.get("mode") == "polling" or watch.get("refresh")
+        ):
+            return watch
+        time.sleep(0.05)
+    raise AssertionError(f"the watch did not get ready: {status.load(app.store).get('watch')}")
+
+
 def test_watch_picks_up_a_change_within_seconds(home: Path, seeded: Slapd, run_cli: RunCli) -> None:
     write_config(home, seeded.directory_settings(watch_interval=0.2))
     run_cli("sync", "--full")
@@ -494,7 +507,7 @@ def test_watch_picks_up_a_change_within_seconds(home: Path, seeded: Slapd, run_c
         user = app.store.find_user(address(33))
         assert user is not None
         old = app.store.get_directory_thumbnail(user.id)
-        time.sleep(0.5)
+        wait_for_watch(app)
         set_photo_in_ldap(seeded, 33, photo(33, 7))
         t0 = time.monotonic()
         while time.monotonic() - t0 < 5:

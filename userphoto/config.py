@@ -181,6 +181,8 @@ KEYS = (
     Key("directory", "dirsync", BOOL, True,
         "AD deltas through DirSync (reports deletions; needs Replicating Directory Changes)"),
     Key("directory", "notify", BOOL, True, "AD change notifications wake sync --watch at once"),
+    Key("directory", "syncrepl", BOOL, True,
+        "sync --watch: RFC 4533 content sync (changes pushed) when the server offers it"),
 )  # fmt: skip
 
 BY_SECTION: dict[str, dict[str, Key]] = {s.name: {} for s in SECTIONS}

@@ -98,6 +98,8 @@ def provision(target: Path) -> None:
             "--option=bind interfaces only = yes",
             "--option=server services = ldap",
             f"--option=log file = {target}/log.%m",
+            # Not the machine-wide /run/samba: several DCs (parallel test runs) must coexist.
+            f"--option=pid directory = {target}/run",
         ],
         check=True,
         capture_output=True,

@@ -96,9 +96,13 @@ def ldif(
 
 
 class Slapd:
-    def __init__(self, root: Path, port: int | None = None):
+    """`syncprov=False` starts one without the syncprov overlay (no RFC 4533 content sync), as
+    a server that only supports polling."""
+
+    def __init__(self, root: Path, port: int | None = None, *, syncprov: bool = True):
         self.root = root
         self.port = port or free_port()
+        self.syncprov = syncprov
         self.data = root / "data"
         self.conf = root / "slapd.conf"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -111,7 +115,8 @@ class Slapd:
             f"pidfile {root}/slapd.pid\n"
             "modulepath /usr/lib/ldap\n"
             "moduleload back_mdb\n"
-            "sizelimit unlimited\n"
+            + ("moduleload syncprov\n" if syncprov else "")
+            + "sizelimit unlimited\n"
             "database mdb\n"
             "maxsize 2147483648\n"
             f'suffix "{SUFFIX}"\n'
@@ -119,7 +124,14 @@ class Slapd:
             f"rootpw {ADMIN_PASSWORD}\n"
             f"directory {self.data}\n"
             "index objectClass,mail,uid eq\n"
-            "index entryUUID,modifyTimestamp eq\n"
+            "index entryUUID,entryCSN,modifyTimestamp eq\n"
+            # RFC 4533 provider; the session log lets a resumed consumer get deletions as
+            # deletes (not a listing of every entry present) after a short absence.
+            + (
+                "overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 10000\n"
+                if syncprov
+                else ""
+            )
         )
 
     @property
@@ -132,7 +144,8 @@ class Slapd:
         with path.open("w") as f:
             f.writelines(entries)
         subprocess.run(
-            [SLAPADD, "-q", "-f", str(self.conf), "-l", str(path)],
+            # -w: write the contextCSN, so a syncrepl consumer has a starting state.
+            [SLAPADD, "-q", "-w", "-f", str(self.conf), "-l", str(path)],
             check=True,
             capture_output=True,
         )

@@ -59,7 +59,8 @@ def sync(
     Without options: a delta since the last run (a full sync the first time).
       userphoto sync --full          initial load; marks users gone from the directory
       userphoto sync                 what changed since the last run
-      userphoto sync --watch         continuously, changes visible within seconds
+      userphoto sync --watch         continuously: changes pushed by OpenLDAP (syncprov),
+                                     else polled every watch_interval
       userphoto sync --status        last full/delta/watch runs, counts, errors
 
     The directory photo fills the directory-thumbnail slot only: once a user has an HD photo,
@@ -110,11 +111,7 @@ def _watch(ctx: Context, engine: SyncEngine) -> None:
         if report.changed:
             click.echo(report.summary(), err=not report.ok)
 
-    click.echo(
-        f"watching {', '.join(config.uris)} every {config.watch_interval:g}s "
-        f"(full reconciliation every {config.full_interval:g}s); Ctrl-C stops"
-    )
-    engine.watch(stop, after_cycle=after, drain=drain)
+    engine.watch(stop, after_cycle=after, drain=drain, announce=click.echo)
     click.echo("stopped")
 
 

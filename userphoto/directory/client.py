@@ -15,6 +15,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import ldap3
@@ -32,6 +33,7 @@ Entry = tuple[str, Attrs]  # (dn, attributes)
 AD_CAPABILITY = "1.2.840.113556.1.4.800"  # LDAP_CAP_ACTIVE_DIRECTORY_OID in the root DSE
 PAGED_OID = "1.2.840.113556.1.4.319"
 DIRSYNC_OID = "1.2.840.113556.1.4.841"
+SYNC_REQUEST_OID = "1.3.6.1.4.1.4203.1.9.1.1"  # RFC 4533 content sync (OpenLDAP: syncprov)
 
 # Failures worth another attempt: the network, the server going away, or the server saying
 # it is busy. Bad credentials or a bad filter are not retried (they will not get better).
@@ -70,6 +72,7 @@ class ServerInfo:
     server_id: str  # the DC's dsServiceName on AD, else the URI: delta cursors are per server
     highest_usn: int | None  # AD highestCommittedUSN at connect time
     dirsync: bool = False  # the server offers the AD DirSync control
+    syncrepl: bool = False  # the server offers RFC 4533 content synchronization
 
 
 class DirectoryClient:
@@ -113,6 +116,10 @@ class DirectoryClient:
             ) from None
         return conn
 
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
     def connect(self) -> ldap3.Connection:
         """A bound connection to the first URI that answers (failover in order)."""
         if self._conn is not None and not self._conn.closed:
@@ -147,12 +154,14 @@ class DirectoryClient:
         caps = {v.decode() for v in attrs.get("supportedcapabilities", [])}
         usn = attrs.get("highestcommittedusn")
         dsa = attrs.get("dsservicename")
+        controls = {v.decode() for v in attrs.get("supportedcontrol", [])}
         return ServerInfo(
             uri=uri,
             is_ad=AD_CAPABILITY in caps,
             server_id=dsa[0].decode() if dsa else uri,
             highest_usn=int(usn[0]) if usn else None,
-            dirsync=DIRSYNC_OID in {v.decode() for v in attrs.get("supportedcontrol", [])},
+            dirsync=DIRSYNC_OID in controls,
+            syncrepl=SYNC_REQUEST_OID in controls,
         )
 
     def refresh_info(self) -> ServerInfo:
@@ -309,6 +318,26 @@ class DirectoryClient:
                 conn.modify(dn, {attribute: [(ldap3.MODIFY_REPLACE, values)]})
 
         self.retry(op, f"writing {attribute} of {dn}")
+
+
+def read_pages(
+    config: DirectoryConfig, search_filter: str, attributes: list[str], out: Connection
+) -> None:
+    """Process entry point: a paged search whose pages go down `out`, then None (or the
+    error). Decoding LDAP in Python costs as much CPU as everything sync does with an
+    entry, so a full read runs here, on a core of its own."""
+    client = DirectoryClient(config)
+    try:
+        for page in client.search(search_filter, attributes):
+            out.send(page)
+        out.send(None)
+    except (DirectoryUnavailable, DirectoryRefused) as exc:
+        out.send(exc)
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        pass  # the sync stopped listening: nothing left to do
+    finally:
+        client.close()
+        out.close()
 
 
 def _lower(attrs: dict[str, Any]) -> Attrs:

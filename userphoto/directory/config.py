@@ -51,6 +51,7 @@ class DirectoryConfig:
     full_interval: float = 900.0  # seconds between full reconciliations under --watch
     dirsync: bool = True  # AD: use the DirSync control for deltas when the server offers it
     notify: bool = True  # AD: wake --watch on change notifications, not only by polling
+    syncrepl: bool = True  # --watch: RFC 4533 refreshAndPersist when the server offers it
 
     @property
     def ldaps(self) -> bool:
@@ -134,6 +135,7 @@ class DirectoryConfig:
             full_interval=float(get("full_interval", (int, float), 900.0)),
             dirsync=get("dirsync", bool, True),
             notify=get("notify", bool, True),
+            syncrepl=get("syncrepl", bool, True),
         )
 
 

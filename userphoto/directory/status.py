@@ -8,6 +8,8 @@ per-entry problems). Per-user facts live with the user: `User.attributes["direct
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -96,6 +98,39 @@ def record_watch(store: Store, state: dict[str, Any]) -> None:
     store.set_state(STATUS_KEY, json.dumps(status))
 
 
+class WatchRecorder:
+    """The `watch` entry of the status: written when its state changes, else as a heartbeat
+    every `every` seconds (an idle watch writes next to nothing)."""
+
+    def __init__(self, store: Store, every: float = 300.0):
+        self.store = store
+        self.every = every
+        stamp = now().isoformat(timespec="seconds")
+        self.state: dict[str, Any] = {
+            "state": "starting",
+            "since": stamp,
+            "heartbeat": stamp,
+            "pid": os.getpid(),
+            "error": "starting",
+        }
+        self._written = 0.0
+
+    def update(self, **changes: Any) -> None:
+        changed = any(self.state.get(k) != v for k, v in changes.items())
+        self.state.update(changes)
+        if changed or time.monotonic() - self._written >= self.every:
+            self._write()
+
+    def beat(self) -> None:
+        if time.monotonic() - self._written >= self.every:
+            self._write()
+
+    def _write(self) -> None:
+        self.state["heartbeat"] = now().isoformat(timespec="seconds")
+        record_watch(self.store, dict(self.state))
+        self._written = time.monotonic()
+
+
 def format_status(status: dict[str, Any], *, pending_writebacks: int = 0) -> str:
     if not status:
         return "No directory sync has run yet. Start with `userphoto sync --full`."
@@ -130,6 +165,24 @@ def format_status(status: dict[str, Any], *, pending_writebacks: int = 0) -> str
             f"{watch.get('heartbeat')}, pid {watch.get('pid')}"
             + (f" — {watch['error']}" if watch.get("error") else "")
         )
+        if watch.get("mode") == "syncrepl":
+            lines.append(
+                "  changes: pushed by the server (RFC 4533 syncrepl refreshAndPersist), "
+                f"{watch.get('sessions', 1)} session(s)"
+            )
+        elif watch.get("mode") == "polling":
+            lines.append(f"  changes: polling every {watch.get('interval')}s — {watch.get('why')}")
+        refresh = watch.get("refresh")
+        if refresh:
+            how = (
+                "read every entry (no stored cookie)"
+                if refresh.get("full")
+                else "resumed from the stored cookie"
+            )
+            lines.append(
+                f"  last refresh: {how}, {refresh.get('entries', 0)} entries read, "
+                f"{refresh.get('deleted', 0)} deletions ({refresh.get('seconds', 0):.2f}s)"
+            )
     else:
         lines.append("watch: never run")
     if pending_writebacks:

@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta
 from queue import Empty, Queue
+from typing import TypeVar
 
 from ..errors import Conflict, UserPhotoError
 from ..imaging import ImageError
@@ -35,7 +36,7 @@ from ..model import Account, DirectoryThumbnail, User
 from ..store import Store
 from ..workers import WorkerPool
 from . import status
-from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Entry
+from .client import DirectoryClient, DirectoryRefused, DirectoryUnavailable, Entry, read_pages
 from .config import DirectoryConfig
 from .entry import (
     OWNED_KEYS,
@@ -63,6 +64,9 @@ CHANGE_STAMPS = ("modifyTimestamp", "whenChanged", "uSNChanged")
 WORKERS = 2  # photo re-encoding processes, started by a full sync
 CHUNK = 64  # photos per worker job: well inside one job's CPU limit (~5 ms a photo)
 _POOL: PhotoWorkers | None = None
+READ_AHEAD = 16  # pages a full read may run ahead of the writes (~3.5 MB a page with photos)
+T = TypeVar("T")
+Work = tuple[list[Entry], Callable[[], list[Prepared | None]]]  # a page, and its photos' waiter
 _POOL_LOCK = threading.Lock()
 
 
@@ -136,21 +140,85 @@ class SyncEngine:
         *,
         after_cycle: Callable[[SyncReport], None] | None = None,
         drain: Callable[[], None] | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
+        """Follow the directory until `stop` is set.
+
+        A server that offers RFC 4533 content sync (OpenLDAP with syncprov) pushes each
+        change: see `live.SyncreplWatch`. Anywhere else `--watch` polls every
+        `watch_interval`, and on AD a change-notification search wakes the poll at once.
+        `announce` hears which of the two runs (and why); `drain` retries write-backs.
+        """
+        recorder = status.WatchRecorder(self.store)
+        why = self._watch_mode(stop, recorder)
+        if why is None and not stop.is_set():
+            from .live import SyncreplWatch  # python-ldap loads only when it is used
+
+            if announce is not None:
+                announce(
+                    f"watching {self.client.info.uri if self.client.info else '?'}: changes "
+                    "pushed by the server (RFC 4533 syncrepl); Ctrl-C stops"
+                )
+            why = SyncreplWatch(self, recorder).run(stop, after_cycle=after_cycle, drain=drain)
+        if why is not None and not stop.is_set():
+            if announce is not None:
+                announce(
+                    f"watching {', '.join(self.config.uris)} every "
+                    f"{self.config.watch_interval:g}s ({why}; full reconciliation every "
+                    f"{self.config.full_interval:g}s); Ctrl-C stops"
+                )
+            recorder.update(mode="polling", why=why, interval=self.config.watch_interval)
+            self._poll(stop, recorder, after_cycle=after_cycle, drain=drain)
+        with contextlib.suppress(UserPhotoError):
+            recorder.update(state="stopped", error=None)
+
+    def _watch_mode(self, stop: threading.Event, recorder: status.WatchRecorder) -> str | None:
+        """None for syncrepl, else why `--watch` polls. Waits for the directory to answer."""
+        while not stop.is_set():
+            try:
+                info = self.client.refresh_info()
+                break
+            except (DirectoryUnavailable, DirectoryRefused) as exc:
+                self.client.close()
+                recorder.update(state="degraded", error=str(exc))
+                _sleep(
+                    stop,
+                    threading.Event(),
+                    max(self.config.watch_interval, self.config.backoff * 4),
+                )
+        else:
+            return "stopped"
+        if info.is_ad:
+            return "Active Directory: change notifications wake the poll at once"
+        if not self.config.syncrepl:
+            return "syncrepl = false in [directory]"
+        if not info.syncrepl:
+            return (
+                "the server does not offer RFC 4533 content sync; on OpenLDAP, load the "
+                "syncprov overlay to get changes pushed"
+            )
+        if Flavour.of(self.config, False).id_attribute.lower() != "entryuuid":
+            return "syncrepl identifies entries by entryUUID, and id_attribute is set otherwise"
+        return None
+
+    def _poll(
+        self,
+        stop: threading.Event,
+        recorder: status.WatchRecorder,
+        *,
+        after_cycle: Callable[[SyncReport], None] | None = None,
+        drain: Callable[[], None] | None = None,
     ) -> None:
         """Poll for changes every `watch_interval` until `stop` is set.
 
         On AD, a change notification search also wakes the loop the moment something
         changes. An idle cycle writes nothing to the store. A full reconciliation (which is
-        what notices deletions) runs every `full_interval`. `drain` retries write-backs.
+        what notices deletions) runs every `full_interval`.
         """
-        started = now().isoformat(timespec="seconds")
         wake = threading.Event()
         notifier: ChangeNotifier | None = None
         notify_retry_at = 0.0
-        heartbeat_every = 300.0
         last_full = time.monotonic()
-        last_beat = 0.0
-        last_error: str | None = "starting"
         while not stop.is_set():
             if time.monotonic() - last_full >= self.config.full_interval:
                 report = self.full()
@@ -166,20 +234,7 @@ class SyncEngine:
                     log.warning("write-back retry failed: %s", exc)
             if after_cycle is not None:
                 after_cycle(report)
-            error = report.error
-            if error != last_error or time.monotonic() - last_beat >= heartbeat_every:
-                status.record_watch(
-                    self.store,
-                    {
-                        "state": "running" if report.ok else "degraded",
-                        "since": started,
-                        "heartbeat": now().isoformat(timespec="seconds"),
-                        "pid": os.getpid(),
-                        "error": error,
-                    },
-                )
-                last_beat = time.monotonic()
-                last_error = error
+            recorder.update(state="running" if report.ok else "degraded", error=report.error)
             info = self.client.info
             if (
                 report.ok
@@ -202,17 +257,6 @@ class SyncEngine:
             )
         if notifier is not None:
             notifier.stop()
-        with contextlib.suppress(UserPhotoError):
-            status.record_watch(
-                self.store,
-                {
-                    "state": "stopped",
-                    "since": started,
-                    "heartbeat": now().isoformat(timespec="seconds"),
-                    "pid": os.getpid(),
-                    "error": None,
-                },
-            )
 
     # --- one run ---------------------------------------------------------------------------
     def _run(self, mode: str, *, force: bool = False, cursor: dict | None = None) -> SyncReport:
@@ -235,7 +279,18 @@ class SyncEngine:
 
     def _read(self, report: SyncReport, *, force: bool, cursor: dict | None) -> None:
         client = self.client
-        info = client.refresh_info()  # AD: highestCommittedUSN *before* the read starts
+        if (
+            report.mode == "delta"
+            and cursor is not None
+            and cursor.get("kind") == "dirsync"
+            and client.connected
+            and client.info is not None
+        ):
+            # A DirSync delta needs no USN: the open connection's root DSE is still right
+            # (a reconnect reads it again), and a change notification is answered sooner.
+            info = client.info
+        else:
+            info = client.refresh_info()  # AD: highestCommittedUSN *before* the read starts
         report.server = info.uri
         flavour = Flavour.of(self.config, info.is_ad)
         full = report.mode == "full"
@@ -248,16 +303,7 @@ class SyncEngine:
             # DC the cursor means nothing there, so this run reads everything.
             report.mode, full, cursor = "full", True, None
 
-        users: dict[str, User] = {}
-        if full or self._index is None:
-            users = {u.id: u for u in self.store.iter_users()}
-            self._index = {
-                u.attributes.get("directory_id", u.id): u.id
-                for u in users.values()
-                if u.source == "directory"
-            }
-        # Every address in the store, so a new entry skips the adoption lookup (full only).
-        self._addresses = {a for u in users.values() for a in u.addresses} if full else None
+        users = self._load_users(full)
         search_filter = flavour.user_filter
         dirsync_cookie: bytes | None = None
         gone_ids: list[str] = []
@@ -284,33 +330,23 @@ class SyncEngine:
                     gone_ids.append(did)
                 else:
                     guids.append(did)
-            source: Iterator[list[Entry]] = self._by_guid(guids, flavour)
+            pages: Iterator[list[Entry]] = self._by_guid(guids, flavour)
+        elif full:
+            self._processes()  # before any thread starts (see _processes)
+            pages = _read_elsewhere(self.config, search_filter, flavour.attributes(self.config))
         else:
-            if not full and cursor is not None:
+            if cursor is not None:
                 search_filter = f"(&{flavour.user_filter}{_delta_clause(cursor)})"
-            source = client.search(search_filter, flavour.attributes(self.config))
+            pages = client.search(search_filter, flavour.attributes(self.config))
+        # A full read's pages are taken in (and their photos handed to the workers) by a
+        # prefetch thread up to READ_AHEAD pages ahead of the writes here; a delta is a page or
+        # two, read inline (starting a thread would cost more than it saves).
+        work = self._with_photos(pages, flavour)
+        source = _prefetch(work, ahead=READ_AHEAD) if full else work
 
         seen: set[str] = set()
         newest = cursor.get("value") if cursor and cursor.get("kind") == "modifyTimestamp" else None
-        if full:
-            self._processes()  # before any thread starts (see _processes)
-        pages = _prefetch(source)
-        # Pipeline: page k+1's photos are re-encoded (in worker processes) while page k is
-        # written to the store, and page k+2 is being read from the directory meanwhile.
-        waiting: tuple[list[Entry], Callable[[], list[Prepared | None]]] | None = None
-        number = 0
-        for page in _then_none(pages):
-            if page is not None:
-                ahead = (page, self._prepare_photos(page, flavour))
-            if waiting is not None:
-                number += 1
-                done, prepared = waiting
-                newest = self._write_page(
-                    done, prepared(), flavour, users if full else None, report, seen, newest
-                )
-                if self.on_page is not None:
-                    self.on_page(number)
-            waiting = ahead if page is not None else None
+        newest = self._pipeline(source, users if full else None, flavour, report, seen, newest)
 
         if full:
             self._mark_gone(users, seen, report, force=force)
@@ -329,6 +365,41 @@ class SyncEngine:
             new_cursor = {"kind": "modifyTimestamp", "server": info.server_id, "value": newest}
         if new_cursor != self._cursor() and new_cursor["value"] is not None:
             self.store.set_state(status.CURSOR_KEY, json.dumps(new_cursor))
+
+    def _load_users(self, full: bool) -> dict[str, User]:
+        """Every user when `full` (and the directory-id index, built once per engine)."""
+        users: dict[str, User] = {}
+        if full or self._index is None:
+            users = {u.id: u for u in self.store.iter_users()}
+            self._index = {
+                u.attributes.get("directory_id", u.id): u.id
+                for u in users.values()
+                if u.source == "directory"
+            }
+        # Every address in the store, so a new entry skips the adoption lookup (full only).
+        self._addresses = {a for u in users.values() for a in u.addresses} if full else None
+        return users
+
+    def _with_photos(self, pages: Iterator[list[Entry]], flavour: Flavour) -> Iterator[Work]:
+        """Each page with its photos' preparation already started (see _prepare_photos)."""
+        for page in pages:
+            yield page, self._prepare_photos(page, flavour)
+
+    def _pipeline(
+        self,
+        work: Iterator[Work],
+        users: dict[str, User] | None,
+        flavour: Flavour,
+        report: SyncReport,
+        seen: set[str],
+        newest: str | None,
+    ) -> str | None:
+        """Write pages (with their prepared photos); returns the newest modifyTimestamp."""
+        for number, (page, prepared) in enumerate(work, 1):
+            newest = self._write_page(page, prepared(), flavour, users, report, seen, newest)
+            if self.on_page is not None:
+                self.on_page(number)
+        return newest
 
     def _dirsync_start(self, flavour: Flavour, report: SyncReport) -> bytes | None:
         """A DirSync cookie for "now", or None (then uSNChanged) if this account may not
@@ -704,14 +775,50 @@ def _sleep(stop: threading.Event, wake: threading.Event, seconds: float) -> None
     wake.clear()
 
 
-def _then_none(pages: Iterator[list[Entry]]) -> Iterator[list[Entry] | None]:
-    yield from pages
-    yield None
+def _read_elsewhere(
+    config: DirectoryConfig, search_filter: str, attributes: list[str]
+) -> Iterator[list[Entry]]:
+    """The pages of a full read, decoded by a reader process while this one applies them.
+
+    The pipe holds about one page, so the reader stays a page or two ahead and no further.
+    A reader still running when the sync stops (an error, a stop request) is ended.
+    """
+    # Forked from this thread (not from the photo workers' forkserver): the reader sees the
+    # network exactly as its caller does (a per-thread network namespace included). It runs
+    # only ldap3 and a pipe, so none of this process's locks or connections matter to it,
+    # and it holds them only for the length of the read.
+    context = multiprocessing.get_context("fork")
+    pages, out = context.Pipe(duplex=False)
+    reader = context.Process(
+        target=read_pages,
+        args=(config, search_filter, attributes, out),
+        name="directory-reader",
+        daemon=True,
+    )
+    reader.start()
+    out.close()  # ours; the reader holds its own end
+    try:
+        while True:
+            try:
+                item = pages.recv()
+            except EOFError:
+                raise DirectoryUnavailable("The directory reader process ended early.") from None
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        pages.close()
+        reader.join(1)
+        if reader.is_alive():
+            reader.terminate()
+            reader.join()
 
 
-def _prefetch(pages: Iterator[list[Entry]]) -> Iterator[list[Entry]]:
+def _prefetch(pages: Iterator[T], ahead: int = 2) -> Iterator[T]:
     """Read the next page while this one is processed (the server works on the other core)."""
-    queue: Queue[tuple[list[Entry] | None, BaseException | None]] = Queue(maxsize=2)
+    queue: Queue[tuple[T | None, BaseException | None]] = Queue(maxsize=ahead)
     stop = threading.Event()
 
     def produce() -> None:
@@ -723,6 +830,10 @@ def _prefetch(pages: Iterator[list[Entry]]) -> Iterator[list[Entry]]:
             queue.put((None, None))
         except BaseException as exc:  # handed to the consumer, raised there
             queue.put((None, exc))
+        finally:
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()  # a generator's own clean-up (e.g. ending the reader process) runs now
 
     thread = threading.Thread(target=produce, name="directory-prefetch", daemon=True)
     thread.start()
