@@ -33,3 +33,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q -e '.[test]'
   touch "$stamp"
 fi
+
+# The OpenID provider the sign-in tests run (npm oidc-provider, pinned by tests/oidc/package-lock.json).
+oidc=tests/oidc
+if [ ! -d "$oidc/node_modules" ] || [ "$oidc/package-lock.json" -nt "$oidc/node_modules" ]; then
+  if command -v npm >/dev/null; then
+    (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error) && touch "$oidc/node_modules"
+  else
+    echo "note: npm is missing; the OpenID Connect tests need Node.js 20 and npm" >&2
+  fi
+fi

@@ -50,6 +50,21 @@ port = 8080
 # writeback = false                    # true: HD photos are written back to thumbnailPhoto
 # writeback_size = 96                  # 48, 64 or 96
 # delete_guard = 0.10                  # refuse to mark more than 10% of users gone at once
+
+# [oidc]                               # sign in with the organization's OpenID provider (README)
+# issuer = "https://login.contoso.example"   # discovery: <issuer>/.well-known/openid-configuration
+# client_id = "userphoto"
+# client_secret_file = "oidc-client-secret"  # or USERPHOTO_OIDC_CLIENT_SECRET in the environment
+# scopes = "openid email profile"
+# user_claim = "email"                 # or preferred_username / upn; matched to addresses, aliases
+# admin_claim = "groups"               # the claim naming groups or app roles
+# admin_values = []                    # e.g. ["photo-admins"]: members of these are admins
+# api_audience = ""                    # accept the provider's JWT access tokens for this audience
+# redirect_uri = ""                    # default: this site's /signin/oidc/callback
+# post_logout_redirect_uri = ""        # default: this site's /signin
+# jwks_min_refresh = 60                # seconds between key-set fetches on an unknown key id
+# timeout = 5                          # seconds for each call to the provider
+# label = "Sign in with your organization account"
 """
 
 

@@ -68,7 +68,8 @@ class Poller(threading.Thread):
 class PhotoServer:
     def __init__(self, app: App, *, poll: bool = True):
         self.app = app
-        self.auth = Authenticator(app.store, tuple(app.settings.get("server", "domains", [])))
+        domains = tuple(app.settings.get("server", "domains", []))
+        self.auth = Authenticator(app.store, domains, oidc=app.oidc)
         self.lookup = Lookup(app)
         self.services = Services(app, self.auth, self.lookup)
         self.cache = AnswerCache()
