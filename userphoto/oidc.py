@@ -124,10 +124,17 @@ class OidcConfig:
             api_audience=str(settings.get("oidc", "api_audience", "")),
             redirect_uri=str(settings.get("oidc", "redirect_uri", "")),
             post_logout_redirect_uri=str(settings.get("oidc", "post_logout_redirect_uri", "")),
-            jwks_min_refresh=float(settings.get("oidc", "jwks_min_refresh", 60.0)),
-            timeout=float(settings.get("oidc", "timeout", 5.0)),
+            jwks_min_refresh=_seconds(section, "jwks_min_refresh", 60.0, where),
+            timeout=_seconds(section, "timeout", 5.0, where),
             label=str(settings.get("oidc", "label", cls.label)),
         )
+
+
+def _seconds(section: dict[str, Any], key: str, default: float, where: str) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{where}: {key} must be a number of seconds, not {value!r}.")
+    return float(value)
 
 
 @dataclass(frozen=True)

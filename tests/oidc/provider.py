@@ -68,6 +68,7 @@ class OpenIdProvider:
         self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = f"test-key-{self.generation}"
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key))
+        jwk.pop("key_ops", None)  # PyJWT writes ["sign"]; the provider also verifies with it
         jwk.update(kid=self.kid, use="sig", alg="RS256")
         path = self.workdir / f"jwks-{self.generation}.json"
         path.write_text(json.dumps({"keys": [jwk]}))

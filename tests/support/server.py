@@ -196,9 +196,9 @@ ALLOWED_DEFAULT = "https://static.contoso.test/avatars/"
 
 
 def start_server(
-    home: Path, extra_env: dict[str, str] | None = None
+    home: Path, extra_env: dict[str, str] | None = None, port: int | None = None
 ) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "USERPHOTO_HOME": str(home),
