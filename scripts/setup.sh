@@ -9,6 +9,9 @@ VENV=${VENV:-.venv}
 # Chromium for the web pages, nginx-light + wrk and vipsthumbnail as benchmark references.
 APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk libvips-tools
               iproute2 util-linux)
+# systemd-analyze checks the units in docs/deploy/. (The test OpenID provider needs Node.js >= 20
+# with npm, which the machine brings: Debian's own nodejs is 18, too old for oidc-provider 9.)
+APT_PACKAGES+=(systemd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
