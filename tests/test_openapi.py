@@ -16,7 +16,9 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
+from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 from tests.support.server import Served, serving
@@ -69,7 +71,12 @@ def checker(operation: Any, headers: dict[str, str]) -> Callable[[], None]:
     unstated = operation.method.upper() == "PUT" or operation.path == "/v1/admin/diagnose"
     excluded = [positive_data_acceptance] if unstated else []
 
-    @given(case=operation.as_strategy())
+    @given(
+        case=st.one_of(
+            operation.as_strategy(GenerationMode.POSITIVE),
+            operation.as_strategy(GenerationMode.NEGATIVE),
+        )
+    )
     @BOUNDED
     def check(case: schemathesis.Case) -> None:
         case.call_and_validate(headers=headers, timeout=30, excluded_checks=excluded)

@@ -467,7 +467,13 @@ def document() -> dict[str, Any]:
                         {
                             "name": "s",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 2048},
+                            "description": "Size in pixels (empty: 80).",
+                            "schema": {
+                                "anyOf": [
+                                    {"type": "integer", "minimum": 1, "maximum": 2048},
+                                    {"const": ""},
+                                ]
+                            },
                         },
                         {
                             "name": "d",
@@ -476,7 +482,13 @@ def document() -> dict[str, Any]:
                             "[avatar] default_url_allow (a 302; other URLs are refused with 400).",
                             "schema": {"enum": AVATAR_DEFAULTS},
                         },
-                        {"name": "f", "in": "query", "schema": {"enum": ["y", "n"]}},
+                        {
+                            "name": "f",
+                            "in": "query",
+                            "description": "y, yes, true or 1 force the default; any other "
+                            "value does not (as Gravatar).",
+                            "schema": {"type": "string"},
+                        },
                     ],
                     "responses": {
                         "200": {
@@ -507,7 +519,7 @@ def document() -> dict[str, Any]:
                             "in": "query",
                             "description": "Explain for this member (default: an anonymous "
                             "viewer). At most one of viewer, external, anonymous.",
-                            "schema": {"type": "string", "pattern": ADDRESS_PATTERN},
+                            "schema": {"type": "string"},
                         },
                         {
                             "name": "external",
@@ -515,7 +527,11 @@ def document() -> dict[str, Any]:
                             "description": "Explain for a federation partner's user.",
                             "schema": {"type": "string"},
                         },
-                        {"name": "anonymous", "in": "query", "schema": {"enum": ["1", "0"]}},
+                        {
+                            "name": "anonymous",
+                            "in": "query",
+                            "schema": {"enum": ["1", "0", "true", "false", "yes", "no"]},
+                        },
                         {
                             "name": "client",
                             "in": "query",
