@@ -363,6 +363,11 @@ def test_expired_and_unknown_person_access_tokens_are_refused(site: Site) -> Non
     )
     r = graph_photo(site, "bob", stranger)
     assert r.status_code == 401 and "stranger" not in r.text
+    like_id_token = site.provider.sign(
+        {**base, "email": addr("bob"), "iat": now, "exp": now + 600, "nonce": "n"}
+    )
+    r = graph_photo(site, "bob", like_id_token)
+    assert r.status_code == 401 and "not an access token" in r.text
     # The same claims, properly signed and for a real user, are served: the refusals above
     # were for the reasons given.
     good = site.provider.sign({**base, "email": addr("bob"), "iat": now, "exp": now + 600})
@@ -398,3 +403,52 @@ def test_unknown_key_ids_refetch_the_key_set_at_most_once_per_interval(
     with pytest.raises(OidcError):
         provider.signing_key("forged-again")
     assert provider.jwks_fetches == 2
+
+
+# --- configuration ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("oidc", "message"),
+    [
+        ({"issuer": "https://id.example"}, "client_id is missing"),
+        ({"issuer": "https://id.example", "client_id": "c"}, "no client secret"),
+        (
+            {"issuer": "https://id.example", "client_id": "c", "client_secret_file": "nope"},
+            "cannot read client_secret_file",
+        ),
+        (
+            {
+                "issuer": "https://id.example",
+                "client_id": "c",
+                "client_secret": "s",
+                "user_claim": "mail",
+            },
+            "user_claim must be one of email, preferred_username, upn",
+        ),
+        (
+            {"issuer": "https://id.example", "client_id": "c", "client_secret": "s", "timeout": -1},
+            "timeout must be a number of seconds",
+        ),
+    ],
+)
+def test_configuration_errors_say_what_to_do(
+    tmp_path: Path, oidc: dict[str, Any], message: str
+) -> None:
+    from userphoto.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        OidcConfig.from_settings(Settings(tmp_path, {"oidc": oidc}))
+
+
+def test_no_issuer_means_no_oidc(tmp_path: Path) -> None:
+    assert OidcConfig.from_settings(Settings(tmp_path, {})) is None
+    assert OidcConfig.from_settings(Settings(tmp_path, {"oidc": {"client_id": "c"}})) is None
+
+
+def test_client_secret_from_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("USERPHOTO_OIDC_ISSUER", "https://id.example/")
+    monkeypatch.setenv("USERPHOTO_OIDC_CLIENT_ID", "userphoto")
+    monkeypatch.setenv("USERPHOTO_OIDC_CLIENT_SECRET", "12345")  # a TOML number: kept as text
+    config = OidcConfig.from_settings(Settings.load(tmp_path))
+    assert config is not None
+    assert config.issuer == "https://id.example" and config.client_secret == "12345"
+    assert "12345" not in repr(config)

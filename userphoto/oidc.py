@@ -27,7 +27,7 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -64,7 +64,7 @@ class NotInDirectory(OidcError):
 class OidcConfig:
     issuer: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)  # never in logs or reprs
     scopes: str = "openid email profile"
     user_claim: str = "email"
     admin_claim: str = "groups"
@@ -379,7 +379,10 @@ class OidcProvider:
         """The verified claims of a provider access token issued for `api_audience`."""
         if not self.config.api_audience:
             raise OidcError("This server does not accept the identity provider's access tokens.")
-        return self._decode(token, self.config.api_audience, "access token")
+        claims = self._decode(token, self.config.api_audience, "access token")
+        if "nonce" in claims:  # an id_token (even one whose aud happens to match) is no grant
+            raise OidcError("An id_token is not an access token; send the access token.")
+        return claims
 
     def issued(self, token: str) -> bool:
         """Whether a JWT claims to come from this provider (unverified; for routing only)."""
