@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..errors import UserPhotoError
-from ..model import ViewerKind
+from ..model import Viewer, ViewerKind
 from ..oidc import Identity, OidcProvider, Pending, id_token_of, session_credential
 from .context import Web, read_form
 from .photo import _local
@@ -93,9 +93,13 @@ class SignInPages:
         # A brand-new session: new CSRF token, nothing carried over from before sign-in.
         request.state.session = fresh("token", token)
         request.state.viewer = viewer
+        return self._signed_in(request, viewer, form.get("next", ""))
+
+    def _signed_in(self, request: Request, viewer: Viewer, next_path: str) -> Response:
+        """After any sign-in: say who, and go where the person was going (or their start)."""
         self.web.sessions.flash(request, f"Signed in as {viewer.address}.")
         default = "/admin" if viewer.admin else "/me"
-        target = _local(form.get("next", "")) if form.get("next") not in ("", "/") else default
+        target = _local(next_path) if next_path not in ("", "/") else default
         return self.web.renderer.redirect(request, target)
 
     # --- OpenID Connect ------------------------------------------------------------------------
@@ -168,10 +172,7 @@ class SignInPages:
         request.state.session = fresh("oidc", credential)
         viewer = identity.viewer()
         request.state.viewer = viewer
-        self.web.sessions.flash(request, f"Signed in as {viewer.address}.")
-        default = "/admin" if viewer.admin else "/me"
-        target = _local(pending.next) if pending.next not in ("", "/") else default
-        return self.web.renderer.redirect(request, target)
+        return self._signed_in(request, viewer, pending.next)
 
     async def sign_out(self, request: Request) -> Response:
         form = await read_form(request)
