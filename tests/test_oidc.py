@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import httpx
 import pytest
 
 from tests.oidc.provider import OpenIdProvider
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, astronaut_png, shot
+from tests.support.browser import astronaut_png, shot
 from tests.support.net import free_port
 from tests.support.server import addr, seed, start_server, stop_server
 from userphoto.config import Settings
@@ -97,24 +96,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         provider.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is not installed (scripts/setup.sh installs it)")
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
+    """A fresh context of the session's Chromium (tests.support.browser), kept on loopback."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     # The provider's pages import a web font; nothing may leave loopback.
