@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ import httpx
 import pytest
 
 from tests.oidc.provider import OpenIdProvider
-from tests.support.browser import astronaut_png, shot
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, astronaut_png, shot
 from tests.support.net import free_port
 from tests.support.server import addr, seed, start_server, stop_server
 from userphoto.config import Settings
@@ -96,10 +97,37 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         provider.stop()
 
 
+@pytest.fixture(scope="module")
+def chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Chromium for this module, closed at its end: a sync Playwright left running would
+    leave its event loop in this thread and break later tests that call `asyncio.run`. If
+    the session's browser (tests.support.browser) is already running, share that one (two
+    sync Playwright instances cannot coexist)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed (scripts/setup.sh installs it)")
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import Error, sync_playwright
+
+    try:
+        pw = sync_playwright().start()
+    except Error:  # the session's Playwright runs in this thread already
+        yield request.getfixturevalue("browser")
+        return
+    try:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        pw.stop()
+
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh context of the session's Chromium (tests.support.browser), kept on loopback."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser context (its own cookies), kept on loopback."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     # The provider's pages import a web font; nothing may leave loopback.
     context.route(
@@ -222,14 +250,14 @@ def test_state_from_another_browser_is_refused(page: Any, site: Site) -> None:
     refused(page, site, "not started in this browser")
 
 
-def test_key_rotation(page: Any, browser: Any, site: Site) -> None:
+def test_key_rotation(page: Any, chromium: Any, site: Site) -> None:
     oidc_sign_in(page, site, addr("bob"))
     assert urlsplit(page.url).path == "/me"
     old_kid = site.provider.kid
     site.provider.rotate()  # a new key; the one userphoto holds is no longer listed
     assert site.provider.kid != old_kid
     time.sleep(1.1)  # [oidc] jwks_min_refresh = 1 in this server
-    fresh = browser.new_context()
+    fresh = chromium.new_context()
     try:
         again = fresh.new_page()
         oidc_sign_in(again, site, addr("bob"))
