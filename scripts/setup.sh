@@ -15,6 +15,10 @@ APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk
 # libldap2-dev + libsasl2-dev (+ a compiler) build python-ldap, the syncrepl (RFC 4533) client.
 APT_PACKAGES+=(libldap2-dev libsasl2-dev gcc python3-dev)
 
+# systemd-analyze checks the units in docs/deploy/. (The test OpenID provider needs Node.js >= 20
+# with npm, which the machine brings: Debian's own nodejs is 18, too old for oidc-provider 9.)
+APT_PACKAGES+=(systemd)
+
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
@@ -38,4 +42,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
   "$VENV/bin/pip" install -q -e '.[test]'
   touch "$stamp"
+fi
+
+# The OpenID provider the sign-in tests run (npm oidc-provider, pinned by tests/oidc/package-lock.json).
+oidc=tests/oidc
+if [ ! -d "$oidc/node_modules" ] || [ "$oidc/package-lock.json" -nt "$oidc/node_modules" ]; then
+  if command -v npm >/dev/null; then
+    (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error) && touch "$oidc/node_modules"
+  else
+    echo "note: npm is missing; the OpenID Connect tests need Node.js 20 and npm" >&2
+  fi
 fi

@@ -17,6 +17,7 @@ from .store import Store, open_store
 if TYPE_CHECKING:
     from .directory.config import DirectoryConfig
     from .workers import WorkerPool
+    from .oidc import OidcProvider
 
 
 class App:
@@ -65,6 +66,14 @@ class App:
         from .directory.config import DirectoryConfig
 
         return DirectoryConfig.from_settings(self.settings)
+
+    @cached_property
+    def oidc(self) -> OidcProvider | None:
+        """The `[oidc]` identity provider (web sign-in, API access tokens), or None."""
+        from .oidc import OidcConfig, OidcProvider
+
+        config = OidcConfig.from_settings(self.settings)
+        return OidcProvider(config) if config is not None else None
 
     def close(self) -> None:
         if "pool" in self.__dict__:

@@ -6,6 +6,10 @@
   HS256) or `--public-key FILE` (RS256/ES256). Its users present a JWT with `iss` = the
   partner domain, `sub` = their address (in that domain), `aud` = one of our domains and
   `exp`; they are external viewers. Partner secrets must be kept to verify signatures.
+- An access token (a JWT) from the organization's OpenID provider (`[oidc]`), issued for
+  `[oidc] api_audience`, names a member (or an admin, by the admin group/role claim): the same
+  person the web sign-in would find (`oidc.py`). Clients that already hold one need no token
+  of ours. It is told apart from a partner JWT by its `iss`.
 - No credentials: the anonymous viewer, who sees only what visibility 'everyone' allows.
 
 `Authenticator.from_header` is what every HTTP adapter calls (photo routes, admin API, web
@@ -22,7 +26,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -39,6 +43,9 @@ from .model import (
     normalize_address,
 )
 from .store import Store
+
+if TYPE_CHECKING:
+    from .oidc import OidcProvider
 
 TOKEN_PREFIX = "upt_"
 _CACHE_LIMIT = 20_000  # distinct credentials remembered between reloads
@@ -119,9 +126,15 @@ class _Loaded:
 class Authenticator:
     """Resolves credentials to a `Viewer` from memory; `reload()` re-reads the store."""
 
-    def __init__(self, store: Store, extra_domains: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        store: Store,
+        extra_domains: tuple[str, ...] = (),
+        oidc: OidcProvider | None = None,
+    ):
         self.store = store
         self.extra_domains = extra_domains
+        self.oidc = oidc
         self._loaded = _Loaded({}, {}, [])
         # Normalized credential -> (viewer, valid-until); dropped on every reload.
         self._seen: dict[str, tuple[Viewer, float]] = {}
@@ -196,6 +209,8 @@ class Authenticator:
     # --- verification ----------------------------------------------------------------------
     def _verify(self, token: str) -> tuple[Viewer, float]:
         if token.count(".") == 2:
+            if self.oidc is not None and self.oidc.issued(token):
+                return self._provider(token)
             return self._partner(token)
         digest = token_digest(token)
         record = self._loaded.tokens.get(digest)
@@ -208,6 +223,22 @@ class Authenticator:
         if user is None:
             raise Unauthorized("The bearer token's user no longer exists.")
         return Viewer(ViewerKind.MEMBER, record.address, user.id), _FOREVER
+
+    def _provider(self, token: str) -> tuple[Viewer, float]:
+        from .oidc import NotInDirectory, OidcError
+
+        assert self.oidc is not None
+        try:
+            claims = self.oidc.verify_access_token(token)
+            identity = self.oidc.identify(claims, self.store)
+        except NotInDirectory:
+            # 401 without the address: the API does not say which people exist.
+            raise Unauthorized("The access token names nobody who is a user here.") from None
+        except OidcError as exc:
+            if exc.status != 401:
+                raise  # the provider is unreachable: 503, not the caller's fault
+            raise Unauthorized(exc.message) from None
+        return identity.viewer(), float(claims["exp"])
 
     def _partner(self, token: str) -> tuple[Viewer, float]:
         loaded = self._loaded

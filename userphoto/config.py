@@ -83,6 +83,12 @@ SECTIONS = (
         "turns it on.",
         optional=True,
     ),
+    Section(
+        "oidc",
+        "Sign in with the organization's OpenID Connect provider (README: Web pages). Setting "
+        "`issuer` turns it on.",
+        optional=True,
+    ),
 )
 
 KEYS = (
@@ -183,6 +189,29 @@ KEYS = (
     Key("directory", "notify", BOOL, True, "AD change notifications wake sync --watch at once"),
     Key("directory", "syncrepl", BOOL, True,
         "sync --watch: RFC 4533 content sync (changes pushed) when the server offers it"),
+    Key("oidc", "issuer", STR, "", "the provider; discovery reads <issuer>/.well-known/openid-configuration",
+        example="https://login.contoso.example"),
+    Key("oidc", "client_id", STR, "", "this site's client id at the provider (required with issuer)",
+        example="userphoto"),
+    Key("oidc", "client_secret", STR, "",
+        "client secret (better: client_secret_file or USERPHOTO_OIDC_CLIENT_SECRET)", secret=True),
+    Key("oidc", "client_secret_file", STR, "",
+        "file holding the client secret (relative: to the data folder)", example="oidc-client-secret"),
+    Key("oidc", "scopes", STR, "openid email profile", "scopes asked for at sign-in"),
+    Key("oidc", "user_claim", STR, "email",
+        "claim matched to addresses and aliases: email, preferred_username or upn"),
+    Key("oidc", "admin_claim", STR, "groups", "the claim naming groups or app roles"),
+    Key("oidc", "admin_values", STRS, [], "members of these groups or roles are admins",
+        example=["photo-admins"]),
+    Key("oidc", "api_audience", STR, "",
+        "accept the provider's JWT access tokens for this audience on the APIs"),
+    Key("oidc", "redirect_uri", STR, "", "callback URL; empty: this site's /signin/oidc/callback"),
+    Key("oidc", "post_logout_redirect_uri", STR, "",
+        "where the provider sends people after sign-out; empty: this site's /signin"),
+    Key("oidc", "jwks_min_refresh", FLOAT, 60.0,
+        "seconds between key-set fetches on an unknown key id (key rotation)"),
+    Key("oidc", "timeout", FLOAT, 5.0, "seconds for each call to the provider"),
+    Key("oidc", "label", STR, "Sign in with your organization account", "the sign-in button's text"),
 )  # fmt: skip
 
 BY_SECTION: dict[str, dict[str, Key]] = {s.name: {} for s in SECTIONS}

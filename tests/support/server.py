@@ -201,8 +201,9 @@ def start_server(
     *,
     scheme: str = "http",
     verify: str | bool = True,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "USERPHOTO_HOME": str(home),

@@ -43,6 +43,9 @@ async def _diagnose(request: Request) -> Response:
         raise InvalidArgument("Give ?target=ADDRESS (the user whose photo to explain).")
     if sum(bool(q.get(k)) for k in ("viewer", "external", "anonymous")) > 1:
         raise InvalidArgument("Give at most one of viewer, external, anonymous.")
+    anonymous = q.get("anonymous", "").lower()
+    if anonymous not in ("", "1", "true", "yes", "0", "false", "no"):
+        raise InvalidArgument("anonymous must be 1 or 0 (true/false, yes/no).")
     client = q.get("client", "hd")
     if client not in {c.value for c in ClientProfile}:
         raise InvalidArgument("client must be one of legacy, hd, web.")
@@ -57,7 +60,7 @@ async def _diagnose(request: Request) -> Response:
         target,
         viewer=q.get("viewer") or None,
         external=q.get("external") or None,
-        anonymous=q.get("anonymous") in ("1", "true", "yes"),
+        anonymous=anonymous in ("1", "true", "yes"),
         token=request.headers.get("x-diagnose-token") or None,
         client=client,
         size=size,

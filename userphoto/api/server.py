@@ -157,7 +157,8 @@ class PhotoServer:
         """`poll`: follow the store's change feed in a thread (tests apply it by hand)."""
         self.app = app
         settings = app.settings
-        self.auth = Authenticator(app.store, tuple(settings.get("server", "domains", [])))
+        domains = tuple(settings.get("server", "domains"))
+        self.auth = Authenticator(app.store, domains, oidc=app.oidc)
         self.lookup = Lookup(app)
         self.services = Services(app, self.auth, self.lookup)
         self.cache = AnswerCache(

@@ -37,7 +37,7 @@ from .common import Services
 log = logging.getLogger("userphoto.api")
 
 # Modules contributing routes to the site, each with `routes(services) -> list[BaseRoute]`.
-SITE_MODULES: list[str] = ["userphoto.api.admin", "userphoto.web"]
+SITE_MODULES: list[str] = ["userphoto.api.admin", "userphoto.web", "userphoto.api.openapi"]
 
 
 def services_of(request: Request) -> Services:

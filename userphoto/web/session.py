@@ -10,9 +10,12 @@
 - CSRF: each write must carry the session's token, as the `csrf` form field or the
   `X-CSRF-Token` header, compared in constant time; a present `Origin` must be this host.
   Anything else is refused with 403.
-- How a session names its viewer is a *method*: `token` (a member/admin bearer token, checked
-  again by `Authenticator` on every request, so revoking the token ends the session). An OIDC
-  sign-in would add a method mapping its verified claims to a `Viewer` (see `IDENTIFY`).
+- How a session names its viewer is a *method* (see `IDENTIFY`): `token` (a member/admin
+  bearer token, checked again by `Authenticator` on every request, so revoking the token ends
+  the session) or `oidc` (the person the identity provider vouched for at sign-in, looked up
+  again on every request; the id_token is kept only as the hint for signing out there).
+- Between the redirect to the identity provider and its callback, `pending` holds the
+  sign-in's state, nonce and PKCE verifier (`oidc.Pending`), never visible to the page.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from starlette.responses import Response
 from ..api.common import Services
 from ..errors import Forbidden, UserPhotoError
 from ..model import ANONYMOUS, Viewer
+from ..oidc import viewer_of_session
 
 COOKIE = "userphoto_session"
 MAX_AGE = 12 * 3600
@@ -44,8 +48,9 @@ CSRF_HEADER = "x-csrf-token"
 @dataclass(frozen=True)
 class Session:
     csrf: str
-    method: str = ""  # "" signed out; "token"; later e.g. "oidc"
+    method: str = ""  # "" signed out; "token" or "oidc"
     credential: str = ""  # what the method needs to name the viewer again
+    pending: str = ""  # an OIDC sign-in under way (oidc.Pending as JSON)
     flash: str = ""  # one message for the next page ("Saved.")
     flash_kind: str = ""  # "ok" | "error"
 
@@ -62,6 +67,7 @@ def fresh(method: str = "", credential: str = "") -> Session:
 Identify = Callable[[Services, str], Viewer]
 IDENTIFY: dict[str, Identify] = {
     "token": lambda services, token: services.auth.from_token(token),
+    "oidc": lambda services, credential: viewer_of_session(credential, services.app.store),
 }
 
 

@@ -1,32 +1,51 @@
-"""Sign-in and sign-out. Today: a member or admin bearer token, typed into a small form.
+"""Sign-in and sign-out: the organization's identity provider (OpenID Connect), or a token.
 
-The token is checked by `Authenticator` exactly as an API request's would be, then kept in
-the encrypted session cookie (never in a URL, a page or a log). Another method (OIDC) would
-add its own routes here and a `session.IDENTIFY` entry; the pages do not change.
+- OpenID Connect (when `[oidc] issuer` is set): `/signin/oidc` sends the browser to the
+  provider (authorization code flow with PKCE, a fresh state and nonce kept in the session);
+  `/signin/oidc/callback` checks the state, trades the code for tokens, verifies the id_token
+  (`oidc.OidcProvider`) and finds the user; any failure is a page saying what happened, and
+  no session. Sign-out ends our session and then, where the provider offers it, the
+  provider's (RP-initiated logout).
+- A member or admin bearer token typed into the form: checked by `Authenticator` exactly as
+  an API request's would be, then kept in the encrypted session cookie (never in a URL, a
+  page or a log). Tokens stay for the API and the CLI.
 """
 
 from __future__ import annotations
 
+import hmac
+from dataclasses import replace
+
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..errors import UserPhotoError
-from ..model import ViewerKind
+from ..model import Viewer, ViewerKind
+from ..oidc import Identity, OidcProvider, Pending, id_token_of, session_credential
 from .context import Web, read_form
 from .photo import _local
 from .session import fresh
+
+CALLBACK = "/signin/oidc/callback"
 
 
 class SignInPages:
     def __init__(self, web: Web):
         self.web = web
 
+    @property
+    def oidc(self) -> OidcProvider | None:
+        return self.web.services.app.oidc
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/", self.home),
             Route("/signin", self.form, methods=["GET"]),
             Route("/signin", self.sign_in, methods=["POST"]),
+            Route("/signin/oidc", self.oidc_start, methods=["GET"]),
+            Route(CALLBACK, self.oidc_callback, methods=["GET"]),
             Route("/signout", self.sign_out, methods=["POST"]),
         ]
 
@@ -48,6 +67,7 @@ class SignInPages:
                 "title": "Sign in",
                 "error": error,
                 "next": _local(next_path or request.query_params.get("next", "/")),
+                "oidc_label": self.oidc.config.label if self.oidc else "",
             },
             status,
         )
@@ -73,14 +93,106 @@ class SignInPages:
         # A brand-new session: new CSRF token, nothing carried over from before sign-in.
         request.state.session = fresh("token", token)
         request.state.viewer = viewer
+        return self._signed_in(request, viewer, form.get("next", ""))
+
+    def _signed_in(self, request: Request, viewer: Viewer, next_path: str) -> Response:
+        """After any sign-in: say who, and go where the person was going (or their start)."""
         self.web.sessions.flash(request, f"Signed in as {viewer.address}.")
         default = "/admin" if viewer.admin else "/me"
-        target = _local(form.get("next", "")) if form.get("next") not in ("", "/") else default
+        target = _local(next_path) if next_path not in ("", "/") else default
         return self.web.renderer.redirect(request, target)
+
+    # --- OpenID Connect ------------------------------------------------------------------------
+    def _redirect_uri(self, request: Request) -> str:
+        assert self.oidc is not None
+        return self.oidc.config.redirect_uri or str(request.base_url).rstrip("/") + CALLBACK
+
+    def _refused(self, request: Request, message: str, status: int) -> Response:
+        """A sign-in that did not happen: the reason on the sign-in page, and no session."""
+        request.state.session = fresh()
+        return self._form(request, message, status)
+
+    async def oidc_start(self, request: Request) -> Response:
+        if self.oidc is None:
+            return self._refused(request, "Sign-in with an identity provider is not set up.", 404)
+        oidc = self.oidc
+        next_path = _local(request.query_params.get("next", ""))
+        try:
+            url, pending = await run_in_threadpool(
+                lambda: oidc.start(self._redirect_uri(request), next_path)
+            )
+        except UserPhotoError as exc:
+            return self._refused(request, exc.message, exc.status)
+        session = self.web.sessions.current(request)
+        request.state.session = replace(session, pending=pending.dumps())
+        return self.web.renderer.redirect(request, url)
+
+    async def oidc_callback(self, request: Request) -> Response:
+        if self.oidc is None:
+            return self._refused(request, "Sign-in with an identity provider is not set up.", 404)
+        oidc = self.oidc
+        query = request.query_params
+        pending = Pending.loads(self.web.sessions.current(request).pending)
+        if pending is None:
+            return self._refused(
+                request,
+                "This sign-in was not started in this browser, or it expired; start again.",
+                400,
+            )
+        state = query.get("state", "")
+        if not hmac.compare_digest(state.encode(), pending.state.encode()):
+            return self._refused(
+                request,
+                "The answer from the identity provider does not belong to this "
+                "sign-in (state); start again.",
+                400,
+            )
+        if query.get("error"):
+            reason = query.get("error_description") or query["error"]
+            return self._refused(
+                request, f"The identity provider did not sign you in: {reason[:200]}", 401
+            )
+        code = query.get("code", "")
+        if not code:
+            return self._refused(request, "The identity provider sent no code; start again.", 400)
+        redirect_uri = self._redirect_uri(request)
+
+        def finish() -> tuple[str, Identity]:
+            tokens = oidc.exchange(code, pending.verifier, redirect_uri)
+            id_token = tokens["id_token"]
+            claims = oidc.verify_id_token(id_token, pending.nonce)
+            identity = oidc.identify(claims, self.web.services.app.store)
+            return session_credential(identity, id_token), identity
+
+        try:
+            credential, identity = await run_in_threadpool(finish)
+        except UserPhotoError as exc:
+            return self._refused(request, exc.message, exc.status)
+        # A brand-new session: new CSRF token, nothing carried over from before sign-in.
+        request.state.session = fresh("oidc", credential)
+        viewer = identity.viewer()
+        request.state.viewer = viewer
+        return self._signed_in(request, viewer, pending.next)
 
     async def sign_out(self, request: Request) -> Response:
         form = await read_form(request)
         self.web.sessions.check_csrf(request, form)
+        before = self.web.sessions.current(request)
         request.state.session = fresh()
         self.web.sessions.flash(request, "Signed out.")
+        if before.method == "oidc" and self.oidc is not None:
+            oidc = self.oidc
+            back = oidc.config.post_logout_redirect_uri or str(request.base_url) + "signin"
+            try:
+                url = await run_in_threadpool(
+                    lambda: oidc.end_session_url(id_token_of(before.credential), back)
+                )
+            except UserPhotoError:
+                url = None  # the provider is unreachable: our session has ended anyway
+            if url:
+                # A page, not a redirect: pages allow form posts only to this site (CSP
+                # form-action), and a redirect after the sign-out form counts as one.
+                return self.web.renderer.page(
+                    request, "signed_out.html", {"title": "Signed out", "provider_url": url}
+                )
         return self.web.renderer.redirect(request, "/signin")

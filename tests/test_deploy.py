@@ -1,0 +1,105 @@
+"""The deployment files: systemd units verified by systemd itself; the version shown.
+
+`systemd-analyze verify` checks the units as systemd would load them (it also checks that
+ExecStart's program exists, so the test points it at this checkout's `userphoto`); the
+offline `security` review scores their hardening. systemd 252 reports unknown keys and bad
+values on stderr but still exits 0, so any output fails the test too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+import userphoto
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "docs" / "deploy"
+UNITS = ("userphoto.service", "userphoto-sync.service")
+INSTALLED = "/opt/userphoto/bin/userphoto"
+USERPHOTO = Path(sys.executable).parent / "userphoto"
+
+
+def analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        message = "systemd-analyze is missing (Debian package systemd, in scripts/setup.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return tool
+
+
+def local_copies(tmp_path: Path, change: tuple[str, str] | None = None) -> list[Path]:
+    paths = []
+    for name in UNITS:
+        text = (DEPLOY / name).read_text().replace(INSTALLED, str(USERPHOTO))
+        if change is not None:
+            text = text.replace(*change)
+        path = tmp_path / name
+        path.write_text(text)
+        paths.append(path)
+    return paths
+
+
+def verify(tool: str, units: list[Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool, "verify", *map(str, units)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_units_are_hardened_as_documented() -> None:
+    for name in UNITS:
+        text = (DEPLOY / name).read_text()
+        for line in ("DynamicUser=yes", "ProtectSystem=strict", "StateDirectory=userphoto"):
+            assert line in text.splitlines(), f"{name}: {line}"
+        assert INSTALLED in text
+    assert "serve" in (DEPLOY / UNITS[0]).read_text()
+    assert "sync --watch" in (DEPLOY / UNITS[1]).read_text()
+
+
+def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
+    tool = analyze()
+    result = verify(tool, local_copies(tmp_path))
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+
+
+def test_systemd_analyze_verify_would_catch_a_typo(tmp_path: Path) -> None:
+    tool = analyze()
+    result = verify(tool, local_copies(tmp_path, ("ProtectSystem=strict", "ProtectSytem=strict")))
+    assert "ProtectSytem" in result.stderr
+
+
+def test_hardening_score(tmp_path: Path) -> None:
+    tool = analyze()
+    for unit in local_copies(tmp_path):
+        # Exposure 0.0 (locked down) .. 10.0 (unprotected), threshold in tenths: at most 2.0.
+        result = subprocess.run(
+            [tool, "security", "--offline=true", "--threshold=20", str(unit)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout[-800:]
+        assert "Overall exposure level" in result.stdout
+
+
+def test_version_matches_the_package() -> None:
+    declared = userphoto.__version__  # pyproject.toml takes it from there (dynamic)
+    assert version("userphoto") == declared
+    shown = subprocess.run(
+        [str(USERPHOTO), "--version"], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert shown.strip() == f"userphoto, version {declared}"
+
+
+def test_changelog_names_the_version() -> None:
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog
+    assert f"## [{version('userphoto')}]" in changelog
