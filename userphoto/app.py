@@ -16,8 +16,8 @@ from .store import Store, open_store
 
 if TYPE_CHECKING:
     from .directory.config import DirectoryConfig
-    from .workers import WorkerPool
     from .oidc import OidcProvider
+    from .workers import WorkerPool
 
 
 class App:
