@@ -278,7 +278,7 @@ def document() -> dict[str, Any]:
             "/healthz": {
                 "get": {
                     "tags": ["service"],
-                    "summary": "Liveness and the store's change counter",
+                    "summary": "Liveness: the process answers (says nothing about the store)",
                     "operationId": "health",
                     "security": [{}],
                     "responses": {
@@ -288,15 +288,64 @@ def document() -> dict[str, Any]:
                                 JSON: {
                                     "schema": {
                                         "type": "object",
-                                        "required": ["status", "generation"],
-                                        "properties": {
-                                            "status": {"const": "ok"},
-                                            "generation": {"type": "integer"},
-                                        },
+                                        "required": ["status"],
+                                        "properties": {"status": {"const": "ok"}},
                                     }
                                 }
                             },
                         }
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "tags": ["service"],
+                    "summary": "Readiness: the store answers and the change feed is followed",
+                    "operationId": "ready",
+                    "security": [{}],
+                    "responses": {
+                        "200": {
+                            "description": "Ready.",
+                            "content": {
+                                JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["status", "change_seq", "applied_seq"],
+                                        "properties": {
+                                            "status": {"const": "ready"},
+                                            "change_seq": {"type": "integer"},
+                                            "applied_seq": {"type": "integer"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "503": {
+                            "description": "Not ready: the store or the change feed.",
+                            "content": {
+                                JSON: {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["status"],
+                                        "properties": {"status": {"type": "string"}},
+                                    }
+                                }
+                            },
+                        },
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "tags": ["service"],
+                    "summary": "Prometheus metrics (admins, or [server] metrics_allow addresses)",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format 0.0.4.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(_error_json, 401, 403, 404),
                     },
                 }
             },
