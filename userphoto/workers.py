@@ -16,6 +16,10 @@ A job over either limit, or a native crash, ends only its worker: the caller get
 recycled after a number of jobs, or when a job left them large, so memory a decode retained
 goes back to the system. Callers beyond the pool's queue get `WorkersBusy` (503 +
 Retry-After) at once rather than waiting without bound.
+
+As with any multiprocessing start method other than fork, a worker re-imports the owner's
+main script as `__mp_main__`: a script that uses the pool must guard its entry point with
+`if __name__ == "__main__":` (the `userphoto` command does).
 """
 
 from __future__ import annotations
