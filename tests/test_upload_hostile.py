@@ -113,13 +113,18 @@ def test_a_decode_over_its_cpu_budget_is_refused_and_the_server_carries_on(
 def test_twenty_simultaneous_first_uploads_after_a_start_all_succeed(tmp_path: Path) -> None:
     people = ["ada", "bob", "dee", "eve", "kim"]
     photos = [portrait(i, 640, 640) for i in range(4)]
-    with server(tmp_path / "home") as (served, _), ThreadPoolExecutor(20) as pool:
-        answers = list(
-            pool.map(
-                lambda i: put(served, people[i % len(people)], photos[i % len(photos)]),
-                range(20),
+    with server(tmp_path / "home") as (served, pid):
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: put(served, people[i % len(people)], photos[i % len(photos)]),
+                    range(20),
+                )
             )
-        )
+        # No serving thread imported OpenCV (the old lazy-import race): it lives only in the
+        # image workers, never in the server process itself.
+        with open(f"/proc/{pid}/maps") as f:
+            assert "cv2" not in f.read()
     assert [r.status_code for r in answers] == [200] * 20, [r.text for r in answers]
 
 

@@ -16,6 +16,10 @@ A job over either limit, or a native crash, ends only its worker: the caller get
 recycled after a number of jobs, or when a job left them large, so memory a decode retained
 goes back to the system. Callers beyond the pool's queue get `WorkersBusy` (503 +
 Retry-After) at once rather than waiting without bound.
+
+As with any multiprocessing start method other than fork, a worker re-imports the owner's
+main script as `__mp_main__`: a script that uses the pool must guard its entry point with
+`if __name__ == "__main__":` (the `userphoto` command does).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ RECYCLE_RSS = 192 * 1024 * 1024  # a worker left this large by a job is replaced
 QUEUE_PER_WORKER = 16  # callers that may wait for a worker, per worker; more get WorkersBusy
 QUEUE_WAIT = 30.0  # seconds a caller waits for a free worker before WorkersBusy
 RETRY_AFTER = 2  # seconds, for the 503
+NICE = 5  # workers' scheduling priority below the server's
 STARTUP_SECONDS = 60.0  # a worker imports nothing (the forkserver did); this is for a loaded box
 
 _RLIM_INFINITY = resource.RLIM_INFINITY
@@ -110,6 +115,10 @@ def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: float) -> Non
     """A worker's life: warm up, then run jobs one at a time under their limits."""
     die_with(owner)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the owner to handle
+    # Below the serving process: when cores are short, cached GETs go first and image work
+    # waits (its limit is CPU time, not wall time, so waiting refuses nothing).
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     from .facecrop import _cascade
 
     _cascade()  # the face detector's model, loaded before the first job is timed
