@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 # Debian packages the tests and benchmarks use: real slapd and Samba AD DC for directory code,
-# Chromium for the web pages, nginx-light + wrk and vipsthumbnail as benchmark references.
+# Chromium for the web pages, nginx-light + wrk and vipsthumbnail as benchmark references,
+# PostgreSQL for the scale-out store.
 APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk libvips-tools
-              iproute2 util-linux)
+              iproute2 util-linux postgresql)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -62,3 +62,12 @@ class Forbidden(UserPhotoError):
 class InvalidArgument(UserPhotoError):
     code = "invalid_argument"
     status = 400
+
+
+class StoreUnavailable(UserPhotoError):
+    """The database cannot be reached (down, restarting, network). Nothing was changed
+    unless the message says so; retrying after `retry_after` seconds is the remedy."""
+
+    code = "store_unavailable"
+    status = 503
+    retry_after = 5  # seconds; the HTTP adapters send it as Retry-After

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from ..errors import UserPhotoError
-from .base import PhotoStatus, StatusFilter, StatusQuery, Store, UserQuery, address_hashes
+from .base import (
+    Change,
+    ChangeKind,
+    PhotoStatus,
+    StatusFilter,
+    StatusQuery,
+    Store,
+    UserQuery,
+    address_hashes,
+)
 
 __all__ = [
+    "Change",
+    "ChangeKind",
     "PhotoStatus",
     "StatusFilter",
     "StatusQuery",
@@ -27,12 +38,7 @@ def open_store(url: str) -> Store:
             else url.removeprefix("sqlite://")
         )
     if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from .postgres import PostgresStore  # type: ignore[import-not-found]
-        except ImportError:
-            raise UserPhotoError(
-                "The PostgreSQL store is not available in this version; use SQLite "
-                "(remove [store] url from userphoto.toml)."
-            ) from None
+        from .postgres import PostgresStore
+
         return PostgresStore(url)
     raise UserPhotoError(f"Unknown store URL {url!r}; use sqlite:///PATH or postgresql://...")

@@ -1,7 +1,7 @@
 """The one store interface. SQLite is the embedded default; PostgreSQL implements the same.
 
-Callers never see SQL. Every write bumps `generation()`, which serving nodes poll to drop
-their caches when anything changed, in this process or another.
+Callers never see SQL. Every write records a `Change` in the same transaction; serving
+processes follow them (`wait_for_changes`) and drop only the cached answers that changed.
 """
 
 from __future__ import annotations
@@ -60,6 +60,21 @@ class StatusQuery:
     filter: StatusFilter = StatusFilter.ALL
     offset: int = 0
     limit: int = 50
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int  # grows with every committed change, store-wide (a sequence / autoincrement)
+    kind: ChangeKind  # StrEnum: USER, CREDENTIALS, ORG
+    user_id: str | None  # set for USER; None otherwise
+
+
+class ChangeKind(StrEnum):
+    USER = "user"  # a user's fields, aliases, account state, photos, preview, removal
+    # record, directory thumbnail slot: drop that user's answers and
+    # their id/address/alias/hash lookups
+    CREDENTIALS = "credentials"  # tokens, partners: drop only credential lookups
+    ORG = "org"  # anything that can change every answer (rare): drop everything
 
 
 def address_hashes(address: str) -> tuple[str, str]:
@@ -227,8 +242,19 @@ class Store(ABC):
     def set_state(self, key: str, value: str) -> None: ...
 
     @abstractmethod
+    def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        """Committed changes with seq > `seq`, oldest first (at most `limit`)."""
+
+    @abstractmethod
+    def wait_for_changes(self, seq: int, timeout: float) -> list[Change]:
+        """Like changes_since, but blocks up to `timeout` s until there is at least one.
+        SQLite: a short poll of the indexed change table (cheap). PostgreSQL: LISTEN/NOTIFY
+        (channel `userphoto_changes`), with a catch-up `changes_since` read after every
+        (re)connect so a dropped connection loses nothing."""
+
+    @abstractmethod
     def generation(self) -> int:
-        """A number that grows with every committed change, from any process."""
+        """The latest change's seq (0 when empty): grows with every committed change."""
 
     @abstractmethod
     def domains(self) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,7 +26,16 @@ from ..model import (
     User,
     Visibility,
 )
-from .base import PhotoStatus, StatusFilter, StatusQuery, Store, UserQuery, address_hashes
+from .base import (
+    Change,
+    ChangeKind,
+    PhotoStatus,
+    StatusFilter,
+    StatusQuery,
+    Store,
+    UserQuery,
+    address_hashes,
+)
 
 # Each entry moves the schema one version up; never edit a released one, append.
 MIGRATIONS: list[str] = [
@@ -813,6 +823,18 @@ class SQLiteStore(Store):
 
     def generation(self) -> int:
         return self._db.execute("SELECT value FROM generation WHERE id = 1").fetchone()[0]
+
+    # Interim change feed over the generation counter (every change reads as ORG) until the
+    # per-user change table lands here; same interface, coarser invalidation.
+    def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        latest = self.generation()
+        return [Change(latest, ChangeKind.ORG, None)] if latest > seq and limit > 0 else []
+
+    def wait_for_changes(self, seq: int, timeout: float) -> list[Change]:
+        deadline = time.monotonic() + timeout
+        while not (changes := self.changes_since(seq)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return changes
 
     def domains(self) -> set[str]:
         rows = self._db.execute(
