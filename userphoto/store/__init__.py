@@ -24,7 +24,17 @@ __all__ = [
     "UserQuery",
     "address_hashes",
     "open_store",
+    "redact",
 ]
+
+
+def redact(url: str) -> str:
+    """A store URL fit to print: a password in it is replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in userinfo):
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def open_store(url: str) -> Store:
