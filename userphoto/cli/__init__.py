@@ -81,4 +81,4 @@ def main() -> None:
 
 
 # Command modules register themselves on `cli` when imported.
-from . import bulk, demo, diagnose, directory, photos, serve, setup, sync, tokens, users  # noqa: E402,F401
+from . import bulk, demo, diagnose, directory, photos, serve, setup, store, sync, tokens, users  # noqa: E402,F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import UserPhotoError
 from .base import (
+    TABLES,
     Change,
     ChangeKind,
     PhotoStatus,
@@ -15,6 +16,7 @@ from .base import (
 )
 
 __all__ = [
+    "TABLES",
     "Change",
     "ChangeKind",
     "PhotoStatus",

@@ -33,6 +33,7 @@ from .base import (
     StatusFilter,
     StatusQuery,
     Store,
+    Table,
     UserQuery,
     address_hashes,
 )
@@ -823,6 +824,77 @@ class SQLiteStore(Store):
 
     def generation(self) -> int:
         return self._db.execute("SELECT value FROM generation WHERE id = 1").fetchone()[0]
+
+    # --- moving a whole deployment --------------------------------------------------------
+    @staticmethod
+    def _from_row(table: Table, row: tuple) -> tuple:
+        out = []
+        for column, value in zip(table.columns, row, strict=True):
+            if value is None:
+                pass
+            elif column in table.times:
+                value = _dt(value)
+            elif column in table.flags:
+                value = bool(value)
+            elif column in table.json:
+                value = json.loads(value)
+            elif column in table.int_lists:
+                value = tuple(int(v) for v in value.split(",") if v)
+            out.append(value)
+        return tuple(out)
+
+    @staticmethod
+    def _to_row(table: Table, row: tuple) -> tuple:
+        out = []
+        for column, value in zip(table.columns, row, strict=True):
+            if value is None:
+                pass
+            elif column in table.times:
+                value = _ts(value)
+            elif column in table.flags:
+                value = int(value)
+            elif column in table.json:
+                value = json.dumps(value, sort_keys=True)
+            elif column in table.int_lists:
+                value = ",".join(str(v) for v in value)
+            out.append(value)
+        return tuple(out)
+
+    def dump_rows(self, table: Table, after: tuple | None, limit: int) -> list[tuple]:
+        key = ", ".join(table.key)
+        where, params = "", ()
+        if after is not None:
+            where = f"WHERE ({key}) > ({', '.join('?' * len(after))})"
+            params = tuple(after)
+        rows = self._db.execute(
+            f"SELECT {', '.join(table.columns)} FROM {table.name} {where} ORDER BY {key} LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [self._from_row(table, r) for r in rows]
+
+    def last_key(self, table: Table) -> tuple | None:
+        order = ", ".join(f"{k} DESC" for k in table.key)
+        row = self._db.execute(
+            f"SELECT {', '.join(table.key)} FROM {table.name} ORDER BY {order} LIMIT 1"
+        ).fetchone()
+        return tuple(row) if row else None
+
+    def load_rows(self, table: Table, rows: list[tuple]) -> int:
+        try:
+            with self._tx(bump=False) as db:
+                before = db.total_changes
+                db.executemany(
+                    f"INSERT OR IGNORE INTO {table.name} ({', '.join(table.columns)}) "
+                    f"VALUES ({', '.join('?' * len(table.columns))})",
+                    [self._to_row(table, r) for r in rows],
+                )
+                return db.total_changes - before
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"{table.name}: {exc}") from None
+
+    def finish_load(self) -> None:
+        with self._tx():  # the generation moves: followers drop everything
+            pass
 
     # Interim change feed over the generation counter (every change reads as ORG) until the
     # per-user change table lands here; same interface, coarser invalidation.
