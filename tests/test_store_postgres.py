@@ -162,7 +162,14 @@ def test_database_gone_then_back(new_pg_database: NewDatabase) -> None:
         direct.add_user(user(3))  # a change another node made during the outage
         proxy.up()
         # Back by itself: the pool replaces its dead connections, the feed catches up.
-        found = store.find_user("u3")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                found = store.find_user("u3")
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "the store did not recover"
+                time.sleep(0.1)
         assert found is not None and found.id == "u3"
         got = store.wait_for_changes(last, timeout=3.0)
         assert [c.user_id for c in got] == ["u3"]

@@ -233,7 +233,7 @@ class _Tx:
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str, *, pool_size: int = 8, timeout: float = 5.0):
+    def __init__(self, url: str, *, pool_size: int = 8, timeout: float = 2.0):
         self.url = url
         self.where = describe(url)
         self._timeout = timeout
@@ -252,6 +252,7 @@ class PostgresStore(Store):
             open=False,
         )
         self._pool.open(wait=False)
+        self._down_since: float | None = None
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection | None = None
         self._migrate()
@@ -274,11 +275,17 @@ class PostgresStore(Store):
         if tx is not None:
             yield tx.conn
             return
+        # While the database is known to be down, callers get their answer (503) quickly
+        # instead of each waiting the full timeout; one success restores the full wait.
+        wait = self._timeout if self._down_since is None else min(self._timeout, 0.25)
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=wait) as conn:
                 yield conn
         except (PoolTimeout, psycopg.OperationalError) as exc:
+            if self._down_since is None:
+                self._down_since = time.monotonic()
             raise self._unavailable(exc) from exc
+        self._down_since = None
 
     def _all(self, sql: str, params: Any = ()) -> list[tuple]:
         with self._connection() as conn:
