@@ -78,6 +78,16 @@ class ChangeKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class Lease:
+    """Who does a piece of work that only one process may do (the active `sync --watch`)."""
+
+    name: str
+    holder: str  # "host:pid"
+    since: datetime  # held without interruption since
+    expires: datetime  # unless renewed: then anyone may take it
+
+
+@dataclass(frozen=True)
 class Table:
     """One table as `store copy` moves it: its columns, its key (the copy order) and the
     columns whose neutral Python type differs from str/int/bytes/None."""
@@ -366,6 +376,20 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # --- leases (one active worker among many processes and machines) ---------------------
+    @abstractmethod
+    def take_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        """Take or renew the named lease for `holder` for `ttl` seconds; None while another
+        holder's lease has not expired. Atomic across processes and nodes."""
+
+    @abstractmethod
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up at once (a clean stop), if `holder` has it."""
+
+    @abstractmethod
+    def get_lease(self, name: str) -> Lease | None:
+        """The lease as last taken (it may have expired: compare `expires`)."""
 
     # --- moving a whole deployment (`userphoto store copy`) ------------------------------
     @abstractmethod

@@ -41,6 +41,7 @@ from ..model import (
 from .base import (
     Change,
     ChangeKind,
+    Lease,
     PhotoStatus,
     StatusFilter,
     StatusQuery,
@@ -160,6 +161,15 @@ MIGRATIONS: list[str] = [
     -- The highest pruned seq: a follower at or below it may have missed changes.
     CREATE TABLE change_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);
     INSERT INTO change_horizon VALUES (1, 0);
+    """,
+    # 2: leases (the one active sync among several processes and nodes)
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        since TIMESTAMPTZ NOT NULL,
+        expires TIMESTAMPTZ NOT NULL
+    );
     """,
 ]
 
@@ -926,6 +936,29 @@ class PostgresStore(Store):
             if gone:
                 tx.changes.append((ChangeKind.CREDENTIALS, None))
             return bool(gone)
+
+    # --- leases (the database's clock decides, so nodes' clocks need not agree) ---------------
+    def take_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        with self._tx() as tx:
+            row = tx.conn.execute(
+                "INSERT INTO leases VALUES (%(n)s, %(h)s, now(), now() + %(ttl)s * interval '1 s') "
+                "ON CONFLICT (name) DO UPDATE SET since = CASE "
+                "WHEN leases.holder = excluded.holder THEN leases.since ELSE excluded.since END, "
+                "holder = excluded.holder, "
+                "expires = excluded.expires "
+                "WHERE leases.holder = excluded.holder OR leases.expires < now() "
+                "RETURNING holder, since, expires",
+                {"n": name, "h": holder, "ttl": ttl},
+            ).fetchone()
+        return Lease(name, *row) if row else None
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._tx() as tx:
+            tx.conn.execute("DELETE FROM leases WHERE name = %s AND holder = %s", (name, holder))
+
+    def get_lease(self, name: str) -> Lease | None:
+        row = self._one("SELECT holder, since, expires FROM leases WHERE name = %s", (name,))
+        return Lease(name, *row) if row else None
 
     # --- moving a whole deployment --------------------------------------------------------
     def dump_rows(self, table: Table, after: tuple | None, limit: int) -> list[tuple]:

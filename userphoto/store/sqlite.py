@@ -29,6 +29,7 @@ from ..model import (
 from .base import (
     Change,
     ChangeKind,
+    Lease,
     PhotoStatus,
     StatusFilter,
     StatusQuery,
@@ -129,6 +130,15 @@ MIGRATIONS: list[str] = [
         algorithm TEXT NOT NULL,
         key TEXT NOT NULL,
         created TEXT NOT NULL
+    );
+    """,
+    # 3: leases (the one active sync among several processes); times are Unix seconds
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        since REAL NOT NULL,
+        expires REAL NOT NULL
     );
     """,
 ]
@@ -824,6 +834,36 @@ class SQLiteStore(Store):
 
     def generation(self) -> int:
         return self._db.execute("SELECT value FROM generation WHERE id = 1").fetchone()[0]
+
+    # --- leases --------------------------------------------------------------------------------
+    @staticmethod
+    def _lease(name: str, row: tuple) -> Lease:
+        return Lease(
+            name, row[0], datetime.fromtimestamp(row[1], UTC), datetime.fromtimestamp(row[2], UTC)
+        )
+
+    def take_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        at = time.time()
+        with self._tx(bump=False) as db:  # BEGIN IMMEDIATE: one taker at a time
+            row = db.execute(
+                "INSERT INTO leases VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "since = CASE WHEN holder = excluded.holder THEN since ELSE excluded.since END, "
+                "holder = excluded.holder, expires = excluded.expires "
+                "WHERE holder = excluded.holder OR expires < ? "
+                "RETURNING holder, since, expires",
+                (name, holder, at, at + ttl, at),
+            ).fetchone()
+        return self._lease(name, row) if row else None
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._tx(bump=False) as db:
+            db.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    def get_lease(self, name: str) -> Lease | None:
+        row = self._db.execute(
+            "SELECT holder, since, expires FROM leases WHERE name = ?", (name,)
+        ).fetchone()
+        return self._lease(name, row) if row else None
 
     # --- moving a whole deployment --------------------------------------------------------
     @staticmethod
