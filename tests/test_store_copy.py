@@ -137,3 +137,37 @@ def test_store_copy_help_teaches(run_cli: RunCli) -> None:
     out = run_cli("store", "copy", "--help").stdout.decode()
     assert "resumes" in out and "postgresql://" in out
     _ = Settings  # the CLI reads the same settings as the library
+
+
+@pytest.mark.slow
+def test_ten_thousand_users_round_trip_byte_identical(
+    app: App, pg_url: str, tmp_path: Path
+) -> None:
+    store = app.store
+    store.add_users(
+        [
+            User(id=f"u{i:05d}", address=f"u{i}@big.example", display_name=f"U {i}")
+            for i in range(10_000)
+        ]
+    )
+    renders = [
+        app.photos.render(User(id="x", address="x@x", display_name="x"), portrait(i, 120, 120))
+        for i in range(40)
+    ]
+    with store.batch():
+        for i in range(0, 10_000, 2):  # every other user has a photo (40 distinct renders)
+            store.put_photo(f"u{i:05d}", renders[i % 40], PhotoState.SAVED, actor="t", via="test")
+    before = digests(app.settings.store_url)
+    assert before["users"][0] == 10_000 and before["renditions"][0] == 5_000 * 4
+
+    pg = open_store(pg_url)
+    first = copy_store(store, pg, batch=2000)
+    pg.close()
+    assert {t.name: t.moved for t in first.tables}["renditions"] == 20_000
+    assert digests(pg_url) == before
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    source, target = open_store(pg_url), open_store(back)
+    copy_store(source, target, batch=2000)
+    source.close()
+    target.close()
+    assert digests(back) == before
