@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 # Debian packages the tests and benchmarks use: real slapd and Samba AD DC for directory code,
 # Chromium for the web pages, nginx-light + wrk and vipsthumbnail as benchmark references,
-# PostgreSQL for the scale-out store.
+# PostgreSQL for the scale-out store, systemd-analyze for the deploy units.
 APT_PACKAGES=(slapd ldap-utils samba samba-ad-provision chromium nginx-light wrk libvips-tools
-              iproute2 util-linux postgresql)
+              iproute2 util-linux postgresql systemd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
