@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -191,16 +190,12 @@ def _keep_lease(store: Store, me: str, stop: threading.Event, cycle: threading.E
 
 def _status(store: Store, user_key: str | None) -> None:
     from ..directory import status
-    from ..directory.writeback import PENDING_KEY
 
     if user_key:
         _user_status(store, user_key)
         return
-    pending = store.get_state(PENDING_KEY)
     click.echo(
-        status.format_status(
-            status.load(store), pending_writebacks=len(json.loads(pending)) if pending else 0
-        )
+        status.format_status(status.load(store), pending_writebacks=len(store.pending_writebacks()))
     )
     lease = store.get_lease(LEASE)
     if lease is None:

@@ -188,6 +188,12 @@ TABLES: tuple[Table, ...] = (
         times=frozenset({"at"}),
     ),
     Table("state", ("key", "value"), ("key",)),
+    Table(
+        "writeback_queue",
+        ("user_id", "version", "queued"),
+        ("user_id",),
+        times=frozenset({"queued"}),
+    ),
 )
 
 
@@ -390,6 +396,26 @@ class Store(ABC):
     @abstractmethod
     def get_lease(self, name: str) -> Lease | None:
         """The lease as last taken (it may have expired: compare `expires`)."""
+
+    # --- the directory write-back queue (many writers, many drainers) ----------------------
+    @abstractmethod
+    def queue_writeback(self, user_id: str) -> None:
+        """Queue (or queue again) a user's directory write-back; one atomic statement, so
+        concurrent writers never lose each other's entries."""
+
+    @abstractmethod
+    def claim_writebacks(self, worker: str, limit: int, hold: float) -> list[tuple[str, int]]:
+        """Claim up to `limit` queued entries nobody holds, for `hold` seconds (then anyone
+        may claim them again: a crashed drainer loses nothing). Returns (user id, version)."""
+
+    @abstractmethod
+    def finish_writeback(self, user_id: str, version: int) -> None:
+        """Drop a claimed entry, unless it was queued again since the claim (then it stays,
+        free to be claimed at once)."""
+
+    @abstractmethod
+    def pending_writebacks(self) -> list[str]:
+        """Every queued user id, oldest first."""
 
     # --- moving a whole deployment (`userphoto store copy`) ------------------------------
     @abstractmethod

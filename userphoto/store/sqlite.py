@@ -132,7 +132,8 @@ MIGRATIONS: list[str] = [
         created TEXT NOT NULL
     );
     """,
-    # 3: leases (the one active sync among several processes); times are Unix seconds
+    # 3: leases (the one active sync among several processes) and the write-back queue as a
+    # table (it was one JSON value in `state`: moved here). Lease times are Unix seconds.
     """
     CREATE TABLE leases (
         name TEXT PRIMARY KEY,
@@ -140,6 +141,18 @@ MIGRATIONS: list[str] = [
         since REAL NOT NULL,
         expires REAL NOT NULL
     );
+    CREATE TABLE writeback_queue (
+        user_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL DEFAULT 1,
+        queued TEXT NOT NULL,
+        claimed_by TEXT,
+        claimed_until REAL
+    );
+    CREATE INDEX writeback_queue_order ON writeback_queue(queued);
+    INSERT OR IGNORE INTO writeback_queue (user_id, queued)
+        SELECT value, '1970-01-01T00:00:00+00:00' FROM json_each(
+            (SELECT value FROM state WHERE key = 'directory.writeback.pending'));
+    DELETE FROM state WHERE key = 'directory.writeback.pending';
     """,
 ]
 
@@ -864,6 +877,43 @@ class SQLiteStore(Store):
             "SELECT holder, since, expires FROM leases WHERE name = ?", (name,)
         ).fetchone()
         return self._lease(name, row) if row else None
+
+    # --- the write-back queue ---------------------------------------------------------------
+    def queue_writeback(self, user_id: str) -> None:
+        with self._tx(bump=False) as db:
+            db.execute(
+                "INSERT INTO writeback_queue (user_id, queued) VALUES (?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET version = version + 1",
+                (user_id, _ts(now())),
+            )
+
+    def claim_writebacks(self, worker: str, limit: int, hold: float) -> list[tuple[str, int]]:
+        at = time.time()
+        with self._tx(bump=False) as db:  # BEGIN IMMEDIATE: one claimer at a time
+            rows = db.execute(
+                "UPDATE writeback_queue SET claimed_by = ?, claimed_until = ? WHERE user_id IN "
+                "(SELECT user_id FROM writeback_queue WHERE claimed_until IS NULL "
+                "OR claimed_until < ? ORDER BY queued, user_id LIMIT ?) "
+                "RETURNING user_id, version",
+                (worker, at + hold, at, limit),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def finish_writeback(self, user_id: str, version: int) -> None:
+        with self._tx(bump=False) as db:
+            gone = db.execute(
+                "DELETE FROM writeback_queue WHERE user_id = ? AND version = ?", (user_id, version)
+            ).rowcount
+            if not gone:  # queued again meanwhile: free it for the next claim
+                db.execute(
+                    "UPDATE writeback_queue SET claimed_by = NULL, claimed_until = NULL "
+                    "WHERE user_id = ?",
+                    (user_id,),
+                )
+
+    def pending_writebacks(self) -> list[str]:
+        rows = self._db.execute("SELECT user_id FROM writeback_queue ORDER BY queued, user_id")
+        return [r[0] for r in rows]
 
     # --- moving a whole deployment --------------------------------------------------------
     @staticmethod
