@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ MIGRATION_LOCK = 0x7570686F0001
 CHANGE_LOCK = 0x7570686F0002
 # More distinct users than this changed in one transaction (a bulk load): one ORG change.
 MAX_USER_CHANGES = 1000
+# A pooled connection returned less than this many seconds ago is handed out unpinged.
+FRESH_CONNECTION = 1.0
 # Change rows kept for followers; older ones go (a follower behind them gets one ORG change).
 KEEP_CHANGES = 100_000
 KEEP_CHANGES_FOR = "24 hours"
@@ -256,15 +259,17 @@ class PostgresStore(Store):
         self.where = describe(url)
         self._timeout = timeout
         self._local = threading.local()
+        self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
+            weakref.WeakKeyDictionary()
+        )
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
             configure=self._configure,
-            # A connection broken by a restart or a killed backend is found and replaced at
-            # checkout, so callers never get one (costs one empty round trip).
-            check=ConnectionPool.check_connection,
+            check=self._check,
+            reset=self._returned,
             timeout=timeout,
             name="userphoto",
             open=False,
@@ -279,6 +284,17 @@ class PostgresStore(Store):
     @staticmethod
     def _configure(conn: psycopg.Connection) -> None:
         conn.execute("SET TIME ZONE 'UTC'")
+
+    def _returned(self, conn: psycopg.Connection) -> None:
+        self._used[conn] = time.monotonic()
+
+    def _check(self, conn: psycopg.Connection) -> None:
+        """At checkout, a connection idle for a while is pinged (one empty round trip), so a
+        restart or a killed backend is noticed and the connection replaced before a caller
+        gets it. One used moments ago skips the ping: on the hot path it would cost as much
+        as the query itself; if it did die meanwhile, that one call answers StoreUnavailable."""
+        if time.monotonic() - self._used.get(conn, 0.0) > FRESH_CONNECTION:
+            ConnectionPool.check_connection(conn)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(
