@@ -278,7 +278,11 @@ class PostgresStore(Store):
         self._down_since: float | None = None
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection | None = None
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()  # no reconnecting threads left behind
+            raise
 
     # --- plumbing ----------------------------------------------------------------------
     @staticmethod
