@@ -41,6 +41,7 @@ port = 8080
 
 [store]
 # url = "postgresql://user@host/db"   # default: SQLite in this folder
+# read_url = "postgresql://user@standby/db"   # PostgreSQL: a hot standby serves reads
 
 # [directory]                          # LDAP / Active Directory sync (README: Directory)
 # uri = ["ldaps://dc1.contoso.example", "ldaps://dc2.contoso.example"]
@@ -131,6 +132,11 @@ class Settings:
     @property
     def store_url(self) -> str:
         return self.get("store", "url", f"sqlite:///{self.home / DB_NAME}")
+
+    @property
+    def store_read_url(self) -> str | None:
+        """A PostgreSQL hot standby for reads ([store] read_url), if any."""
+        return self.get("store", "read_url", None)
 
     def write_default(self) -> bool:
         """Create the data folder and a commented config file; False if one existed."""

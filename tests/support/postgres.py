@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support.net import free_port
 from userphoto.app import App
 from userphoto.config import Settings
 
@@ -151,3 +155,74 @@ class PgProxy:
             for s in (source, sink):
                 with contextlib.suppress(OSError):
                     s.close()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivateCluster:
+    """A PostgreSQL primary of the test's own (initdb, another port) with a hot-standby
+    streaming replica made by `pg_basebackup -R`: replication without touching the shared
+    server's configuration. Runs as the `postgres` system user, as Debian's clusters do."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.primary_port = free_port()
+        self.replica_port = free_port()
+        self.primary_dir = root / "primary"
+        self.replica_dir = root / "replica"
+
+    def _run(self, *args: str) -> None:
+        cmd = ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: {proc.stderr or proc.stdout}")
+
+    def _start(self, data: Path, port: int) -> None:
+        self._run(
+            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w",
+            "-o", f"-p {port} -k {self.root} -c listen_addresses=127.0.0.1", "start",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self._run(
+            str(PG_BIN / "initdb"), "-D", str(self.primary_dir), "-U", "postgres",
+            "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
+        )  # fmt: skip
+        with (self.primary_dir / "pg_hba.conf").open("a") as hba:
+            hba.write("host replication postgres 127.0.0.1/32 trust\n")
+        self._start(self.primary_dir, self.primary_port)
+        self._run(
+            str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary_port),
+            "-U", "postgres", "-D", str(self.replica_dir), "-R", "-X", "stream",
+        )  # fmt: skip
+        self._start(self.replica_dir, self.replica_port)
+
+    def url(self, port: int, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/{dbname}"
+
+    def stop(self) -> None:
+        for data in (self.replica_dir, self.primary_dir):
+            if (data / "postmaster.pid").exists():
+                with contextlib.suppress(RuntimeError):
+                    self._run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def replicated() -> Iterator[PrivateCluster]:
+    """A private primary and its streaming replica (both stopped and removed afterwards)."""
+    if not (PG_BIN / "pg_basebackup").exists():
+        message = f"PostgreSQL server binaries missing in {PG_BIN} (Debian postgresql-15)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = PrivateCluster(Path(tempfile.mkdtemp(prefix="userphoto-pg-")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -39,8 +39,12 @@ def redact(url: str) -> str:
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
-def open_store(url: str) -> Store:
-    """`sqlite:///path/to/file.db` (the default) or `postgresql://...` (scale-out)."""
+def open_store(url: str, read_url: str | None = None) -> Store:
+    """`sqlite:///path/to/file.db` (the default) or `postgresql://...` (scale-out).
+
+    `read_url` (PostgreSQL only): a hot standby that serves reads once it is current."""
+    if read_url and not url.startswith(("postgresql://", "postgres://")):
+        raise UserPhotoError("[store] read_url needs a PostgreSQL store url; remove it for SQLite.")
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
@@ -52,5 +56,5 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, read_url=read_url or None)
     raise UserPhotoError(f"Unknown store URL {url!r}; use sqlite:///PATH or postgresql://...")

@@ -254,7 +254,16 @@ class _Tx:
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str, *, pool_size: int = 8, timeout: float = 2.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        read_url: str | None = None,
+        pool_size: int = 8,
+        timeout: float = 2.0,
+    ):
+        """`read_url`: a hot standby of the same database; reads go there whenever it has
+        replayed every change this store knows of, else to the primary."""
         self.url = url
         self.where = describe(url)
         self._timeout = timeout
@@ -262,27 +271,42 @@ class PostgresStore(Store):
         self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
             weakref.WeakKeyDictionary()
         )
-        self._pool = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=pool_size,
-            kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
-            configure=self._configure,
-            check=self._check,
-            reset=self._returned,
-            timeout=timeout,
-            name="userphoto",
-            open=False,
+        self._pool = self._new_pool(url, pool_size, "userphoto")
+        self._read_pool = (
+            self._new_pool(read_url, pool_size, "userphoto-read") if read_url else None
         )
-        self._pool.open(wait=False)
+        self._seen = 0  # the newest change this store knows committed
+        self._replica_at = -1  # the newest change the replica was seen to hold
+        self.replica_reads = 0  # reads the replica answered (for tests and monitoring)
         self._down_since: float | None = None
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection | None = None
         try:
             self._migrate()
         except BaseException:
-            self._pool.close()  # no reconnecting threads left behind
+            self._close_pools()  # no reconnecting threads left behind
             raise
+
+    def _new_pool(self, url: str, size: int, name: str) -> ConnectionPool:
+        pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(self._timeout))},
+            configure=self._configure,
+            check=self._check,
+            reset=self._returned,
+            timeout=self._timeout,
+            name=name,
+            open=False,
+        )
+        pool.open(wait=False)
+        return pool
+
+    def _close_pools(self) -> None:
+        self._pool.close()
+        if self._read_pool is not None:
+            self._read_pool.close()
 
     # --- plumbing ----------------------------------------------------------------------
     @staticmethod
@@ -306,13 +330,44 @@ class PostgresStore(Store):
             "check that it is running, then retry."
         )
 
+    # --- read replica: reads go there once it has replayed every change this store knows of
+    def _saw(self, seq: int) -> None:
+        """This store now knows that change `seq` committed (its own write, or followed)."""
+        if seq > self._seen:
+            self._seen = seq
+
+    def _replica_current(self) -> bool:
+        """Whether the replica holds every change this store has seen; asks it only when it
+        may be behind, so in steady state a read costs no extra round trip."""
+        if self._read_pool is None:
+            return False
+        if self._seen <= self._replica_at:
+            return True
+        try:
+            with self._read_pool.connection(timeout=0.5) as conn:
+                row = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+        except (PoolTimeout, psycopg.OperationalError):
+            return False  # replica down or restarting: the primary answers
+        self._replica_at = max(self._replica_at, row[0] if row else 0)
+        return self._seen <= self._replica_at
+
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        """The current batch's connection, or one from the pool for this call."""
+    def _connection(self, *, read: bool = False) -> Iterator[psycopg.Connection]:
+        """The current batch's connection, or one from the pool for this call (`read`: the
+        replica's pool when it is current)."""
         tx = getattr(self._local, "batch", None)
         if tx is not None:
             yield tx.conn
             return
+        if read and self._replica_current():
+            try:
+                with self._read_pool.connection(timeout=0.5) as conn:  # type: ignore[union-attr]
+                    self.replica_reads += 1
+                    yield conn
+                return
+            except (PoolTimeout, psycopg.OperationalError) as exc:
+                self._replica_at = -1  # ask again before trusting it; this read fails
+                raise self._unavailable(exc) from exc
         # While the database is known to be down, callers get their answer (503) quickly
         # instead of each waiting the full timeout; one success restores the full wait.
         wait = self._timeout if self._down_since is None else min(self._timeout, 0.25)
@@ -328,11 +383,11 @@ class PostgresStore(Store):
     # Reads take results in binary format: timestamps, arrays and jsonb load about a quarter
     # faster than from text (measured over org-wide status walks).
     def _all(self, sql: str, params: Any = ()) -> list[tuple]:
-        with self._connection() as conn, conn.cursor(binary=True) as cur:
+        with self._connection(read=True) as conn, conn.cursor(binary=True) as cur:
             return cur.execute(sql, params).fetchall()
 
     def _one(self, sql: str, params: Any = ()) -> tuple | None:
-        with self._connection() as conn, conn.cursor(binary=True) as cur:
+        with self._connection(read=True) as conn, conn.cursor(binary=True) as cur:
             return cur.execute(sql, params).fetchone()
 
     @contextmanager
@@ -347,9 +402,10 @@ class PostgresStore(Store):
             try:
                 with self._mapped(), conn.transaction():
                     yield
-                    self._publish(conn, tx.changes)
+                    newest = self._publish(conn, tx.changes)
             finally:
                 self._local.batch = None
+        self._saw(newest)
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -377,15 +433,17 @@ class PostgresStore(Store):
         with self._connection() as conn, self._mapped(), conn.transaction():
             tx = _Tx(conn)
             yield tx
-            self._publish(conn, tx.changes)
+            newest = self._publish(conn, tx.changes)
+        self._saw(newest)
 
     def _publish(
         self, conn: psycopg.Connection, pending: list[tuple[ChangeKind, str | None]]
-    ) -> None:
-        """Number and record the transaction's changes, last thing before commit."""
+    ) -> int:
+        """Number and record the transaction's changes, last thing before commit; returns
+        the newest seq (0: nothing to record)."""
         changes = list(dict.fromkeys(pending))
         if not changes:
-            return
+            return 0
         if sum(kind is ChangeKind.USER for kind, _ in changes) > MAX_USER_CHANGES:
             changes = [(ChangeKind.ORG, None)]
         # Held until commit: the next writer numbers its changes after ours are visible.
@@ -400,6 +458,7 @@ class PostgresStore(Store):
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(newest)))
         if newest // 1000 != last // 1000:  # now and then: prune what followers no longer need
             self._prune(conn, newest)
+        return newest
 
     @staticmethod
     def _prune(conn: psycopg.Connection, newest: int) -> None:
@@ -435,7 +494,7 @@ class PostgresStore(Store):
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
-        self._pool.close()
+        self._close_pools()
 
     # --- users -------------------------------------------------------------------------
     @staticmethod
@@ -1125,7 +1184,10 @@ class PostgresStore(Store):
             )
 
     def generation(self) -> int:
-        return self._one("SELECT coalesce(max(seq), 0) FROM changes")[0]  # type: ignore[index]
+        with self._connection() as conn:  # the primary: it defines what is current
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+        self._saw(row[0])  # type: ignore[index]
+        return row[0]  # type: ignore[index]
 
     def domains(self) -> set[str]:
         rows = self._all(
@@ -1143,7 +1205,10 @@ class PostgresStore(Store):
             ).fetchall()
             if horizon and seq < horizon[0]:  # pruned past this follower: drop everything
                 latest = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+                self._saw(latest[0])  # type: ignore[index]
                 return [Change(latest[0], ChangeKind.ORG, None)]  # type: ignore[index]
+        if rows:
+            self._saw(rows[-1][0])
         return [Change(r[0], ChangeKind(r[1]), r[2]) for r in rows]
 
     def _listen(self) -> psycopg.Connection:
