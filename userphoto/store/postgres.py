@@ -276,6 +276,7 @@ class PostgresStore(Store):
             self._new_pool(read_url, pool_size, "userphoto-read") if read_url else None
         )
         self._seen = 0  # the newest change this store knows committed
+        self._seen_lock = threading.Lock()
         self._replica_at = -1  # the newest change the replica was seen to hold
         self.replica_reads = 0  # reads the replica answered (for tests and monitoring)
         self._down_since: float | None = None
@@ -334,7 +335,8 @@ class PostgresStore(Store):
     def _saw(self, seq: int) -> None:
         """This store now knows that change `seq` committed (its own write, or followed)."""
         if seq > self._seen:
-            self._seen = seq
+            with self._seen_lock:  # threads racing here must never move it backwards
+                self._seen = max(self._seen, seq)
 
     def _replica_current(self) -> bool:
         """Whether the replica holds every change this store has seen; asks it only when it
