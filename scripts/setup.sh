@@ -18,6 +18,8 @@ APT_PACKAGES+=(libldap2-dev libsasl2-dev gcc python3-dev)
 # systemd-analyze checks the units in docs/deploy/. (The test OpenID provider needs Node.js >= 20
 # with npm, which the machine brings: Debian's own nodejs is 18, too old for oidc-provider 9.)
 APT_PACKAGES+=(systemd)
+# PostgreSQL for the scale-out store (usually running before the tests start).
+APT_PACKAGES+=(postgresql)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -19,6 +19,7 @@ pytest_plugins: list[str] = [
     "tests.support.samba",
     "tests.support.server",
     "tests.support.browser",
+    "tests.support.postgres",
 ]
 
 BIN = Path(sys.executable).parent

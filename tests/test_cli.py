@@ -1,4 +1,5 @@
-"""The command line through its real entry point (a subprocess), as an administrator uses it."""
+"""The command line through its real entry point (a subprocess), as an administrator uses it;
+on both stores (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from PIL import Image
 
 from tests.conftest import RunCli
 from tests.support.images import encode, jpeg_with_orientation, png_header_bomb
+
+pytestmark = pytest.mark.usefixtures("store_env")
 
 
 @pytest.fixture
@@ -33,10 +36,11 @@ def write(tmp_path: Path, name: str, data: bytes) -> str:
     return str(path)
 
 
-def test_init_creates_config_and_store(run_cli: RunCli, home: Path) -> None:
+def test_init_creates_config_and_store(run_cli: RunCli, home: Path, store_env: str) -> None:
     out = run_cli("init").stdout.decode()
-    assert (home / "userphoto.toml").exists() and (home / "userphoto.db").exists()
-    assert "created" in out
+    assert (home / "userphoto.toml").exists()
+    assert (home / "userphoto.db").exists() == store_env.startswith("sqlite")
+    assert "created" in out and f"store:       {store_env}" in out
     assert "kept" in run_cli("init").stdout.decode()
 
 

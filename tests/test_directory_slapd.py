@@ -32,7 +32,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.directory import status
 from userphoto.directory.sync import SyncEngine
-from userphoto.directory.writeback import PENDING_KEY, WriteBack
+from userphoto.directory.writeback import WriteBack
 from userphoto.model import Account, DirectoryThumbnail, PhotoState
 
 # A missing slapd skips these on a developer machine and fails them under CI=true.
@@ -358,14 +358,14 @@ def test_writeback_size_64_and_queue_when_directory_down(home: Path, seeded: Sla
     assert time.monotonic() - t0 < 5
     user = app.store.find_user(address(11))
     assert user is not None and app.store.get_photo(user.id) is not None
-    assert json.loads(app.store.get_state(PENDING_KEY) or "[]") == [user.id]
+    assert app.store.pending_writebacks() == [user.id]
 
     seeded.start()
     assert app.directory is not None
     assert WriteBack(app.store, app.directory).drain() == 1
     seen = ldapsearch_photo(seeded, user_dn(11))
     assert seen is not None and Image.open(io.BytesIO(seen)).size == (64, 64)
-    assert json.loads(app.store.get_state(PENDING_KEY) or "[]") == []
+    assert app.store.pending_writebacks() == []
     app.close()
 
 
@@ -381,12 +381,12 @@ def test_refused_writeback_stays_queued_without_blocking_others(home: Path, seed
     seeded.stop()
     app.photos.set(address(12), buf.getvalue())
     app.photos.set(address(13), buf.getvalue())
-    assert len(json.loads(app.store.get_state(PENDING_KEY) or "[]")) == 2
+    assert len(app.store.pending_writebacks()) == 2
     seeded.start()
     assert app.directory is not None
     assert WriteBack(app.store, app.directory).drain() == 1  # 13 went through, 12 refused
     assert ldapsearch_photo(seeded, user_dn(13)) is not None
-    assert json.loads(app.store.get_state(PENDING_KEY) or "[]") == [moved.id]
+    assert app.store.pending_writebacks() == [moved.id]
     app.close()
 
 

@@ -1,4 +1,4 @@
-"""The store and the Set-/Get-/Remove-UserPhoto lifecycle, through the real SQLite store."""
+"""The store and the Set-/Get-/Remove-UserPhoto lifecycle, on SQLite and PostgreSQL (contract)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import sqlite3
 from dataclasses import replace
 
+import psycopg
 import pytest
 from PIL import Image
 
@@ -14,8 +15,9 @@ from userphoto import imaging
 from userphoto.app import App
 from userphoto.errors import AccountUnavailable, Conflict, NoPhoto, NoPreview, UnknownUser
 from userphoto.model import Account, PhotoState, User
-from userphoto.store import address_hashes
-from userphoto.store.sqlite import MIGRATIONS, SQLiteStore
+from userphoto.store import address_hashes, open_store
+from userphoto.store import postgres as pg_store
+from userphoto.store import sqlite as sqlite_store
 
 
 def photo(colour: tuple[int, int, int], size: int = 700) -> bytes:
@@ -24,6 +26,12 @@ def photo(colour: tuple[int, int, int], size: int = 700) -> bytes:
 
 def colour_of(jpeg: bytes) -> tuple[int, ...]:
     return Image.open(io.BytesIO(jpeg)).convert("RGB").getpixel((10, 10))
+
+
+@pytest.fixture
+def app(store_app: App) -> App:
+    """Every test here runs on both stores."""
+    return store_app
 
 
 @pytest.fixture
@@ -200,7 +208,7 @@ def test_failure_mid_write_leaves_the_previous_photo_intact(app: App, ada: User)
     # The last rendition cannot be stored: the write fails after the old photo was retired
     # and most new renditions were inserted, inside the same transaction.
     broken = replace(good, renditions={**good.renditions, 648: object()})  # type: ignore[dict-item]
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
         app.store.put_photo(ada.id, broken, PhotoState.SAVED, actor="t", via="test")
     current = app.store.get_photo(ada.id)
     assert current is not None and current.id == first.id and current.version == 1
@@ -209,20 +217,23 @@ def test_failure_mid_write_leaves_the_previous_photo_intact(app: App, ada: User)
     assert len(app.store.photo_history(ada.id)) == 1
 
 
-def test_generation_is_seen_across_connections(app: App, ada: User, home) -> None:
-    other = SQLiteStore(home / "userphoto.db")
+def test_generation_is_seen_across_connections(app: App, ada: User) -> None:
+    other = open_store(app.settings.store_url)
     before = other.generation()
     app.photos.set(ada.address, photo((9, 9, 9)))
     assert other.generation() > before
     other.close()
 
 
-def test_schema_is_versioned_and_reopening_is_harmless(home) -> None:
-    path = home / "s.db"
-    store = SQLiteStore(path)
-    assert store.schema_version == len(MIGRATIONS)
+def test_schema_is_versioned_and_reopening_is_harmless(store_url: str) -> None:
+    store = open_store(store_url)
+    module = sqlite_store if store_url.startswith("sqlite") else pg_store
+    assert store.schema_version == len(module.MIGRATIONS)  # type: ignore[attr-defined]
     store.add_user(User(id="a", address="a@x.example", display_name="A"))
     store.close()
-    again = SQLiteStore(path)
-    assert again.schema_version == len(MIGRATIONS) and again.count_users() == 1
-    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = open_store(store_url)
+    assert again.schema_version == len(module.MIGRATIONS) and again.count_users() == 1  # type: ignore[attr-defined]
+    again.close()
+    if store_url.startswith("sqlite"):
+        path = store_url.removeprefix("sqlite://")
+        assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,13 +1,22 @@
-"""The admin listing's store query: filters, search and paging in SQL (no browser)."""
+"""The admin listing's store query: filters, search and paging in SQL (no browser), on both
+stores (contract)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from userphoto.app import App
 from userphoto.demo import portrait
 from userphoto.model import Account, DirectoryThumbnail, Picture, User
 from userphoto.store import StatusFilter, StatusQuery
+
+
+@pytest.fixture
+def app(store_app: App) -> App:
+    """Every test here runs on both stores."""
+    return store_app
 
 
 def thumb(user_id: str, usable: bool = True) -> DirectoryThumbnail:

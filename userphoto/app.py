@@ -31,7 +31,7 @@ class App:
     @cached_property
     def store(self) -> Store:
         self.settings.home.mkdir(parents=True, exist_ok=True)
-        return open_store(self.settings.store_url)
+        return open_store(self.settings.store_url, self.settings.store_read_url)
 
     @cached_property
     def photos(self) -> Photos:

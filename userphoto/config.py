@@ -140,6 +140,10 @@ KEYS = (
     Key("store", "url", STR, None,
         "database URL; unset: SQLite (userphoto.db) in the data folder",
         example="postgresql://userphoto@db.contoso.example/userphoto", secret=True),
+    Key("store", "read_url", STR, None,
+        "PostgreSQL only: a hot standby that serves reads once it has replayed this node's "
+        "changes", example="postgresql://userphoto@standby.contoso.example/userphoto",
+        secret=True),
     Key("web", "secure_cookies", BOOL, False,
         "mark session cookies Secure even over http (behind a TLS-terminating proxy)"),
     Key("avatar", "default_url_allow", STRS, [],
@@ -404,6 +408,11 @@ class Settings:
     @property
     def store_url(self) -> str:
         return self.get("store", "url") or f"sqlite:///{self.home / DB_NAME}"
+
+    @property
+    def store_read_url(self) -> str | None:
+        """A PostgreSQL hot standby for reads ([store] read_url), if any."""
+        return self.get("store", "read_url")
 
     def write_default(self) -> bool:
         """Create the data folder and a commented config file; False if one existed."""

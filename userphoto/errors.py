@@ -109,3 +109,12 @@ class StoreReadOnly(StoreError):
 
     code = "store_read_only"
     status = 503
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (down, restarting, network). Nothing was changed
+    unless the message says so; retrying after `retry_after` seconds is the remedy."""
+
+    code = "store_unavailable"
+    status = 503
+    retry_after = 5  # seconds; the HTTP adapters send it as Retry-After

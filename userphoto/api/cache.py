@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import StoreUnavailable
 from ..model import Viewer
 
 Headers = list[tuple[bytes, bytes]]
@@ -192,6 +193,8 @@ def plain_error(
         VARY_AUTH,
         *extra,
     ]
+    if status == 503:  # the store is unreachable for now (StoreUnavailable): say when to retry
+        headers.append((b"retry-after", str(StoreUnavailable.retry_after).encode()))
     return Answer(status, headers, body, target=target, cacheable=cacheable)
 
 

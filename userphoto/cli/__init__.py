@@ -144,6 +144,7 @@ from . import (  # noqa: E402,F401
     photos,
     serve,
     setup,
+    store,
     sync,
     tokens,
     users,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..store import redact
 from . import Context, cli, pass_ctx
 
 
@@ -20,4 +21,4 @@ def init(ctx: Context) -> None:
     _ = ctx.app.store  # opening the store creates or migrates it
     click.echo(f"data folder: {settings.home}")
     click.echo(f"config:      {settings.config_path} ({'created' if created else 'kept'})")
-    click.echo(f"store:       {settings.store_url}")
+    click.echo(f"store:       {redact(settings.store_url)}")

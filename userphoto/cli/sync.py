@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import os
 import signal
+import socket
 import threading
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -96,8 +99,21 @@ def sync(
         raise SystemExit(1)
 
 
+# One active `sync --watch` per store: it holds this lease and renews it every LEASE_RENEW
+# seconds; a standby takes over once LEASE_TTL passes without renewal (a killed process).
+LEASE = "directory.sync"
+LEASE_TTL = 6.0
+LEASE_RENEW = 2.0
+STANDBY_POLL = 1.0
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _watch(ctx: Context, engine: SyncEngine) -> None:
     config = engine.config
+    store = ctx.app.store
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -105,29 +121,93 @@ def _watch(ctx: Context, engine: SyncEngine) -> None:
     if config.writeback:
         from ..directory.writeback import WriteBack
 
-        drain = WriteBack(ctx.app.store, config).drain
+        drain = WriteBack(store, config).drain
 
     def after(report: SyncReport) -> None:
         if report.changed:
             click.echo(report.summary(), err=not report.ok)
 
-    engine.watch(stop, after_cycle=after, drain=drain, announce=click.echo)
+    me = _holder()
+    while not stop.is_set():
+        if not _wait_for_lease(store, me, stop):
+            break
+        click.echo(f"active ({me}); Ctrl-C stops")
+        cycle = threading.Event()  # ends this turn as the active sync
+        keeper = threading.Thread(
+            target=_keep_lease, args=(store, me, stop, cycle), name="sync-lease", daemon=True
+        )
+        keeper.start()
+        try:
+            engine.watch(cycle, after_cycle=after, drain=drain, announce=click.echo)
+        finally:
+            cycle.set()
+            keeper.join()
+        if not stop.is_set():
+            click.echo(f"{me} lost the sync lease; standing by", err=True)
+    with contextlib.suppress(UserPhotoError):
+        store.release_lease(LEASE, me)  # a clean stop hands over at once
     click.echo("stopped")
+
+
+def _wait_for_lease(store: Store, me: str, stop: threading.Event) -> bool:
+    """Block as the standby until this process holds the lease (False: asked to stop)."""
+    said = None
+    while not stop.is_set():
+        try:
+            if store.take_lease(LEASE, me, LEASE_TTL) is not None:
+                return True
+            other = store.get_lease(LEASE)
+            if other is not None and other.holder != said:
+                click.echo(
+                    f"standby ({me}): {other.holder} is the active sync since "
+                    f"{other.since:%Y-%m-%d %H:%M:%S}; taking over if it stops renewing"
+                )
+                said = other.holder
+        except UserPhotoError as exc:  # the store is unreachable: keep waiting
+            click.echo(f"standby ({me}): {exc}", err=True)
+        stop.wait(STANDBY_POLL)
+    return False
+
+
+def _keep_lease(store: Store, me: str, stop: threading.Event, cycle: threading.Event) -> None:
+    """Renew the lease while this process is active; end the turn when it is lost."""
+    while not cycle.is_set():
+        if stop.wait(LEASE_RENEW):
+            cycle.set()
+            return
+        try:
+            if store.take_lease(LEASE, me, LEASE_TTL) is None:
+                cycle.set()  # another process took over (we stalled past the TTL)
+        except UserPhotoError:
+            lease = None
+            with contextlib.suppress(UserPhotoError):
+                lease = store.get_lease(LEASE)
+            if lease is None or lease.holder != me or lease.expires < datetime.now(UTC):
+                cycle.set()
 
 
 def _status(store: Store, user_key: str | None) -> None:
     from ..directory import status
-    from ..directory.writeback import PENDING_KEY
 
     if user_key:
         _user_status(store, user_key)
         return
-    pending = store.get_state(PENDING_KEY)
     click.echo(
-        status.format_status(
-            status.load(store), pending_writebacks=len(json.loads(pending)) if pending else 0
-        )
+        status.format_status(status.load(store), pending_writebacks=len(store.pending_writebacks()))
     )
+    lease = store.get_lease(LEASE)
+    if lease is None:
+        click.echo("active sync: none (no `sync --watch` holds the lease)")
+    elif lease.expires < datetime.now(UTC):
+        click.echo(
+            f"active sync: none; {lease.holder} stopped renewing at "
+            f"{lease.expires:%Y-%m-%d %H:%M:%S} UTC (a standby takes over)"
+        )
+    else:
+        click.echo(
+            f"active sync: {lease.holder} since {lease.since:%Y-%m-%d %H:%M:%S} UTC "
+            f"(lease renewed until {lease.expires:%H:%M:%S})"
+        )
 
 
 def _user_status(store: Store, key: str) -> None:

@@ -2,7 +2,8 @@
 
 Registered as a `Photos` listener when `[directory] writeback = true`. The write happens right
 after the HD change commits; if the directory is down the upload still succeeds, the user is
-queued under `directory.writeback.pending`, and `sync --watch` retries the queue.
+queued in the store's write-back queue (a table: concurrent writers lose nothing), and
+`sync --watch` claims and retries the entries.
 
 No loops: after writing, the same bytes go into the directory-thumbnail slot with
 `written_by_us` and their hash, so when sync reads them back the hash matches and nothing
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -30,7 +32,6 @@ from .config import DirectoryConfig
 
 log = logging.getLogger(__name__)
 
-PENDING_KEY = "directory.writeback.pending"
 RETRY_AFTER = 15.0  # seconds between retry rounds of the queue after a failure
 EVENTS = ("saved", "removed")
 
@@ -49,6 +50,7 @@ class WriteBack:
         # safe to use from two threads at once.
         self._lock = threading.Lock()
         self._retry_at = 0.0
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"  # names this drainer's claims
 
     # --- the Photos listener ---------------------------------------------------------------
     def __call__(self, user: User, event: str) -> None:
@@ -58,10 +60,10 @@ class WriteBack:
             self.write(user)
         except (DirectoryUnavailable, DirectoryRefused) as exc:
             log.warning("write-back of %s queued: %s", user.address, exc)
-            self._queue(user.id, add=True)
+            self.store.queue_writeback(user.id)
         except Exception:  # the HD change has committed: never fail the upload over this
             log.exception("write-back of %s failed unexpectedly; queued", user.address)
-            self._queue(user.id, add=True)
+            self.store.queue_writeback(user.id)
 
     @staticmethod
     def applies(user: User) -> bool:
@@ -116,38 +118,26 @@ class WriteBack:
             )
         with self._lock:
             self.client.write_photo(user.attributes["dn"], data)
-        self._queue(user.id, add=False)
         return data
 
     # --- the retry queue -------------------------------------------------------------------
     def pending(self) -> list[str]:
-        raw = self.store.get_state(PENDING_KEY)
-        return json.loads(raw) if raw else []
+        return self.store.pending_writebacks()
 
-    def _queue(self, user_id: str, *, add: bool) -> None:
-        queue = self.pending()
-        if add == (user_id in queue):
-            return  # nothing to change: keep the store (and its generation) untouched
-        if add:
-            queue.append(user_id)
-        else:
-            queue.remove(user_id)
-        self.store.set_state(PENDING_KEY, json.dumps(queue))
-
-    def drain(self) -> int:
-        """Retry every queued write-back; returns how many went through.
+    def drain(self, limit: int = 500) -> int:
+        """Claim queued write-backs and retry them; returns how many went through.
 
         A refused write (the entry moved, no permission) stays queued and the others go on;
-        a directory that is down ends this round. After a failure the queue rests for
-        RETRY_AFTER seconds rather than hammering the directory every watch cycle.
+        a directory that is down ends this round. Claimed entries rest for RETRY_AFTER
+        seconds before anyone retries them, so a failure does not hammer the directory.
         """
         done = 0
         if time.monotonic() < self._retry_at:
             return done
-        for user_id in self.pending():
+        for user_id, version in self.store.claim_writebacks(self.worker, limit, RETRY_AFTER):
             user = self.store.find_user(user_id)
             if user is None or not self.applies(user):
-                self._queue(user_id, add=False)
+                self.store.finish_writeback(user_id, version)
                 continue
             try:
                 self.write(user)
@@ -158,6 +148,7 @@ class WriteBack:
             except DirectoryUnavailable:
                 self._retry_at = time.monotonic() + RETRY_AFTER
                 raise
+            self.store.finish_writeback(user_id, version)
             done += 1
         return done
 

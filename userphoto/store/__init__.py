@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import UserPhotoError
 from .base import (
+    TABLES,
     Change,
     ChangeKind,
     PhotoStatus,
@@ -15,6 +16,7 @@ from .base import (
 )
 
 __all__ = [
+    "TABLES",
     "Change",
     "ChangeKind",
     "PhotoStatus",
@@ -24,11 +26,25 @@ __all__ = [
     "UserQuery",
     "address_hashes",
     "open_store",
+    "redact",
 ]
 
 
-def open_store(url: str) -> Store:
-    """`sqlite:///path/to/file.db` (the default) or `postgresql://...` (scale-out)."""
+def redact(url: str) -> str:
+    """A store URL fit to print: a password in it is replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in userinfo):
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def open_store(url: str, read_url: str | None = None) -> Store:
+    """`sqlite:///path/to/file.db` (the default) or `postgresql://...` (scale-out).
+
+    `read_url` (PostgreSQL only): a hot standby that serves reads once it is current."""
+    if read_url and not url.startswith(("postgresql://", "postgres://")):
+        raise UserPhotoError("[store] read_url needs a PostgreSQL store url; remove it for SQLite.")
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
@@ -38,12 +54,7 @@ def open_store(url: str) -> Store:
             else url.removeprefix("sqlite://")
         )
     if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from .postgres import PostgresStore  # type: ignore[import-not-found]
-        except ImportError:
-            raise UserPhotoError(
-                "The PostgreSQL store is not available in this version; use SQLite "
-                "(remove [store] url from userphoto.toml)."
-            ) from None
-        return PostgresStore(url)
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, read_url=read_url or None)
     raise UserPhotoError(f"Unknown store URL {url!r}; use sqlite:///PATH or postgresql://...")

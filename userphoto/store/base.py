@@ -78,6 +78,126 @@ class Change:
     user_id: str | None  # set for USER; None otherwise
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who does a piece of work that only one process may do (the active `sync --watch`)."""
+
+    name: str
+    holder: str  # "host:pid"
+    since: datetime  # held without interruption since
+    expires: datetime  # unless renewed: then anyone may take it
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table as `store copy` moves it: its columns, its key (the copy order) and the
+    columns whose neutral Python type differs from str/int/bytes/None."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    times: frozenset[str] = frozenset()  # datetime (aware, UTC)
+    flags: frozenset[str] = frozenset()  # bool
+    json: frozenset[str] = frozenset()  # dict
+    int_lists: frozenset[str] = frozenset()  # tuple[int, ...]
+
+
+# Everything a deployment holds, in an order that satisfies foreign keys. The change feed
+# is not copied: the target starts its own (with one ORG change after the copy).
+TABLES: tuple[Table, ...] = (
+    Table(
+        "users",
+        (
+            "id",
+            "address",
+            "display_name",
+            "account",
+            "picture",
+            "picture_url",
+            "visibility",
+            "removal_record",
+            "directory_gone",
+            "source",
+            "attributes",
+            "created",
+            "updated",
+        ),
+        ("id",),
+        times=frozenset({"removal_record", "created", "updated"}),
+        flags=frozenset({"directory_gone"}),
+        json=frozenset({"attributes"}),
+    ),
+    Table("aliases", ("address", "user_id"), ("address",)),
+    Table("address_hashes", ("digest", "user_id"), ("digest",)),
+    Table(
+        "photos",
+        (
+            "id",
+            "user_id",
+            "version",
+            "state",
+            "crop",
+            "source_hash",
+            "source_format",
+            "source_width",
+            "source_height",
+            "sizes",
+            "thumbnail",
+            "created",
+            "actor",
+            "via",
+        ),
+        ("id",),
+        times=frozenset({"created"}),
+        int_lists=frozenset({"sizes"}),
+    ),
+    Table("renditions", ("photo_id", "size", "jpeg"), ("photo_id", "size")),
+    Table(
+        "directory_thumbnails",
+        (
+            "user_id",
+            "jpeg",
+            "raw_hash",
+            "raw_size",
+            "width",
+            "height",
+            "problem",
+            "seen",
+            "written_by_us",
+        ),
+        ("user_id",),
+        times=frozenset({"seen"}),
+        flags=frozenset({"written_by_us"}),
+    ),
+    Table(
+        "api_tokens",
+        ("id", "digest", "address", "admin", "created"),
+        ("id",),
+        times=frozenset({"created"}),
+        flags=frozenset({"admin"}),
+    ),
+    Table(
+        "partners",
+        ("domain", "algorithm", "key", "created"),
+        ("domain",),
+        times=frozenset({"created"}),
+    ),
+    Table(
+        "audit",
+        ("id", "at", "actor", "user_id", "action", "via", "detail"),
+        ("id",),
+        times=frozenset({"at"}),
+    ),
+    Table("state", ("key", "value"), ("key",)),
+    Table(
+        "writeback_queue",
+        ("user_id", "version", "queued"),
+        ("user_id",),
+        times=frozenset({"queued"}),
+    ),
+)
+
+
 def address_hashes(address: str) -> tuple[str, str]:
     """Libravatar/Gravatar keys of one address: MD5 and SHA-256 of it trimmed and lower-cased."""
     norm = address.strip().lower().encode()
@@ -263,6 +383,59 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    # --- leases (one active worker among many processes and machines) ---------------------
+    @abstractmethod
+    def take_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        """Take or renew the named lease for `holder` for `ttl` seconds; None while another
+        holder's lease has not expired. Atomic across processes and nodes."""
+
+    @abstractmethod
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up at once (a clean stop), if `holder` has it."""
+
+    @abstractmethod
+    def get_lease(self, name: str) -> Lease | None:
+        """The lease as last taken (it may have expired: compare `expires`)."""
+
+    # --- the directory write-back queue (many writers, many drainers) ----------------------
+    @abstractmethod
+    def queue_writeback(self, user_id: str) -> None:
+        """Queue (or queue again) a user's directory write-back; one atomic statement, so
+        concurrent writers never lose each other's entries."""
+
+    @abstractmethod
+    def claim_writebacks(self, worker: str, limit: int, hold: float) -> list[tuple[str, int]]:
+        """Claim up to `limit` queued entries nobody holds, for `hold` seconds (then anyone
+        may claim them again: a crashed drainer loses nothing). Returns (user id, version)."""
+
+    @abstractmethod
+    def finish_writeback(self, user_id: str, version: int) -> None:
+        """Drop a claimed entry, unless it was queued again since the claim (then it stays,
+        free to be claimed at once)."""
+
+    @abstractmethod
+    def pending_writebacks(self) -> list[str]:
+        """Every queued user id, oldest first."""
+
+    # --- moving a whole deployment (`userphoto store copy`) ------------------------------
+    @abstractmethod
+    def dump_rows(self, table: Table, after: tuple | None, limit: int) -> list[tuple]:
+        """Up to `limit` rows of `table` with a key above `after`, in key order (byte-wise
+        for text), as neutral Python values in `table.columns` order."""
+
+    @abstractmethod
+    def last_key(self, table: Table) -> tuple | None:
+        """The highest key in `table` (in `dump_rows` order), None when empty."""
+
+    @abstractmethod
+    def load_rows(self, table: Table, rows: list[tuple]) -> int:
+        """Insert rows as `dump_rows` gives them, in one transaction; rows whose key is
+        already there are left alone. Returns how many were inserted."""
+
+    @abstractmethod
+    def finish_load(self) -> None:
+        """After loading: id counters past the loaded ids; one ORG change for followers."""
 
     def batch(self) -> AbstractContextManager[None]:
         """Group the writes inside into one transaction where the backend can (bulk sync).

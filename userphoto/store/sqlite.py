@@ -41,10 +41,12 @@ from ..resolve import usable_url
 from .base import (
     Change,
     ChangeKind,
+    Lease,
     PhotoStatus,
     StatusFilter,
     StatusQuery,
     Store,
+    Table,
     UserQuery,
     address_hashes,
 )
@@ -153,6 +155,28 @@ MIGRATIONS: list[str] = [
         user_id TEXT
     );
     INSERT INTO changes (kind, user_id) SELECT 'org', NULL FROM generation WHERE value > 0;
+    """,
+    # 4: leases (the one active sync among several processes) and the write-back queue as a
+    # table (it was one JSON value in `state`: moved here). Lease times are Unix seconds.
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        since REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE TABLE writeback_queue (
+        user_id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL DEFAULT 1,
+        queued TEXT NOT NULL,
+        claimed_by TEXT,
+        claimed_until REAL
+    );
+    CREATE INDEX writeback_queue_order ON writeback_queue(queued);
+    INSERT OR IGNORE INTO writeback_queue (user_id, queued)
+        SELECT value, '1970-01-01T00:00:00+00:00' FROM json_each(
+            (SELECT value FROM state WHERE key = 'directory.writeback.pending'));
+    DELETE FROM state WHERE key = 'directory.writeback.pending';
     """,
 ]
 
@@ -1008,6 +1032,144 @@ class SQLiteStore(Store):
     def generation(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
         return row[0] if row else 0
+
+    # --- leases --------------------------------------------------------------------------------
+    @staticmethod
+    def _lease(name: str, row: tuple) -> Lease:
+        return Lease(
+            name, row[0], datetime.fromtimestamp(row[1], UTC), datetime.fromtimestamp(row[2], UTC)
+        )
+
+    def take_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        at = time.time()
+        with self._tx() as db:  # BEGIN IMMEDIATE: one taker at a time
+            row = db.execute(
+                "INSERT INTO leases VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "since = CASE WHEN holder = excluded.holder THEN since ELSE excluded.since END, "
+                "holder = excluded.holder, expires = excluded.expires "
+                "WHERE holder = excluded.holder OR expires < ? "
+                "RETURNING holder, since, expires",
+                (name, holder, at, at + ttl, at),
+            ).fetchone()
+        return self._lease(name, row) if row else None
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    def get_lease(self, name: str) -> Lease | None:
+        row = self._db.execute(
+            "SELECT holder, since, expires FROM leases WHERE name = ?", (name,)
+        ).fetchone()
+        return self._lease(name, row) if row else None
+
+    # --- the write-back queue ---------------------------------------------------------------
+    def queue_writeback(self, user_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO writeback_queue (user_id, queued) VALUES (?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET version = version + 1",
+                (user_id, _ts(now())),
+            )
+
+    def claim_writebacks(self, worker: str, limit: int, hold: float) -> list[tuple[str, int]]:
+        at = time.time()
+        with self._tx() as db:  # BEGIN IMMEDIATE: one claimer at a time
+            rows = db.execute(
+                "UPDATE writeback_queue SET claimed_by = ?, claimed_until = ? WHERE user_id IN "
+                "(SELECT user_id FROM writeback_queue WHERE claimed_until IS NULL "
+                "OR claimed_until < ? ORDER BY queued, user_id LIMIT ?) "
+                "RETURNING user_id, version",
+                (worker, at + hold, at, limit),
+            ).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def finish_writeback(self, user_id: str, version: int) -> None:
+        with self._tx() as db:
+            gone = db.execute(
+                "DELETE FROM writeback_queue WHERE user_id = ? AND version = ?", (user_id, version)
+            ).rowcount
+            if not gone:  # queued again meanwhile: free it for the next claim
+                db.execute(
+                    "UPDATE writeback_queue SET claimed_by = NULL, claimed_until = NULL "
+                    "WHERE user_id = ?",
+                    (user_id,),
+                )
+
+    def pending_writebacks(self) -> list[str]:
+        rows = self._db.execute("SELECT user_id FROM writeback_queue ORDER BY queued, user_id")
+        return [r[0] for r in rows]
+
+    # --- moving a whole deployment --------------------------------------------------------
+    @staticmethod
+    def _from_row(table: Table, row: tuple) -> tuple:
+        out = []
+        for column, value in zip(table.columns, row, strict=True):
+            if value is None:
+                pass
+            elif column in table.times:
+                value = _dt(value)
+            elif column in table.flags:
+                value = bool(value)
+            elif column in table.json:
+                value = json.loads(value)
+            elif column in table.int_lists:
+                value = tuple(int(v) for v in value.split(",") if v)
+            out.append(value)
+        return tuple(out)
+
+    @staticmethod
+    def _to_row(table: Table, row: tuple) -> tuple:
+        out = []
+        for column, value in zip(table.columns, row, strict=True):
+            if value is None:
+                pass
+            elif column in table.times:
+                value = _ts(value)
+            elif column in table.flags:
+                value = int(value)
+            elif column in table.json:
+                value = json.dumps(value, sort_keys=True)
+            elif column in table.int_lists:
+                value = ",".join(str(v) for v in value)
+            out.append(value)
+        return tuple(out)
+
+    def dump_rows(self, table: Table, after: tuple | None, limit: int) -> list[tuple]:
+        key = ", ".join(table.key)
+        where, params = "", ()
+        if after is not None:
+            where = f"WHERE ({key}) > ({', '.join('?' * len(after))})"
+            params = tuple(after)
+        rows = self._db.execute(
+            f"SELECT {', '.join(table.columns)} FROM {table.name} {where} ORDER BY {key} LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [self._from_row(table, r) for r in rows]
+
+    def last_key(self, table: Table) -> tuple | None:
+        order = ", ".join(f"{k} DESC" for k in table.key)
+        row = self._db.execute(
+            f"SELECT {', '.join(table.key)} FROM {table.name} ORDER BY {order} LIMIT 1"
+        ).fetchone()
+        return tuple(row) if row else None
+
+    def load_rows(self, table: Table, rows: list[tuple]) -> int:
+        try:
+            with self._tx() as db:
+                before = db.total_changes
+                db.executemany(
+                    f"INSERT OR IGNORE INTO {table.name} ({', '.join(table.columns)}) "
+                    f"VALUES ({', '.join('?' * len(table.columns))})",
+                    [self._to_row(table, r) for r in rows],
+                )
+                return db.total_changes - before
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"{table.name}: {exc}") from None
+
+    def finish_load(self) -> None:
+        with self._tx() as db:  # followers drop everything they had
+            self._changed(db, ChangeKind.ORG, [None])
 
     def domains(self) -> set[str]:
         rows = self._db.execute(
