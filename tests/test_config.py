@@ -90,14 +90,15 @@ def test_generated_toml_lists_every_key_with_its_default(run_cli: RunCli, home: 
     uncommented = tomllib.loads(
         "\n".join(line.removeprefix("# ") for line in text.splitlines() if setting.match(line))
     )
+    optional = {section.name for section in config.SECTIONS if section.optional}
     for key in config.KEYS:
         assert f"{key.name} = " in text, key.name
-        if key.default is not None and key.section != "directory":
+        if key.default is not None and key.section not in optional:
             assert active[key.section][key.name] == key.default, key.name
         shown = key.default if key.default is not None else key.example
         assert uncommented[key.section][key.name] == shown, key.name
-    # The directory is off until configured: its section is written commented out.
-    assert "directory" not in active
+    # The directory and OpenID sign-in are off until configured: written commented out.
+    assert optional == {"directory", "oidc"} and not optional & set(active)
 
 
 @pytest.mark.parametrize(
