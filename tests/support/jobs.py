@@ -31,6 +31,13 @@ def nap(seconds: float) -> float:
     return seconds
 
 
+def timed_nap(seconds: float) -> tuple[float, float, int]:
+    """When the nap began and ended (wall clock, shared by processes), and where it ran."""
+    began = time.time()
+    time.sleep(seconds)
+    return began, time.time(), os.getpid()
+
+
 def refuse() -> None:
     raise ImageError(ImageErrorKind.CORRUPT, "bad bytes")
 
