@@ -15,7 +15,7 @@ from typing import Any
 from .app import App
 from .diagnose import FILE, LEVEL_ORDER, Cause, Level
 from .directory import status as directory_status
-from .model import Account, Picture
+from .model import GUESSES, Account, Picture
 from .store import PhotoStatus
 
 
@@ -79,6 +79,12 @@ CHECKS = {
             f"userphoto set ADDRESS {FILE}",
         ),
         Check(
+            "crop_guess",
+            Level.INFO,
+            "photos whose crop was a guess (no face, a doubtful one, or several): review them",
+            f"userphoto set ADDRESS {FILE} --crop X,Y,SIZE",
+        ),
+        Check(
             "preview_not_saved",
             Level.INFO,
             "preview uploaded but never saved",
@@ -122,6 +128,8 @@ def user_findings(s: PhotoStatus) -> list[str]:
     if s.sizes:
         if max(s.sizes) < 240 and u.account is Account.HD:
             found.append("source_too_small")
+        if s.crop_reason in GUESSES:
+            found.append("crop_guess")
         if s.directory_usable and not s.directory_written_by_us:
             found.append("directory_disagrees")
     elif s.directory_usable:

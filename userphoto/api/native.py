@@ -164,6 +164,7 @@ class NativeApi:
                 "version": photo.version,
                 "sizes": list(photo.sizes),
                 "crop": str(photo.crop),
+                "crop_decision": photo.crop_decision.as_json(),
                 "updated": datetime.now(UTC).isoformat(),
             },
             req.viewer,

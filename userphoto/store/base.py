@@ -30,6 +30,7 @@ class PhotoStatus:
     directory_problem: str | None
     directory_seen: datetime | None
     directory_written_by_us: bool
+    crop_reason: str | None = None  # the saved photo's CropReason value (None: no photo)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from ..model import (
     ApiToken,
     AuditEntry,
     CropBox,
+    CropDecision,
+    CropReason,
     DirectoryThumbnail,
     Partner,
     Photo,
@@ -120,6 +122,13 @@ MIGRATIONS: list[str] = [
         created TEXT NOT NULL
     );
     """,
+    # 3: how each photo's crop was chosen (face / several faces / no face / manual ...);
+    # rows from before this were all either given a box or cropped without a record: manual.
+    """
+    ALTER TABLE photos ADD COLUMN crop_reason TEXT NOT NULL DEFAULT 'manual';
+    ALTER TABLE photos ADD COLUMN crop_confidence REAL NOT NULL DEFAULT 1.0;
+    ALTER TABLE photos ADD COLUMN crop_note TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 _USER_COLUMNS = (
@@ -128,7 +137,7 @@ _USER_COLUMNS = (
 )
 _PHOTO_COLUMNS = (
     "id, user_id, version, state, crop, source_hash, source_format, source_width, "
-    "source_height, sizes, created, actor, via"
+    "source_height, sizes, created, actor, via, crop_reason, crop_confidence, crop_note"
 )
 
 # One row per user with their photo facts (`PhotoStatus`): the saved photo, a pending
@@ -143,7 +152,8 @@ _STATUS_SELECT = (
     + ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
     + ", p.sizes, p.created, "
     "EXISTS (SELECT 1 FROM photos v WHERE v.user_id = u.id AND v.state = 'preview'), "
-    "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us "
+    "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us, "
+    "p.crop_reason "
     f"FROM users u {_STATUS_JOINS}"
 )
 _STATUS_FILTERS: dict[StatusFilter, tuple[str, ...]] = {
@@ -506,6 +516,7 @@ class SQLiteStore(Store):
             directory_problem=r[18],
             directory_seen=_dt(r[19]),
             directory_written_by_us=bool(r[20]),
+            crop_reason=r[21],
         )
 
     @staticmethod
@@ -562,6 +573,7 @@ class SQLiteStore(Store):
             created=_dt(row[10]),  # type: ignore[arg-type]
             actor=row[11],
             via=row[12],
+            crop_decision=CropDecision(CropReason(row[13]), row[14], row[15]),
         )
 
     def _require_user(self, db: sqlite3.Connection, user_id: str) -> None:
@@ -587,7 +599,7 @@ class SQLiteStore(Store):
                 db.execute("UPDATE users SET removal_record = NULL WHERE id = ?", (user_id,))
             cur = db.execute(
                 f"INSERT INTO photos ({_PHOTO_COLUMNS.replace('id, ', '', 1)}, thumbnail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     user_id,
                     version,
@@ -601,6 +613,9 @@ class SQLiteStore(Store):
                     _ts(at),
                     actor,
                     via,
+                    rendered.decision.reason.value,
+                    rendered.decision.confidence,
+                    rendered.decision.note,
                     rendered.thumbnail,
                 ),
             )
