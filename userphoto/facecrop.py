@@ -14,7 +14,7 @@ photo, and its eye landmarks tell a sideways face from an upright one.
 
 The framing rule (docs/cropping.md): the square holds the face horizontally centred (within
 CENTRE_TOLERANCE) with the eyes in the upper part (EYES_TOP..EYES_BOTTOM of the side), and is
-the LARGEST such square the picture allows, up to a half-length ceiling of MAX_GROW
+the LARGEST such square the picture allows, up to a head-and-shoulders ceiling of MAX_GROW
 face sizes — and never below the side the largest rendition needs when the picture has it
 (for a face near an edge, resolution wins over exact centring).
 """
@@ -51,7 +51,9 @@ RIVAL_SHARE = 0.6
 # The framing rule.
 CENTRE_TOLERANCE = 0.08  # face centre within 0.5 +- this of the square's width
 EYES_TOP, EYES_AT, EYES_BOTTOM = 0.15, 0.36, 0.45  # eye line, as a share of the side from the top
-MAX_GROW = 7.0  # head and shoulders to half-length: at most this many face sizes across ...
+# Head and shoulders: a head is ~1.5 MTCNN face boxes (which run brow to chin) and fills about
+# a third of a head-and-shoulders frame, so ~4.5 face sizes across; a little looser than that.
+MAX_GROW = 5.0  # at most this many face sizes across ...
 MIN_GROW = 1.8  # ... and at least this many face widths, else it is too near an edge to centre
 
 
