@@ -54,6 +54,10 @@ def test_set_prints_the_decision_and_flags_a_guess(run_cli: RunCli, tmp_path: Pa
     assert "the crop is a guess" in err and "--crop X,Y,SIZE" in err
     proc = run_cli("set", "eileen@contoso.example", str(cup), "--crop", "10,10,300")
     assert "crop 10,10,300 (manual)" in proc.stdout.decode()
+    assert (
+        "crop 10,10,300 (manual)"
+        in run_cli("user", "show", "eileen@contoso.example").stdout.decode()
+    )
 
 
 def test_upload_answers_carry_the_decision(tmp_path: Path) -> None:
