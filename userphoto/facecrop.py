@@ -41,7 +41,7 @@ MIN_FACE = 20
 # Judging a detection (below any of these: a doubtful face, centre-top crop, flagged).
 MIN_SCORE = 0.95  # MTCNN's final-stage probability; real portraits score > 0.99
 MAX_TILT = 25.0  # degrees of the eye line; more is a sideways (un-rotated) picture
-MIN_FACE_SHARE = 0.06  # face width / the picture's short side; smaller is a crowd or a speck
+MIN_FACE_SHARE = 0.04  # face width / the picture's short side; smaller is a crowd or a speck
 # The sideways check scores a patch this many face sizes across, at this many pixels.
 SIDEWAYS_PATCH_GROW = 2.0
 SIDEWAYS_PATCH = 96
