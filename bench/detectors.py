@@ -278,7 +278,7 @@ def main() -> None:
             "haarcascade_frontalface_alt2.xml", ((200, 1.1), (648, 1.1))
         ),
         "OpenCV Haar default, 648 px": haar("haarcascade_frontalface_default.xml", ((648, 1.1),)),
-        f"MTCNN on cv2.dnn, raw boxes ({facecrop.DETECT_SIDE} px)": mtcnn_raw,
+        "MTCNN on cv2.dnn, raw boxes (192+320 px passes)": mtcnn_raw,
         "userphoto: MTCNN + judge + sideways check (confident crops)": userphoto_pipeline,
     }
     hog = dlib_hog()

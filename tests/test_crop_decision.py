@@ -92,6 +92,11 @@ def test_doctor_lists_photos_whose_crop_was_a_guess(app: App) -> None:
         app.store.add_user(User(id=f"u{i}", address=f"p{i}@example.org", display_name=f"P {i}"))
         app.photos.set(f"p{i}@example.org", photo)
     app.photos.set("p2@example.org", COFFEE, crop=CropBox(0, 0, 400))  # reviewed: manual
+    from userphoto.diagnose import diagnose
+
+    found = diagnose(app, "p1@example.org")
+    assert any(c.code == "crop_guess" and "no face: centre" in c.message for c in found.causes)
+    assert not any(c.code == "crop_guess" for c in diagnose(app, "p0@example.org").causes)
     report = doctor(app)
     assert report.counts["crop_guess"] == 1
     assert report.examples["crop_guess"] == ["p1@example.org"]

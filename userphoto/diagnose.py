@@ -373,10 +373,29 @@ class _Facts:
             self._account,
             self._stored,
             self._size,
+            self._crop,
             self._directory,
         ):
             out += check()
         return out
+
+    def _crop(self) -> list[Cause]:
+        """A saved photo whose crop was a guess (no face, a doubtful one, several faces)."""
+        if self.photo is None or not self.photo.crop_decision.guess:
+            return []
+        decision = self.photo.crop_decision
+        return [
+            Cause(
+                "crop_guess",
+                Level.INFO,
+                f"{self.addr}'s crop ({self.photo.crop}) was a guess: {decision.reason.value}"
+                + (f" ({decision.note})" if decision.note else "")
+                + ".",
+                (f"userphoto set {self.addr} {FILE} --crop X,Y,SIZE",),
+                "Look at the photo; if the square misses the face, give the box yourself "
+                "(or use the crop tool on the web page).",
+            )
+        ]
 
     @property
     def addr(self) -> str:
