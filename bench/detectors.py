@@ -269,6 +269,7 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lfw", type=int, default=40, help="LFW faces in the portrait set")
+    parser.add_argument("--only", default="", help="measure only detectors whose name has this")
     args = parser.parse_args()
     upright, sideways, nonfaces = build(args.lfw)
     upright = [Case(c.name, *_seen_case(c)) for c in upright]
@@ -294,6 +295,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for name, detect in detectors.items():
+        if args.only.lower() not in name.lower():
+            continue
         s = measure(detect, upright, sideways, nonfaces)
         ms = sorted(s.ms)
         p90 = ms[int(0.9 * (len(ms) - 1))]
