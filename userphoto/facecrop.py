@@ -134,12 +134,16 @@ def warm_up() -> None:
 def detect_faces(image: Image.Image) -> list[Face]:
     """Every face MTCNN finds, in `image`'s pixel coordinates (cheap pass first)."""
     rgb = image.convert("RGB")
+    faces: list[Face] = []
     for side in DETECT_PASSES:
         factor = max(1.0, max(rgb.size) / side)
-        faces = _detect(rgb, factor)
-        if faces or factor == 1:  # found, or already searched at full resolution
-            return faces
-    return []
+        found = _detect(rgb, factor)
+        faces = found or faces  # a weak find is kept for the record if nothing better comes
+        # A confident face ends the search; a weak one (often a face near the pass's 20 px
+        # floor) is looked for again finer. At full resolution there is nothing finer.
+        if any(f.score >= MIN_SCORE for f in found) or factor == 1:
+            break
+    return faces
 
 
 def _detect(rgb: Image.Image, factor: float) -> list[Face]:
