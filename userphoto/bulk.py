@@ -74,7 +74,7 @@ WOULD = {Status.IMPORTED: "import", Status.REPLACED: "replace"}
 PROBLEMS = (Status.UNMATCHED, Status.AMBIGUOUS, Status.DUPLICATE, Status.INVALID, Status.FAILED)
 
 # Files a file manager leaves behind; never photos, not worth an "unmatched" line.
-_IGNORED = {"thumbs.db", "desktop.ini"}
+_IGNORED = {"thumbs.db", "desktop.ini", "userphoto-export.json"}  # (the last: an export's MANIFEST)
 
 
 @dataclass(frozen=True)
