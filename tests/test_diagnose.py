@@ -370,10 +370,24 @@ def test_source_smaller_than_the_requested_size(
     assert shows(v) and v["sees"]["size"] == 360
 
 
-def test_healthy_photo_has_nothing_to_fix(sh: Cli, ada: User, photo_file: str) -> None:
-    sh("set", ADDR, photo_file)
+def test_healthy_photo_has_nothing_to_fix(sh: Cli, ada: User, tmp_path: Path) -> None:
+    from skimage import data
+
+    # A real face (a flat colour would be a guessed crop, which diagnose notes for review).
+    portrait = Image.new("RGB", (800, 700), (30, 90, 200))
+    portrait.paste(Image.fromarray(data.astronaut()).resize((700, 700)), (50, 0))
+    path = tmp_path / "ada-face.jpg"
+    path.write_bytes(encode(portrait, "JPEG"))
+    sh("set", ADDR, str(path))
     text = sh("diagnose", ADDR)
     assert "Sees: the HD photo at 648×648" in text and "Nothing to fix." in text
+
+
+def test_guessed_crop_is_noted(sh: Cli, ada: User, photo_file: str) -> None:
+    sh("set", ADDR, photo_file)  # a flat colour: no face, so the crop is a guess
+    text = sh("diagnose", ADDR)
+    assert "[info] ada@contoso.example's crop (50,0,700) was a guess: no face: centre" in text
+    assert "--crop X,Y,SIZE" in text
     assert "visibility used" in " ".join(text.split())
 
 

@@ -19,8 +19,9 @@ from tests.support.images import (
     two_tone,
 )
 from userphoto import imaging
+from userphoto.facecrop import Suggestion
 from userphoto.imaging import ImageError, ImageErrorKind, Limits
-from userphoto.model import HD_SIZES, CropBox
+from userphoto.model import HD_SIZES, CropBox, CropDecision, CropReason
 
 
 def decode(jpeg: bytes) -> Image.Image:
@@ -164,13 +165,18 @@ def test_crop_suggester_seam_is_used_and_mapped_to_source_pixels() -> None:
     data = encode(two_tone(1600, 800), "PNG")
     seen = []
 
-    def suggest(small: Image.Image) -> CropBox:
-        seen.append(small.size)
-        return CropBox(small.width // 2, 0, small.height)  # the right (blue) half
+    def suggest(small: Image.Image, min_side: float) -> Suggestion:
+        seen.append((small.size, min_side))
+        box = CropBox(small.width // 2, 0, small.height)  # the right (blue) half
+        return Suggestion(box, CropDecision(CropReason.FACE, 0.97, "test"))
 
     rendered = imaging.render(data, suggest=suggest)
-    assert seen and max(seen[0]) <= 648
+    (size, min_side), *_ = seen
+    assert max(size) <= 648
+    # The side a box needs for a 648 master, in the small image's pixels.
+    assert min_side == pytest.approx(648 * size[0] / 1600)
     assert rendered.crop == CropBox(800, 0, 800)
+    assert rendered.decision == CropDecision(CropReason.FACE, 0.97, "test")
     assert mean(decode(rendered.renditions[240])) == pytest.approx([0, 0, 255], abs=6)
 
 

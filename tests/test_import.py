@@ -24,11 +24,11 @@ from PIL import Image
 from skimage import data
 
 from tests.conftest import BIN, RunCli
-from userphoto import bulk
+from userphoto import bulk, imaging
 from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.matching import Matcher, Pattern, fold, split_name
-from userphoto.model import Account, CropBox, PhotoState, User
+from userphoto.model import Account, CropReason, PhotoState, User
 
 HEAD = Image.fromarray(data.astronaut()).crop((100, 0, 360, 260))
 
@@ -219,8 +219,12 @@ def test_import_reimport_and_report(
     assert set(hashes) == {"u-ada", "u-alan", "u-jose", "u-grace", "u-old"}
     ada = org.store.get_photo("u-ada")
     assert ada is not None and ada.via == "import" and ada.sizes[-1] <= 320
-    # The face crop, not the centre: the box is smaller than the 320 px short side.
-    assert ada.crop.size < 320
+    # The face crop, not the centre, recorded with its reason in the store and the report.
+    assert ada.crop != imaging.portrait_crop(480, 320)
+    assert ada.crop_decision.reason is CropReason.FACE and not ada.crop_decision.guess
+    assert rows["ada.lovelace.jpg"]["crop_reason"] == "face"
+    assert rows["ada.lovelace.jpg"]["crop_guess"] == "False"
+    assert float(rows["ada.lovelace.jpg"]["crop_confidence"]) >= 0.95
     assert org.store.get_photo("u-old").sizes[-1] == 96  # type: ignore[union-attr]
     assert org.store.get_thumbnail(ada.id)  # the directory thumbnail is stored too
 
@@ -286,6 +290,7 @@ def test_export_then_restore(org: App, run_cli: RunCli, tmp_path: Path, home: Pa
         "ada.lovelace@contoso.example.jpg",
         "ghopper@contoso.example.jpg",
         "legacy.user@contoso.example.jpg",
+        "userphoto-export.json",
     ]
     small = tmp_path / "small"
     run_cli("export", str(small), "--size", "HR96x96")
@@ -301,13 +306,15 @@ def test_export_then_restore(org: App, run_cli: RunCli, tmp_path: Path, home: Pa
         [str(BIN / "userphoto"), "import", str(backup)], env=env, capture_output=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    assert "3 imported" in proc.stdout.decode()
+    assert "3 photos stored as exported" in proc.stdout.decode()
     for uid in ("u-ada", "u-grace"):
         before = org.store.get_photo(uid)
         after = restored.store.get_photo(uid)
         assert before is not None and after is not None
-        # The exported square comes back whole (no second face crop), at the same sizes.
-        assert after.crop == CropBox(0, 0, before.largest) and after.sizes == before.sizes
+        # Not cropped again: the original's crop record and sizes come back as they were.
+        assert after.crop == before.crop and after.sizes == before.sizes
+        assert after.crop_decision == before.crop_decision
+        assert after.source_hash == before.source_hash
         a = np.asarray(Image.open(io.BytesIO(org.store.get_rendition(before.id, 240) or b"")))
         b = np.asarray(Image.open(io.BytesIO(restored.store.get_rendition(after.id, 240) or b"")))
         assert np.abs(a.astype(int) - b.astype(int)).mean() < 4  # same picture

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
+from PIL import Image
+
 from tests.support.browser import Web, astronaut_png, shot, sign_in
-from userphoto.model import CropBox, PhotoState
+from userphoto.model import CropBox, CropReason, PhotoState
 
 PNG = "image/png"
 
@@ -41,17 +44,23 @@ def test_upload_crop_preview_save(page: Any, web: Web) -> None:
     try:
         preview = app.store.get_photo(web.ids["kim"], PhotoState.PREVIEW)
         assert preview is not None and preview.crop == suggested  # the server's face crop
-        assert suggested.size < 512  # face-aware: not the whole picture
-        # Crop with the keyboard: zoom out twice, move left, then let the preview update.
+        # The portrait rule keeps resolution: the whole 512 px picture, face centred in it.
+        assert suggested.size >= 504
+        assert preview.crop_decision.reason is CropReason.FACE
+        why = page.locator("#crop-why")
+        assert why.inner_text().startswith("Suggested around your face")
+        assert "guess" not in (why.get_attribute("class") or "")
+        # Crop with the keyboard: zoom in twice, move left, then let the preview update.
         page.locator("#stage").focus()
-        page.keyboard.press("-")
-        page.keyboard.press("-")
+        page.keyboard.press("+")
+        page.keyboard.press("+")
         page.keyboard.press("Shift+ArrowLeft")
         page.get_by_text("Preview updated.").wait_for()
         chosen = crop_shown(page)
-        assert chosen != suggested and chosen.size > suggested.size
+        assert chosen != suggested and chosen.size < suggested.size
         preview = app.store.get_photo(web.ids["kim"], PhotoState.PREVIEW)
         assert preview is not None and preview.crop == chosen
+        assert preview.crop_decision.reason is CropReason.MANUAL
         wait_preview(page)
         shot(page, "web-photo-preview")
         page.get_by_role("button", name="Save photo").click()
@@ -76,8 +85,13 @@ def test_upload_crop_preview_save(page: Any, web: Web) -> None:
 def test_cancel_keeps_saved_photo(page: Any, web: Web) -> None:
     before = web.api_photo("bob").content
     sign_in(page, web, "bob")
+    # The astronaut at the left of a wide picture: the suggested square can move sideways.
+    wide = Image.new("RGB", (1024, 512), (90, 110, 140))
+    wide.paste(Image.open(io.BytesIO(astronaut_png())), (0, 0))
+    buf = io.BytesIO()
+    wide.save(buf, "PNG")
     page.set_input_files(
-        "#file", files=[{"name": "new.png", "mimeType": PNG, "buffer": astronaut_png()}]
+        "#file", files=[{"name": "new.png", "mimeType": PNG, "buffer": buf.getvalue()}]
     )
     wait_preview(page)
     page.locator("#crop").wait_for(state="visible")
@@ -104,6 +118,24 @@ def test_cancel_keeps_saved_photo(page: Any, web: Web) -> None:
     page.wait_for_timeout(300)
     assert web.api_photo("bob").content == before
     shot(page, "web-photo-cancelled")
+
+
+def test_no_face_upload_says_the_crop_is_a_guess(page: Any, web: Web) -> None:
+    from skimage import data
+
+    sign_in(page, web, "kim")
+    buf = io.BytesIO()
+    Image.fromarray(data.coffee()).save(buf, "PNG")
+    page.set_input_files(
+        "#file", files=[{"name": "cup.png", "mimeType": PNG, "buffer": buf.getvalue()}]
+    )
+    page.locator("#crop").wait_for(state="visible")
+    why = page.locator("#crop-why")
+    assert why.inner_text().startswith("No face found: the suggestion is the centre")
+    assert "guess" in (why.get_attribute("class") or "")
+    assert crop_shown(page) == CropBox(100, 0, 400)  # the centre-top square of 600x400
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Preview discarded").wait_for()
 
 
 def test_text_file_shows_the_api_message_inline(page: Any, web: Web) -> None:

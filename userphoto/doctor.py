@@ -15,7 +15,7 @@ from typing import Any
 from .app import App
 from .directory import status as directory_status
 from .findings import ADDRESS, CATALOGUE, LEVEL_ORDER, Cause, Finding, Level, cause
-from .model import MEETING_SIZE, Account, Picture
+from .model import GUESSES, MEETING_SIZE, Account, Picture
 from .resolve import usable_url
 from .store import PhotoStatus
 
@@ -46,6 +46,8 @@ def user_findings(s: PhotoStatus) -> list[str]:
     if s.sizes:
         if max(s.sizes) < MEETING_SIZE and u.account is Account.HD:
             found.append("source_too_small")
+        if s.crop_reason in GUESSES:
+            found.append("crop_guess")
         if s.directory_usable and not s.directory_written_by_us:
             found.append("directory_disagrees")
     elif s.directory_usable:

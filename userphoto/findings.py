@@ -245,6 +245,15 @@ CATALOGUE: dict[str, Finding] = {
             "Upload a photo of at least {wanted}×{wanted}.",
         ),
         Finding(
+            "crop_guess",
+            Level.INFO,
+            "photos whose crop was a guess (no face, a doubtful one, or several): review them",
+            "{address}'s crop ({crop}) was a guess: {reason}.",
+            (_UPLOAD + " --crop X,Y,SIZE",),
+            "Look at the photo; if the square misses the face, give the box yourself "
+            "(or use the crop tool on the web page).",
+        ),
+        Finding(
             "legacy_client",
             Level.WARNING,
             "legacy client: standard definition only",

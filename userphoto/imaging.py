@@ -15,11 +15,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from PIL import Image, ImageCms
 
 from .errors import UserPhotoError
-from .model import HD_SIZES, MASTER_MAX, SD_MAX, CropBox
+from .model import HD_SIZES, MANUAL_CROP, MASTER_MAX, SD_MAX, CropBox, CropDecision, CropReason
 
 # Formats accepted, by content. Pillow is restricted to exactly these decoders.
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF")
@@ -100,15 +101,23 @@ class Rendered:
     crop: CropBox  # in upright source pixels
     renditions: dict[int, bytes]  # HD size -> JPEG, only sizes <= the cropped side
     thumbnail: bytes  # the directory thumbnail, <= DIRECTORY_LIMIT
+    decision: CropDecision = MANUAL_CROP  # how `crop` was chosen
 
     @property
     def sizes(self) -> tuple[int, ...]:
         return tuple(sorted(self.renditions))
 
 
-# A crop suggester looks at a small upright RGB image and returns a box in its coordinates,
-# or None to fall back to the centre. The face-aware crop plugs in here.
-CropSuggester = Callable[[Image.Image], CropBox | None]
+class Suggestion(Protocol):
+    box: CropBox | None
+    decision: CropDecision
+
+
+# A crop suggester looks at a small upright RGB image (and the side a box needs there for the
+# largest rendition) and returns a box in its coordinates, or None for the centre-top crop,
+# with the decision saying why. The face-aware crop (facecrop.suggest) plugs in here.
+CropSuggester = Callable[[Image.Image, float], Suggestion]
+NO_SUGGESTER = CropDecision(CropReason.CENTRE, 0.0, "no face detection")
 # With a suggester, the first decode keeps full detail for boxes down to this share of the
 # short side (tighter boxes cost a second decode).
 SUGGEST_REGION_SHARE = 0.5
@@ -351,6 +360,17 @@ def inspect(data: bytes, limits: Limits = Limits()) -> SourceInfo:
     return SourceInfo(kind, w, h, hashlib.sha256(data).hexdigest())
 
 
+def portrait_crop(width: int, height: int) -> CropBox:
+    """The fallback when no face is trusted: the largest square, centred across, and near the
+    top of a tall picture (a standing or half-length portrait has the head up there)."""
+    side = min(width, height)
+    return CropBox((width - side) // 2, round((height - side) * PORTRAIT_TOP), side)
+
+
+# Where the fallback square sits in a tall picture's spare height (0 top, 0.5 centre).
+PORTRAIT_TOP = 0.2
+
+
 def centre_crop(width: int, height: int) -> CropBox:
     side = min(width, height)
     return CropBox((width - side) // 2, (height - side) // 2, side)
@@ -435,7 +455,7 @@ def _to_srgb(image: Image.Image) -> Image.Image:
 
 def _crop_in(width: int, height: int, crop: CropBox | None, suggested: CropBox | None) -> CropBox:
     if crop is None:
-        return suggested or centre_crop(width, height)
+        return suggested or portrait_crop(width, height)
     if crop.x + crop.size > width or crop.y + crop.size > height:
         raise ImageError(
             ImageErrorKind.BAD_CROP,
@@ -503,14 +523,16 @@ def render(
         region_share=SUGGEST_REGION_SHARE if suggesting else 1.0,
     )
     suggested = None
+    decision = MANUAL_CROP if crop is not None else NO_SUGGESTER
     if suggesting:
         assert suggest is not None
         # Box-filter reduction: the suggester only looks, so fast beats pretty here.
         factor = math.ceil(max(image.size) / max_size)
         small = image.reduce(factor) if factor > 1 else image
-        box = suggest(small)
+        f = source.width / small.width
+        suggestion = suggest(small, max_size / f)
+        decision, box = suggestion.decision, suggestion.box
         if box is not None:
-            f = source.width / small.width
             suggested = _clamp(
                 CropBox(round(box.x * f), round(box.y * f), round(box.size * f)),
                 source.width,
@@ -535,7 +557,7 @@ def render(
     images = _downscales(square, [s for s in HD_SIZES if s <= min(box.size, max_size)])
     renditions = {size: encode_jpeg(img, quality) for size, img in images.items()}
     thumbnail = directory_thumbnail(images.get(thumbnail_size, square), thumbnail_size, quality)
-    return Rendered(source, box, renditions, thumbnail)
+    return Rendered(source, box, renditions, thumbnail, decision)
 
 
 def _widen(box: CropBox, side: int, source: SourceInfo) -> CropBox:

@@ -122,6 +122,50 @@ class CropBox:
         return f"{self.x},{self.y},{self.size}"
 
 
+class CropReason(StrEnum):
+    """Why a photo is cut where it is."""
+
+    FACE = "face"  # one clear face, framed by the portrait rule
+    SEVERAL = "several faces"  # the main one of several faces was framed (note says which)
+    DOUBTFUL = "doubtful face: centre"  # a detection we did not trust; centre-top crop
+    CENTRE = "no face: centre"  # nothing found; centre-top crop
+    MANUAL = "manual"  # a person chose the box
+
+
+# The reasons that are guesses: an admin should look at these crops.
+GUESSES = (CropReason.SEVERAL, CropReason.DOUBTFUL, CropReason.CENTRE)
+
+
+@dataclass(frozen=True)
+class CropDecision:
+    """How a crop box was chosen: reason, confidence (0..1) and a short human note."""
+
+    reason: CropReason
+    confidence: float = 1.0
+    note: str = ""
+
+    @property
+    def guess(self) -> bool:
+        return self.reason in GUESSES
+
+    def __str__(self) -> str:
+        score = f" {self.confidence:.2f}" if self.reason is not CropReason.MANUAL else ""
+        note = f" ({self.note})" if self.note else ""
+        flag = " [check]" if self.guess else ""
+        return f"{self.reason.value}{score}{note}{flag}"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "reason": self.reason.value,
+            "confidence": round(self.confidence, 3),
+            "note": self.note,
+            "guess": self.guess,
+        }
+
+
+MANUAL_CROP = CropDecision(CropReason.MANUAL, 1.0)
+
+
 @dataclass
 class User:
     id: str
@@ -167,6 +211,8 @@ class Photo:
     created: datetime
     actor: str
     via: str
+    # How the crop was chosen (older rows and stores that do not record it: manual).
+    crop_decision: CropDecision = MANUAL_CROP
 
     @property
     def largest(self) -> int:

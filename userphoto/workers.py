@@ -119,9 +119,9 @@ def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: float) -> Non
     # waits (its limit is CPU time, not wall time, so waiting refuses nothing).
     with contextlib.suppress(OSError):
         os.nice(NICE)
-    from .facecrop import _cascade
+    from .facecrop import warm_up
 
-    _cascade()  # the face detector's model, loaded before the first job is timed
+    warm_up()  # the face detector's models, loaded before the first job is timed
     conn.send("ready")
     while True:
         try:

@@ -248,8 +248,19 @@ class GraphApi:
         photos = self.s.app.photos
         user = photos.user(key)
         may_write(viewer, user.id, self.s.app.settings.self_service)
-        photos.set(user.id, req.body, actor=viewer.address or "?", via="graph")
-        return empty_answer(200)
+        photo = photos.set(user.id, req.body, actor=viewer.address or "?", via="graph")
+        # Graph answers a photo PUT with an empty 200; how the crop was chosen rides in
+        # headers, so Graph clients are unaffected and an admin script can still check it.
+        decision = photo.crop_decision
+        return empty_answer(
+            200,
+            [
+                (b"x-userphoto-crop", str(photo.crop).encode()),
+                (b"x-userphoto-crop-reason", decision.reason.value.encode()),
+                (b"x-userphoto-crop-confidence", f"{decision.confidence:.3f}".encode()),
+                (b"x-userphoto-crop-guess", b"true" if decision.guess else b"false"),
+            ],
+        )
 
     def delete(self, req: Req, key: str) -> Answer:
         viewer = req.viewer

@@ -166,6 +166,7 @@ class NativeApi:
                 "version": photo.version,
                 "sizes": list(photo.sizes),
                 "crop": str(photo.crop),
+                "crop_decision": photo.crop_decision.as_json(),
                 "updated": datetime.now(UTC).isoformat(),
             },
             req.viewer,

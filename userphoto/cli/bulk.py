@@ -74,6 +74,12 @@ def _summary(items: list[Item], dry_run: bool) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write one row per file to FILE: JSON if it ends in .json, else CSV.",
 )
+@click.option(
+    "--review",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a contact sheet of every crop imported to FILE (.html, else an image such as "
+    ".png), guesses framed in red, to check hundreds of crops at a glance.",
+)
 @pass_ctx
 def import_photos(
     ctx: Context,
@@ -83,6 +89,7 @@ def import_photos(
     on_conflict: str,
     jobs: int,
     report: Path | None,
+    review: Path | None,
 ) -> None:
     """Import every photo in PATH (a folder or a zip), matching file names to users.
 
@@ -97,9 +104,14 @@ def import_photos(
       userphoto import photos/ --dry-run                    preview: who matches what
       userphoto import photos.zip --match '{first}.{last}'
       userphoto import hr-export/ --match '{employeeID}' --on-conflict replace --report r.csv
+      userphoto import new-hires/ --review sheet.html       then check the crops at a glance
       userphoto import backup/                              restore a `userphoto export`
+                                                            (users, settings, crops as they were)
     """
     app = ctx.app
+    if bulk.is_export(path) and not dry_run:
+        _restore(ctx, path)
+        return
     try:
         matcher = bulk.load_matcher(app.store, pattern)
         sources = bulk.scan(path)
@@ -152,12 +164,43 @@ def import_photos(
         if counts[Status.INVALID]:
             sys.exit(1)  # as the import itself will
         return
+    guesses = [i for i in items if i.crop_guess]
+    for item in guesses[:PROBLEM_LINES]:
+        click.echo(f"{'check crop':<13} {item.file} -> {item.user}  ({item.detail})")
+    if len(guesses) > PROBLEM_LINES:
+        click.echo(f"... and {len(guesses) - PROBLEM_LINES} more crops to check (see --review)")
     done = sum(1 for i in items if i.status in (Status.IMPORTED, Status.REPLACED))
     rate = f", {pending / elapsed:.1f} files/s" if pending and elapsed > 0 else ""
     click.echo(f"{_summary(items, False)} ({done} stored in {elapsed:.1f} s{rate})")
+    if guesses:
+        click.echo(
+            f"{len(guesses)} crops were guesses (no face, a doubtful one, or several faces): "
+            "check them and fix any with `userphoto set ADDRESS FILE --crop X,Y,SIZE`"
+        )
     if report is not None:
         click.echo(f"report: {report}")
+    if review is not None:
+        shown = bulk.review_sheet(items, app.store, review)
+        click.echo(f"review sheet: {review} ({shown} crops, {len(guesses)} marked)")
     if counts[Status.INVALID] or counts[Status.FAILED]:
+        sys.exit(1)
+
+
+def _restore(ctx: Context, path: Path) -> None:
+    """`import DIR` of a `userphoto export`: users, settings and photos as they were."""
+    try:
+        result = bulk.restore(path, ctx.app.photos, ctx.app.settings)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    for problem in result.problems:
+        click.echo(f"failed        {problem}", err=True)
+    click.echo(
+        f"restored the export in {path} ({bulk.MANIFEST}): {result.users_added} users added, "
+        f"{result.users_updated} updated, {result.photos} photos stored as exported "
+        f"(not cropped again), {result.unchanged} unchanged"
+        + (f", {len(result.problems)} failed" if result.problems else "")
+    )
+    if result.problems:
         sys.exit(1)
 
 
@@ -170,11 +213,17 @@ def import_photos(
 )
 @pass_ctx
 def export_photos(ctx: Context, directory: Path, size: int | None) -> None:
-    """Write every user's saved photo to DIRECTORY as <address>.jpg (backup).
+    """Write every user's saved photo to DIRECTORY as <address>.jpg, with a manifest (backup).
 
-    `userphoto import DIRECTORY` restores them (the default --match '{mail}' reads the names).
+    The manifest (userphoto-export.json) keeps every user, alias, account state, picture and
+    visibility option, and each photo's crop box, crop reason and source hash.
+    `userphoto import DIRECTORY` restores all of it, into a fresh store too, without
+    cropping the photos again; other tools can still read the files by name.
     """
     result = bulk.export(ctx.app.store, directory, size)
-    click.echo(f"exported {result.written} photos to {directory}")
+    click.echo(
+        f"exported {result.written} photos and {result.users} users to {directory} "
+        f"(manifest {bulk.MANIFEST})"
+    )
     for address in result.skipped:
         click.echo(f"skipped {address}: not usable as a file name", err=True)

@@ -81,8 +81,14 @@ def set_photo(
     click.echo(
         f"{address}: {what}; version {photo.version}, "
         f"{photo.source_format} {photo.source_width}×{photo.source_height}, "
-        f"crop {photo.crop}, sizes {','.join(map(str, photo.sizes))}"
+        f"crop {photo.crop} ({photo.crop_decision}), sizes {','.join(map(str, photo.sizes))}"
     )
+    if photo.crop_decision.guess:
+        click.echo(
+            f"note: the crop is a guess ({photo.crop_decision.reason.value}); check it, and give "
+            f"the box yourself with --crop X,Y,SIZE if it is wrong",
+            err=True,
+        )
     user = photos.user(address)
     if user.account is Account.SD_ONLY:
         click.echo(

@@ -136,7 +136,8 @@ def user_show(ctx: Context, address: str) -> None:
         (
             "photo",
             f"version {photo.version}, sizes {','.join(map(str, photo.sizes))}, "
-            f"crop {photo.crop}, set {photo.created:%Y-%m-%d %H:%M} by {photo.actor} via "
+            f"crop {photo.crop} ({photo.crop_decision}), "
+            f"set {photo.created:%Y-%m-%d %H:%M} by {photo.actor} via "
             f"{photo.via}"
             if photo
             else "none",

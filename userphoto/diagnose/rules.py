@@ -31,6 +31,10 @@ def causes(f: Facts) -> list[Cause]:
     else:
         _photo_path(f, out)
     out += directory_faults(f)
+    if f.photo is not None and f.photo.crop_decision.guess:
+        decision = f.photo.crop_decision
+        reason = decision.reason.value + (f" ({decision.note})" if decision.note else "")
+        out.append(cause("crop_guess", address=addr, crop=f.photo.crop, reason=reason))
     if f.user.directory_gone:
         out.append(cause("directory_gone", address=addr))
     return _unique(out)

@@ -31,6 +31,7 @@ class PhotoStatus:
     directory_problem: str | None
     directory_seen: datetime | None
     directory_written_by_us: bool
+    crop_reason: str | None = None  # the saved photo's CropReason value (None: no photo)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,9 @@ TABLES: tuple[Table, ...] = (
             "created",
             "actor",
             "via",
+            "crop_reason",
+            "crop_confidence",
+            "crop_note",
         ),
         ("id",),
         times=frozenset({"created"}),

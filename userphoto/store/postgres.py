@@ -31,6 +31,8 @@ from ..model import (
     ApiToken,
     AuditEntry,
     CropBox,
+    CropDecision,
+    CropReason,
     DirectoryThumbnail,
     Partner,
     Photo,
@@ -51,6 +53,7 @@ from .base import (
     UserQuery,
     address_hashes,
 )
+from .status_sql import STATUS_FILTERS
 
 CHANNEL = "userphoto_changes"
 # Advisory lock keys ("upho" + purpose): schema migrations, change numbering.
@@ -182,6 +185,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX writeback_queue_order ON writeback_queue(queued);
     """,
+    # 3: how each photo's crop was chosen (face / several faces / no face / manual ...), and
+    # the web-address rule (resolve.usable_url) as an SQL function for the admin filters.
+    """
+    ALTER TABLE photos ADD COLUMN crop_reason TEXT NOT NULL DEFAULT 'manual';
+    ALTER TABLE photos ADD COLUMN crop_confidence DOUBLE PRECISION NOT NULL DEFAULT 1.0;
+    ALTER TABLE photos ADD COLUMN crop_note TEXT NOT NULL DEFAULT '';
+    CREATE FUNCTION usable_url(url TEXT) RETURNS BOOLEAN IMMUTABLE LANGUAGE SQL AS $$
+        SELECT coalesce(length(url) <= 2048
+            AND (starts_with(lower(url), 'http://') OR starts_with(lower(url), 'https://'))
+            AND url ~ '^[!-~]+$', false)
+    $$;
+    """,
 ]
 
 _USER_COLUMNS = (
@@ -197,7 +212,7 @@ _USER_SELECT = (
 )
 _PHOTO_COLUMNS = (
     "id, user_id, version, state, crop, source_hash, source_format, source_width, "
-    "source_height, sizes, created, actor, via"
+    "source_height, sizes, created, actor, via, crop_reason, crop_confidence, crop_note"
 )
 
 # One row per user with their photo facts (as in the SQLite store).
@@ -208,24 +223,9 @@ _STATUS_JOINS = (
 _STATUS_SELECT = (
     f"SELECT {_U_COLUMNS}, p.sizes, p.created, "
     "EXISTS (SELECT 1 FROM photos v WHERE v.user_id = u.id AND v.state = 'preview'), "
-    "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us "
-    f"FROM users u {_STATUS_JOINS}"
+    "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us, "
+    f"p.crop_reason FROM users u {_STATUS_JOINS}"
 )
-_NOT_HTTP = (
-    "NOT (starts_with(lower(coalesce(u.picture_url, '')), 'http://') "
-    "OR starts_with(lower(coalesce(u.picture_url, '')), 'https://'))"
-)
-_STATUS_FILTERS: dict[StatusFilter, tuple[str, ...]] = {
-    StatusFilter.ALL: (),
-    StatusFilter.NO_PHOTO: ("p.id IS NULL", "d.jpeg IS NULL"),
-    StatusFilter.DIRECTORY_ONLY: ("p.id IS NULL", "d.jpeg IS NOT NULL", "u.removal_record IS NULL"),
-    StatusFilter.PROBLEMS: (
-        "(d.problem IS NOT NULL OR (d.jpeg IS NULL AND d.user_id IS NOT NULL) "
-        "OR u.account IN ('absent', 'disabled') "
-        "OR (u.removal_record IS NOT NULL AND p.id IS NULL AND d.jpeg IS NOT NULL) "
-        f"OR (u.picture = 'url' AND {_NOT_HTTP}))",
-    ),
-}
 
 
 def now() -> datetime:
@@ -731,6 +731,7 @@ class PostgresStore(Store):
             directory_problem=r[18],
             directory_seen=r[19],
             directory_written_by_us=bool(r[20]),
+            crop_reason=r[21],
         )
 
     def _status_where(self, query: StatusQuery | None) -> tuple[str, tuple]:
@@ -744,7 +745,7 @@ class PostgresStore(Store):
                 "OR u.id IN (SELECT user_id FROM aliases WHERE address LIKE %s ESCAPE ''))"
             )
             params = (like, like, like)
-        clauses.extend(_STATUS_FILTERS[StatusFilter(query.filter)])
+        clauses.extend(STATUS_FILTERS[StatusFilter(query.filter)])
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def list_photo_status(self, query: StatusQuery | None = None) -> list[PhotoStatus]:
@@ -780,6 +781,7 @@ class PostgresStore(Store):
             created=row[10],
             actor=row[11],
             via=row[12],
+            crop_decision=CropDecision(CropReason(row[13]), row[14], row[15]),
         )
 
     @staticmethod
@@ -808,7 +810,7 @@ class PostgresStore(Store):
                 conn.execute("UPDATE users SET removal_record = NULL WHERE id = %s", (user_id,))
             photo_id = conn.execute(
                 f"INSERT INTO photos ({_PHOTO_COLUMNS.replace('id, ', '', 1)}, thumbnail) "
-                f"VALUES ({', '.join(['%s'] * 13)}) RETURNING id",
+                f"VALUES ({', '.join(['%s'] * 16)}) RETURNING id",
                 (
                     user_id,
                     version,
@@ -822,6 +824,9 @@ class PostgresStore(Store):
                     at,
                     actor,
                     via,
+                    rendered.decision.reason.value,
+                    rendered.decision.confidence,
+                    rendered.decision.note,
                     rendered.thumbnail,
                 ),
             ).fetchone()[0]  # type: ignore[index]

@@ -22,13 +22,14 @@ from ..errors import (
     StoreReadOnly,
     UnknownUser,
 )
-from ..findings import PROBLEM_CODES
 from ..imaging import Rendered
 from ..model import (
     Account,
     ApiToken,
     AuditEntry,
     CropBox,
+    CropDecision,
+    CropReason,
     DirectoryThumbnail,
     Partner,
     Photo,
@@ -50,6 +51,7 @@ from .base import (
     UserQuery,
     address_hashes,
 )
+from .status_sql import STATUS_FILTERS
 
 CHANGES_KEPT = 100_000  # change rows kept for followers; one further behind starts over
 CHANGES_POLL = 0.05  # seconds between looks at the change table in wait_for_changes
@@ -178,6 +180,13 @@ MIGRATIONS: list[str] = [
             (SELECT value FROM state WHERE key = 'directory.writeback.pending'));
     DELETE FROM state WHERE key = 'directory.writeback.pending';
     """,
+    # 5: how each photo's crop was chosen (face / several faces / no face / manual ...);
+    # rows from before this were all either given a box or cropped without a record: manual.
+    """
+    ALTER TABLE photos ADD COLUMN crop_reason TEXT NOT NULL DEFAULT 'manual';
+    ALTER TABLE photos ADD COLUMN crop_confidence REAL NOT NULL DEFAULT 1.0;
+    ALTER TABLE photos ADD COLUMN crop_note TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 _USER_COLUMNS = (
@@ -186,7 +195,7 @@ _USER_COLUMNS = (
 )
 _PHOTO_COLUMNS = (
     "id, user_id, version, state, crop, source_hash, source_format, source_width, "
-    "source_height, sizes, created, actor, via"
+    "source_height, sizes, created, actor, via, crop_reason, crop_confidence, crop_note"
 )
 
 # One row per user with their photo facts (`PhotoStatus`): the saved photo, a pending
@@ -201,26 +210,10 @@ _STATUS_SELECT = (
     + ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
     + ", p.sizes, p.created, "
     "EXISTS (SELECT 1 FROM photos v WHERE v.user_id = u.id AND v.state = 'preview'), "
-    "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us "
+    "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us, "
+    "p.crop_reason "
     f"FROM users u {_STATUS_JOINS}"
 )
-# The admin listing's "Problems" filter is the catalogue's problem findings (findings.py);
-# each needs its SQL here. The web-address rule is `resolve.usable_url` itself, registered as
-# an SQL function on every connection, so the listing and the serving agree.
-_FINDING_SQL: dict[str, str] = {
-    "directory_thumbnail_problem": (
-        "(d.problem IS NOT NULL OR (d.jpeg IS NULL AND d.user_id IS NOT NULL))"
-    ),
-    "account_unavailable": "u.account IN ('absent', 'disabled')",
-    "removal_record": "(u.removal_record IS NOT NULL AND p.id IS NULL AND d.jpeg IS NOT NULL)",
-    "url_missing": "(u.picture = 'url' AND NOT usable_url(u.picture_url))",
-}
-_STATUS_FILTERS: dict[StatusFilter, tuple[str, ...]] = {
-    StatusFilter.ALL: (),
-    StatusFilter.NO_PHOTO: ("p.id IS NULL", "d.jpeg IS NULL"),
-    StatusFilter.DIRECTORY_ONLY: ("p.id IS NULL", "d.jpeg IS NOT NULL", "u.removal_record IS NULL"),
-    StatusFilter.PROBLEMS: ("(" + " OR ".join(_FINDING_SQL[c] for c in PROBLEM_CODES) + ")",),
-}
 
 
 def now() -> datetime:
@@ -673,6 +666,7 @@ class SQLiteStore(Store):
             directory_problem=r[18],
             directory_seen=_dt(r[19]),
             directory_written_by_us=bool(r[20]),
+            crop_reason=r[21],
         )
 
     @staticmethod
@@ -688,7 +682,7 @@ class SQLiteStore(Store):
                 "(SELECT user_id FROM aliases WHERE address LIKE ?))"
             )
             params = (like, like, like)
-        clauses.extend(_STATUS_FILTERS[StatusFilter(query.filter)])
+        clauses.extend(STATUS_FILTERS[StatusFilter(query.filter)])
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def list_photo_status(self, query: StatusQuery | None = None) -> list[PhotoStatus]:
@@ -729,6 +723,7 @@ class SQLiteStore(Store):
             created=_dt(row[10]),  # type: ignore[arg-type]
             actor=row[11],
             via=row[12],
+            crop_decision=CropDecision(CropReason(row[13]), row[14], row[15]),
         )
 
     def _require_user(self, db: sqlite3.Connection, user_id: str) -> None:
@@ -754,7 +749,7 @@ class SQLiteStore(Store):
                 db.execute("UPDATE users SET removal_record = NULL WHERE id = ?", (user_id,))
             cur = db.execute(
                 f"INSERT INTO photos ({_PHOTO_COLUMNS.replace('id, ', '', 1)}, thumbnail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     user_id,
                     version,
@@ -768,6 +763,9 @@ class SQLiteStore(Store):
                     _ts(at),
                     actor,
                     via,
+                    rendered.decision.reason.value,
+                    rendered.decision.confidence,
+                    rendered.decision.note,
                     rendered.thumbnail,
                 ),
             )

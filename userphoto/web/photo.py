@@ -68,6 +68,7 @@ def preview_payload(user: User, photo: Photo) -> dict[str, Any]:
     return {
         "version": photo.version,
         "crop": {"x": photo.crop.x, "y": photo.crop.y, "size": photo.crop.size},
+        "crop_decision": photo.crop_decision.as_json(),
         "source": {
             "width": photo.source_width,
             "height": photo.source_height,

@@ -60,6 +60,7 @@
     if (!data) { preview.hidden = true; return; }
     src = data.source;
     box0 = data.crop;
+    explain(data.crop_decision);
     minSize = Math.min(src.width, src.height, Math.max(48, Number(app.dataset.min) || 48));
     img.onload = () => {
       crop.hidden = false;
@@ -119,6 +120,23 @@
       }
     }
     preview.hidden = false;
+  }
+
+  // Why the suggested square is where it is; a guess asks the user to check it.
+  function explain(d) {
+    const why = $("crop-why");
+    if (!why || !d) return;
+    const score = `${Math.round(d.confidence * 100)}%`;
+    const note = d.note ? ` (${d.note})` : "";
+    const text = {
+      "face": `Suggested around your face (detector confidence ${score}).`,
+      "several faces": `Several faces found: the suggestion frames one${note}. Check it is you.`,
+      "doubtful face: centre": `No face we could trust${note}: the suggestion is the centre of the picture. Please adjust it.`,
+      "no face: centre": "No face found: the suggestion is the centre of the picture. Please adjust it.",
+      "manual": "Your own crop.",
+    }[d.reason] || `Suggestion: ${d.reason}${note}.`;
+    why.textContent = text;
+    why.classList.toggle("guess", Boolean(d.guess));
   }
 
   // --- the crop square ------------------------------------------------------------------------
