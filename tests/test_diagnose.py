@@ -439,7 +439,9 @@ def test_sd_only_without_a_photo_names_both_causes(sh: Cli, ada: User, photo_fil
     assert {"no_photo", "sd_only"} <= set(codes(v))
     apply_fix(sh, all_fixes(v), photo_file)  # every printed fix, in the order printed
     v = verdict(sh, ADDR, "--size", "648")
-    assert shows(v) and v["sees"]["size"] == 648 and not v["causes"]
+    # Nothing stands between the viewer and the photo; the flat test picture has no face, so
+    # its crop is noted as a guess (info), which blocks nothing.
+    assert shows(v) and v["sees"]["size"] == 648 and set(codes(v)) <= {"crop_guess"}
 
 
 def test_a_valid_web_address_is_not_reported_missing(sh: Cli, ada: User, photo_file: str) -> None:
