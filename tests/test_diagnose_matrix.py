@@ -143,7 +143,7 @@ def observed(r: httpx.Response, avatar_size: int) -> dict:
             "height": image.height,
         }
         if got["source"] == "default":
-            mp = r.content == default_picture.silhouette(avatar_size)
+            mp = r.content == default_picture.silhouette(image.width)
             got["picture"] = "mp" if mp else "initials"
     return got
 

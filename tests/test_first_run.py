@@ -70,6 +70,7 @@ def test_missing_data_folder_is_an_error_except_for_init_serve_demo(
         ("user", "list"): (),
         ("user", "show"): ("a@contoso.example",),
         ("user", "set"): ("a@contoso.example", "--visibility", "everyone"),
+        ("store", "copy"): ("--to", "postgresql://postgres@127.0.0.1/none"),
     }
     creating = {("init",), ("serve",), ("demo",), ("config", "docs")}  # docs reads no folder
     assert set(leaf_commands()) == set(args) | creating, "a new command: add it here"

@@ -63,6 +63,9 @@ class PhotoState(StrEnum):
 HD_SIZES: tuple[int, ...] = (48, 64, 96, 120, 240, 360, 432, 504, 648)
 SD_MAX = 96
 MEETING_SIZE = 240  # what an HD client shows in a meeting or contact card
+# Generated default pictures for anonymous and partner viewers are drawn at most this large
+# (the client scales up): the work one outside request can cause stays bounded.
+OUTSIDE_GENERATED_MAX = 512
 MASTER_MAX = 648
 
 _SIZE_CODE = re.compile(r"^hr(\d+)x(\d+)$", re.IGNORECASE)

@@ -195,6 +195,17 @@ def seed(
 ALLOWED_DEFAULT = "https://static.contoso.test/avatars/"
 
 
+def serve_log(home: Path) -> Path:
+    """Where a test server's stderr (the access log) goes: in its data folder, or beside it
+    when the folder is read-only (the read-only store tests)."""
+    inside = home / "serve.log"
+    try:
+        inside.open("ab").close()
+        return inside
+    except OSError:
+        return home.parent / f"{home.name}-serve.log"
+
+
 def start_server(
     home: Path,
     extra_env: dict[str, str] | None = None,
@@ -211,7 +222,8 @@ def start_server(
         **(extra_env or {}),
     }
     # stderr (the access log) goes to a file: a pipe nobody reads would fill and stall it.
-    log = (home / "serve.log").open("ab")
+    log_path = serve_log(home)
+    log = log_path.open("ab")
     proc = subprocess.Popen(
         [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -230,7 +242,7 @@ def start_server(
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            err = (home / "serve.log").read_text(errors="replace")
+            err = log_path.read_text(errors="replace")
             raise RuntimeError(f"userphoto serve did not start:\n{err}")
         time.sleep(0.05)
 

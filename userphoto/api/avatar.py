@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import InvalidArgument, UserPhotoError
-from ..model import ClientProfile, Viewer
+from ..model import OUTSIDE_GENERATED_MAX, ClientProfile, Viewer
 from ..resolve import Source, usable_url
 from . import default_picture
 from .cache import Answer, image_answer, plain_error, redirect_answer
@@ -41,7 +41,6 @@ from .lookup import Target
 PREFIX = "/avatar/"
 MAX_SIZE = 2048
 DEFAULT_SIZE = 80
-EXTERNAL_MAX_GENERATED = 512  # px: generated defaults for anonymous and partner viewers
 GENERATED_MAX_BYTES = 32 * 1024 * 1024
 _HASH = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{64})$")
 _IDENTICON_LIKE = {"identicon", "monsterid", "wavatar", "retro", "robohash", "pagan"}
@@ -206,8 +205,8 @@ class AvatarApi:
             return redirect_answer(default, viewer, target=uid, source="default")
         if not viewer.internal:
             # What one outside request can cost is bounded: generated pictures for them stop
-            # at EXTERNAL_MAX_GENERATED px (the client scales up, as for photos).
-            size = min(size, EXTERNAL_MAX_GENERATED)
+            # at OUTSIDE_GENERATED_MAX px (the client scales up, as for photos).
+            size = min(size, OUTSIDE_GENERATED_MAX)
         gen = self.generated
         if default in ("mp", "mm"):
             data = gen.get(("mp", size, ""), lambda: default_picture.silhouette(size))

@@ -618,9 +618,10 @@ def _too_large(limit: int) -> UserPhotoError:
 def _refusal(surface: Surface, exc: UserPhotoError) -> Answer:
     """The surface's error answer, with `Retry-After` when the error says when to retry."""
     answer = surface.error(exc)
-    if exc.retry_after is not None:
+    if exc.retry_after is not None:  # the error's own delay, in place of any default
+        kept = [h for h in answer.headers if h[0] != b"retry-after"]
         retry = (b"retry-after", str(exc.retry_after).encode())
-        answer = replace(answer, headers=[*answer.headers, retry])
+        answer = replace(answer, headers=[*kept, retry])
     return answer
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..model import HD_SIZES, ClientProfile, DirectoryThumbnail, User, Viewer
+from ..model import HD_SIZES, OUTSIDE_GENERATED_MAX, ClientProfile, DirectoryThumbnail, User, Viewer
 from ..resolve import Resolution, Source, resolve
 
 AVATAR_SIZE = 80  # /avatar/'s default s=
@@ -154,6 +154,7 @@ def predict(
         master = max(photo_sizes) if photo_sizes else 0
         found = picture(res, min(avatar_size, master))  # never upscaled: the master at most
         initials = viewer.internal and res.source is Source.DEFAULT
+    drawn = avatar_size if viewer.internal else min(avatar_size, OUTSIDE_GENERATED_MAX)
     out.append(
         found
         or Answer(
@@ -161,8 +162,8 @@ def predict(
             requests[name],
             200,
             "default",
-            avatar_size,
-            avatar_size,
+            drawn,
+            drawn,
             picture="initials" if initials else "mp",
         )
     )
