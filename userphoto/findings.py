@@ -62,7 +62,7 @@ CHOICE_NOTE = (
 )
 
 
-class _Keep(dict):
+class _Keep(dict[str, Any]):
     """Leaves unknown fields as written, so a template may be filled in stages."""
 
     def __missing__(self, key: str) -> str:

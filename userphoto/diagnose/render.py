@@ -20,7 +20,7 @@ class Symptom(StrEnum):
     NO_HD = "no_hd_photo"
 
     @property
-    def title(self) -> str:
+    def heading(self) -> str:  # not `title`: a member is a str, and would lose str.title()
         return {
             Symptom.OWN_PHOTO: "The user can't see their own photo",
             Symptom.OTHERS: "Other contacts (especially external ones) can't see the photo",
@@ -68,7 +68,7 @@ class Diagnosis:
             "size": self.size,
             "sees": asdict(self.sees),
             "steps": self.steps,
-            "symptom": {"code": self.symptom.value, "title": self.symptom.title}
+            "symptom": {"code": self.symptom.value, "title": self.symptom.heading}
             if self.symptom
             else None,
             "causes": [c.to_dict() for c in self.causes],
@@ -84,7 +84,7 @@ class Diagnosis:
             return head + " Nothing to fix."
         if self.symptom is None:
             return head + f" {len(self.causes)} note(s) below."
-        return head + f" Symptom: {self.symptom.title.lower()}."
+        return head + f" Symptom: {self.symptom.heading.lower()}."
 
     def text(self) -> str:
         lines = [
@@ -104,7 +104,7 @@ class Diagnosis:
                 lines.append(f"  {answer.surface:<7} {answer.text}")
                 lines.append(f"  {'':<7} ({answer.request})")
         if self.symptom:
-            lines += ["", f"Symptom: {self.symptom.title}"]
+            lines += ["", f"Symptom: {self.symptom.heading}"]
         if self.causes:
             lines += ["", "Causes:" if self.symptom else "Notes:"]
             for cause in self.causes:

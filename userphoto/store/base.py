@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from ..imaging import Rendered
 from ..model import ApiToken, AuditEntry, DirectoryThumbnail, Partner, Photo, PhotoState, User
@@ -424,16 +425,18 @@ class Store(ABC):
 
     # --- moving a whole deployment (`userphoto store copy`) ------------------------------
     @abstractmethod
-    def dump_rows(self, table: Table, after: tuple | None, limit: int) -> list[tuple]:
+    def dump_rows(
+        self, table: Table, after: tuple[Any, ...] | None, limit: int
+    ) -> list[tuple[Any, ...]]:
         """Up to `limit` rows of `table` with a key above `after`, in key order (byte-wise
         for text), as neutral Python values in `table.columns` order."""
 
     @abstractmethod
-    def last_key(self, table: Table) -> tuple | None:
+    def last_key(self, table: Table) -> tuple[Any, ...] | None:
         """The highest key in `table` (in `dump_rows` order), None when empty."""
 
     @abstractmethod
-    def load_rows(self, table: Table, rows: list[tuple]) -> int:
+    def load_rows(self, table: Table, rows: list[tuple[Any, ...]]) -> int:
         """Insert rows as `dump_rows` gives them, in one transaction; rows whose key is
         already there are left alone. Returns how many were inserted."""
 

@@ -483,7 +483,7 @@ class PostgresStore(Store):
             row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
             version = (row[0] if row else None) or 0
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                conn.execute(script)  # type: ignore[arg-type]
+                conn.execute(script)
                 conn.execute("INSERT INTO schema_version VALUES (%s)", (number,))
 
     @property
@@ -938,7 +938,7 @@ class PostgresStore(Store):
         return [self._photo(r) for r in rows]
 
     def saved_photo_hashes(self) -> dict[str, str]:
-        return dict(self._all("SELECT user_id, source_hash FROM photos WHERE state = 'saved'"))  # type: ignore[arg-type]
+        return dict(self._all("SELECT user_id, source_hash FROM photos WHERE state = 'saved'"))
 
     # --- directory thumbnail slot -----------------------------------------------------------
     def put_directory_thumbnail(self, thumb: DirectoryThumbnail) -> None:
@@ -977,12 +977,17 @@ class PostgresStore(Store):
         )
         if row is None:
             return None
+        user, jpeg, raw_hash, raw_size, width, height, problem, seen, written_by_us = row
         return DirectoryThumbnail(
-            row[0],
-            bytes(row[1]) if row[1] is not None else None,
-            *row[2:7],
-            seen=row[7],
-            written_by_us=bool(row[8]),
+            user_id=user,
+            jpeg=bytes(jpeg) if jpeg is not None else None,
+            raw_hash=raw_hash,
+            raw_size=raw_size,
+            width=width,
+            height=height,
+            problem=problem,
+            seen=seen,
+            written_by_us=bool(written_by_us),
         )
 
     def delete_directory_thumbnail(self, user_id: str) -> None:

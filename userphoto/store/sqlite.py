@@ -907,10 +907,17 @@ class SQLiteStore(Store):
         ).fetchone()
         if row is None:
             return None
+        user, jpeg, raw_hash, raw_size, width, height, problem, seen, written_by_us = row
         return DirectoryThumbnail(
-            *row[:7],
-            seen=_dt(row[7]),  # type: ignore[arg-type]
-            written_by_us=bool(row[8]),
+            user_id=user,
+            jpeg=jpeg,
+            raw_hash=raw_hash,
+            raw_size=raw_size,
+            width=width,
+            height=height,
+            problem=problem,
+            seen=datetime.fromisoformat(seen),  # NOT NULL column
+            written_by_us=bool(written_by_us),
         )
 
     def delete_directory_thumbnail(self, user_id: str) -> None:
