@@ -61,6 +61,17 @@ def test_set_get_remove_round_trip(run_cli: RunCli, ada: str, tmp_path: Path) ->
     assert b"cleared" in run_cli("remove", ada, "--clear-record").stdout
 
 
+def test_get_to_standard_output_writes_the_jpeg_bytes(
+    run_cli: RunCli, ada: str, tmp_path: Path
+) -> None:
+    src = write(tmp_path, "ada.jpg", encode(Image.new("RGB", (300, 300), (20, 20, 200)), "JPEG"))
+    run_cli("set", ada, src)
+    target = tmp_path / "out.jpg"
+    run_cli("get", ada, "--size", "96", "-o", str(target))
+    piped = run_cli("get", ada, "--size", "96", "-o", "-").stdout
+    assert piped == target.read_bytes() and piped.startswith(b"\xff\xd8")
+
+
 def test_preview_save_and_cancel(run_cli: RunCli, ada: str, tmp_path: Path) -> None:
     red = write(tmp_path, "r.png", encode(Image.new("RGB", (300, 300), (220, 0, 0)), "PNG"))
     blue = write(tmp_path, "b.png", encode(Image.new("RGB", (300, 300), (0, 0, 220)), "PNG"))

@@ -557,8 +557,8 @@ def _sheet_image(shown: list[tuple[Item, bytes]]) -> PILImage:
     draw = ImageDraw.Draw(sheet)
     for n, (item, data) in enumerate(shown):
         left, top = (n % columns) * cell_w, (n // columns) * cell_h
-        with Image.open(io.BytesIO(data)) as tile:
-            tile = tile.convert("RGB")
+        with Image.open(io.BytesIO(data)) as opened:
+            tile = opened.convert("RGB")
             if tile.width != SHEET_TILE:
                 tile = tile.resize((SHEET_TILE, SHEET_TILE), Image.Resampling.LANCZOS)
             sheet.paste(tile, (left + pad, top + pad))

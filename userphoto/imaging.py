@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, cast
 
 from PIL import Image, ImageCms
 
@@ -109,8 +109,11 @@ class Rendered:
 
 
 class Suggestion(Protocol):
-    box: CropBox | None
-    decision: CropDecision
+    # Read-only members, so an immutable value (facecrop's NamedTuple) satisfies it.
+    @property
+    def box(self) -> CropBox | None: ...
+    @property
+    def decision(self) -> CropDecision: ...
 
 
 # A crop suggester looks at a small upright RGB image (and the side a box needs there for the
@@ -280,7 +283,7 @@ def decoded_bytes(image: Image.Image, kind: str, scale: float = 1.0) -> int:
             factor *= 2
         out = math.ceil(w / factor) * math.ceil(h / factor) * 4 * 2  # output + one copy
         if image.info.get("progressive") or image.info.get("progression"):
-            out += w * h * 2 * _sampled_share(image)
+            out += math.ceil(w * h * 2 * _sampled_share(image))
         return out
     pixels = w * h
     full = pixels * _BYTES_PER_PIXEL.get(image.mode, 4)
@@ -422,7 +425,8 @@ def _to_srgb(image: Image.Image) -> Image.Image:
 
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit (and 32-bit int) grey: scale down explicitly; convert() would clip to white.
-        peak = 65535 if mode.startswith("I;16") or image.getextrema()[1] > 255 else 255
+        # (One band, so getextrema() is (lo, hi).)
+        peak = 65535 if mode.startswith("I;16") or cast(float, image.getextrema()[1]) > 255 else 255
         image = image.convert("I").point(lambda v: v * (255 / peak)).convert("L")
         mode = "L"
     elif mode == "F":
@@ -622,9 +626,9 @@ def directory_thumbnail(
 
 def resize_jpeg(jpeg: bytes, size: int, quality: int = JPEG_QUALITY) -> bytes:
     """Downscale one of our own renditions (trusted bytes) to `size`×`size`."""
-    with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as image:
-        image.draft("RGB", (size, size))
-        image = image.convert("RGB")
+    with Image.open(io.BytesIO(jpeg), formats=["JPEG"]) as source:
+        source.draft("RGB", (size, size))
+        image = source.convert("RGB")
         if image.width != size:
             image = image.resize((size, size), Image.Resampling.LANCZOS)
         return encode_jpeg(image, quality)

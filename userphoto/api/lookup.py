@@ -111,12 +111,18 @@ class Lookup:
     def target(self, key: str) -> Target | None:
         self._record(key)
         user = self._read(self.store.find_user, key)
-        return self.load(user) if user else self._nobody()
+        if not user:
+            self._nobody()
+            return None
+        return self.load(user)
 
     def by_hash(self, digest: str) -> Target | None:
         self._record(digest)
         user = self._read(self.store.find_user_by_hash, digest)
-        return self.load(user) if user else self._nobody()
+        if not user:
+            self._nobody()
+            return None
+        return self.load(user)
 
     def _nobody(self) -> None:
         # The same reads as for a user who exists, so an unknown key costs what a hidden

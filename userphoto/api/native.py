@@ -13,6 +13,7 @@ one and one with nothing they may see; the generated default is for internal vie
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from ..errors import InvalidArgument, UserPhotoError
 from ..model import Viewer
@@ -126,7 +127,7 @@ class NativeApi:
         if res.source is Source.HD:
             cap = res.cap or max(target.sizes)
             sizes = [s for s in target.sizes if s <= cap] or [min(target.sizes)]
-        payload = {
+        payload: dict[str, Any] = {  # JSON
             "source": res.source.value,
             "size": res.size,
             "sizes": sizes,

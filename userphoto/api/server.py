@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl
 from ..app import App
 from ..auth import Authenticator
 from ..errors import UserPhotoError, WorkersBusy
-from ..model import ViewerKind
+from ..model import Viewer, ViewerKind
 from ..store import Change, ChangeKind
 from .cache import Answer, AnswerCache, error_answer, plain_error, relation
 from .common import Req, Services
@@ -43,9 +43,11 @@ from .site import create_site
 
 log = logging.getLogger("userphoto.api")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+# ASGI's own types (as Starlette spells them), so the site app plugs in as an ASGIApp.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Query parameters any photo surface reads; the cache key is built from these alone, so junk
@@ -246,7 +248,7 @@ class PhotoServer:
                 self._queries[query] = normal
         return (path, normal)
 
-    def cached(self, path: str, query: str, viewer: Any) -> tuple[tuple, Answer | None]:
+    def cached(self, path: str, query: str, viewer: Viewer) -> tuple[tuple, Answer | None]:
         cache = self.cache
         key = self.route_key(path, query)
         if "/me/" in path or path.endswith("/me"):
@@ -258,7 +260,7 @@ class PhotoServer:
 
     def photo_hit(
         self, surface: Surface, path: str, query: str, auth_header: str | bytes | None
-    ) -> tuple[Answer | None, Any, tuple]:
+    ) -> tuple[Answer | None, Viewer | None, tuple]:
         """(cached answer or None, viewer, route key); (error answer, None, ()) for bad
         credentials. Synchronous: a hit costs no coroutine."""
         try:
@@ -278,7 +280,7 @@ class PhotoServer:
         query: str,
         auth_header: str | bytes | None,
         headers: dict[bytes, bytes],
-    ) -> tuple[Answer, Any, str]:
+    ) -> tuple[Answer, Viewer | None, str]:
         """A photo GET that memory could not answer: (answer, viewer or None, cache state).
         Credentials are verified in the pool, then the answer is a hit or built there."""
         try:
@@ -303,7 +305,7 @@ class PhotoServer:
         method: str,
         path: str,
         query: str,
-        viewer: Any,
+        viewer: Viewer,
         key: tuple,
         headers: dict[bytes, bytes],
     ) -> Answer:
@@ -416,7 +418,7 @@ class PhotoServer:
         start: dict[str, Any] = {}
         chunks: list[bytes] = []
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Message:
             nonlocal finished
             if finished:
                 await proto.client_disconnect()
@@ -449,7 +451,7 @@ class PhotoServer:
             else:
                 proto.response_bytes(status, headers, body)
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             # The answer goes out as soon as it is complete: an app may go on reading (and
             # discarding) a refused request's body afterwards, so the client sees the answer
             # at once and the connection still ends cleanly.
@@ -504,35 +506,35 @@ class PhotoServer:
         if method in _GET_HEAD:
             query = scope["query_string"].decode("latin-1")
             answer, viewer, key = self.photo_hit(surface, path, query, auth_header)
-            if viewer is not None and answer is None:
+            if answer is None and viewer is not None:
                 answer = await self.photo_miss(surface, method, path, query, viewer, key, headers)
-            elif viewer is not None:
-                self.cache.hits += 1
             elif answer is None:
                 answer, viewer, _state = await self.photo_slow(
                     surface, method, path, query, auth_header, headers
                 )
+            elif viewer is not None:
+                self.cache.hits += 1
             scope["userphoto.target"] = answer.target
             await _send(send, answer, headers.get(b"if-none-match"), method == "HEAD")
             return
         try:
-            viewer = self.auth.peek(auth_header) or await asyncio.to_thread(
-                self.auth.from_header, auth_header
-            )
+            writer = self.auth.peek(auth_header)
+            if writer is None:  # verifying needs the store or a signature check: off the loop
+                writer = await asyncio.to_thread(self.auth.from_header, auth_header)
         except UserPhotoError as exc:
             await self._refuse(send, receive, surface.error(exc))
             return
-        scope["userphoto.viewer"] = viewer.kind.value
-        if viewer.kind is ViewerKind.ANONYMOUS and method in ("PUT", "POST", "PATCH"):
-            problem = UserPhotoError("Changing a photo needs a bearer token.", status=401)
-            problem.code = "unauthorized"
-            await self._refuse(send, receive, surface.error(problem))
+        scope["userphoto.viewer"] = writer.kind.value
+        if writer.kind is ViewerKind.ANONYMOUS and method in ("PUT", "POST", "PATCH"):
+            refusal = UserPhotoError("Changing a photo needs a bearer token.", status=401)
+            refusal.code = "unauthorized"
+            await self._refuse(send, receive, surface.error(refusal))
             return
         body, problem = await _read_body(receive, headers, self.max_body)
         if problem is not None:
             await _send(send, surface.error(problem), None, False)
             return
-        req = Req(method, path, scope["query_string"], headers, viewer, body)
+        req = Req(method, path, scope["query_string"], headers, writer, body)
         pool = self.app.pool
         if self._writes >= pool.size + pool.max_waiting:  # bodies held in memory are bounded
             busy = WorkersBusy("Too many uploads are in progress; try again shortly.")

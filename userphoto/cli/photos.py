@@ -125,7 +125,7 @@ def get_photo(ctx: Context, address: str, size: int | None, preview: bool, outpu
     ctx.user(address)  # unknown: near-miss suggestions, as `diagnose` gives
     _photo, chosen, data = ctx.app.photos.get(address, size=size, preview=preview)
     if str(output) == "-":
-        click.get_binary_stream("stdout").write(data)
+        click.echo(data, nl=False)  # bytes go to the binary stream as they are
         return
     output.write_bytes(data)
     note = f" (largest available below {size})" if size and chosen != size else ""

@@ -135,7 +135,8 @@ def _no_photo(f: Facts) -> list[Cause]:
 
 def directory_faults(f: Facts) -> list[Cause]:
     """The directory's own data faults: reported whenever they exist."""
-    thumb, out = f.thumb, []
+    thumb = f.thumb
+    out: list[Cause] = []
     if thumb is None:
         return out
     if thumb.problem:

@@ -59,7 +59,7 @@ class Flavour:
             "uSNChanged",
             *COPIED,
         ]
-        if self.account_state:
+        if self.account_state and self.account_state.attribute:
             names.append(self.account_state.attribute)
         return list(dict.fromkeys(names))
 

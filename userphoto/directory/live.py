@@ -77,7 +77,7 @@ class SyncreplWatch:
         stop: threading.Event,
         *,
         after_cycle: Callable[[SyncReport], None] | None = None,
-        drain: Callable[[], None] | None = None,
+        drain: Callable[[], object] | None = None,  # its result is not used
     ) -> str | None:
         """Until `stop`; returns None, or why syncrepl cannot be used (then the caller polls)."""
         self.after_cycle = after_cycle

@@ -139,7 +139,7 @@ class SyncEngine:
         stop: threading.Event,
         *,
         after_cycle: Callable[[SyncReport], None] | None = None,
-        drain: Callable[[], None] | None = None,
+        drain: Callable[[], object] | None = None,  # its result is not used
         announce: Callable[[str], None] | None = None,
     ) -> None:
         """Follow the directory until `stop` is set.
@@ -207,7 +207,7 @@ class SyncEngine:
         recorder: status.WatchRecorder,
         *,
         after_cycle: Callable[[SyncReport], None] | None = None,
-        drain: Callable[[], None] | None = None,
+        drain: Callable[[], object] | None = None,  # its result is not used
     ) -> None:
         """Poll for changes every `watch_interval` until `stop` is set.
 
@@ -353,6 +353,7 @@ class SyncEngine:
         elif gone_ids:
             self._mark_deleted(gone_ids, report)
         # Only now, with every page read, does the cursor move.
+        new_cursor: dict[str, str | int | None]  # stored as JSON; _delta_clause reads it
         if dirsync_cookie is not None:
             new_cursor = {
                 "kind": "dirsync",
@@ -539,9 +540,10 @@ class SyncEngine:
         jobs: dict[int, bytes] = {}
         unchanged: list[int] = []
         for i, (_dn, attrs) in enumerate(page):
-            raw = (attrs.get(attribute) or [None])[0]
-            if raw is None:
+            values = attrs.get(attribute)
+            if not values:
                 continue
+            raw = values[0]
             did = directory_id(attrs, flavour.id_attribute)
             user_id = self._index.get(did) if (did and self._index is not None) else None
             old = self.store.get_directory_thumbnail(user_id) if user_id else None

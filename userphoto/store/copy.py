@@ -103,9 +103,9 @@ def copy_store(
     problems = []
     for table, entry in zip(TABLES, report.tables, strict=True):
         entry.rows, entry.digest = table_digest(source, table)
-        count, digest = table_digest(target, table)
-        if (count, digest) != (entry.rows, entry.digest):
-            problems.append(f"{table.name} ({entry.rows} rows in the source, {count} in the target)")
+        got, digest = table_digest(target, table)
+        if (got, digest) != (entry.rows, entry.digest):
+            problems.append(f"{table.name} ({entry.rows} rows in the source, {got} in the target)")
     if problems:
         raise CopyMismatch(
             "The copy differs from the source in: " + ", ".join(problems) + ". " + ADVICE
