@@ -67,3 +67,29 @@ def run_cli(home: Path) -> RunCli:
         return proc
 
     return run
+
+
+# `make test-fast`: everything that needs no server outside the test process tree (the directory
+# servers, PostgreSQL, Chromium, the OpenID provider, nginx) and is not marked slow. Marked here
+# from the fixtures a test uses, so a new test lands in the right tier without a decorator.
+EXTERNAL_FIXTURES = frozenset(
+    {
+        "slapd", "slapd_installed", "samba", "samba_golden",  # real directory servers
+        "new_pg_database", "pg_url", "replicated",  # PostgreSQL
+        "browser", "page", "web", "chromium",  # Chromium
+        "site",  # test_oidc: the npm OpenID provider
+        "front",  # test_deploy_nginx: nginx
+    }
+)  # fmt: skip
+# A module that imports a directory server's runner starts one itself, in some of its tests.
+SERVER_RUNNERS = ("Slapd", "Samba")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("store_url") == "postgresql"
+        runs_one = any(hasattr(item.module, name) for name in SERVER_RUNNERS)
+        if names & EXTERNAL_FIXTURES or on_postgres or runs_one:
+            item.add_marker(pytest.mark.external)
