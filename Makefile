@@ -19,10 +19,15 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The tests that need no directory server, PostgreSQL, Chromium, OpenID provider or nginx
-# (the `external` marker is set from their fixtures in tests/conftest.py), and not slow.
+# Under a minute: the pure core, imaging and face crop, findings, config and the SQLite store,
+# without any test that needs a directory server, PostgreSQL, Chromium, the OpenID provider or
+# nginx (the `external` marker, set from a test's fixtures in tests/conftest.py). All tests
+# without such a server: pytest -m "not external".
+FAST_TESTS ?= tests/test_resolve.py tests/test_findings.py tests/test_config.py \
+	tests/test_changefeed.py tests/test_directory_store.py tests/test_directory_photo.py \
+	tests/test_imaging.py tests/test_facecrop.py
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not external and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not external and not slow" $(FAST_TESTS) $(PYTEST_ARGS)
 
 # Style, the layer contracts ([tool.importlinter] in pyproject.toml) and types ([tool.mypy]).
 lint: setup
