@@ -226,12 +226,7 @@ def main() -> None:
             f"max {max(reverse):.3f}s"
         )
     finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
         server.stop()
     try:
         if not args.no_samba:
@@ -390,12 +385,7 @@ def _samba(tmp: Path, people: int, changes: int) -> None:
             targets = [(f"p{i:04d}@up.example", i) for i in picked]
             _propagation("Samba AD DC", http, Settings.load(home), targets, modify)
     finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
         server.destroy()
 
 
@@ -420,6 +410,16 @@ def _ldap_photo(conn: ldap3.Connection, dn: str) -> bytes | None:
     conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["thumbnailPhoto"])
     values = conn.response[0]["raw_attributes"].get("thumbnailPhoto") if conn.response else None
     return values[0] if values else None
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Ask each process to stop; kill what has not within 10 s."""
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
+    Executor,
     Future,
     ProcessPoolExecutor,
     ThreadPoolExecutor,
@@ -424,22 +425,8 @@ def _execute(
         except ImageError as exc:  # over the job's limits, or the decoder crashed
             return Outcome(Status.INVALID, detail=exc.message)
 
-    pending = iter(work)
-    in_flight: dict[Future[Outcome], Item] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="import") as threads:
-        try:
-            for item, job in islice(pending, jobs * 2):
-                in_flight[threads.submit(bounded, job)] = item
-            while in_flight:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = in_flight.pop(future)
-                    for next_item, next_job in islice(pending, 1):
-                        in_flight[threads.submit(bounded, next_job)] = next_item
-                    yield item, future.result()
-        except BaseException:
-            threads.shutdown(wait=False, cancel_futures=True)
-            raise
+        yield from _windowed(threads, bounded, work, jobs * 2)
 
 
 def _execute_processes(work: list[tuple[Item, Job]], jobs: int) -> Iterator[tuple[Item, Outcome]]:
@@ -447,22 +434,33 @@ def _execute_processes(work: list[tuple[Item, Job]], jobs: int) -> Iterator[tupl
     # Load OpenCV and the detector here, once: forked workers inherit them instead of each
     # paying ~0.3 s at start (workers started another way load it in _init_worker).
     _init_worker()
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker) as pool:
+        yield from _windowed(pool, process, work, jobs * 3)
+
+
+def _windowed(
+    executor: Executor,
+    run: Callable[[Job], Outcome],
+    work: list[tuple[Item, Job]],
+    window: int,
+) -> Iterator[tuple[Item, Outcome]]:
+    """At most `window` jobs in flight; outcomes in the order they complete. On an error or
+    an abandoned iteration, queued jobs are cancelled instead of run."""
     pending = iter(work)
     in_flight: dict[Future[Outcome], Item] = {}
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker) as pool:
-        try:
-            for item, job in islice(pending, jobs * 3):
-                in_flight[pool.submit(process, job)] = item
-            while in_flight:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = in_flight.pop(future)
-                    for next_item, next_job in islice(pending, 1):
-                        in_flight[pool.submit(process, next_job)] = next_item
-                    yield item, future.result()
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    try:
+        for item, job in islice(pending, window):
+            in_flight[executor.submit(run, job)] = item
+        while in_flight:
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = in_flight.pop(future)
+                for next_item, next_job in islice(pending, 1):
+                    in_flight[executor.submit(run, next_job)] = next_item
+                yield item, future.result()
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 def summary(items: Iterable[Item]) -> Counter[Status]:
