@@ -16,6 +16,7 @@ from tests.support.images import (
     jpeg_with_orientation,
     p3_to_srgb,
     png_header_bomb,
+    scan_bomb,
     two_tone,
 )
 from userphoto import imaging
@@ -301,3 +302,15 @@ def test_directory_photo_is_reencoded_upright_and_not_cropped() -> None:
     assert Image.open(io.BytesIO(jpeg)).size == (100, 200)
     with pytest.raises(ImageError):
         imaging.reencode_directory_photo(b"aGVsbG8gd29ybGQ=")  # base64 text, not bytes
+
+
+def test_scan_markers_bound_the_scans_of_a_jpeg_arriving_in_chunks() -> None:
+    bomb = scan_bomb(100, side=64)
+    exact = imaging.jpeg_scans(bomb, 10_000)
+    for size in (1, 7, 4096):  # an FF DA pair split across two chunks still counts
+        markers = imaging.ScanMarkers()
+        for i in range(0, len(bomb), size):
+            markers.feed(bomb[i : i + size])
+        assert markers.bound >= exact > imaging.MAX_JPEG_SCANS
+    assert imaging.too_many_scans(bomb) is not None
+    assert imaging.too_many_scans(bomb[: len(bomb) // 2]) is not None  # a prefix tells

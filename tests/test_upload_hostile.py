@@ -6,6 +6,7 @@ own memory high-water mark (VmHWM) can be read from /proc and its settings varie
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -154,3 +155,26 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert int(r.headers["retry-after"]) > 0
         assert first[0].status_code == 200, first[0].text
         assert put(served, "bob", portrait(5, 600, 600)).status_code == 200
+
+
+def test_a_scan_bomb_is_refused_from_its_first_bytes(tmp_path: Path) -> None:
+    """The serving process answers 422 once the repeated scans have arrived, without waiting
+    for (or reading, joining and handing a worker) the rest of the 3.7 MB upload."""
+    bomb = scan_bomb(60_000)
+    with server(tmp_path / "home") as (served, _pid):
+        host, port = served.base.removeprefix("http://").split(":")
+        head = (
+            f"PUT /v1/users/{addr('ada')}/photo HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {served.tokens['admin']}\r\nContent-Type: image/jpeg\r\n"
+            f"Content-Length: {len(bomb)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(head + bomb[: 512 * 1024])  # the rest is never sent
+            answer = b""
+            while b"\r\n\r\n" not in answer or b"image_too_costly" not in answer:
+                chunk = sock.recv(65536)  # times out (fails) if the server waits for the body
+                if not chunk:
+                    break
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 422"), answer[:200]
+    assert b"image_too_costly" in answer and b"baseline JPEG" in answer

@@ -207,15 +207,45 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
             f"The image is {width}×{height}; photos must be at least "
             f"{limits.min_side}×{limits.min_side} (648×648 is recommended).",
         )
-    if kind == "JPEG":
-        scans = jpeg_scans(data, MAX_JPEG_SCANS + 1)
-        if scans > MAX_JPEG_SCANS:
-            raise ImageError(
-                ImageErrorKind.TOO_COSTLY,
-                f"This JPEG has more than {MAX_JPEG_SCANS} progressive scans, which makes it "
-                "very slow to decode; export it as a baseline JPEG.",
-            )
+    if kind == "JPEG" and (costly := too_many_scans(data)) is not None:
+        raise costly
     return image, kind
+
+
+class ScanMarkers:
+    """An upper bound on a JPEG's scans, counted as its bytes arrive.
+
+    Every scan starts with the marker FF DA, and entropy-coded data never holds one (its FF
+    bytes are stuffed), so counting FF DA pairs costs a C-speed pass per chunk and can only
+    over-count (metadata may hold the pair). When the bound passes MAX_JPEG_SCANS,
+    `too_many_scans` on what has arrived gives the exact answer, once.
+    """
+
+    __slots__ = ("_ended_ff", "bound")
+
+    def __init__(self) -> None:
+        self.bound = 0
+        self._ended_ff = False
+
+    def feed(self, chunk: bytes) -> int:
+        self.bound += chunk.count(b"\xff\xda") + (self._ended_ff and chunk[:1] == b"\xda")
+        self._ended_ff = chunk[-1:] == b"\xff"
+        return self.bound
+
+
+def too_many_scans(data: bytes) -> ImageError | None:
+    """The refusal of a JPEG with more scans than MAX_JPEG_SCANS, else None.
+
+    Works on a prefix too (a scan bomb's scans are small, so the first few kilobytes tell),
+    which lets the server refuse one before the rest of the upload arrives.
+    """
+    if not data.startswith(b"\xff\xd8") or jpeg_scans(data, MAX_JPEG_SCANS + 1) <= MAX_JPEG_SCANS:
+        return None
+    return ImageError(
+        ImageErrorKind.TOO_COSTLY,
+        f"This JPEG has more than {MAX_JPEG_SCANS} progressive scans, which makes it "
+        "very slow to decode; export it as a baseline JPEG.",
+    )
 
 
 def jpeg_scans(data: bytes, stop: int = MAX_JPEG_SCANS + 1) -> int:

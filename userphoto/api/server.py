@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from .. import imaging
 from ..app import App
 from ..auth import Authenticator
 from ..errors import UserPhotoError, WorkersBusy
@@ -650,6 +651,7 @@ async def _read_body(
             return b"", too_large
     chunks: list[bytes] = []
     size = 0
+    markers, checked = imaging.ScanMarkers(), False
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -663,6 +665,12 @@ async def _read_body(
         if size > limit:
             return b"", too_large
         chunks.append(chunk)
+        if markers.feed(chunk) > imaging.MAX_JPEG_SCANS and not checked:
+            # A scan bomb is refused as soon as its scans have arrived, before the rest of it
+            # is read, joined and handed to an image worker (which checks whole files anyway).
+            checked = True
+            if (costly := imaging.too_many_scans(b"".join(chunks))) is not None:
+                return b"", costly
         if not message.get("more_body", False):
             return b"".join(chunks), None
 
