@@ -169,6 +169,48 @@ class CropDecision:
 MANUAL_CROP = CropDecision(CropReason.MANUAL, 1.0)
 
 
+# --- image values: what the imaging pipeline takes and gives (imaging.py does the work) -------
+
+DIRECTORY_LIMIT = 102_400  # AD thumbnailPhoto rangeUpper, bytes
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an upload may be: the `[limits]` settings, checked by imaging from the header."""
+
+    max_bytes: int = 4 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    min_side: int = 48
+    # One image job's budget (enforced by the worker pool; estimated here from the header).
+    job_memory: int = 256 * 1024 * 1024  # bytes of decoded pixels and their copies
+    job_cpu_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """The uploaded image as decoded: its format and upright size, and a hash of its bytes."""
+
+    format: str  # one of imaging.FORMATS
+    width: int  # upright (after EXIF orientation)
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything stored for one photo version."""
+
+    source: SourceInfo
+    crop: CropBox  # in upright source pixels
+    renditions: dict[int, bytes]  # HD size -> JPEG, only sizes <= the cropped side
+    thumbnail: bytes  # the directory thumbnail, <= DIRECTORY_LIMIT
+    decision: CropDecision = MANUAL_CROP  # how `crop` was chosen
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(sorted(self.renditions))
+
+
 @dataclass
 class User:
     id: str
