@@ -278,6 +278,21 @@ class DirectoryThumbnail:
     seen: datetime
     written_by_us: bool = False  # our own write-back, so sync does not loop
 
+    @property
+    def facts(self) -> DirectoryFacts:
+        return DirectoryFacts(self.jpeg is not None, self.problem, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class DirectoryFacts:
+    """What the resolution rule needs of a directory photo: whether it can be served (and why
+    not), and its size when known. A status row has these without the photo's bytes."""
+
+    usable: bool
+    problem: str | None = None  # why it cannot be used (when not usable)
+    width: int | None = None
+    height: int | None = None
+
 
 @dataclass(frozen=True)
 class AuditEntry:

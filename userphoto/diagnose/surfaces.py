@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..model import HD_SIZES, OUTSIDE_GENERATED_MAX, ClientProfile, DirectoryThumbnail, User, Viewer
-from ..resolve import Resolution, Source, resolve
+from ..resolve import Resolution, Source, allowed_sizes, resolve
 
 AVATAR_SIZE = 80  # /avatar/'s default s=
 EWS_SIZE = 96  # GetUserPhoto's default size
@@ -126,8 +126,7 @@ def predict(
                 else Answer(name, requests[name], 404)
             )
         elif res.source is Source.HD:
-            cap = res.cap or max(photo_sizes)
-            available = [s for s in photo_sizes if s <= cap] or [min(photo_sizes)]
+            available = allowed_sizes(photo_sizes, res.cap)
             if graph_size is not None and graph_size not in available:
                 out.append(Answer(name, requests[name], 404))
             else:

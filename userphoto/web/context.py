@@ -93,3 +93,10 @@ async def read_upload(request: Request, limit: int) -> bytes:
                 status=413,
             )
     return bytes(body)
+
+
+def local_path(path: str, default: str = "/me") -> str:
+    """Only same-site paths are followed after a form or a sign-in (no open redirect)."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return default
+    return path
