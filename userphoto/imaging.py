@@ -4,6 +4,11 @@ The pipeline decodes once, at the smallest scale the largest rendition allows (J
 `draft` mode decodes at 1/2, 1/4 or 1/8 scale for almost nothing), then derives every size
 from that one image. Nothing from the upload is ever passed through: every output is a fresh
 JPEG with no metadata.
+
+Over 400 lines on purpose: it is one pipeline (header checks → decode at scale → upright sRGB
+→ crop → renditions → JPEG), and its steps share private helpers (`_open`, `_load`,
+`_reduce`, `_to_srgb`) that would become a public API if the steps were split apart. Its
+values (`Limits`, `SourceInfo`, `Rendered`) live in `model.py` and its error in `errors.py`.
 """
 
 from __future__ import annotations

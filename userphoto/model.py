@@ -67,6 +67,8 @@ MEETING_SIZE = 240  # what an HD client shows in a meeting or contact card
 # (the client scales up): the work one outside request can cause stays bounded.
 OUTSIDE_GENERATED_MAX = 512
 MASTER_MAX = 648
+# The generated initials' size when the request names none (the native API and the web pages).
+GENERATED_SIZE = SD_MAX
 
 _SIZE_CODE = re.compile(r"^hr(\d+)x(\d+)$", re.IGNORECASE)
 

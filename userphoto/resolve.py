@@ -105,9 +105,17 @@ _HIDDEN_REST = tuple(
 )
 
 
+URL_MAX = 2048  # characters of a web-address picture's address
+# The rule below in words, for the refusals that quote it.
+URL_RULE = (
+    "The web address must start with https:// (or http://), without spaces, "
+    f"and be at most {URL_MAX:,} characters."
+)
+
+
 def usable_url(url: str | None) -> bool:
     """An http(s) address of printable ASCII only: it goes out verbatim in a Location header."""
-    if not url or len(url) > 2048 or not url.lower().startswith(("https://", "http://")):
+    if not url or len(url) > URL_MAX or not url.lower().startswith(("https://", "http://")):
         return False
     return all(0x21 <= ord(c) < 0x7F for c in url)
 

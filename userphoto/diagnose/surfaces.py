@@ -11,11 +11,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..model import HD_SIZES, OUTSIDE_GENERATED_MAX, ClientProfile, DirectoryThumbnail, User, Viewer
+from ..model import (
+    GENERATED_SIZE,
+    HD_SIZES,
+    OUTSIDE_GENERATED_MAX,
+    SD_MAX,
+    ClientProfile,
+    DirectoryThumbnail,
+    User,
+    Viewer,
+)
 from ..resolve import Resolution, Source, allowed_sizes, resolve
 
 AVATAR_SIZE = 80  # /avatar/'s default s=
-EWS_SIZE = 96  # GetUserPhoto's default size
+EWS_SIZE = SD_MAX  # GetUserPhoto's default size (HR96x96)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def predict(
             out.append(Answer(name, requests[name], 403 if viewer.internal else 404))
         elif res.source is Source.DEFAULT:
             if viewer.internal:
-                side = size or 96
+                side = size or GENERATED_SIZE
                 out.append(
                     Answer(name, requests[name], 200, "default", side, side, picture="initials")
                 )

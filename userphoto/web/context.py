@@ -11,6 +11,7 @@ from starlette.responses import Response
 from ..api.common import Services
 from ..errors import Forbidden, InvalidArgument, UserPhotoError
 from ..model import Viewer, ViewerKind
+from ..photos import Photos
 from .render import Renderer
 from .session import Sessions
 
@@ -34,6 +35,11 @@ class Web:
     def build(cls, services: Services) -> Web:
         sessions = Sessions(services)
         return cls(services, sessions, Renderer(sessions))
+
+    @property
+    def photos(self) -> Photos:
+        """The photo lifecycle every page reads and writes through (audited)."""
+        return self.services.app.photos
 
     # --- guards --------------------------------------------------------------------------------
     def member(self, request: Request) -> Viewer:

@@ -19,14 +19,13 @@ from ..api.cache import Answer, image_answer, redirect_answer
 from ..api.common import may_write, size_param
 from ..api.lookup import check_key
 from ..errors import NoPreview, NotFound, UnknownUser, UserPhotoError
-from ..model import ANONYMOUS, ClientProfile, PhotoState, User, Viewer
+from ..model import ANONYMOUS, GENERATED_SIZE, ClientProfile, PhotoState, User, Viewer
 from ..photos import Photos
 from ..resolve import Source
 from .context import Web
 
 # What an outsider learns about a user they may not see, whoever it is (no enumeration).
 HIDDEN = "No photo is available for this address."
-GENERATED_SIZE = 96  # the initials' size when none is asked for (the native API's default)
 LISTING_SIZE = 48  # initials standing in for a web-address picture in listings
 
 
@@ -34,10 +33,6 @@ class PhotoImages:
     def __init__(self, web: Web):
         self.web = web
         self.services = web.services
-
-    @property
-    def photos(self) -> Photos:
-        return self.services.app.photos
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/web/users/{key}/photo", self.image)]
@@ -52,7 +47,7 @@ class PhotoImages:
         follow_url = q.get("url") != "0"
         answer = await run_in_threadpool(self.answer, viewer, key, size, follow_url)
         if answer is None:  # a web-address picture in a listing: initials stand in
-            user = self.photos.user(key)
+            user = self.web.photos.user(key)
             return Response(
                 initials(user, size or LISTING_SIZE), media_type="image/jpeg", headers=PRIVATE
             )
@@ -97,7 +92,7 @@ class PhotoImages:
     def preview(self, viewer: Viewer, key: str, size: str | None) -> Response:
         if viewer is ANONYMOUS:
             raise UserPhotoError("Sign in first.", code="unauthorized", status=401)
-        user = self.photos.user(key)
+        user = self.web.photos.user(key)
         may_write(viewer, user.id, True)
         store = self.services.app.store
         photo = store.get_photo(user.id, PhotoState.PREVIEW)

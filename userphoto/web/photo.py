@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from ..api.common import may_write
 from ..errors import InvalidArgument, UserPhotoError
 from ..model import (
+    MASTER_MAX,
     MEETING_SIZE,
     SD_MAX,
     Account,
@@ -33,15 +34,14 @@ from ..model import (
     ViewerKind,
     Visibility,
 )
-from ..photos import Photos
-from ..resolve import Source, usable_url
+from ..resolve import URL_RULE, Source, usable_url
 from .context import Web, local_path, read_form, read_upload
 
 # What the preview shows, as each client would: (size, label, note).
 PREVIEWS: tuple[tuple[int, str, str], ...] = (
-    (96, "Legacy client", "Lync 2010 and the directory: 96 px"),
+    (SD_MAX, "Legacy client", f"Lync 2010 and the directory: {SD_MAX} px"),
     (MEETING_SIZE, "Meeting", f"contact cards and meetings: {MEETING_SIZE} px"),
-    (648, "HD", "Lync 2013 / Skype for Business full size: 648 px"),
+    (MASTER_MAX, "HD", f"Lync 2013 / Skype for Business full size: {MASTER_MAX} px"),
 )
 SOURCE_TEXT = {
     Source.HD: "the HD photo",
@@ -84,10 +84,6 @@ class PhotoPages:
         self.web = web
         self.services = web.services
 
-    @property
-    def photos(self) -> Photos:
-        return self.services.app.photos
-
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/me", self.my_page),
@@ -128,7 +124,7 @@ class PhotoPages:
 
     async def _page(self, request: Request, viewer: Viewer, key: str, *, own: bool) -> Response:
         app = self.services.app
-        user = self.photos.user(key)
+        user = self.web.photos.user(key)
         target = self.services.lookup.load(user)
         preview = app.store.get_photo(user.id, PhotoState.PREVIEW)
         seen = self.services.lookup.resolve(target, COLLEAGUE, ClientProfile.HD, MEETING_SIZE)
@@ -175,7 +171,7 @@ class PhotoPages:
     # --- writes --------------------------------------------------------------------------------
     def _writer(self, request: Request, key: str, *, photo: bool = True) -> tuple[Viewer, User]:
         viewer = self.web.sessions.viewer(request)
-        user = self.photos.user(key) if viewer.internal else None
+        user = self.web.photos.user(key) if viewer.internal else None
         may_write(viewer, user.id if user else None, not photo or self._self_service)
         assert user is not None
         return viewer, user
@@ -195,7 +191,7 @@ class PhotoPages:
             raise InvalidArgument(str(exc)) from None
         data = await read_upload(request, self.services.app.settings.limits.max_bytes)
         photo = await run_in_threadpool(
-            lambda: self.photos.set(
+            lambda: self.web.photos.set(
                 user.id, data, preview=True, crop=crop, actor=viewer.address or "?", via="web"
             )
         )
@@ -210,18 +206,22 @@ class PhotoPages:
             actor = viewer.address or "?"
             if action == "save":
                 photo = await run_in_threadpool(
-                    lambda: self.photos.save(user.id, actor=actor, via="web")
+                    lambda: self.web.photos.save(user.id, actor=actor, via="web")
                 )
                 message = f"Saved. Everyone now sees version {photo.version}."
             elif action == "cancel":
-                await run_in_threadpool(lambda: self.photos.cancel(user.id, actor=actor, via="web"))
+                await run_in_threadpool(
+                    lambda: self.web.photos.cancel(user.id, actor=actor, via="web")
+                )
                 message = "Preview discarded; the saved photo is unchanged."
             elif action == "remove":
-                await run_in_threadpool(lambda: self.photos.remove(user.id, actor=actor, via="web"))
+                await run_in_threadpool(
+                    lambda: self.web.photos.remove(user.id, actor=actor, via="web")
+                )
                 message = "Photo removed."
             else:
                 await run_in_threadpool(
-                    lambda: self.photos.clear_record(user.id, actor=actor, via="web")
+                    lambda: self.web.photos.clear_record(user.id, actor=actor, via="web")
                 )
                 message = "Removal record cleared: the directory photo shows again."
             self.web.sessions.flash(request, message)
@@ -268,10 +268,7 @@ def _settings(user: User, form: dict[str, str]) -> User:
         raise InvalidArgument("Choose one of the offered picture and visibility options.") from None
     url = form.get("picture_url", "").strip() or None
     if url is not None and not usable_url(url):
-        raise InvalidArgument(
-            "The web address must start with https:// (or http://), without spaces, "
-            "and be at most 2,048 characters."
-        )
+        raise InvalidArgument(URL_RULE)
     if picture is Picture.URL and url is None:
         raise InvalidArgument("'Picture from a web address' needs the web address of the photo.")
     return replace(user, picture=picture, visibility=visibility, picture_url=url)
