@@ -37,8 +37,7 @@ sys.path.insert(0, str(ROOT))
 from userphoto import auth  # noqa: E402
 from userphoto.app import App  # noqa: E402
 from userphoto.demo import portrait  # noqa: E402
-from userphoto.imaging import Rendered  # noqa: E402
-from userphoto.model import PhotoState, User, Visibility  # noqa: E402
+from userphoto.model import PhotoState, Rendered, User, Visibility  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ADDRESS = "bench.user@bench.example"

@@ -20,9 +20,9 @@ from tests.support.images import (
     two_tone,
 )
 from userphoto import imaging
+from userphoto.errors import ImageError, ImageErrorKind
 from userphoto.facecrop import Suggestion
-from userphoto.imaging import ImageError, ImageErrorKind, Limits
-from userphoto.model import HD_SIZES, CropBox, CropDecision, CropReason
+from userphoto.model import HD_SIZES, CropBox, CropDecision, CropReason, Limits
 
 
 def decode(jpeg: bytes) -> Image.Image:

@@ -12,6 +12,7 @@ from userphoto.model import (
     SD_MAX,
     Account,
     ClientProfile,
+    DirectoryFacts,
     DirectoryThumbnail,
     Picture,
     User,
@@ -19,7 +20,7 @@ from userphoto.model import (
     ViewerKind,
     Visibility,
 )
-from userphoto.resolve import Source, Step, Verdict, choose_size, resolve
+from userphoto.resolve import Source, Step, Verdict, allowed_sizes, choose_size, resolve
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -261,3 +262,28 @@ def test_choose_size_never_upscales() -> None:
     assert choose_size(HD_SIZES, 100, None) == 96
     assert choose_size(HD_SIZES, None, 96) == 96
     assert choose_size((240,), 48, None) == 240  # only a larger one exists: the smallest
+
+
+def test_allowed_sizes_are_those_under_the_cap_else_the_smallest() -> None:
+    assert allowed_sizes(HD_SIZES, None) == list(HD_SIZES)
+    assert allowed_sizes((240, 48, 96), SD_MAX) == [48, 96]
+    assert allowed_sizes((120, 240), SD_MAX) == [120]  # nothing under the cap: the smallest
+
+
+@pytest.mark.parametrize("state", ["unusable", "usable"])
+def test_directory_facts_decide_as_the_thumbnail_does(state: str) -> None:
+    """A status row gives resolve only the facts (no bytes): every source and verdict is the
+    same as with the thumbnail itself, for every viewer and picture option."""
+    thumb = DIRECTORY[state]
+    assert thumb is not None
+    facts = DirectoryFacts(thumb.jpeg is not None, thumb.problem)
+    assert thumb.facts == DirectoryFacts(
+        thumb.jpeg is not None, thumb.problem, thumb.width, thumb.height
+    )
+    for viewer, picture, removed in itertools.product(VIEWERS.values(), Picture, (False, True)):
+        target = user(picture=picture, removal_record=NOW if removed else None)
+        for sizes in PHOTOS.values():
+            a = resolve(target, viewer, photo_sizes=sizes, directory=thumb)
+            b = resolve(target, viewer, photo_sizes=sizes, directory=facts)
+            assert (a.source, a.size) == (b.source, b.size)
+            assert [e.verdict for e in a.trace] == [e.verdict for e in b.trace]

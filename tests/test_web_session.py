@@ -215,3 +215,41 @@ def test_admin_previews_for_an_sd_only_account(client: httpx.Client, web: Web) -
         assert Image.open(io.BytesIO(image.content)).size == (96, 96)
     cancel = client.post(f"/web/users/{hal}/cancel", data={"csrf": csrf, "back": "/admin"})
     assert cancel.status_code == 303 and cancel.headers["location"] == "/admin"
+
+
+def test_web_pictures_answer_as_the_native_api_for_the_session(
+    client: httpx.Client, web: Web
+) -> None:
+    """/web/users/{key}/photo reads through the same lookup and rule as the native API: for a
+    signed-in member every user's picture has the API's status, source and bytes; an
+    anonymous browser gets the API's anonymous answers; a matching ETag is a 304."""
+    signed_in(client, web, "gus")
+    checked = 0
+    for who, uid in web.ids.items():
+        for size in (48, 240):
+            page = client.get(f"/web/users/{uid}/photo?size={size}")
+            api = httpx.get(
+                f"{web.base}/v1/users/{uid}/photo?size={size}",
+                headers={"Authorization": f"Bearer {web.tokens['gus']}"},
+                timeout=10,
+            )
+            assert page.status_code == api.status_code, who
+            assert page.headers.get("x-photo-source") == api.headers.get("x-photo-source"), who
+            if api.status_code == 200:
+                assert page.content == api.content and page.headers["vary"] == "Cookie"
+                again = client.get(
+                    f"/web/users/{uid}/photo?size={size}",
+                    headers={"If-None-Match": page.headers["etag"]},
+                )
+                assert again.status_code == 304 and again.headers["etag"] == page.headers["etag"]
+            elif api.status_code == 302:
+                assert page.headers["location"] == api.headers["location"]
+                listing = client.get(f"/web/users/{uid}/photo?size=48&url=0")
+                assert listing.status_code == 200 and listing.content.startswith(b"\xff\xd8")
+            checked += 1
+    assert checked >= 4
+    with httpx.Client(base_url=web.base, timeout=15) as anonymous:
+        for uid in web.ids.values():
+            page = anonymous.get(f"/web/users/{uid}/photo?size=96")
+            api = httpx.get(f"{web.base}/v1/users/{uid}/photo?size=96", timeout=10)
+            assert page.status_code == api.status_code

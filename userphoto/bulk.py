@@ -42,8 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import imaging
 from .config import Settings
-from .errors import UserPhotoError
-from .imaging import ImageError, Limits, Rendered
+from .errors import ImageError, UserPhotoError
 from .matching import Matcher, Pattern
 from .model import (
     MASTER_MAX,
@@ -52,8 +51,10 @@ from .model import (
     CropBox,
     CropDecision,
     CropReason,
+    Limits,
     Photo,
     Picture,
+    Rendered,
     User,
     Visibility,
     normalize_address,

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UserPhotoError
-from .imaging import Limits
+from .model import Limits
 
 CONFIG_NAME = "userphoto.toml"
 DB_NAME = "userphoto.db"

@@ -6,6 +6,8 @@ and a non-zero exit code, a JSON body with the status below, an inline form mess
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class UserPhotoError(Exception):
     """A failure the user can act on. `code` is stable; `message` is for people."""
@@ -118,3 +120,43 @@ class StoreUnavailable(StoreError):
     code = "store_unavailable"
     status = 503
     retry_after = 5  # seconds; the HTTP adapters send it as Retry-After
+
+
+class ImageErrorKind(StrEnum):
+    """Which image rule refused an upload (`ImageError.kind`; the code is `image_<kind>`)."""
+
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"  # bytes
+    UNSUPPORTED_TYPE = "unsupported_type"
+    CORRUPT = "corrupt"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    TOO_SMALL = "too_small"
+    THUMBNAIL_TOO_LARGE = "thumbnail_too_large"
+    BAD_CROP = "bad_crop"
+    TOO_COSTLY = "too_costly"  # would need more memory or CPU than one job may use
+    CRASHED = "crashed"  # the decoder died on it (a worker process, not the server)
+
+
+_STATUS = {
+    ImageErrorKind.EMPTY: 400,
+    ImageErrorKind.TOO_LARGE: 413,
+    ImageErrorKind.UNSUPPORTED_TYPE: 415,
+    ImageErrorKind.CORRUPT: 422,
+    ImageErrorKind.TOO_MANY_PIXELS: 422,
+    ImageErrorKind.TOO_SMALL: 422,
+    ImageErrorKind.THUMBNAIL_TOO_LARGE: 422,
+    ImageErrorKind.BAD_CROP: 400,
+    ImageErrorKind.TOO_COSTLY: 422,
+    ImageErrorKind.CRASHED: 422,
+}
+
+
+class ImageError(UserPhotoError):
+    """The image was refused; `kind` says which rule, the message says what to do."""
+
+    def __init__(self, kind: ImageErrorKind, message: str):
+        super().__init__(message, code=f"image_{kind.value}", status=_STATUS[kind])
+        self.kind = kind
+
+    def __reduce__(self) -> tuple:  # crosses from worker processes
+        return (ImageError, (self.kind, self.message))

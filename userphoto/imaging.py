@@ -4,6 +4,11 @@ The pipeline decodes once, at the smallest scale the largest rendition allows (J
 `draft` mode decodes at 1/2, 1/4 or 1/8 scale for almost nothing), then derives every size
 from that one image. Nothing from the upload is ever passed through: every output is a fresh
 JPEG with no metadata.
+
+Over 400 lines on purpose: it is one pipeline (header checks → decode at scale → upright sRGB
+→ crop → renditions → JPEG), and its steps share private helpers (`_open`, `_load`,
+`_reduce`, `_to_srgb`) that would become a public API if the steps were split apart. Its
+values (`Limits`, `SourceInfo`, `Rendered`) live in `model.py` and its error in `errors.py`.
 """
 
 from __future__ import annotations
@@ -13,99 +18,37 @@ import io
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol, cast
 
 from PIL import Image, ImageCms
 
-from .errors import UserPhotoError
-from .model import HD_SIZES, MANUAL_CROP, MASTER_MAX, SD_MAX, CropBox, CropDecision, CropReason
+from .errors import ImageError, ImageErrorKind
+from .model import (
+    DIRECTORY_LIMIT,
+    HD_SIZES,
+    MANUAL_CROP,
+    MASTER_MAX,
+    SD_MAX,
+    CropBox,
+    CropDecision,
+    CropReason,
+    Limits,
+    Rendered,
+    SourceInfo,
+)
 
 # Formats accepted, by content. Pillow is restricted to exactly these decoders.
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF")
-DIRECTORY_LIMIT = 102_400  # AD thumbnailPhoto rangeUpper, bytes
 JPEG_QUALITY = 85
 
 # Never let Pillow decode more than we could ever accept, whatever the caller's limits.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
 
-class ImageErrorKind(StrEnum):
-    EMPTY = "empty"
-    TOO_LARGE = "too_large"  # bytes
-    UNSUPPORTED_TYPE = "unsupported_type"
-    CORRUPT = "corrupt"
-    TOO_MANY_PIXELS = "too_many_pixels"
-    TOO_SMALL = "too_small"
-    THUMBNAIL_TOO_LARGE = "thumbnail_too_large"
-    BAD_CROP = "bad_crop"
-    TOO_COSTLY = "too_costly"  # would need more memory or CPU than one job may use
-    CRASHED = "crashed"  # the decoder died on it (a worker process, not the server)
-
-
-_STATUS = {
-    ImageErrorKind.EMPTY: 400,
-    ImageErrorKind.TOO_LARGE: 413,
-    ImageErrorKind.UNSUPPORTED_TYPE: 415,
-    ImageErrorKind.CORRUPT: 422,
-    ImageErrorKind.TOO_MANY_PIXELS: 422,
-    ImageErrorKind.TOO_SMALL: 422,
-    ImageErrorKind.THUMBNAIL_TOO_LARGE: 422,
-    ImageErrorKind.BAD_CROP: 400,
-    ImageErrorKind.TOO_COSTLY: 422,
-    ImageErrorKind.CRASHED: 422,
-}
-
-
-class ImageError(UserPhotoError):
-    """The image was refused; `kind` says which rule, the message says what to do."""
-
-    def __init__(self, kind: ImageErrorKind, message: str):
-        super().__init__(message, code=f"image_{kind.value}", status=_STATUS[kind])
-        self.kind = kind
-
-    def __reduce__(self) -> tuple:  # crosses from worker processes
-        return (ImageError, (self.kind, self.message))
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_bytes: int = 4 * 1024 * 1024
-    max_pixels: int = 50_000_000
-    min_side: int = 48
-    # One image job's budget (enforced by the worker pool; estimated here from the header).
-    job_memory: int = 256 * 1024 * 1024  # bytes of decoded pixels and their copies
-    job_cpu_seconds: float = 10.0
-
-
 # A progressive JPEG is decoded once per scan, and a small scan can be repeated tens of
 # thousands of times in a 4 MB file (minutes of CPU). Encoders write 10 scans for colour
 # (libjpeg's and mozjpeg's default progression), 6 per component otherwise (24 for CMYK).
 MAX_JPEG_SCANS = 32
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    format: str  # one of FORMATS
-    width: int  # upright (after EXIF orientation)
-    height: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """Everything stored for one photo version."""
-
-    source: SourceInfo
-    crop: CropBox  # in upright source pixels
-    renditions: dict[int, bytes]  # HD size -> JPEG, only sizes <= the cropped side
-    thumbnail: bytes  # the directory thumbnail, <= DIRECTORY_LIMIT
-    decision: CropDecision = MANUAL_CROP  # how `crop` was chosen
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return tuple(sorted(self.renditions))
 
 
 class Suggestion(Protocol):

@@ -67,6 +67,8 @@ MEETING_SIZE = 240  # what an HD client shows in a meeting or contact card
 # (the client scales up): the work one outside request can cause stays bounded.
 OUTSIDE_GENERATED_MAX = 512
 MASTER_MAX = 648
+# The generated initials' size when the request names none (the native API and the web pages).
+GENERATED_SIZE = SD_MAX
 
 _SIZE_CODE = re.compile(r"^hr(\d+)x(\d+)$", re.IGNORECASE)
 
@@ -169,6 +171,48 @@ class CropDecision:
 MANUAL_CROP = CropDecision(CropReason.MANUAL, 1.0)
 
 
+# --- image values: what the imaging pipeline takes and gives (imaging.py does the work) -------
+
+DIRECTORY_LIMIT = 102_400  # AD thumbnailPhoto rangeUpper, bytes
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an upload may be: the `[limits]` settings, checked by imaging from the header."""
+
+    max_bytes: int = 4 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    min_side: int = 48
+    # One image job's budget (enforced by the worker pool; estimated here from the header).
+    job_memory: int = 256 * 1024 * 1024  # bytes of decoded pixels and their copies
+    job_cpu_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """The uploaded image as decoded: its format and upright size, and a hash of its bytes."""
+
+    format: str  # one of imaging.FORMATS
+    width: int  # upright (after EXIF orientation)
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything stored for one photo version."""
+
+    source: SourceInfo
+    crop: CropBox  # in upright source pixels
+    renditions: dict[int, bytes]  # HD size -> JPEG, only sizes <= the cropped side
+    thumbnail: bytes  # the directory thumbnail, <= DIRECTORY_LIMIT
+    decision: CropDecision = MANUAL_CROP  # how `crop` was chosen
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(sorted(self.renditions))
+
+
 @dataclass
 class User:
     id: str
@@ -235,6 +279,21 @@ class DirectoryThumbnail:
     problem: str | None  # why the raw value could not be used, for the troubleshooter
     seen: datetime
     written_by_us: bool = False  # our own write-back, so sync does not loop
+
+    @property
+    def facts(self) -> DirectoryFacts:
+        return DirectoryFacts(self.jpeg is not None, self.problem, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class DirectoryFacts:
+    """What the resolution rule needs of a directory photo: whether it can be served (and why
+    not), and its size when known. A status row has these without the photo's bytes."""
+
+    usable: bool
+    problem: str | None = None  # why it cannot be used (when not usable)
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True)

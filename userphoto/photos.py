@@ -17,8 +17,8 @@ from typing import Any, Protocol, TypeVar
 from . import imaging
 from .config import Settings
 from .errors import AccountUnavailable, NoPhoto, NoPreview, StoreError, UnknownUser
-from .imaging import CropSuggester, Rendered
-from .model import SD_MAX, Account, AuditEntry, CropBox, Photo, PhotoState, User
+from .imaging import CropSuggester
+from .model import SD_MAX, Account, AuditEntry, CropBox, Photo, PhotoState, Rendered, User
 from .resolve import choose_size
 from .store import Store
 

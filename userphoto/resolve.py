@@ -28,6 +28,7 @@ from .model import (
     SD_MAX,
     Account,
     ClientProfile,
+    DirectoryFacts,
     DirectoryThumbnail,
     Picture,
     User,
@@ -104,9 +105,17 @@ _HIDDEN_REST = tuple(
 )
 
 
+URL_MAX = 2048  # characters of a web-address picture's address
+# The rule below in words, for the refusals that quote it.
+URL_RULE = (
+    "The web address must start with https:// (or http://), without spaces, "
+    f"and be at most {URL_MAX:,} characters."
+)
+
+
 def usable_url(url: str | None) -> bool:
     """An http(s) address of printable ASCII only: it goes out verbatim in a Location header."""
-    if not url or len(url) > 2048 or not url.lower().startswith(("https://", "http://")):
+    if not url or len(url) > URL_MAX or not url.lower().startswith(("https://", "http://")):
         return False
     return all(0x21 <= ord(c) < 0x7F for c in url)
 
@@ -127,11 +136,17 @@ def visibility(user: User, viewer: Viewer) -> tuple[bool, str]:
     return True, f"visibility '{user.visibility.value}' admits a {viewer.kind.value} viewer"
 
 
+def allowed_sizes(sizes: Sequence[int], cap: int | None) -> list[int]:
+    """The renditions a viewer may have, ascending: those up to `cap` (SD clients and
+    accounts), else the smallest there is. Graph lists these; `choose_size` picks among them."""
+    ordered = sorted(sizes)
+    return [s for s in ordered if cap is None or s <= cap] or ordered[:1]
+
+
 def choose_size(sizes: Sequence[int], requested: int | None, cap: int | None) -> int:
     """The rendition for `requested`: exact, else the largest below (never an upscale),
     else the smallest there is. `cap` bounds it (SD clients and accounts)."""
-    ordered = sorted(sizes)
-    allowed = [s for s in ordered if cap is None or s <= cap] or ordered[:1]
+    allowed = allowed_sizes(sizes, cap)
     want = requested if requested is not None else allowed[-1]
     below = [s for s in allowed if s <= want]
     return below[-1] if below else allowed[0]
@@ -144,15 +159,17 @@ def resolve(
     size: int | None = None,
     *,
     photo_sizes: Sequence[int] = (),
-    directory: DirectoryThumbnail | None = None,
+    directory: DirectoryThumbnail | DirectoryFacts | None = None,
     prefer_directory: bool = False,
 ) -> Resolution:
     """Decide the source. `photo_sizes`: renditions of the saved photo (empty: none saved).
+    `directory`: the synced directory photo, or only its facts (a status row has no bytes).
 
     `prefer_directory` is EWS's HR48x48 rule: the directory thumbnail answers first when
     this viewer may have it.
     """
     trace: list[TraceEntry] = []
+    thumb = directory.facts if isinstance(directory, DirectoryThumbnail) else directory
 
     def done(source: Source, step: Step, reason: str, **kw: Any) -> Resolution:
         trace.append(TraceEntry(step, Verdict.USED, reason))
@@ -179,15 +196,15 @@ def resolve(
                 "the HD photo was removed and its removal record blocks the directory "
                 f"fallback (clear it with `userphoto remove {user.address} --clear-record`)"
             )
-        if directory is None:
+        if thumb is None:
             return Verdict.SKIPPED, "no directory thumbnail (thumbnailPhoto) was synced"
-        if directory.jpeg is None:
+        if not thumb.usable:
             return Verdict.SKIPPED, (
-                f"the directory thumbnail is unusable: {directory.problem or 'unknown problem'}"
+                f"the directory thumbnail is unusable: {thumb.problem or 'unknown problem'}"
             )
-        return Verdict.USED, (
-            f"the directory thumbnail ({directory.width}×{directory.height}) answers"
-        )
+        if thumb.width is None:
+            return Verdict.USED, "the directory thumbnail answers"
+        return Verdict.USED, f"the directory thumbnail ({thumb.width}×{thumb.height}) answers"
 
     if user.picture is Picture.DEFAULT:
         trace.append(TraceEntry(Step.HD, Verdict.SKIPPED, "picture option is 'default'"))

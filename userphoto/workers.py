@@ -40,8 +40,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from typing import Any, TypeVar
 
-from .errors import WorkersBusy
-from .imaging import ImageError, ImageErrorKind
+from .errors import ImageError, ImageErrorKind, WorkersBusy
 
 log = logging.getLogger("userphoto.workers")
 

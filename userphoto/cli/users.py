@@ -8,7 +8,7 @@ import click
 
 from ..errors import InvalidArgument
 from ..model import Account, PhotoState, Picture, User, Visibility, is_address
-from ..resolve import usable_url
+from ..resolve import URL_RULE, usable_url
 from ..store import UserQuery
 from . import Context, cli, pass_ctx
 
@@ -197,6 +197,8 @@ def user_set(
         u.account = Account(account)
     if picture:
         u.picture = Picture(picture)
+    if url and not usable_url(url):  # a new address: the rule the web form and resolve use
+        raise InvalidArgument(f"--url {url[:80]!r}: {URL_RULE}")
     if url is not None:
         u.picture_url = url or None
     if visibility:

@@ -11,11 +11,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..model import HD_SIZES, OUTSIDE_GENERATED_MAX, ClientProfile, DirectoryThumbnail, User, Viewer
-from ..resolve import Resolution, Source, resolve
+from ..model import (
+    GENERATED_SIZE,
+    HD_SIZES,
+    OUTSIDE_GENERATED_MAX,
+    SD_MAX,
+    ClientProfile,
+    DirectoryThumbnail,
+    User,
+    Viewer,
+)
+from ..resolve import Resolution, Source, allowed_sizes, resolve
 
 AVATAR_SIZE = 80  # /avatar/'s default s=
-EWS_SIZE = 96  # GetUserPhoto's default size
+EWS_SIZE = SD_MAX  # GetUserPhoto's default size (HR96x96)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def predict(
             out.append(Answer(name, requests[name], 403 if viewer.internal else 404))
         elif res.source is Source.DEFAULT:
             if viewer.internal:
-                side = size or 96
+                side = size or GENERATED_SIZE
                 out.append(
                     Answer(name, requests[name], 200, "default", side, side, picture="initials")
                 )
@@ -126,8 +135,7 @@ def predict(
                 else Answer(name, requests[name], 404)
             )
         elif res.source is Source.HD:
-            cap = res.cap or max(photo_sizes)
-            available = [s for s in photo_sizes if s <= cap] or [min(photo_sizes)]
+            available = allowed_sizes(photo_sizes, res.cap)
             if graph_size is not None and graph_size not in available:
                 out.append(Answer(name, requests[name], 404))
             else:

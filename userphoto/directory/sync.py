@@ -30,8 +30,7 @@ from datetime import datetime, timedelta
 from queue import Empty, Queue
 from typing import TypeVar
 
-from ..errors import Conflict, UserPhotoError
-from ..imaging import ImageError
+from ..errors import Conflict, ImageError, UserPhotoError
 from ..model import Account, DirectoryThumbnail, User
 from ..store import Store
 from ..workers import WorkerPool

@@ -16,8 +16,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..imaging import Rendered
-from ..model import ApiToken, AuditEntry, DirectoryThumbnail, Partner, Photo, PhotoState, User
+from ..model import (
+    ApiToken,
+    AuditEntry,
+    DirectoryThumbnail,
+    Partner,
+    Photo,
+    PhotoState,
+    Rendered,
+    User,
+)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import Conflict, NoPhoto, NoPreview, StoreUnavailable, UnknownUser
-from ..imaging import Rendered
 from ..model import (
     Account,
     ApiToken,
@@ -38,6 +37,7 @@ from ..model import (
     Photo,
     PhotoState,
     Picture,
+    Rendered,
     User,
     Visibility,
 )

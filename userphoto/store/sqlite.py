@@ -22,7 +22,6 @@ from ..errors import (
     StoreReadOnly,
     UnknownUser,
 )
-from ..imaging import Rendered
 from ..model import (
     Account,
     ApiToken,
@@ -35,6 +34,7 @@ from ..model import (
     Photo,
     PhotoState,
     Picture,
+    Rendered,
     User,
     Visibility,
 )

@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 from ..api.common import Services
 from .admin import AdminPages
 from .context import Web
+from .image import PhotoImages
 from .notfound import NotFoundPage
 from .photo import PhotoPages
 from .render import STATIC
@@ -25,6 +26,7 @@ def routes(services: Services) -> list[BaseRoute]:
     return [
         *SignInPages(web).routes(),
         *PhotoPages(web).routes(),
+        *PhotoImages(web).routes(),
         *AdminPages(web).routes(),
         *TroubleshootPage(web).routes(),
         Mount("/web/static", StaticFiles(directory=STATIC), name="static"),

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..doctor import CHECKS, doctor, user_findings
 from ..errors import UserPhotoError
-from ..model import ClientProfile, DirectoryThumbnail, PhotoState, User
+from ..model import MEETING_SIZE, ClientProfile, DirectoryFacts, PhotoState, User
 from ..resolve import Source, resolve
 from ..store import PhotoStatus, StatusFilter, StatusQuery
 from .context import Web
@@ -61,17 +61,10 @@ def row_of(status: PhotoStatus) -> Row:
     # resolve() needs only whether a directory thumbnail is usable, not its bytes.
     thumb = None
     if status.directory_usable is not None:
-        thumb = DirectoryThumbnail(
-            user.id,
-            b"" if status.directory_usable else None,
-            "",
-            0,
-            0,
-            0,
-            status.directory_problem,
-            status.directory_seen,  # type: ignore[arg-type]
-        )
-    res = resolve(user, COLLEAGUE, ClientProfile.HD, 240, photo_sizes=status.sizes, directory=thumb)
+        thumb = DirectoryFacts(status.directory_usable, status.directory_problem)
+    res = resolve(
+        user, COLLEAGUE, ClientProfile.HD, MEETING_SIZE, photo_sizes=status.sizes, directory=thumb
+    )
     if status.sizes:
         text = f"Saved, up to {max(status.sizes)} px"
     elif user.removal_record:

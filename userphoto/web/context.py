@@ -11,6 +11,7 @@ from starlette.responses import Response
 from ..api.common import Services
 from ..errors import Forbidden, InvalidArgument, UserPhotoError
 from ..model import Viewer, ViewerKind
+from ..photos import Photos
 from .render import Renderer
 from .session import Sessions
 
@@ -34,6 +35,11 @@ class Web:
     def build(cls, services: Services) -> Web:
         sessions = Sessions(services)
         return cls(services, sessions, Renderer(sessions))
+
+    @property
+    def photos(self) -> Photos:
+        """The photo lifecycle every page reads and writes through (audited)."""
+        return self.services.app.photos
 
     # --- guards --------------------------------------------------------------------------------
     def member(self, request: Request) -> Viewer:
@@ -93,3 +99,10 @@ async def read_upload(request: Request, limit: int) -> bytes:
                 status=413,
             )
     return bytes(body)
+
+
+def local_path(path: str, default: str = "/me") -> str:
+    """Only same-site paths are followed after a form or a sign-in (no open redirect)."""
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return default
+    return path

@@ -3,8 +3,7 @@
 Upload → preview (face-aware crop suggested by the server) → adjust the crop → preview
 again → save or cancel: the Set-UserPhoto lifecycle, all through `Photos`, so the web
 enforces exactly the limits and messages of the CLI and the API. Images on the pages come
-from `/web/users/{key}/photo`, which answers with the native API's own handler for the
-session's viewer (the photo hot path stays bearer-only: no cookies, no CSRF surface there).
+from `/web/users/{key}/photo` (`image.py`).
 """
 
 from __future__ import annotations
@@ -18,13 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..api import default_picture
-from ..api.common import Req, may_write, size_param
-from ..api.native import PREFIX, NativeApi
-from ..api.server import guarded
-from ..errors import InvalidArgument, NoPreview, UserPhotoError
+from ..api.common import may_write
+from ..errors import InvalidArgument, UserPhotoError
 from ..model import (
-    ANONYMOUS,
+    MASTER_MAX,
+    MEETING_SIZE,
     SD_MAX,
     Account,
     ClientProfile,
@@ -37,15 +34,14 @@ from ..model import (
     ViewerKind,
     Visibility,
 )
-from ..photos import Photos
-from ..resolve import Source, usable_url
-from .context import Web, read_form, read_upload
+from ..resolve import URL_RULE, Source, usable_url
+from .context import Web, local_path, read_form, read_upload
 
 # What the preview shows, as each client would: (size, label, note).
 PREVIEWS: tuple[tuple[int, str, str], ...] = (
-    (96, "Legacy client", "Lync 2010 and the directory: 96 px"),
-    (240, "Meeting", "contact cards and meetings: 240 px"),
-    (648, "HD", "Lync 2013 / Skype for Business full size: 648 px"),
+    (SD_MAX, "Legacy client", f"Lync 2010 and the directory: {SD_MAX} px"),
+    (MEETING_SIZE, "Meeting", f"contact cards and meetings: {MEETING_SIZE} px"),
+    (MASTER_MAX, "HD", f"Lync 2013 / Skype for Business full size: {MASTER_MAX} px"),
 )
 SOURCE_TEXT = {
     Source.HD: "the HD photo",
@@ -87,17 +83,11 @@ class PhotoPages:
     def __init__(self, web: Web):
         self.web = web
         self.services = web.services
-        self.native = NativeApi(web.services)
-
-    @property
-    def photos(self) -> Photos:
-        return self.services.app.photos
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/me", self.my_page),
             Route("/admin/users/{key}", self.user_page),
-            Route("/web/users/{key}/photo", self.image),
             Route("/web/users/{key}/preview", self.preview, methods=["POST"]),
             Route("/web/users/{key}/save", self.save, methods=["POST"]),
             Route("/web/users/{key}/cancel", self.cancel, methods=["POST"]),
@@ -134,10 +124,10 @@ class PhotoPages:
 
     async def _page(self, request: Request, viewer: Viewer, key: str, *, own: bool) -> Response:
         app = self.services.app
-        user = self.photos.user(key)
+        user = self.web.photos.user(key)
         target = self.services.lookup.load(user)
         preview = app.store.get_photo(user.id, PhotoState.PREVIEW)
-        seen = self.services.lookup.resolve(target, COLLEAGUE, ClientProfile.HD, 240)
+        seen = self.services.lookup.resolve(target, COLLEAGUE, ClientProfile.HD, MEETING_SIZE)
         can_upload = True
         reason = ""
         try:
@@ -161,7 +151,7 @@ class PhotoPages:
             "directory": target.directory,
             "preview": preview,
             "preview_json": preview_payload(user, preview) if preview else None,
-            "current_url": photo_url(user, 240, version=f"{version}-{seen.source.value}"),
+            "current_url": photo_url(user, MEETING_SIZE, version=f"{version}-{seen.source.value}"),
             "sees": SOURCE_TEXT[seen.source],
             "source": seen.source.value,
             "can_upload": can_upload,
@@ -178,50 +168,10 @@ class PhotoPages:
         }
         return self.web.renderer.page(request, "photo.html", context)
 
-    # --- images --------------------------------------------------------------------------------
-    async def image(self, request: Request) -> Response:
-        viewer = self.web.sessions.viewer(request)
-        key = request.path_params["key"]
-        q = request.query_params
-        if q.get("preview"):
-            return await self._preview_image(viewer, key, q.get("size"))
-        req = Req("GET", f"{PREFIX}{key}/photo", request.url.query.encode(), {}, viewer)
-        answer = await run_in_threadpool(guarded, self.native, req)
-        if answer.status in (301, 302) and q.get("url") == "0":
-            # Listings never fetch from other sites: initials stand in for a web address.
-            user = self.photos.user(key)
-            data = default_picture.initials(
-                default_picture.initials_of(user.display_name or user.address),
-                user.id,
-                size_param(q.get("size")) or 48,
-            )
-            return Response(data, media_type="image/jpeg", headers=_PRIVATE)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in answer.headers}
-        headers["vary"] = "Cookie"  # the viewer comes from the session cookie here
-        inm = request.headers.get("if-none-match")
-        if inm and answer.status == 200 and answer.matches(inm.encode("latin-1")):
-            return Response(status_code=304, headers={"etag": headers.get("etag", "")})
-        return Response(answer.body, answer.status, headers=headers)
-
-    async def _preview_image(self, viewer: Viewer, key: str, size: str | None) -> Response:
-        if viewer is ANONYMOUS:
-            raise UserPhotoError("Sign in first.", code="unauthorized", status=401)
-        user = self.photos.user(key)
-        may_write(viewer, user.id, True)
-        store = self.services.app.store
-        photo = store.get_photo(user.id, PhotoState.PREVIEW)
-        if photo is None:
-            raise NoPreview(f"{user.address} has no pending preview.")
-        # The largest rendition up to the size asked (sd_only accounts stop at 96).
-        data = store.get_rendition(photo.id, Photos.fit(photo, size_param(size)))
-        if data is None:
-            raise NoPreview(f"{user.address}'s preview changed; reload the page.")
-        return Response(data, media_type="image/jpeg", headers=_PRIVATE)
-
     # --- writes --------------------------------------------------------------------------------
     def _writer(self, request: Request, key: str, *, photo: bool = True) -> tuple[Viewer, User]:
         viewer = self.web.sessions.viewer(request)
-        user = self.photos.user(key) if viewer.internal else None
+        user = self.web.photos.user(key) if viewer.internal else None
         may_write(viewer, user.id if user else None, not photo or self._self_service)
         assert user is not None
         return viewer, user
@@ -241,7 +191,7 @@ class PhotoPages:
             raise InvalidArgument(str(exc)) from None
         data = await read_upload(request, self.services.app.settings.limits.max_bytes)
         photo = await run_in_threadpool(
-            lambda: self.photos.set(
+            lambda: self.web.photos.set(
                 user.id, data, preview=True, crop=crop, actor=viewer.address or "?", via="web"
             )
         )
@@ -250,24 +200,28 @@ class PhotoPages:
     async def _form_action(self, request: Request, action: str) -> Response:
         form = await read_form(request)
         self.web.sessions.check_csrf(request, form)
-        back = _local(form.get("back", "/me"))
+        back = local_path(form.get("back", "/me"))
         try:
             viewer, user = self._writer(request, request.path_params["key"])
             actor = viewer.address or "?"
             if action == "save":
                 photo = await run_in_threadpool(
-                    lambda: self.photos.save(user.id, actor=actor, via="web")
+                    lambda: self.web.photos.save(user.id, actor=actor, via="web")
                 )
                 message = f"Saved. Everyone now sees version {photo.version}."
             elif action == "cancel":
-                await run_in_threadpool(lambda: self.photos.cancel(user.id, actor=actor, via="web"))
+                await run_in_threadpool(
+                    lambda: self.web.photos.cancel(user.id, actor=actor, via="web")
+                )
                 message = "Preview discarded; the saved photo is unchanged."
             elif action == "remove":
-                await run_in_threadpool(lambda: self.photos.remove(user.id, actor=actor, via="web"))
+                await run_in_threadpool(
+                    lambda: self.web.photos.remove(user.id, actor=actor, via="web")
+                )
                 message = "Photo removed."
             else:
                 await run_in_threadpool(
-                    lambda: self.photos.clear_record(user.id, actor=actor, via="web")
+                    lambda: self.web.photos.clear_record(user.id, actor=actor, via="web")
                 )
                 message = "Removal record cleared: the directory photo shows again."
             self.web.sessions.flash(request, message)
@@ -290,7 +244,7 @@ class PhotoPages:
     async def settings(self, request: Request) -> Response:
         form = await read_form(request)
         self.web.sessions.check_csrf(request, form)
-        back = _local(form.get("back", "/me"))
+        back = local_path(form.get("back", "/me"))
         try:
             viewer, user = self._writer(request, request.path_params["key"], photo=False)
             updated = _settings(user, form)
@@ -314,25 +268,10 @@ def _settings(user: User, form: dict[str, str]) -> User:
         raise InvalidArgument("Choose one of the offered picture and visibility options.") from None
     url = form.get("picture_url", "").strip() or None
     if url is not None and not usable_url(url):
-        raise InvalidArgument(
-            "The web address must start with https:// (or http://), without spaces, "
-            "and be at most 2,048 characters."
-        )
+        raise InvalidArgument(URL_RULE)
     if picture is Picture.URL and url is None:
         raise InvalidArgument("'Picture from a web address' needs the web address of the photo.")
     return replace(user, picture=picture, visibility=visibility, picture_url=url)
 
 
-def _local(path: str) -> str:
-    """Only same-site paths are followed after a form (no open redirect)."""
-    if not path.startswith("/") or path.startswith("//") or "\\" in path:
-        return "/me"
-    return path
-
-
-_PRIVATE = {
-    "cache-control": "private, max-age=300",
-    "x-content-type-options": "nosniff",
-    "vary": "Cookie",
-}
 _NO_STORE = {"cache-control": "no-store"}

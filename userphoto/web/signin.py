@@ -24,8 +24,7 @@ from starlette.routing import BaseRoute, Route
 from ..errors import UserPhotoError
 from ..model import Viewer, ViewerKind
 from ..oidc import Identity, OidcProvider, Pending, id_token_of, session_credential
-from .context import Web, read_form
-from .photo import _local
+from .context import Web, local_path, read_form
 from .session import fresh
 
 CALLBACK = "/signin/oidc/callback"
@@ -66,7 +65,7 @@ class SignInPages:
             {
                 "title": "Sign in",
                 "error": error,
-                "next": _local(next_path or request.query_params.get("next", "/")),
+                "next": local_path(next_path or request.query_params.get("next", "/")),
                 "oidc_label": self.oidc.config.label if self.oidc else "",
             },
             status,
@@ -99,7 +98,7 @@ class SignInPages:
         """After any sign-in: say who, and go where the person was going (or their start)."""
         self.web.sessions.flash(request, f"Signed in as {viewer.address}.")
         default = "/admin" if viewer.admin else "/me"
-        target = _local(next_path) if next_path not in ("", "/") else default
+        target = local_path(next_path) if next_path not in ("", "/") else default
         return self.web.renderer.redirect(request, target)
 
     # --- OpenID Connect ------------------------------------------------------------------------
@@ -116,7 +115,7 @@ class SignInPages:
         if self.oidc is None:
             return self._refused(request, "Sign-in with an identity provider is not set up.", 404)
         oidc = self.oidc
-        next_path = _local(request.query_params.get("next", ""))
+        next_path = local_path(request.query_params.get("next", ""))
         try:
             url, pending = await run_in_threadpool(
                 lambda: oidc.start(self._redirect_uri(request), next_path)
