@@ -69,6 +69,9 @@ OUTSIDE_GENERATED_MAX = 512
 MASTER_MAX = 648
 # The generated initials' size when the request names none (the native API and the web pages).
 GENERATED_SIZE = SD_MAX
+# The sizes the APIs answer when a request names none (diagnose predicts with the same ones).
+AVATAR_DEFAULT_SIZE = 80  # Libravatar/Gravatar's s= default
+EWS_DEFAULT_SIZE = SD_MAX  # GetUserPhoto's HR96x96
 
 _SIZE_CODE = re.compile(r"^hr(\d+)x(\d+)$", re.IGNORECASE)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import InvalidArgument, UserPhotoError
-from ..model import OUTSIDE_GENERATED_MAX, ClientProfile, Viewer
+from ..model import AVATAR_DEFAULT_SIZE, OUTSIDE_GENERATED_MAX, ClientProfile, Viewer
 from ..resolve import Source, usable_url
 from . import default_picture
 from .cache import Answer, image_answer, plain_error, redirect_answer
@@ -40,7 +40,7 @@ from .lookup import Target
 
 PREFIX = "/avatar/"
 MAX_SIZE = 2048
-DEFAULT_SIZE = 80
+DEFAULT_SIZE = AVATAR_DEFAULT_SIZE
 GENERATED_MAX_BYTES = 32 * 1024 * 1024
 _HASH = re.compile(r"^(?:[0-9a-f]{32}|[0-9a-f]{64})$")
 _IDENTICON_LIKE = {"identicon", "monsterid", "wavatar", "retro", "robohash", "pagan"}

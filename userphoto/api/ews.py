@@ -10,7 +10,7 @@ text; external viewers get one identical 404 for unknown, hidden and photo-less 
 from __future__ import annotations
 
 from ..errors import InvalidArgument, UserPhotoError
-from ..model import ClientProfile, is_address
+from ..model import EWS_DEFAULT_SIZE, ClientProfile, is_address
 from ..resolve import Source
 from .cache import Answer, image_answer, plain_error, redirect_answer
 from .common import Req, Services, size_param
@@ -40,7 +40,7 @@ class EwsApi:
             raise InvalidArgument("The email parameter is required.")
         if not is_address(email) or len(email) > 320:
             raise InvalidArgument(f"{email[:80]!r} is not a valid address.")
-        size = size_param(req.query.get("size")) or 96
+        size = size_param(req.query.get("size")) or EWS_DEFAULT_SIZE
         viewer = req.viewer
         target = self.s.lookup.target(email)
         if target is None:

@@ -21,7 +21,7 @@ import re
 from .. import imaging
 from ..errors import InvalidArgument, UserPhotoError
 from ..model import HD_SIZES, Account, ClientProfile, Viewer, ViewerKind
-from ..resolve import Resolution, Source
+from ..resolve import Resolution, Source, allowed_sizes
 from .cache import (
     Answer,
     empty_answer,
@@ -201,8 +201,7 @@ class GraphApi:
             assert target.directory is not None
             width, height = target.directory.width, target.directory.height
             return [width] if width == height else []
-        cap = res.cap or max(target.sizes)
-        return [s for s in target.sizes if s <= cap] or [min(target.sizes)]
+        return allowed_sizes(target.sizes, res.cap)
 
     def _bytes(self, target: Target, res: Resolution, size: int | None) -> bytes:
         if res.source is Source.DIRECTORY:

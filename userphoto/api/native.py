@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import InvalidArgument, UserPhotoError
 from ..model import Viewer
-from ..resolve import Resolution, Source, Verdict
+from ..resolve import Resolution, Source, Verdict, allowed_sizes
 from . import default_picture
 from .cache import Answer, error_answer, etag_of, image_answer, json_answer, redirect_answer
 from .common import Req, Services, client_param, may_write, size_param
@@ -125,8 +125,7 @@ class NativeApi:
     def meta(self, viewer: Viewer, target: Target, res: Resolution) -> Answer:
         sizes: list[int] = []
         if res.source is Source.HD:
-            cap = res.cap or max(target.sizes)
-            sizes = [s for s in target.sizes if s <= cap] or [min(target.sizes)]
+            sizes = allowed_sizes(target.sizes, res.cap)
         payload: dict[str, Any] = {  # JSON
             "source": res.source.value,
             "size": res.size,

@@ -12,19 +12,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..model import (
+    AVATAR_DEFAULT_SIZE,
+    EWS_DEFAULT_SIZE,
     GENERATED_SIZE,
     HD_SIZES,
     OUTSIDE_GENERATED_MAX,
-    SD_MAX,
     ClientProfile,
     DirectoryThumbnail,
     User,
     Viewer,
 )
 from ..resolve import Resolution, Source, allowed_sizes, resolve
-
-AVATAR_SIZE = 80  # /avatar/'s default s=
-EWS_SIZE = SD_MAX  # GetUserPhoto's default size (HR96x96)
 
 
 @dataclass(frozen=True)
@@ -69,8 +67,8 @@ def predict(
     address = user.address if user else address
     native_q = f"client={client.value}" + (f"&size={size}" if size else "")
     graph_path = f"photos/{size}x{size}/$value" if size in HD_SIZES else "photo/$value"
-    ews_size = size or EWS_SIZE
-    avatar_size = size or AVATAR_SIZE
+    ews_size = size or EWS_DEFAULT_SIZE
+    avatar_size = size or AVATAR_DEFAULT_SIZE
     requests = {
         "native": f"GET /v1/users/{address}/photo?{native_q}",
         "graph": f"GET /v1.0/users/{address}/{graph_path}",
