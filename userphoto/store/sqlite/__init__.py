@@ -19,13 +19,15 @@ from .schema import MIGRATIONS
 from .state import AdapterState
 from .status import PhotoStatuses
 from .thumbnails import DirectoryThumbnails
+from .users import Users
 from .writeback import WritebackQueue
 
 __all__ = ["BUSY_SECONDS", "MIGRATIONS", "SQLiteStore"]
 
 
 class SQLiteStore(
-    PhotoStatuses,  # and Users, which it reads
+    Users,
+    PhotoStatuses,
     Photos,
     DirectoryThumbnails,
     Credentials,

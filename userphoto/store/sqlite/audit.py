@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from ...model import AuditEntry
+from .. import rows as shared
 from .connection import SQLiteBase
-from .schema import from_text as _dt
+from .schema import CODEC
 from .schema import to_text as _ts
 
 
@@ -31,4 +32,4 @@ class AuditLog(SQLiteBase):
             "ORDER BY id DESC LIMIT ?",
             (*params, limit),
         ).fetchall()
-        return [AuditEntry(_dt(r[0]), *r[1:]) for r in rows]  # type: ignore[arg-type]
+        return [shared.audit_entry(r, CODEC) for r in rows]

@@ -34,8 +34,8 @@ class ChangeFeed(SQLiteBase):
             "SELECT seq, kind, user_id FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         ).fetchall()
-        if rows and rows[0][0] == seq + 1:
-            return [Change(r[0], ChangeKind(r[1]), r[2]) for r in rows]
+        if rows and rows[0]["seq"] == seq + 1:
+            return [Change(r["seq"], ChangeKind(r["kind"]), r["user_id"]) for r in rows]
         latest = self.generation()
         if latest == seq:
             return []

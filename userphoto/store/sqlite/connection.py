@@ -48,6 +48,7 @@ class SQLiteBase(Store):
         if conn is None:
             conn = self._connect()
             conn.create_function("usable_url", 1, usable_url, deterministic=True)
+            conn.row_factory = sqlite3.Row  # rows are read by column name
             self._local.conn = conn
         return conn
 

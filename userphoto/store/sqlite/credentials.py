@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ...model import ApiToken, Partner
+from .. import rows as shared
 from ..base import ChangeKind
 from .connection import SQLiteBase
-from .schema import from_text as _dt
+from .schema import CODEC
 from .schema import to_text as _ts
 
 
@@ -24,7 +25,7 @@ class Credentials(SQLiteBase):
         rows = self._db.execute(
             "SELECT id, digest, address, admin, created FROM api_tokens ORDER BY created, id"
         ).fetchall()
-        return [ApiToken(r[0], r[1], r[2], bool(r[3]), _dt(r[4])) for r in rows]  # type: ignore[arg-type]
+        return [shared.token(r, CODEC) for r in rows]
 
     def delete_token(self, token_id: str) -> bool:
         with self._tx() as db:
@@ -45,7 +46,7 @@ class Credentials(SQLiteBase):
         rows = self._db.execute(
             "SELECT domain, algorithm, key, created FROM partners ORDER BY domain"
         ).fetchall()
-        return [Partner(r[0], r[1], r[2], _dt(r[3])) for r in rows]  # type: ignore[arg-type]
+        return [shared.partner(r, CODEC) for r in rows]
 
     def delete_partner(self, domain: str) -> bool:
         with self._tx() as db:

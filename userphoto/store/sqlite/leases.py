@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import UTC, datetime
 
@@ -13,9 +14,12 @@ class Leases(SQLiteBase):
     """Named leases with a holder and an expiry (Unix seconds)."""
 
     @staticmethod
-    def _lease(name: str, row: tuple) -> Lease:
+    def _lease(name: str, row: sqlite3.Row) -> Lease:
         return Lease(
-            name, row[0], datetime.fromtimestamp(row[1], UTC), datetime.fromtimestamp(row[2], UTC)
+            name,
+            row["holder"],
+            datetime.fromtimestamp(row["since"], UTC),
+            datetime.fromtimestamp(row["expires"], UTC),
         )
 
     def take_lease(self, name: str, holder: str, ttl: float) -> Lease | None:

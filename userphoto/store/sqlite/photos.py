@@ -6,36 +6,22 @@ import sqlite3
 
 from ...errors import NoPhoto, NoPreview, UnknownUser
 from ...imaging import Rendered
-from ...model import AuditEntry, CropBox, CropDecision, CropReason, Photo, PhotoState
+from ...model import AuditEntry, Photo, PhotoState
+from .. import rows
 from ..base import ChangeKind
+from ..rows import PHOTO_COLUMNS as _PHOTO_COLUMNS
+from ..rows import now
 from .connection import SQLiteBase
-from .schema import PHOTO_COLUMNS as _PHOTO_COLUMNS
-from .schema import from_text as _dt
-from .schema import now
+from .schema import CODEC
 from .schema import to_text as _ts
 
 
 class Photos(SQLiteBase):
     """Photo versions and their renditions; every change of state in one transaction."""
 
-    def _photo(self, row: tuple) -> Photo:
-        x, y, size = (int(v) for v in row[4].split(","))
-        return Photo(
-            id=row[0],
-            user_id=row[1],
-            version=row[2],
-            state=PhotoState(row[3]),
-            crop=CropBox(x, y, size),
-            source_hash=row[5],
-            source_format=row[6],
-            source_width=row[7],
-            source_height=row[8],
-            sizes=tuple(int(s) for s in row[9].split(",") if s),
-            created=_dt(row[10]),  # type: ignore[arg-type]
-            actor=row[11],
-            via=row[12],
-            crop_decision=CropDecision(CropReason(row[13]), row[14], row[15]),
-        )
+    @staticmethod
+    def _photo(row: sqlite3.Row) -> Photo:
+        return rows.photo(row, CODEC)
 
     def _require_user(self, db: sqlite3.Connection, user_id: str) -> None:
         if not db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone():
@@ -61,24 +47,7 @@ class Photos(SQLiteBase):
             cur = db.execute(
                 f"INSERT INTO photos ({_PHOTO_COLUMNS.replace('id, ', '', 1)}, thumbnail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    user_id,
-                    version,
-                    state.value,
-                    str(rendered.crop),
-                    rendered.source.sha256,
-                    rendered.source.format,
-                    rendered.source.width,
-                    rendered.source.height,
-                    ",".join(str(s) for s in rendered.sizes),
-                    _ts(at),
-                    actor,
-                    via,
-                    rendered.decision.reason.value,
-                    rendered.decision.confidence,
-                    rendered.decision.note,
-                    rendered.thumbnail,
-                ),
+                rows.photo_values(user_id, version, state, rendered, at, actor, via, CODEC),
             )
             photo_id = cur.lastrowid
             db.executemany(
@@ -132,9 +101,10 @@ class Photos(SQLiteBase):
             if row is None:
                 raise NoPreview("There is no preview to save; upload one with --preview first.")
             self._retire(db, user_id, PhotoState.SAVED, PhotoState.SUPERSEDED)
-            db.execute("UPDATE photos SET state = 'saved' WHERE id = ?", (row[0],))
+            db.execute("UPDATE photos SET state = 'saved' WHERE id = ?", (row["id"],))
             db.execute("UPDATE users SET removal_record = NULL WHERE id = ?", (user_id,))
-            entry = AuditEntry(now(), actor, user_id, "photo.save", via, f"version {row[1]}")
+            version = row["version"]
+            entry = AuditEntry(now(), actor, user_id, "photo.save", via, f"version {version}")
             self._audit(db, entry)
             self._changed(db, ChangeKind.USER, [user_id])
         photo = self.get_photo(user_id)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import datetime
+from typing import Any
+
+from ..rows import Codec
 
 # Each entry moves the schema one version up; never edit a released one, append.
 MIGRATIONS: list[str] = [
@@ -137,21 +141,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-USER_COLUMNS = (
-    "id, address, display_name, account, picture, picture_url, visibility, removal_record, "
-    "directory_gone, source, attributes, created, updated"
-)
-PHOTO_COLUMNS = (
-    "id, user_id, version, state, crop, source_hash, source_format, source_width, "
-    "source_height, sizes, created, actor, via, crop_reason, crop_confidence, crop_note"
-)
-
-# One row per user with their photo facts (`PhotoStatus`): the saved photo, a pending
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
 
 def to_text(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
@@ -159,3 +148,27 @@ def to_text(value: datetime | None) -> str | None:
 
 def from_text(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split(",") if s)
+
+
+def _sizes_text(sizes: tuple[int, ...]) -> str:
+    return ",".join(str(s) for s in sizes)
+
+
+# Times as ISO 8601 text, JSON as text, size lists as "48,96", flags as 0/1.
+CODEC = Codec(
+    read_time=from_text,
+    write_time=to_text,
+    read_json=json.loads,
+    write_json=_json_text,
+    read_sizes=_sizes,
+    write_sizes=_sizes_text,
+    write_flag=int,
+)

@@ -2,40 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 
 from ...errors import Conflict, UnknownUser
-from ...model import Account, AuditEntry, Picture, User, Visibility
+from ...model import AuditEntry, User
+from .. import queries, rows
 from ..base import ChangeKind, UserQuery, address_hashes
+from ..rows import USER_COLUMNS as _USER_COLUMNS
+from ..rows import now
 from .connection import SQLiteBase
-from .schema import USER_COLUMNS as _USER_COLUMNS
-from .schema import from_text as _dt
-from .schema import now
+from .schema import CODEC
 from .schema import to_text as _ts
 
 
 class Users(SQLiteBase):
     """Users, their other addresses, finding them and searching them."""
 
-    def _user(self, row: tuple, aliases: list[str]) -> User:
-        return User(
-            id=row[0],
-            address=row[1],
-            display_name=row[2],
-            account=Account(row[3]),
-            picture=Picture(row[4]),
-            picture_url=row[5],
-            visibility=Visibility(row[6]),
-            removal_record=_dt(row[7]),
-            directory_gone=bool(row[8]),
-            source=row[9],
-            attributes=json.loads(row[10]),
-            created=_dt(row[11]),
-            updated=_dt(row[12]),
-            aliases=aliases,
-        )
+    @staticmethod
+    def _user(row: sqlite3.Row, aliases: list[str]) -> User:
+        return rows.user(row, aliases, CODEC)
 
     def _aliases(self, user_id: str) -> list[str]:
         rows = self._db.execute(
@@ -59,27 +45,11 @@ class Users(SQLiteBase):
             for digest in address_hashes(address):
                 db.execute("INSERT OR REPLACE INTO address_hashes VALUES (?, ?)", (digest, user.id))
 
-    @staticmethod
-    def _clean(user: User) -> None:
-        user.address = user.address.strip().lower()
-        user.aliases = sorted({a.strip().lower() for a in user.aliases} - {user.address})
+    _clean = staticmethod(rows.clean)
 
-    def _user_row(self, user: User) -> tuple:
-        return (
-            user.id,
-            user.address,
-            user.display_name,
-            user.account.value,
-            user.picture.value,
-            user.picture_url,
-            user.visibility.value,
-            _ts(user.removal_record),
-            int(user.directory_gone),
-            user.source,
-            json.dumps(user.attributes, sort_keys=True),
-            _ts(user.created),
-            _ts(user.updated),
-        )
+    @staticmethod
+    def _user_row(user: User) -> tuple:
+        return rows.user_values(user, CODEC)
 
     def add_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
         self._clean(user)
@@ -107,13 +77,7 @@ class Users(SQLiteBase):
         """Insert many users in one transaction with a handful of statements (initial
         directory load); all or nothing, Conflict if any id or address is taken."""
         at = now()
-        for user in users:
-            self._clean(user)
-            user.created = user.updated = at
-        addresses = [a for u in users for a in u.addresses]
-        ids = [u.id for u in users]
-        if len(set(addresses)) != len(addresses) or len(set(ids)) != len(ids):
-            raise Conflict("Two of the new users share an id or an address.")
+        addresses, ids = rows.new_users(users, at)
         with self._tx() as db:
             for start in range(0, len(addresses), 400):
                 part = addresses[start : start + 400]
@@ -187,7 +151,7 @@ class Users(SQLiteBase):
                 "FROM aliases a JOIN users u ON u.id = a.user_id WHERE a.address = ?",
                 (lowered, lowered),
             ).fetchone()
-        return self._user(row, self._aliases(row[0])) if row else None
+        return self._user(row, self._aliases(row["id"])) if row else None
 
     def find_user_by_hash(self, digest: str) -> User | None:
         row = self._db.execute(
@@ -197,22 +161,22 @@ class Users(SQLiteBase):
 
     def list_users(self, query: UserQuery = UserQuery()) -> list[User]:
         where, params = self._search(query.search)
-        rows = self._db.execute(
-            f"SELECT {_USER_COLUMNS} FROM users {where} ORDER BY address LIMIT ? OFFSET ?",
+        found = self._db.execute(
+            f"SELECT {_USER_COLUMNS} FROM users u {where} ORDER BY address LIMIT ? OFFSET ?",
             (*params, query.limit, query.offset),
         ).fetchall()
-        return [self._user(r, self._aliases(r[0])) for r in rows]
+        return [self._user(r, self._aliases(r["id"])) for r in found]
 
     def iter_users(self, batch: int = 1000) -> Iterator[User]:
         last = ""
         while True:
-            rows = self._db.execute(
+            found = self._db.execute(
                 f"SELECT {_USER_COLUMNS} FROM users WHERE address > ? ORDER BY address LIMIT ?",
                 (last, batch),
             ).fetchall()
-            if not rows:
+            if not found:
                 return
-            ids = [r[0] for r in rows]
+            ids = [r["id"] for r in found]
             aliases: dict[str, list[str]] = {i: [] for i in ids}
             marks = ",".join("?" * len(ids))
             for address, uid in self._db.execute(
@@ -220,25 +184,17 @@ class Users(SQLiteBase):
                 ids,
             ):
                 aliases[uid].append(address)
-            for r in rows:
-                yield self._user(r, aliases[r[0]])
-            last = rows[-1][1]
+            for r in found:
+                yield self._user(r, aliases[r["id"]])
+            last = found[-1]["address"]
 
     @staticmethod
     def _search(text: str) -> tuple[str, tuple]:
-        text = text.strip().lower()
-        if not text:
-            return "", ()
-        like = f"%{text.replace('%', '').replace('_', '')}%"
-        return (
-            "WHERE address LIKE ? OR lower(display_name) LIKE ? OR id IN "
-            "(SELECT user_id FROM aliases WHERE address LIKE ?)",
-            (like, like, like),
-        )
+        return queries.where(text, "LIKE ?")
 
     def count_users(self, search: str = "") -> int:
         where, params = self._search(search)
-        return self._db.execute(f"SELECT count(*) FROM users {where}", params).fetchone()[0]
+        return self._db.execute(f"SELECT count(*) FROM users u {where}", params).fetchone()[0]
 
     def domains(self) -> set[str]:
         rows = self._db.execute(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from ..rows import now
 from .connection import SQLiteBase
-from .schema import now
 from .schema import to_text as _ts
 
 
@@ -30,7 +30,7 @@ class WritebackQueue(SQLiteBase):
                 "RETURNING user_id, version",
                 (worker, at + hold, at, limit),
             ).fetchall()
-        return [(r[0], r[1]) for r in rows]
+        return [(r["user_id"], r["version"]) for r in rows]
 
     def finish_writeback(self, user_id: str, version: int) -> None:
         with self._tx() as db:
