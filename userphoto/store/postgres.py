@@ -15,45 +15,35 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import Conflict, NoPhoto, NoPreview, StoreUnavailable, UnknownUser
 from ..imaging import Rendered
-from ..model import (
-    Account,
-    ApiToken,
-    AuditEntry,
-    CropBox,
-    CropDecision,
-    CropReason,
-    DirectoryThumbnail,
-    Partner,
-    Photo,
-    PhotoState,
-    Picture,
-    User,
-    Visibility,
-)
+from ..model import ApiToken, AuditEntry, DirectoryThumbnail, Partner, Photo, PhotoState, User
+from . import queries, rows
 from .base import (
     Change,
     ChangeKind,
     Lease,
     PhotoStatus,
-    StatusFilter,
     StatusQuery,
     Store,
     Table,
     UserQuery,
     address_hashes,
 )
-from .status_sql import STATUS_FILTERS
+from .queries import STATUS_JOINS as _STATUS_JOINS
+from .queries import STATUS_SELECT as _STATUS_SELECT
+from .rows import PHOTO_COLUMNS as _PHOTO_COLUMNS
+from .rows import THUMBNAIL_COLUMNS, Codec, now
+from .rows import USER_COLUMNS as _USER_COLUMNS
 
 CHANNEL = "userphoto_changes"
 # Advisory lock keys ("upho" + purpose): schema migrations, change numbering.
@@ -199,37 +189,21 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_USER_COLUMNS = (
-    "id, address, display_name, account, picture, picture_url, visibility, removal_record, "
-    "directory_gone, source, attributes, created, updated"
-)
 _U_COLUMNS = ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
 # A user row followed by their aliases (sorted), in one round trip.
 _USER_SELECT = (
     f"SELECT {_U_COLUMNS}, "
-    "array(SELECT a.address FROM aliases a WHERE a.user_id = u.id ORDER BY a.address) "
+    "array(SELECT a.address FROM aliases a WHERE a.user_id = u.id ORDER BY a.address) AS aliases "
     "FROM users u"
 )
-_PHOTO_COLUMNS = (
-    "id, user_id, version, state, crop, source_hash, source_format, source_width, "
-    "source_height, sizes, created, actor, via, crop_reason, crop_confidence, crop_note"
-)
-
-# One row per user with their photo facts (as in the SQLite store).
-_STATUS_JOINS = (
-    "LEFT JOIN photos p ON p.user_id = u.id AND p.state = 'saved' "
-    "LEFT JOIN directory_thumbnails d ON d.user_id = u.id"
-)
-_STATUS_SELECT = (
-    f"SELECT {_U_COLUMNS}, p.sizes, p.created, "
-    "EXISTS (SELECT 1 FROM photos v WHERE v.user_id = u.id AND v.state = 'preview'), "
-    "d.user_id IS NOT NULL, d.jpeg IS NOT NULL, d.problem, d.seen, d.written_by_us, "
-    f"p.crop_reason FROM users u {_STATUS_JOINS}"
-)
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+def _bytes(value: bytes | memoryview | None) -> bytes | None:
+    return bytes(value) if value is not None else None
+
+
+# Native column types: only JSON is written through a wrapper, and blobs read as bytes.
+CODEC = Codec(write_json=Jsonb, read_blob=_bytes)
 
 
 def describe(url: str) -> str:
@@ -392,6 +366,22 @@ class PostgresStore(Store):
         with self._connection(read=True) as conn, conn.cursor(binary=True) as cur:
             return cur.execute(sql, params).fetchone()
 
+    def _all_named(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """`_all` with rows read by column name."""
+        with (
+            self._connection(read=True) as conn,
+            conn.cursor(binary=True, row_factory=dict_row) as cur,
+        ):
+            return cur.execute(sql, params).fetchall()
+
+    def _one_named(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        """`_one` with the row read by column name."""
+        with (
+            self._connection(read=True) as conn,
+            conn.cursor(binary=True, row_factory=dict_row) as cur,
+        ):
+            return cur.execute(sql, params).fetchone()
+
     @contextmanager
     def batch(self) -> Iterator[None]:
         """One transaction around many writes (bulk sync): each write inside is a savepoint."""
@@ -500,46 +490,14 @@ class PostgresStore(Store):
 
     # --- users -------------------------------------------------------------------------
     @staticmethod
-    def _user(row: tuple | list, aliases: list[str]) -> User:
-        return User(
-            id=row[0],
-            address=row[1],
-            display_name=row[2],
-            account=Account(row[3]),
-            picture=Picture(row[4]),
-            picture_url=row[5],
-            visibility=Visibility(row[6]),
-            removal_record=row[7],
-            directory_gone=bool(row[8]),
-            source=row[9],
-            attributes=row[10],
-            created=row[11],
-            updated=row[12],
-            aliases=list(aliases),
-        )
+    def _user(row: rows.Row, aliases: list[str]) -> User:
+        return rows.user(row, aliases, CODEC)
 
-    @staticmethod
-    def _clean(user: User) -> None:
-        user.address = user.address.strip().lower()
-        user.aliases = sorted({a.strip().lower() for a in user.aliases} - {user.address})
+    _clean = staticmethod(rows.clean)
 
     @staticmethod
     def _user_row(user: User) -> tuple:
-        return (
-            user.id,
-            user.address,
-            user.display_name,
-            user.account.value,
-            user.picture.value,
-            user.picture_url,
-            user.visibility.value,
-            user.removal_record,
-            user.directory_gone,
-            user.source,
-            Jsonb(user.attributes),
-            user.created,
-            user.updated,
-        )
+        return rows.user_values(user, CODEC)
 
     def _write_addresses(self, conn: psycopg.Connection, user: User) -> None:
         conn.execute("DELETE FROM aliases WHERE user_id = %s", (user.id,))
@@ -588,13 +546,7 @@ class PostgresStore(Store):
         """Insert many users in one transaction with COPY (initial directory load); all or
         nothing, Conflict if any id or address is taken."""
         at = now()
-        for user in users:
-            self._clean(user)
-            user.created = user.updated = at
-        addresses = [a for u in users for a in u.addresses]
-        ids = [u.id for u in users]
-        if len(set(addresses)) != len(addresses) or len(set(ids)) != len(ids):
-            raise Conflict("Two of the new users share an id or an address.")
+        addresses, ids = rows.new_users(users, at)
         with self._tx() as tx:
             conn = tx.conn
             taken = conn.execute(
@@ -656,54 +608,44 @@ class PostgresStore(Store):
 
     def find_user(self, key: str) -> User | None:
         key = key.strip()
-        row = self._one(
+        row = self._one_named(
             "WITH hit AS (SELECT id FROM users WHERE id = %(key)s "
             "UNION ALL SELECT id FROM users WHERE address = %(low)s "
             "UNION ALL SELECT user_id FROM aliases WHERE address = %(low)s LIMIT 1) "
             f"{_USER_SELECT} JOIN hit ON hit.id = u.id",
             {"key": key, "low": key.lower()},
         )
-        return self._user(row, row[13]) if row else None
+        return self._user(row, row["aliases"]) if row else None
 
     def find_user_by_hash(self, digest: str) -> User | None:
-        row = self._one(
+        row = self._one_named(
             f"{_USER_SELECT} JOIN address_hashes h ON h.user_id = u.id WHERE h.digest = %s",
             (digest.lower(),),
         )
-        return self._user(row, row[13]) if row else None
+        return self._user(row, row["aliases"]) if row else None
 
     @staticmethod
-    def _like(text: str) -> str:
-        return f"%{text.strip().lower().replace('%', '').replace('_', '')}%"
-
-    def _search(self, text: str) -> tuple[str, tuple]:
-        if not text.strip():
-            return "", ()
-        like = self._like(text)
-        return (
-            "WHERE u.address LIKE %s ESCAPE '' OR lower(u.display_name) LIKE %s ESCAPE '' "
-            "OR u.id IN (SELECT user_id FROM aliases WHERE address LIKE %s ESCAPE '')",
-            (like, like, like),
-        )
+    def _search(text: str) -> tuple[str, tuple]:
+        return queries.where(text, "LIKE %s ESCAPE ''")
 
     def list_users(self, query: UserQuery = UserQuery()) -> list[User]:
         where, params = self._search(query.search)
-        rows = self._all(
+        found = self._all_named(
             f"{_USER_SELECT} {where} ORDER BY u.address LIMIT %s OFFSET %s",
             (*params, max(0, query.limit), max(0, query.offset)),
         )
-        return [self._user(r, r[13]) for r in rows]
+        return [self._user(r, r["aliases"]) for r in found]
 
     def iter_users(self, batch: int = 1000) -> Iterator[User]:
         last = ""
         while True:
-            rows = self._all(
+            found = self._all_named(
                 f"{_USER_SELECT} WHERE u.address > %s ORDER BY u.address LIMIT %s", (last, batch)
             )
-            if not rows:
+            if not found:
                 return
-            yield from (self._user(r, r[13]) for r in rows)
-            last = rows[-1][1]
+            yield from (self._user(r, r["aliases"]) for r in found)
+            last = found[-1]["address"]
 
     def count_users(self, search: str = "") -> int:
         where, params = self._search(search)
@@ -712,50 +654,31 @@ class PostgresStore(Store):
     def iter_photo_status(self, batch: int = 5000) -> Iterator[PhotoStatus]:
         last = ""
         while True:
-            rows = self._all(
+            found = self._all_named(
                 f"{_STATUS_SELECT} WHERE u.address > %s ORDER BY u.address LIMIT %s",
                 (last, batch),
             )
-            if not rows:
+            if not found:
                 return
-            yield from (self._status(r) for r in rows)
-            last = rows[-1][1]
+            yield from (self._status(r) for r in found)
+            last = found[-1]["address"]
 
-    def _status(self, r: tuple) -> PhotoStatus:
-        return PhotoStatus(
-            user=self._user(r[:13], []),
-            sizes=tuple(r[13]) if r[13] else (),
-            photo_created=r[14],
-            has_preview=bool(r[15]),
-            directory_usable=bool(r[17]) if r[16] else None,
-            directory_problem=r[18],
-            directory_seen=r[19],
-            directory_written_by_us=bool(r[20]),
-            crop_reason=r[21],
-        )
+    @staticmethod
+    def _status(r: rows.Row) -> PhotoStatus:
+        return rows.status(r, CODEC)
 
-    def _status_where(self, query: StatusQuery | None) -> tuple[str, tuple]:
-        query = query or StatusQuery()
-        clauses: list[str] = []
-        params: tuple = ()
-        if query.search.strip():
-            like = self._like(query.search)
-            clauses.append(
-                "(u.address LIKE %s ESCAPE '' OR lower(u.display_name) LIKE %s ESCAPE '' "
-                "OR u.id IN (SELECT user_id FROM aliases WHERE address LIKE %s ESCAPE ''))"
-            )
-            params = (like, like, like)
-        clauses.extend(STATUS_FILTERS[StatusFilter(query.filter)])
-        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+    @staticmethod
+    def _status_where(query: StatusQuery | None) -> tuple[str, tuple]:
+        return queries.status_where(query, "LIKE %s ESCAPE ''")
 
     def list_photo_status(self, query: StatusQuery | None = None) -> list[PhotoStatus]:
         query = query or StatusQuery()
         where, params = self._status_where(query)
-        rows = self._all(
+        found = self._all_named(
             f"{_STATUS_SELECT} {where} ORDER BY u.address LIMIT %s OFFSET %s",
             (*params, max(0, query.limit), max(0, query.offset)),
         )
-        return [self._status(r) for r in rows]
+        return [self._status(r) for r in found]
 
     def count_photo_status(self, query: StatusQuery | None = None) -> int:
         where, params = self._status_where(query)
@@ -765,24 +688,8 @@ class PostgresStore(Store):
 
     # --- photos ------------------------------------------------------------------------
     @staticmethod
-    def _photo(row: tuple) -> Photo:
-        x, y, size = (int(v) for v in row[4].split(","))
-        return Photo(
-            id=row[0],
-            user_id=row[1],
-            version=row[2],
-            state=PhotoState(row[3]),
-            crop=CropBox(x, y, size),
-            source_hash=row[5],
-            source_format=row[6],
-            source_width=row[7],
-            source_height=row[8],
-            sizes=tuple(row[9]),
-            created=row[10],
-            actor=row[11],
-            via=row[12],
-            crop_decision=CropDecision(CropReason(row[13]), row[14], row[15]),
-        )
+    def _photo(row: rows.Row) -> Photo:
+        return rows.photo(row, CODEC)
 
     @staticmethod
     def _lock_user(conn: psycopg.Connection, user_id: str) -> None:
@@ -811,24 +718,7 @@ class PostgresStore(Store):
             photo_id = conn.execute(
                 f"INSERT INTO photos ({_PHOTO_COLUMNS.replace('id, ', '', 1)}, thumbnail) "
                 f"VALUES ({', '.join(['%s'] * 16)}) RETURNING id",
-                (
-                    user_id,
-                    version,
-                    state.value,
-                    str(rendered.crop),
-                    rendered.source.sha256,
-                    rendered.source.format,
-                    rendered.source.width,
-                    rendered.source.height,
-                    list(rendered.sizes),
-                    at,
-                    actor,
-                    via,
-                    rendered.decision.reason.value,
-                    rendered.decision.confidence,
-                    rendered.decision.note,
-                    rendered.thumbnail,
-                ),
+                rows.photo_values(user_id, version, state, rendered, at, actor, via, CODEC),
             ).fetchone()[0]  # type: ignore[index]
             with conn.cursor() as cur:
                 cur.executemany(
@@ -858,7 +748,7 @@ class PostgresStore(Store):
         )
 
     def get_photo(self, user_id: str, state: PhotoState = PhotoState.SAVED) -> Photo | None:
-        row = self._one(
+        row = self._one_named(
             f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE user_id = %s AND state = %s",
             (user_id, state.value),
         )
@@ -931,11 +821,11 @@ class PostgresStore(Store):
             return bool(cur.rowcount)
 
     def photo_history(self, user_id: str) -> list[Photo]:
-        rows = self._all(
+        found = self._all_named(
             f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE user_id = %s ORDER BY version DESC",
             (user_id,),
         )
-        return [self._photo(r) for r in rows]
+        return [self._photo(r) for r in found]
 
     def saved_photo_hashes(self) -> dict[str, str]:
         return dict(self._all("SELECT user_id, source_hash FROM photos WHERE state = 'saved'"))
@@ -947,48 +837,22 @@ class PostgresStore(Store):
     def put_directory_thumbnails(self, thumbs: list[DirectoryThumbnail]) -> None:
         with self._tx() as tx, tx.conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO directory_thumbnails VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"INSERT INTO directory_thumbnails ({THUMBNAIL_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (user_id) DO UPDATE SET jpeg = excluded.jpeg, "
                 "raw_hash = excluded.raw_hash, raw_size = excluded.raw_size, "
                 "width = excluded.width, height = excluded.height, problem = excluded.problem, "
                 "seen = excluded.seen, written_by_us = excluded.written_by_us",
-                [
-                    (
-                        t.user_id,
-                        t.jpeg,
-                        t.raw_hash,
-                        t.raw_size,
-                        t.width,
-                        t.height,
-                        t.problem,
-                        t.seen,
-                        t.written_by_us,
-                    )
-                    for t in thumbs
-                ],
+                [rows.thumbnail_values(t, CODEC) for t in thumbs],
             )
             tx.changes.extend((ChangeKind.USER, t.user_id) for t in thumbs)
 
     def get_directory_thumbnail(self, user_id: str) -> DirectoryThumbnail | None:
-        row = self._one(
-            "SELECT user_id, jpeg, raw_hash, raw_size, width, height, problem, seen, "
-            "written_by_us FROM directory_thumbnails WHERE user_id = %s",
+        row = self._one_named(
+            f"SELECT {THUMBNAIL_COLUMNS} FROM directory_thumbnails WHERE user_id = %s",
             (user_id,),
         )
-        if row is None:
-            return None
-        user, jpeg, raw_hash, raw_size, width, height, problem, seen, written_by_us = row
-        return DirectoryThumbnail(
-            user_id=user,
-            jpeg=bytes(jpeg) if jpeg is not None else None,
-            raw_hash=raw_hash,
-            raw_size=raw_size,
-            width=width,
-            height=height,
-            problem=problem,
-            seen=seen,
-            written_by_us=bool(written_by_us),
-        )
+        return rows.thumbnail(row, CODEC) if row else None
 
     def delete_directory_thumbnail(self, user_id: str) -> None:
         with self._tx() as tx:
@@ -1006,10 +870,10 @@ class PostgresStore(Store):
             tx.changes.append((ChangeKind.CREDENTIALS, None))
 
     def list_tokens(self) -> list[ApiToken]:
-        rows = self._all(
+        found = self._all_named(
             "SELECT id, digest, address, admin, created FROM api_tokens ORDER BY created, id"
         )
-        return [ApiToken(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
+        return [rows.token(r, CODEC) for r in found]
 
     def delete_token(self, token_id: str) -> bool:
         with self._tx() as tx:
@@ -1028,8 +892,10 @@ class PostgresStore(Store):
             tx.changes.append((ChangeKind.CREDENTIALS, None))
 
     def list_partners(self) -> list[Partner]:
-        rows = self._all("SELECT domain, algorithm, key, created FROM partners ORDER BY domain")
-        return [Partner(r[0], r[1], r[2], r[3]) for r in rows]
+        found = self._all_named(
+            "SELECT domain, algorithm, key, created FROM partners ORDER BY domain"
+        )
+        return [rows.partner(r, CODEC) for r in found]
 
     def delete_partner(self, domain: str) -> bool:
         with self._tx() as tx:
@@ -1175,12 +1041,12 @@ class PostgresStore(Store):
 
     def audit_log(self, user_id: str | None = None, limit: int = 50) -> list[AuditEntry]:
         where, params = ("WHERE user_id = %s", (user_id,)) if user_id else ("", ())
-        rows = self._all(
+        found = self._all_named(
             f"SELECT at, actor, user_id, action, via, detail FROM audit {where} "
             "ORDER BY id DESC LIMIT %s",
             (*params, limit),
         )
-        return [AuditEntry(*r) for r in rows]
+        return [rows.audit_entry(r, CODEC) for r in found]
 
     def get_state(self, key: str) -> str | None:
         row = self._one("SELECT value FROM state WHERE key = %s", (key,))
