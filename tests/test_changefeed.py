@@ -13,8 +13,8 @@ import pytest
 from userphoto.errors import Conflict
 from userphoto.model import ApiToken, AuditEntry, Partner, User
 from userphoto.store import Change, ChangeKind
-from userphoto.store import sqlite as sqlite_store
 from userphoto.store.sqlite import SQLiteStore
+from userphoto.store.sqlite import changes as sqlite_store
 
 
 def user(n: int) -> User:

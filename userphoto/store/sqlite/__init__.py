@@ -1,0 +1,41 @@
+"""The embedded store: one SQLite file in WAL mode, photo bytes as blobs beside their rows.
+
+One module a job, joined here into `SQLiteStore`: `schema` (tables, migrations, how values are
+written), `connection` (connections, transactions, errors), `users`, `status` (the listing and
+org-wide walks), `photos`, `thumbnails` (the directory slot), `credentials`, `audit`, `state`,
+`changes` (the change feed), `leases`, `writeback` (the queue) and `dump` (`store copy`).
+"""
+
+from __future__ import annotations
+
+from .audit import AuditLog
+from .changes import ChangeFeed
+from .connection import BUSY_SECONDS
+from .credentials import Credentials
+from .dump import Dump
+from .leases import Leases
+from .photos import Photos
+from .schema import MIGRATIONS
+from .state import AdapterState
+from .status import PhotoStatuses
+from .thumbnails import DirectoryThumbnails
+from .users import Users
+from .writeback import WritebackQueue
+
+__all__ = ["BUSY_SECONDS", "MIGRATIONS", "SQLiteStore"]
+
+
+class SQLiteStore(
+    Users,
+    PhotoStatuses,
+    Photos,
+    DirectoryThumbnails,
+    Credentials,
+    AuditLog,
+    AdapterState,
+    ChangeFeed,
+    Leases,
+    WritebackQueue,
+    Dump,
+):
+    """The whole `Store` interface on one SQLite file."""

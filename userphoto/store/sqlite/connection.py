@@ -1,0 +1,223 @@
+"""The embedded store's plumbing: one connection a thread, transactions, errors, migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ...errors import StoreError, StoreFull, StoreLocked, StoreReadOnly
+from ...model import AuditEntry
+from ...resolve import usable_url
+from ..base import ChangeKind, Store
+from .schema import MIGRATIONS
+
+
+def _writable(path: str) -> bool:
+    """Whether this process may write the store file and create its -wal/-shm beside it."""
+    return os.access(path, os.W_OK) and os.access(Path(path).absolute().parent, os.W_OK)
+
+
+# How long a write waits for another process's write transaction before it is refused
+# (503 + Retry-After on the API): long enough for any ordinary write, short enough that a
+# held lock answers instead of piling up requests.
+BUSY_SECONDS = 5.0
+
+
+class SQLiteBase(Store):
+    """What every job of the store stands on; `SQLiteStore` (in `__init__`) joins them."""
+
+    # Every write records itself in the audit log and the change feed: audit.py and
+    # changes.py supply these two; declared here so that each job's module may call them.
+    _audit: Callable[[sqlite3.Connection, AuditEntry], None]
+    _changed: Callable[[sqlite3.Connection, ChangeKind, list[str] | list[None]], None]
+
+    def __init__(self, path: Path | str):
+        self.path = str(path)
+        self._local = threading.local()
+        self.read_only = False  # set when the file or its folder cannot be written
+        self._migrate()
+
+    # --- plumbing ----------------------------------------------------------------------
+    @property
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.create_function("usable_url", 1, usable_url, deterministic=True)
+            conn.row_factory = sqlite3.Row  # rows are read by column name
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            try:
+                conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a commit is on disk (WAL fsynced) before the write is acknowledged,
+                # so a 2xx survives a power loss. BENCHMARKS.md "Durability" has its cost.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
+                return conn
+            except sqlite3.OperationalError as exc:
+                if not Path(self.path).exists() or _writable(self.path):
+                    raise self._fault(exc) from None
+                self.read_only = True  # an existing store we may not write: read it
+        return self._connect_read_only()
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        uri = Path(self.path).absolute().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+            conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.OperationalError:
+            # A WAL store closed cleanly has no -shm file, and a read-only folder cannot
+            # get one: nothing can write it either, so read it as immutable.
+            conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _fault(self, exc: sqlite3.Error) -> Exception:
+        """The store error that says what happened, or `exc` itself for anything else."""
+        name = getattr(exc, "sqlite_errorname", "")
+        shown = os.path.realpath(self.path)  # the URL form leaves a "//" in front
+        folder = Path(shown).parent
+        if name == "SQLITE_FULL" or "disk is full" in str(exc):
+            return StoreFull(
+                f"The disk holding {folder} is full; nothing was saved. Free some space "
+                "there and try again."
+            )
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc):
+            return StoreLocked(
+                f"The database {shown} is locked by another process's write (held for "
+                f"more than {BUSY_SECONDS:.0f} s); nothing was saved. Try again shortly; "
+                f"`fuser {shown}` shows which process holds it."
+            )
+        if name.startswith("SQLITE_READONLY") or self.read_only:
+            return StoreReadOnly(
+                f"The data folder {folder} is read-only: reading works, but changes cannot "
+                "be saved. Make it writable for this user to change anything."
+            )
+        if name.startswith("SQLITE_CANTOPEN"):
+            return StoreError(f"Cannot open the database {shown} ({exc}).")
+        if name.startswith("SQLITE_IOERR"):
+            return StoreError(f"The disk holding {folder} failed a write ({exc}); nothing saved.")
+        return exc
+
+    def _rollback(self, db: sqlite3.Connection, savepoint: bool = False) -> None:
+        """Undo what is open, if anything is: SQLite has already rolled back after some errors
+        (a full disk), and a failing ROLLBACK must never hide the error that caused it."""
+        if not db.in_transaction:
+            return
+        try:
+            if savepoint:
+                db.execute("ROLLBACK TO write")
+                db.execute("RELEASE write")
+            else:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around many writes (bulk sync): each write inside is a savepoint."""
+        if getattr(self._local, "batch", False):
+            yield
+            return
+        db = self._db
+        self._begin(db)
+        self._local.batch, self._local.wrote = True, False
+        try:
+            yield
+            db.execute("COMMIT" if self._local.wrote else "ROLLBACK")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self._fault(exc) from None
+        except BaseException:
+            self._rollback(db)
+            raise
+        finally:
+            self._local.batch = False
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._fault(exc) from None
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: everything in it commits together, or nothing does.
+
+        Writes that change an answer record it with `_changed` inside the transaction, so
+        a change row never exists without its data, nor data without its change row.
+        """
+        db = self._db
+        if getattr(self._local, "batch", False):
+            # Inside batch(): a savepoint, so a failed write undoes only itself.
+            db.execute("SAVEPOINT write")
+            try:
+                yield db
+                db.execute("RELEASE write")
+                self._local.wrote = True
+            except sqlite3.Error as exc:
+                self._rollback(db, savepoint=True)
+                raise self._fault(exc) from None
+            except BaseException:
+                self._rollback(db, savepoint=True)
+                raise
+            return
+        self._begin(db)
+        try:
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self._fault(exc) from None
+        except BaseException:
+            self._rollback(db)
+            raise
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date; a current one is only read (a read-only folder works)."""
+        db = self._db
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+                return
+        except sqlite3.Error as exc:
+            raise self._fault(exc) from None
+        if self.read_only:
+            shown = os.path.realpath(self.path)
+            raise StoreReadOnly(
+                f"The database {shown} needs a schema upgrade, but its folder is read-only. "
+                "Make it writable once so the upgrade can run."
+            )
+        self._begin(db)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise self._fault(exc) from None
+        except BaseException:
+            self._rollback(db)
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
