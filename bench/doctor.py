@@ -5,8 +5,9 @@ minutes and is not what is measured). Photo rows carry their metadata but tiny r
 bytes: doctor never reads photo bytes. The mix: 70% with an HD photo, 15% with a directory
 photo (a fifth of those unusable), a few percent of each odd state.
 
-Reference in the same run: one bare `SELECT` over the same joined rows, so the figure that
-matters is doctor's time as a multiple of just reading the data.
+References in the same run: one bare `SELECT` over the same joined rows, and the old per-row
+walk (every status row streamed into Python and through the rule), so the figures that
+matter are doctor's time as a multiple of just reading the data, and of the old way.
 
     .venv/bin/python bench/doctor.py [--users 100000]
 """
@@ -14,6 +15,7 @@ matters is doctor's time as a multiple of just reading the data.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import subprocess
 import sys
@@ -111,6 +113,19 @@ def bare_read(path: Path) -> float:
     return seconds
 
 
+def row_walk(path: Path) -> float:
+    """The doctor before issue 12's rework: status rows through the rule, one by one."""
+    from userphoto.doctor import user_findings
+
+    store = SQLiteStore(path)
+    start = time.perf_counter()
+    for status in store.iter_photo_status():
+        user_findings(status)
+    seconds = time.perf_counter() - start
+    store.close()
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -121,16 +136,25 @@ def main() -> None:
         seed(home / "userphoto.db", args.users)
         print(f"seeded {args.users:,} users in {time.perf_counter() - start:.1f}s")
         read = bare_read(home / "userphoto.db")
+        walk = row_walk(home / "userphoto.db")
         cli = Path(sys.executable).parent / "userphoto"
+        print(f"load average: {os.getloadavg()}")
+        before = os.times()
         start = time.perf_counter()
         proc = subprocess.run(
             [str(cli), "--home", str(home), "doctor"], capture_output=True, text=True
         )
         wall = time.perf_counter() - start
+        after = os.times()
+        cpu = sum(after[2:4]) - sum(before[2:4])  # the command's user + system time
         print(proc.stdout.strip().splitlines()[0])
         print("\n".join(proc.stdout.strip().splitlines()[1:12]))
-        print(f"doctor, whole command: {wall:.2f}s wall (exit {proc.returncode}; target < 30 s)")
-        print(f"bare SQL read of the same rows: {read:.2f}s -> doctor is {wall / read:.1f}× that")
+        print(
+            f"doctor, whole command: {wall:.2f}s wall, {cpu:.2f}s CPU "
+            f"(exit {proc.returncode}; target < 30 s)"
+        )
+        print(f"bare SQL read of the same rows: {read:.2f}s -> doctor is {wall / read:.2f}× that")
+        print(f"old per-row walk (status rows + rule): {walk:.2f}s -> {walk / wall:.1f}× doctor")
 
 
 if __name__ == "__main__":

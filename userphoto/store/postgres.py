@@ -41,6 +41,7 @@ from ..model import (
     User,
     Visibility,
 )
+from . import facts_sql
 from .base import (
     Change,
     ChangeKind,
@@ -1257,3 +1258,7 @@ class PostgresStore(Store):
                     # up by reading, on the next turn.
                     listener.close()
                     self._listener = None
+
+    # --- org-wide checks (doctor) ---------------------------------------------------------
+    def photo_facts(self, first: int = 10) -> list[facts_sql.FactsGroup]:
+        return facts_sql.groups(self._all(facts_sql.groups_sql("postgresql", "%s"), (first,)))

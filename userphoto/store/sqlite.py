@@ -39,6 +39,7 @@ from ..model import (
     Visibility,
 )
 from ..resolve import usable_url
+from . import facts_sql
 from .base import (
     Change,
     ChangeKind,
@@ -1182,3 +1183,8 @@ class SQLiteStore(Store):
             "SELECT DISTINCT substr(address, instr(address, '@') + 1) FROM aliases"
         )
         return {r[0] for r in rows}
+
+    # --- org-wide checks (doctor) ---------------------------------------------------------
+    def photo_facts(self, first: int = 10) -> list[facts_sql.FactsGroup]:
+        rows = self._db.execute(facts_sql.groups_sql("sqlite", "?"), (first,)).fetchall()
+        return facts_sql.groups(rows)
