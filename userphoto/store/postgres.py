@@ -1261,4 +1261,8 @@ class PostgresStore(Store):
 
     # --- org-wide checks (doctor) ---------------------------------------------------------
     def photo_facts(self, first: int = 10) -> list[facts_sql.FactsGroup]:
-        return facts_sql.groups(self._all(facts_sql.groups_sql("postgresql", "%s"), (first,)))
+        with self._connection(read=True) as conn, conn.transaction(), conn.cursor() as cur:
+            for setting in facts_sql.POSTGRES_SETTINGS:
+                cur.execute(setting)
+            rows = cur.execute(facts_sql.groups_sql("postgresql", "%s"), (first,)).fetchall()
+        return facts_sql.groups(rows)
