@@ -17,6 +17,7 @@ time is not what is measured): 70% with an HD photo row, 15% with a directory ph
 
     .venv/bin/python bench/scale.py [--doctor-users 1000000] [--miss-users 2000]
         [--duration 5] [--rounds 30] [--pg postgresql://postgres@127.0.0.1:5432]
+        [--doctor-url URL-of-a-database-seeded-before] [--skip doctor http]
 """
 
 from __future__ import annotations
@@ -216,10 +217,11 @@ def grouped_query_ms(url: str) -> float:
     return ms
 
 
-def doctor(url: str, users: int) -> None:
-    start = time.perf_counter()
-    seed_org(url, users)
-    print(f"seeded {users:,} users on PostgreSQL in {time.perf_counter() - start:.1f}s")
+def doctor(url: str, users: int, seeded: bool = False) -> None:
+    if not seeded:
+        start = time.perf_counter()
+        seed_org(url, users)
+        print(f"seeded {users:,} users on PostgreSQL in {time.perf_counter() - start:.1f}s")
     print(f"load average before the figures: {os.getloadavg()}")
     with psycopg.connect(url) as conn:
         start = time.perf_counter()
@@ -234,6 +236,7 @@ def doctor(url: str, users: int) -> None:
                 pass
         bare = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
+        Settings.load(Path(tmp)).write_default()  # a data folder, its store given below
         env = {**os.environ, "USERPHOTO_HOME": tmp, "USERPHOTO_STORE_URL": url}
         before = os.times()
         start = time.perf_counter()
@@ -246,6 +249,8 @@ def doctor(url: str, users: int) -> None:
         after.children_system - before.children_system
     )
     lines = proc.stdout.strip().splitlines()
+    if proc.returncode not in (0, 1) or not lines:
+        raise SystemExit(f"doctor failed (exit {proc.returncode}): {proc.stderr.strip()}")
     print("\n".join(lines[:6]))
     query = grouped_query_ms(url) / 1000
     walk, walk_cpu = row_walk(url)
@@ -378,8 +383,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
     parser.add_argument("--skip", nargs="*", default=[], choices=["doctor", "http"])
+    parser.add_argument(
+        "--doctor-url",
+        help="a database this script seeded before (kept): measure doctor there, no seeding",
+    )
     args = parser.parse_args()
-    if "doctor" not in args.skip:
+    if args.doctor_url and "doctor" not in args.skip:
+        doctor(args.doctor_url, args.doctor_users, seeded=True)
+    elif "doctor" not in args.skip:
         with pg_database(args.pg) as url:
             doctor(url, args.doctor_users)
     if "http" in args.skip:

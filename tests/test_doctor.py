@@ -39,7 +39,7 @@ from userphoto.model import (
 )
 from userphoto.resolve import usable_url
 from userphoto.store import PhotoStatus, StatusFilter, StatusQuery, Store
-from userphoto.store.facts_sql import NAMES, facts_of, key_of
+from userphoto.store.facts_sql import NAMES, facts_of_key, key_of
 
 FULL = (48, 64, 96, 120, 240, 360, 432, 504, 648)
 
@@ -243,7 +243,7 @@ def test_problems_filter_is_the_rule(org: App) -> None:
 def test_facts_keys_round_trip() -> None:
     every = list(every_user_facts())
     assert len(every) == len({key_of(f) for f in every})
-    assert all(facts_of(key_of(f)) == f for f in every)
+    assert all(facts_of_key(key_of(f)) == f for f in every)
     assert NAMES[0] == "directory_gone" and all(fact_values(n) for n in NAMES)
 
 

@@ -8,8 +8,10 @@ radix: each field's value index times its place value). The doctor groups users 
 from `findings.is_problem` over every possible facts value, so it cannot mean anything else.
 
 Most facts read the same on SQLite and PostgreSQL (a stored flag is a condition in both, and
-both have `usable_url`, see status_sql.py); only the largest size of the saved photo differs
-(a comma-separated text in SQLite, an integer array in PostgreSQL).
+both have `usable_url`, see status_sql.py); only the saved photo's sizes are stored
+differently (a comma-separated text in SQLite, an integer array in PostgreSQL), so the
+doctor's query reads them per store, and the Problems filter, one text for both, needs only
+facts with the same SQL in both (`problems_sql` checks it).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .base import FactsGroup
 __all__ = [
     "POSTGRES_SETTINGS",
     "FactsGroup",
-    "facts_of",
+    "facts_of_key",
     "groups",
     "groups_sql",
     "key_of",
@@ -92,7 +94,7 @@ def key_of(facts: UserFacts, names: tuple[str, ...] = NAMES) -> int:
     return sum(fact_values(n).index(getattr(facts, n)) * places[n] for n in names)
 
 
-def facts_of(key: int) -> UserFacts:
+def facts_of_key(key: int) -> UserFacts:
     """The facts a (full) facts key stands for."""
     values: dict[str, Any] = {}
     for name in NAMES:
@@ -138,7 +140,7 @@ def problems_sql() -> str:
     """The Problems filter as SQL, derived from the catalogue and the rule as they are now:
     the keys, over the facts that decide it (the others cannot change the answer), whose
     facts `findings.is_problem` says yes to."""
-    every = [facts_of(key) for key in range(COMBINATIONS)]
+    every = [facts_of_key(key) for key in range(COMBINATIONS)]
     answers = [is_problem(f) for f in every]
     names = _deciding(answers)
     unknown = [n for n in names if n not in NEUTRAL]
@@ -173,7 +175,7 @@ def groups(rows: list[tuple[int, int, str]]) -> list[FactsGroup]:
     key, users, first = None, 0, []
     for k, n, address in [*rows, (None, 0, "")]:
         if k != key and key is not None:
-            out.append(FactsGroup(facts_of(key), users, tuple(first)))
+            out.append(FactsGroup(facts_of_key(key), users, tuple(first)))
             first = []
         key, users = k, n
         first.append(address)
