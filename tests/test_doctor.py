@@ -207,10 +207,14 @@ def test_grouped_doctor_reports_what_the_row_walk_did(org: App) -> None:
     assert max(g.users for g in org.store.photo_facts()) > 10  # the top-10 cut was exercised
 
 
-def test_progress_counts_every_user(org: App) -> None:
+def test_progress_counts_every_user_by_phase(org: App) -> None:
     seen: list[int] = []
-    doctor(org, progress=seen.append)
-    assert sum(seen) == 160
+    phases: list[str] = []
+    doctor(org, progress=seen.append, phase=phases.append)
+    assert sum(seen) == 160 and len(seen) == len(org.store.photo_facts()) > 1
+    assert phases[0] == "grouping users in the database"
+    assert phases[1] == f"checking {len(seen)} kinds of user"
+    assert phases[2:] == ["checking the organization"]
 
 
 def test_each_group_is_its_users_facts(org: App) -> None:

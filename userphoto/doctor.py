@@ -133,15 +133,24 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-def doctor(app: App, progress: Callable[[int], None] | None = None) -> DoctorReport:
+def doctor(
+    app: App,
+    progress: Callable[[int], None] | None = None,
+    phase: Callable[[str], None] | None = None,
+) -> DoctorReport:
     """Every org-wide check: the store counts users per facts value, the rule runs per value.
 
-    `progress` advances by users: those grouped by the database (the long phase, reported
-    when it is done), then nothing more per group (a few hundred: instant).
+    `phase` names each step as it starts; `progress` advances by users as their group's
+    findings are counted. The database's grouping is the long step and reports nothing
+    until it is done: the phase says what is being waited for.
     """
     start = time.perf_counter()
     report = DoctorReport()
+    if phase:
+        phase("grouping users in the database")
     groups = app.store.photo_facts(first=WORST)  # WORST >= EXAMPLES: enough addresses for both
+    if phase:
+        phase(f"checking {len(groups)} kinds of user")
     firsts: dict[str, list[tuple[str, int]]] = {}  # code -> (address, position in findings)
     scored: list[tuple[int, str, list[str]]] = []
     for group in groups:
@@ -153,8 +162,8 @@ def doctor(app: App, progress: Callable[[int], None] | None = None) -> DoctorRep
         worth = score(found)
         if worth:
             scored.extend((worth, a, list(found)) for a in group.first)
-    if progress:
-        progress(report.users)
+        if progress:
+            progress(group.users)
     for code, seen in firsts.items():
         seen.sort()
         report.examples[code] = [a for a, _ in seen[:EXAMPLES]]
@@ -163,6 +172,8 @@ def doctor(app: App, progress: Callable[[int], None] | None = None) -> DoctorRep
     report.counts = Counter({code: report.counts[code] for code in first_met})
     scored.sort(key=lambda t: (-t[0], t[1]))
     report.worst = [(a, f) for _s, a, f in scored[:WORST]]
+    if phase:
+        phase("checking the organization")
     report.org = _org_checks(app)
     report.seconds = time.perf_counter() - start
     return report
