@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from userphoto.app import App
-from userphoto.doctor import CHECKS, DoctorReport, doctor
+from userphoto.doctor import CHECKS, DoctorReport, doctor, facts_of
 from userphoto.findings import (
     CATALOGUE,
     UserFacts,
@@ -227,6 +227,7 @@ def test_each_group_is_its_users_facts(org: App) -> None:
         assert list(group.first) == sorted(group.first, key=str.encode)
         for address in group.first:
             assert old_user_findings(by_address[address]) == list(user_findings(group.facts))
+            assert facts_of(by_address[address]) == group.facts  # SQL and Python read alike
     firsts = org.store.photo_facts(first=2)
     assert all(len(g.first) == min(2, g.users) for g in firsts)
 
