@@ -5,8 +5,9 @@ minutes and is not what is measured). Photo rows carry their metadata but tiny r
 bytes: doctor never reads photo bytes. The mix: 70% with an HD photo, 15% with a directory
 photo (a fifth of those unusable), a few percent of each odd state.
 
-Reference in the same run: one bare `SELECT` over the same joined rows, so the figure that
-matters is doctor's time as a multiple of just reading the data.
+References in the same run: one bare `SELECT` over the same joined rows, and the old per-row
+walk (every status row streamed into Python and through the rule), so the figures that
+matter are doctor's time as a multiple of just reading the data, and of the old way.
 
     .venv/bin/python bench/doctor.py [--users 100000]
 """
@@ -14,6 +15,7 @@ matters is doctor's time as a multiple of just reading the data.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import subprocess
 import sys
@@ -99,14 +101,31 @@ def seed(path: Path, users: int) -> None:
     store.close()
 
 
-def bare_read(path: Path) -> float:
+def bare_read(path: Path) -> tuple[float, float]:
+    """Seconds (wall, CPU) to read the joined rows once, in this process."""
     store = SQLiteStore(path)
+    cpu = time.process_time()
     start = time.perf_counter()
     store._db.execute(
         "SELECT * FROM users u LEFT JOIN photos p ON p.user_id = u.id AND p.state = 'saved' "
         "LEFT JOIN directory_thumbnails d ON d.user_id = u.id ORDER BY u.address"
     ).fetchall()
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start, time.process_time() - cpu
+    store.close()
+    return seconds
+
+
+def row_walk(path: Path) -> tuple[float, float]:
+    """The doctor before issue 12's rework: status rows through the rule, one by one.
+    Seconds (wall, CPU) for the walk alone, in this process."""
+    from userphoto.doctor import user_findings
+
+    store = SQLiteStore(path)
+    cpu = time.process_time()
+    start = time.perf_counter()
+    for status in store.iter_photo_status():
+        user_findings(status)
+    seconds = time.perf_counter() - start, time.process_time() - cpu
     store.close()
     return seconds
 
@@ -121,16 +140,32 @@ def main() -> None:
         seed(home / "userphoto.db", args.users)
         print(f"seeded {args.users:,} users in {time.perf_counter() - start:.1f}s")
         read = bare_read(home / "userphoto.db")
+        walk = row_walk(home / "userphoto.db")
         cli = Path(sys.executable).parent / "userphoto"
+        print(f"load average before: {os.getloadavg()}")
+        before = os.times()
         start = time.perf_counter()
         proc = subprocess.run(
             [str(cli), "--home", str(home), "doctor"], capture_output=True, text=True
         )
         wall = time.perf_counter() - start
+        after = os.times()
+        cpu = sum(after[2:4]) - sum(before[2:4])  # the command's user + system time
         print(proc.stdout.strip().splitlines()[0])
         print("\n".join(proc.stdout.strip().splitlines()[1:12]))
-        print(f"doctor, whole command: {wall:.2f}s wall (exit {proc.returncode}; target < 30 s)")
-        print(f"bare SQL read of the same rows: {read:.2f}s -> doctor is {wall / read:.1f}× that")
+        print(
+            f"doctor, whole command: {wall:.2f}s wall, {cpu:.2f}s CPU "
+            f"(exit {proc.returncode}; target < 30 s)"
+        )
+        print(
+            f"bare SQL read of the same rows: {read[0]:.2f}s wall, {read[1]:.2f}s CPU -> doctor "
+            f"is {wall / read[0]:.2f}× that (wall), {cpu / read[1]:.2f}× (CPU)"
+        )
+        print(
+            f"old per-row walk (status rows + rule): {walk[0]:.2f}s wall, {walk[1]:.2f}s CPU -> "
+            f"{walk[0] / wall:.1f}× doctor (wall), {walk[1] / cpu:.1f}× (CPU)"
+        )
+        print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """One catalogue of findings: `diagnose`, `doctor`, the admin listing's "Problems" filter and
 the web troubleshooter agree on each finding's level and fix text, because all read
-`userphoto.findings`. Each finding is produced for real (store, CLI, a real server over HTTP).
+`userphoto.findings`. Each finding is produced for real (store, CLI, a real server over HTTP),
+and every catalogue entry is accounted for: shown here by every surface that can show it, or
+named below with the test that produces it (those need a live directory or a bearer token).
 """
 
 from __future__ import annotations
@@ -17,14 +19,25 @@ import pytest
 from click.testing import CliRunner
 from markupsafe import escape
 
+from tests.support.images import encode, two_tone
 from tests.support.server import addr, directory_jpeg, start_server, stop_server
 from userphoto import auth
 from userphoto.app import App
 from userphoto.cli import cli
 from userphoto.config import Settings
 from userphoto.demo import portrait
-from userphoto.findings import ADDRESS, CATALOGUE, PROBLEM_CODES, Level, cause
-from userphoto.model import Account, DirectoryThumbnail, Picture, User
+from userphoto.directory import status as directory_status
+from userphoto.errors import UserPhotoError
+from userphoto.findings import (
+    ADDRESS,
+    CATALOGUE,
+    PROBLEM_CODES,
+    Level,
+    cause,
+    every_user_facts,
+    user_findings,
+)
+from userphoto.model import Account, DirectoryThumbnail, Picture, User, Visibility
 from userphoto.store import StatusFilter, StatusQuery
 
 # Who shows which finding, and the diagnose options under which it stands in the way.
@@ -42,7 +55,25 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "picture_hidden": ("hidden", ()),
     "picture_default": ("default", ()),
     "self_service_disabled": ("nophoto", ("--viewer", addr("nophoto"))),
+    "crop_guess": ("guessed", ()),
+    "directory_gone": ("gone", ()),
+    "visibility_nobody": ("private", ("--viewer", addr("fine"))),
+    "visibility": ("fine", ("--external", "fabrikam.example")),
+    "partner_not_configured": ("open", ("--external", "fabrikam.example")),
+    "legacy_client": ("fine", ("--client", "legacy", "--size", "240")),
+    "user_not_found": ("nosuch", ()),
+    "upload_rejected": ("rejected", ("--viewer", addr("rejected"))),
+    "directory_unreachable": ("synced", ()),  # its directory (a closed port) cannot be asked
 }
+# Organization findings: the doctor's own, checked against the catalogue below.
+ORGANIZATION = ("self_service_disabled", "no_partners", "sync_failed")
+# Produced by other tests (a live directory to ask; a bearer token, which the web form lacks).
+ELSEWHERE = {
+    "sync_lag": "tests/test_diagnose_directory.py",
+    "token_invalid": "tests/test_diagnose_http.py",
+}
+# What the doctor's per-user rule can say (findings.user_findings over every facts value).
+DOCTOR_CODES = {code for f in every_user_facts() for code in user_findings(f)}
 
 
 @dataclass
@@ -69,16 +100,20 @@ def thumbnail(user_id: str, *, broken: bool = False) -> DirectoryThumbnail:
 @pytest.fixture(scope="module")
 def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
     home = tmp_path_factory.mktemp("findings-home")
-    env = {"USERPHOTO_POLICY_SELF_SERVICE": "false"}
+    env = {
+        "USERPHOTO_POLICY_SELF_SERVICE": "false",
+        "USERPHOTO_DIRECTORY_URI": "ldap://127.0.0.1:9",  # nothing listens: unreachable
+        "USERPHOTO_DIRECTORY_BASE_DN": "dc=contoso,dc=test",
+    }
     import os
 
-    old = os.environ.get("USERPHOTO_POLICY_SELF_SERVICE")
+    old = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     app = App(Settings.load(home))
     app.settings.write_default()
     try:
         store, photos = app.store, app.photos
-        for local in {who for who, _ in CASES.values()} | {"fine"}:
+        for local in {who for who, _ in CASES.values()} - {"nosuch"}:
             user = User(id=f"id-{local}", address=addr(local), display_name=local.title())
             if local == "badurl":
                 user.picture, user.picture_url = Picture.URL, "ftp://old.example/p.jpg"
@@ -90,9 +125,24 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
                 user.picture = Picture.HIDDEN
             elif local == "default":
                 user.picture = Picture.DEFAULT
+            elif local == "synced":
+                user.source, user.attributes = "directory", {"dn": "uid=synced,dc=contoso,dc=test"}
+            elif local == "gone":
+                user.directory_gone = True
+            elif local == "private":
+                user.visibility = Visibility.NOBODY
+            elif local == "open":
+                user.visibility = Visibility.EVERYONE
             store.add_user(user)
             if local in ("removed", "disagree", "sdonly", "hidden", "default", "fine"):
                 photos.set(user.id, portrait(3, 700, 700))
+            if local in ("private", "open"):
+                photos.set(user.id, portrait(3, 700, 700))
+            if local == "guessed":  # no face to find: a centre crop, a guess
+                photos.set(user.id, encode(two_tone(700, 700), "JPEG"))
+            if local == "rejected":
+                with pytest.raises(UserPhotoError):
+                    photos.set(user.id, b"not an image at all")
             if local == "small":
                 photos.set(user.id, portrait(3, 200, 200))
             if local == "preview":
@@ -102,6 +152,8 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
             if local == "broken":
                 store.put_directory_thumbnail(thumbnail(user.id, broken=True))
         photos.remove("id-removed")
+        failed = directory_status.SyncReport("delta", error="the directory refused the bind")
+        directory_status.record(store, failed)
         admin = auth.create_token(store, "root@contoso.test", admin=True)[1]
     finally:
         app.close()
@@ -110,10 +162,22 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Org]:
         yield Org(home, base, admin)
     finally:
         stop_server(proc)
-        if old is None:
-            os.environ.pop("USERPHOTO_POLICY_SELF_SERVICE", None)
-        else:
-            os.environ["USERPHOTO_POLICY_SELF_SERVICE"] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def filled_from(templates: tuple[str, ...], texts: list[str]) -> bool:
+    """`texts` are `templates` with their remaining fields ({wanted}, ...) filled in."""
+    if len(templates) != len(texts):
+        return False
+    for template, text in zip(templates, texts, strict=True):
+        pattern = re.sub(r"\\\{\w+\\\}", ".+", re.escape(template))
+        if not re.fullmatch(pattern, text):
+            return False
+    return True
 
 
 def run(org: Org, *args: str) -> dict:
@@ -164,10 +228,23 @@ def test_every_finding_fills_its_templates() -> None:
             assert finding.fix and "overrides" in filled.advice
 
 
+def test_every_catalogue_entry_is_accounted_for() -> None:
+    shown_here = set(CASES) | set(ORGANIZATION)
+    assert shown_here.isdisjoint(ELSEWHERE)
+    assert shown_here | set(ELSEWHERE) == set(CATALOGUE)
+    assert set(CASES) >= DOCTOR_CODES  # every per-user doctor finding is compared below
+    for code, test in ELSEWHERE.items():
+        assert f'"{code}"' in (Path(__file__).parent.parent / test).read_text(), code
+
+
 def test_diagnose_doctor_filter_and_troubleshooter_agree(org: Org) -> None:
     report = run(org, "doctor")
     doctor = {f["code"]: f for f in report["findings"]}
     doctor |= {c["code"]: c for c in report["organization"]}
+    # The doctor's organization findings: the catalogue's level and fix.
+    for code in ORGANIZATION:
+        assert doctor[code]["level"] == CATALOGUE[code].level.value, code
+        assert doctor[code]["fix"] == list(CATALOGUE[code].fixes(address=ADDRESS)), code
     problems: set[str] = set()
     http = signed_in(org)
     try:
@@ -180,23 +257,29 @@ def test_diagnose_doctor_filter_and_troubleshooter_agree(org: Org) -> None:
             assert code in found, (code, verdict["causes"])
             said = found[code]
             assert said["level"] == finding.level.value
-            assert said["fix"] == list(finding.fixes(address=address))
+            assert filled_from(finding.fixes(address=address), said["fix"]), code
             # doctor: the same level, the same fix with ADDRESS for the user
-            assert code in doctor, code
-            assert doctor[code]["level"] == said["level"]
-            assert [f.replace(ADDRESS, address) for f in doctor[code]["fix"]] == said["fix"]
+            if code in DOCTOR_CODES or code in ORGANIZATION:
+                assert code in doctor, code
+                assert doctor[code]["level"] == said["level"]
+                assert [f.replace(ADDRESS, address) for f in doctor[code]["fix"]] == said["fix"]
             if code in PROBLEM_CODES:
                 problems.add(address)
             # the web troubleshooter: the same finding, level and fix on the page
             query = {"target": address, "kind": "member"}
-            if "--size" in options:
-                query["size"] = options[-1]
-            if "--viewer" in options:
-                query["viewer"] = options[-1]
+            pairs = dict(zip(options[::2], options[1::2], strict=True))
+            if "--size" in pairs:
+                query["size"] = pairs["--size"]
+            if "--viewer" in pairs:
+                query["viewer"] = pairs["--viewer"]
+            if "--external" in pairs:
+                query |= {"kind": "external", "external": pairs["--external"]}
+            if "--client" in pairs:
+                query["client"] = pairs["--client"]
             page = http.get("/admin/troubleshoot", params=query).text
             items = re.findall(r'<li class="level-(\w+)">(.*?)</li>', page, re.S)
             (item,) = [lv_body for lv_body in items if escape(said["message"]) in lv_body[1]]
-            assert item[0] == said["level"]
+            assert item[0] == said["level"], code
             for command in said["fix"]:
                 assert f'<code class="fix">{escape(command)}</code>' in item[1]
             if finding.choice:

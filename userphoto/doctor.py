@@ -1,7 +1,10 @@
-"""The org-wide checks: every user's photo in one pass over the store, with counts and fixes.
+"""The org-wide checks: every user's photo at once, with counts, examples and fixes.
 
-Per-user checks are pure functions of one `PhotoStatus` row (no I/O, no image work), so
-100,000 users take seconds. `userphoto diagnose ADDRESS` explains any single user in depth.
+The per-user rule is `findings.user_findings`, pure over a small `UserFacts` value. The store
+counts users per distinct facts value in one set-based query (`Store.photo_facts`: a few
+hundred groups for any organization size), and the rule runs once per group: a million users
+cost one database pass, not a million Python rows. `userphoto diagnose ADDRESS` explains any
+single user in depth.
 """
 
 from __future__ import annotations
@@ -14,47 +17,58 @@ from typing import Any
 
 from .app import App
 from .directory import status as directory_status
-from .findings import ADDRESS, CATALOGUE, LEVEL_ORDER, Cause, Finding, Level, cause
-from .model import GUESSES, MEETING_SIZE, Account, Picture
+from .findings import (
+    ADDRESS,
+    CATALOGUE,
+    LEVEL_ORDER,
+    Cause,
+    Finding,
+    Level,
+    UserFacts,
+    cause,
+)
+from .findings import user_findings as rule
+from .model import GUESSES, MEETING_SIZE, Picture
 from .resolve import usable_url
 from .store import PhotoStatus
 
 # The doctor's vocabulary is the catalogue's (one level, title and fix per finding).
 CHECKS: dict[str, Finding] = CATALOGUE
+WORST = 10  # worst offenders listed
+EXAMPLES = 5  # example addresses per finding
+
+
+def facts_of(s: PhotoStatus) -> UserFacts:
+    """One status row's facts (the admin listing's rows; the store computes the same in SQL)."""
+    u = s.user
+    return UserFacts(
+        directory_gone=u.directory_gone,
+        directory_problem=bool(s.directory_problem),
+        picture=u.picture,
+        url_usable=u.picture is not Picture.URL or usable_url(u.picture_url),
+        account=u.account,
+        has_preview=s.has_preview,
+        has_sizes=bool(s.sizes),
+        below_meeting_size=bool(s.sizes) and max(s.sizes) < MEETING_SIZE,
+        crop_guess=s.crop_reason in GUESSES,
+        directory_usable=bool(s.directory_usable),
+        directory_ours=s.directory_written_by_us,
+        removal_record=u.removal_record is not None,
+    )
 
 
 def user_findings(s: PhotoStatus) -> list[str]:
-    """The doctor's per-user checks: codes into CHECKS. Cheap: no I/O, no image work."""
-    u, found = s.user, []
-    if u.directory_gone:
-        return ["directory_gone"]
-    if s.directory_problem:
-        found.append("directory_thumbnail_problem")
-    if u.picture is Picture.URL and not usable_url(u.picture_url):
-        found.append("url_missing")
-    if u.picture is Picture.HIDDEN:
-        found.append("picture_hidden")
-    elif u.picture is Picture.DEFAULT:
-        found.append("picture_default")
-    if u.account in (Account.ABSENT, Account.DISABLED):
-        found.append("account_unavailable")
-        return found
-    if u.account is Account.SD_ONLY:
-        found.append("sd_only")
-    if s.has_preview:
-        found.append("preview_not_saved")
-    if s.sizes:
-        if max(s.sizes) < MEETING_SIZE and u.account is Account.HD:
-            found.append("source_too_small")
-        if s.crop_reason in GUESSES:
-            found.append("crop_guess")
-        if s.directory_usable and not s.directory_written_by_us:
-            found.append("directory_disagrees")
-    elif s.directory_usable:
-        found.append("removal_record" if u.removal_record else "directory_only")
-    elif u.picture is Picture.PHOTO:
-        found.append("no_photo")
-    return found
+    """The per-user rule for one status row: codes into CHECKS (the admin listing's rows)."""
+    return list(rule(facts_of(s)))
+
+
+def score(codes: tuple[str, ...] | list[str]) -> int:
+    """How bad one user's findings are: 3 per error, 1 per warning (the worst offenders)."""
+    return sum(
+        3 if CHECKS[c].level is Level.ERROR else 1
+        for c in codes
+        if CHECKS[c].level is not Level.INFO
+    )
 
 
 @dataclass
@@ -119,35 +133,47 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-def doctor(app: App, progress: Callable[[int], None] | None = None) -> DoctorReport:
-    """Every org-wide check in one pass over the store."""
+def doctor(
+    app: App,
+    progress: Callable[[int], None] | None = None,
+    phase: Callable[[str], None] | None = None,
+) -> DoctorReport:
+    """Every org-wide check: the store counts users per facts value, the rule runs per value.
+
+    `phase` names each step as it starts; `progress` advances by users as their group's
+    findings are counted. The database's grouping is the long step and reports nothing
+    until it is done: the phase says what is being waited for.
+    """
     start = time.perf_counter()
     report = DoctorReport()
+    if phase:
+        phase("grouping users in the database")
+    groups = app.store.photo_facts(first=WORST)  # WORST >= EXAMPLES: enough addresses for both
+    if phase:
+        phase(f"checking {len(groups)} kinds of user")
+    firsts: dict[str, list[tuple[str, int]]] = {}  # code -> (address, position in findings)
     scored: list[tuple[int, str, list[str]]] = []
-    for status in app.store.iter_photo_status():
-        report.users += 1
-        found = user_findings(status)
-        for code in found:
-            report.counts[code] += 1
-            examples = report.examples.setdefault(code, [])
-            if len(examples) < 5:
-                examples.append(status.user.address)
-        score = sum(
-            3 if CHECKS[c].level is Level.ERROR else 1
-            for c in found
-            if CHECKS[c].level is not Level.INFO
-        )
-        if score:
-            scored.append((score, status.user.address, found))
-            if len(scored) > 200:
-                scored.sort(key=lambda t: -t[0])
-                del scored[10:]
-        if progress and report.users % 1000 == 0:
-            progress(1000)
-    if progress:
-        progress(report.users % 1000)
+    for group in groups:
+        report.users += group.users
+        found = rule(group.facts)
+        for i, code in enumerate(found):
+            report.counts[code] += group.users
+            firsts.setdefault(code, []).extend((a, i) for a in group.first[:EXAMPLES])
+        worth = score(found)
+        if worth:
+            scored.extend((worth, a, list(found)) for a in group.first)
+        if progress:
+            progress(group.users)
+    for code, seen in firsts.items():
+        seen.sort()
+        report.examples[code] = [a for a, _ in seen[:EXAMPLES]]
+    # Findings in the order a walk by address first meets them (ties in the listing keep it).
+    first_met = sorted(report.counts, key=lambda code: min(firsts[code]))
+    report.counts = Counter({code: report.counts[code] for code in first_met})
     scored.sort(key=lambda t: (-t[0], t[1]))
-    report.worst = [(a, f) for _s, a, f in scored[:10]]
+    report.worst = [(a, f) for _s, a, f in scored[:WORST]]
+    if phase:
+        phase("checking the organization")
     report.org = _org_checks(app)
     report.seconds = time.perf_counter() - start
     return report

@@ -6,17 +6,25 @@ whether it is the user's own choice rather than a fault. `diagnose`, `doctor`, t
 listing's "Problems" filter and the web troubleshooter all read it, so changing a level or a
 fix here changes it everywhere.
 
+The per-user rule (`user_findings`) is here too, over a small facts value (`UserFacts`): the
+doctor applies it once per distinct facts value the store counts, the admin listing's
+"Problems" filter is derived from it (store/facts_sql.py), and each listing row shows it.
+
 Pure: no I/O. Templates use `str.format` fields; `{address}` is the user's address (the
 doctor prints ADDRESS), FILE stands for a photo to upload and URL for a web address.
+Over ~400 lines only because the catalogue itself is long: one entry per finding, as data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from .model import MEETING_SIZE
+from .model import MEETING_SIZE, Account, Picture
 
 FILE = "FILE"  # placeholder in fix commands: the photo to upload
 URL = "URL"  # placeholder in fix commands: a web address the administrator chooses
@@ -339,3 +347,81 @@ CATALOGUE: dict[str, Finding] = {
 
 # The admin listing's "Problems" filter: the findings that need an administrator's repair.
 PROBLEM_CODES: tuple[str, ...] = tuple(c for c, f in CATALOGUE.items() if f.problem)
+
+
+@dataclass(frozen=True)
+class UserFacts:
+    """What the per-user rule reads about one user, and nothing more: a few flags and two
+    choices, so an organization of a million users has at most a few hundred distinct values
+    (the doctor counts users per value in SQL and applies the rule once per value)."""
+
+    directory_gone: bool = False
+    directory_problem: bool = False  # the directory thumbnail has a problem noted
+    picture: Picture = Picture.PHOTO
+    url_usable: bool = True  # picture 'url' only: its web address is usable (else True)
+    account: Account = Account.HD
+    has_preview: bool = False  # an uploaded preview waits to be saved
+    has_sizes: bool = False  # a saved photo with its sizes
+    below_meeting_size: bool = False  # the saved photo's largest size is < MEETING_SIZE
+    crop_guess: bool = False  # the saved photo's crop reason is one of model.GUESSES
+    directory_usable: bool = False  # a usable directory thumbnail
+    directory_ours: bool = False  # the directory thumbnail was written back by userphoto
+    removal_record: bool = False
+
+
+UNAVAILABLE = (Account.ABSENT, Account.DISABLED)
+
+
+def user_findings(f: UserFacts) -> tuple[str, ...]:
+    """The org-wide per-user rule: codes into CATALOGUE, in the order the doctor lists them."""
+    if f.directory_gone:
+        return ("directory_gone",)
+    found: list[str] = []
+    if f.directory_problem:
+        found.append("directory_thumbnail_problem")
+    if f.picture is Picture.URL and not f.url_usable:
+        found.append("url_missing")
+    if f.picture is Picture.HIDDEN:
+        found.append("picture_hidden")
+    elif f.picture is Picture.DEFAULT:
+        found.append("picture_default")
+    if f.account in UNAVAILABLE:
+        found.append("account_unavailable")
+        return tuple(found)
+    if f.account is Account.SD_ONLY:
+        found.append("sd_only")
+    if f.has_preview:
+        found.append("preview_not_saved")
+    if f.has_sizes:
+        if f.below_meeting_size and f.account is Account.HD:
+            found.append("source_too_small")
+        if f.crop_guess:
+            found.append("crop_guess")
+        if f.directory_usable and not f.directory_ours:
+            found.append("directory_disagrees")
+    elif f.directory_usable:
+        found.append("removal_record" if f.removal_record else "directory_only")
+    elif f.picture is Picture.PHOTO:
+        found.append("no_photo")
+    return tuple(found)
+
+
+def is_problem(f: UserFacts) -> bool:
+    """Listed under the admin listing's "Problems" filter: a finding marked `problem`."""
+    return any(CATALOGUE[code].problem for code in user_findings(f))
+
+
+@functools.cache
+def fact_values(name: str) -> tuple[Any, ...]:
+    """Every value the UserFacts field `name` can take (the flags, or the enum's members)."""
+    default = {f.name: f.default for f in fields(UserFacts)}[name]
+    if isinstance(default, StrEnum):
+        return tuple(type(default))
+    return (False, True)
+
+
+def every_user_facts() -> Iterator[UserFacts]:
+    """Every possible UserFacts value (a few thousand): rules over them are checked whole."""
+    names = [f.name for f in fields(UserFacts)]
+    for combo in itertools.product(*(fact_values(n) for n in names)):
+        yield UserFacts(**dict(zip(names, combo, strict=True)))

@@ -102,7 +102,12 @@ def doctor(ctx: Context, as_json: bool) -> None:
     total = app.store.count_users()
     show = total > 20_000 and not as_json and sys.stderr.isatty()
     with click.progressbar(length=total, label="checking", file=sys.stderr, hidden=not show) as bar:
-        report = check_everyone(app, progress=bar.update)
+
+        def phase(text: str) -> None:
+            bar.label = text
+            bar.render_progress()  # shows the new step at once
+
+        report = check_everyone(app, progress=bar.update, phase=phase)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
     if report.errors:
         sys.exit(1)

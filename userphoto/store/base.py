@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from ..findings import UserFacts
 from ..model import (
     ApiToken,
     AuditEntry,
@@ -44,6 +45,15 @@ class PhotoStatus:
     directory_seen: datetime | None
     directory_written_by_us: bool
     crop_reason: str | None = None  # the saved photo's CropReason value (None: no photo)
+
+
+@dataclass(frozen=True)
+class FactsGroup:
+    """The users who share one `UserFacts` value: how many, and the first few by address."""
+
+    facts: UserFacts
+    users: int
+    first: tuple[str, ...]  # the first addresses in byte order, at most the number asked
 
 
 @dataclass(frozen=True)
@@ -461,3 +471,10 @@ class Store(ABC):
         Each write inside still succeeds or fails on its own. The default groups nothing.
         """
         return nullcontext()
+
+    # --- org-wide checks (doctor) ---------------------------------------------------------
+    @abstractmethod
+    def photo_facts(self, first: int = 10) -> list[FactsGroup]:
+        """Every user counted by their `UserFacts` (store/facts_sql.py), with the `first`
+        addresses of each group in byte order: one set-based query, whatever the size of the
+        organization (a few hundred groups at most)."""

@@ -8,22 +8,32 @@ PostgreSQL: the same rule in SQL, migration 3), so the listing and the serving a
 
 from __future__ import annotations
 
-from ..findings import PROBLEM_CODES
+from . import facts_sql
 from .base import StatusFilter
 
-# The admin listing's "Problems" filter is the catalogue's problem findings (findings.py);
-# each needs its SQL here.
-FINDING_SQL: dict[str, str] = {
-    "directory_thumbnail_problem": (
-        "(d.problem IS NOT NULL OR (d.jpeg IS NULL AND d.user_id IS NOT NULL))"
-    ),
-    "account_unavailable": "u.account IN ('absent', 'disabled')",
-    "removal_record": "(u.removal_record IS NOT NULL AND p.id IS NULL AND d.jpeg IS NOT NULL)",
-    "url_missing": "(u.picture = 'url' AND NOT usable_url(u.picture_url))",
-}
-STATUS_FILTERS: dict[StatusFilter, tuple[str, ...]] = {
-    StatusFilter.ALL: (),
-    StatusFilter.NO_PHOTO: ("p.id IS NULL", "d.jpeg IS NULL"),
-    StatusFilter.DIRECTORY_ONLY: ("p.id IS NULL", "d.jpeg IS NOT NULL", "u.removal_record IS NULL"),
-    StatusFilter.PROBLEMS: ("(" + " OR ".join(FINDING_SQL[c] for c in PROBLEM_CODES) + ")",),
-}
+
+class _Filters(dict[StatusFilter, tuple[str, ...]]):
+    """The Problems filter is derived on first use (a few thousand rule calls), not at import:
+    every command imports the store, few list problems."""
+
+    def __missing__(self, key: StatusFilter) -> tuple[str, ...]:
+        if key is not StatusFilter.PROBLEMS:
+            raise KeyError(key)
+        self[key] = (facts_sql.problems_sql(),)
+        return self[key]
+
+
+STATUS_FILTERS: dict[StatusFilter, tuple[str, ...]] = _Filters(
+    {
+        StatusFilter.ALL: (),
+        StatusFilter.NO_PHOTO: ("p.id IS NULL", "d.jpeg IS NULL"),
+        StatusFilter.DIRECTORY_ONLY: (
+            "p.id IS NULL",
+            "d.jpeg IS NOT NULL",
+            "u.removal_record IS NULL",
+        ),
+        # StatusFilter.PROBLEMS: the users with a finding the catalogue marks `problem`
+        # (findings.py), by the same rule the doctor and each listing row apply: derived from
+        # it (facts_sql.problems_sql), never written by hand here.
+    }
+)

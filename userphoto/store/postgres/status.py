@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .. import queries, rows
+from .. import facts_sql, queries, rows
 from ..base import PhotoStatus, StatusQuery
 from ..queries import STATUS_JOINS as _STATUS_JOINS
 from ..queries import STATUS_SELECT as _STATUS_SELECT
@@ -49,3 +49,11 @@ class PhotoStatuses(PostgresBase):
         if not where:
             return self._one("SELECT count(*) FROM users")[0]  # type: ignore[index]
         return self._one(f"SELECT count(*) FROM users u {_STATUS_JOINS} {where}", params)[0]  # type: ignore[index]
+
+    # --- org-wide checks (doctor) ---------------------------------------------------------
+    def photo_facts(self, first: int = 10) -> list[facts_sql.FactsGroup]:
+        with self._connection(read=True) as conn, conn.transaction(), conn.cursor() as cur:
+            for setting in facts_sql.POSTGRES_SETTINGS:
+                cur.execute(setting)
+            found = cur.execute(facts_sql.groups_sql("postgresql", "%s"), (first,)).fetchall()
+        return facts_sql.groups(found)

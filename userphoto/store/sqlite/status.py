@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-from .. import queries, rows
+from .. import facts_sql, queries, rows
 from ..base import PhotoStatus, StatusQuery
 from ..queries import STATUS_JOINS as _STATUS_JOINS
 from ..queries import STATUS_SELECT as _STATUS_SELECT
@@ -52,3 +52,8 @@ class PhotoStatuses(SQLiteBase):
         return self._db.execute(
             f"SELECT count(*) FROM users u {_STATUS_JOINS} {where}", params
         ).fetchone()[0]
+
+    # --- org-wide checks (doctor) ---------------------------------------------------------
+    def photo_facts(self, first: int = 10) -> list[facts_sql.FactsGroup]:
+        found = self._db.execute(facts_sql.groups_sql("sqlite", "?"), (first,)).fetchall()
+        return facts_sql.groups(found)
