@@ -11,12 +11,10 @@ reported whenever they exist).
 
 from __future__ import annotations
 
-from ..findings import Cause, cause
+from ..findings import UNAVAILABLE, Cause, cause
 from ..model import SD_MAX, Account, ClientProfile, Picture, Visibility
 from ..resolve import usable_url
 from .facts import Facts
-
-UNAVAILABLE = (Account.ABSENT, Account.DISABLED)
 
 
 def causes(f: Facts) -> list[Cause]:
