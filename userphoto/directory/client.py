@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import ldap3
@@ -318,26 +317,6 @@ class DirectoryClient:
                 conn.modify(dn, {attribute: [(ldap3.MODIFY_REPLACE, values)]})
 
         self.retry(op, f"writing {attribute} of {dn}")
-
-
-def read_pages(
-    config: DirectoryConfig, search_filter: str, attributes: list[str], out: Connection
-) -> None:
-    """Process entry point: a paged search whose pages go down `out`, then None (or the
-    error). Decoding LDAP in Python costs as much CPU as everything sync does with an
-    entry, so a full read runs here, on a core of its own."""
-    client = DirectoryClient(config)
-    try:
-        for page in client.search(search_filter, attributes):
-            out.send(page)
-        out.send(None)
-    except (DirectoryUnavailable, DirectoryRefused) as exc:
-        out.send(exc)
-    except (BrokenPipeError, EOFError, KeyboardInterrupt):
-        pass  # the sync stopped listening: nothing left to do
-    finally:
-        client.close()
-        out.close()
 
 
 def _lower(attrs: dict[str, Any]) -> Attrs:
