@@ -47,6 +47,7 @@ from userphoto.directory.fastread import paged_search
 from userphoto.directory.sync import SyncEngine
 
 BIN = Path(sys.executable).parent
+WATCH_LOG: Path | None = None  # --watch-log
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -88,8 +89,21 @@ def main() -> None:
     parser.add_argument(
         "--load-only", action="store_true", help="only the initial load and its references"
     )
+    parser.add_argument("--samba-only", action="store_true", help="only the Samba AD DC part")
+    parser.add_argument(
+        "--watch-log", type=Path, help="`sync --watch -v` writes its log here (diagnosis)"
+    )
     args = parser.parse_args()
+    global WATCH_LOG
+    WATCH_LOG = args.watch_log
     n = args.users
+    if args.samba_only:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+        try:
+            _samba(tmp, args.ad_people, args.changes)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     home = tmp / "home"
     home.mkdir()
@@ -278,14 +292,15 @@ def _serve_and_watch(
     """`userphoto serve` and `userphoto sync --watch` as separate processes (started in the
     calling thread's network namespace), once both are ready."""
     port = free_port()
+    watch = ["sync", "--watch", "-v"] if WATCH_LOG else ["sync", "--watch"]
     procs = [
         subprocess.Popen(
             [str(BIN / "userphoto"), *command],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=WATCH_LOG.open("ab") if WATCH_LOG and command is watch else subprocess.DEVNULL,
         )
-        for command in (["serve", "--port", str(port)], ["sync", "--watch"])
+        for command in (["serve", "--port", str(port)], watch)
     ]
     http = httpx.Client(
         base_url=f"http://127.0.0.1:{port}",
@@ -332,11 +347,13 @@ def _propagation(
                 slot = app.store.get_directory_thumbnail(user_id)
                 return slot is not None and slot.raw_hash == digest
 
-            t0 = time.perf_counter()
+            t0, at = time.perf_counter(), time.strftime("%H:%M:%S")
             modify(i, data)
             answered.append(time.perf_counter() - t0)
             wait_for(stored, step=0.002)
             to_store.append(time.perf_counter() - t0)
+            if WATCH_LOG:
+                print(f"  {at} {address}: modify {answered[-1]:.3f}s, store {to_store[-1]:.3f}s")
             wait_for(lambda url=url, old=before.content: http.get(url).content != old, step=0.005)
             to_http.append(time.perf_counter() - t0)
             # Changes arrive independently, not in lock-step with any polling.

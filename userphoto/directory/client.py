@@ -82,7 +82,8 @@ class DirectoryClient:
         self.info: ServerInfo | None = None
 
     # --- connection ------------------------------------------------------------------------
-    def _server(self, uri: str) -> ldap3.Server:
+    def server(self, uri: str) -> ldap3.Server:
+        """An ldap3 server object for `uri` with this configuration's TLS and timeout."""
         tls = None
         if self.config.ldaps or self.config.starttls:
             # Verified by default: against ca_file when given, else the system's CAs.
@@ -94,7 +95,7 @@ class DirectoryClient:
 
     def _open(self, uri: str) -> ldap3.Connection:
         conn = ldap3.Connection(
-            self._server(uri),
+            self.server(uri),
             user=self.config.bind_dn,
             password=self.config.bind_password,
             auto_bind=ldap3.AUTO_BIND_NONE,

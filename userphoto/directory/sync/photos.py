@@ -7,11 +7,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ...imaging import ImageError
+from ...model import DirectoryThumbnail
 from ...store import Store
 from ...workers import WorkerPool
 from ..client import Entry
-from ..entry import Flavour, directory_id
+from ..entry import DirectoryUser, Flavour, directory_id
 from ..photo import UNCHANGED, Prepared, prepare_many, prepare_photo
+from ..status import SyncReport
 from . import reconcile
 
 WORKERS = 2  # photo re-encoding processes, started by a full sync
@@ -129,3 +131,19 @@ def prepare_page(
         return results
 
     return wait
+
+
+def count_photo(
+    du: DirectoryUser,
+    thumb: DirectoryThumbnail,
+    old: DirectoryThumbnail | None,
+    report: SyncReport,
+) -> None:
+    """Tally a new directory-thumbnail value in the report (a problem kept the old JPEG)."""
+    if thumb.problem and thumb.jpeg is (old.jpeg if old else None):
+        report.photo_problems += 1
+        report.problem(f"{du.dn}: {thumb.problem}")
+    else:
+        report.photos_new += 1
+        if thumb.problem:
+            report.problem(f"{du.dn}: {thumb.problem}")
