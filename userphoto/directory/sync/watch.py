@@ -20,6 +20,7 @@ from ..client import DirectoryRefused, DirectoryUnavailable
 from ..entry import Flavour
 from ..notify import ChangeNotifier
 from ..status import SyncReport
+from .photos import photo_workers
 
 if TYPE_CHECKING:
     from .engine import SyncEngine
@@ -37,6 +38,10 @@ def watch(
 ) -> None:
     """See `SyncEngine.watch`."""
     config = engine.config
+    # The photo workers start now, not with the first change: starting them (a forkserver,
+    # two processes importing the imaging stack) takes seconds on a busy machine, which the
+    # first change after a start would otherwise wait for.
+    photo_workers()
     recorder = status.WatchRecorder(engine.store)
     why = mode(engine, stop, recorder)
     if why is None and not stop.is_set():
