@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+
+from PIL import Image
 
 from ...imaging import ImageError
 from ...model import DirectoryThumbnail
@@ -41,6 +44,15 @@ class PhotoWorkers:
 
     def pids(self) -> list[int]:
         return self.pool.pids()
+
+    def warm(self) -> None:
+        """One small photo through each worker: the imaging stack finishes loading on a
+        worker's first photo, which would otherwise delay the first change after a start."""
+        buffer = io.BytesIO()
+        Image.new("RGB", (96, 96), (128, 128, 128)).save(buffer, "JPEG")
+        sample = buffer.getvalue()
+        for done in [self.submit([sample], "thumbnailPhoto") for _ in range(WORKERS)]:
+            done.result()
 
     def submit(self, raws: list[bytes], attribute: str) -> Future[list[Prepared]]:
         return self.threads.submit(self._chunk, raws, attribute)

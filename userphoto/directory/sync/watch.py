@@ -38,10 +38,9 @@ def watch(
 ) -> None:
     """See `SyncEngine.watch`."""
     config = engine.config
-    # The photo workers start now, not with the first change: starting them (a forkserver,
-    # two processes importing the imaging stack) takes seconds on a busy machine, which the
-    # first change after a start would otherwise wait for.
-    photo_workers()
+    # The photo workers start (and take a first photo) now, not with the first change:
+    # starting them takes seconds on a busy machine, which that change would wait for.
+    photo_workers().warm()
     recorder = status.WatchRecorder(engine.store)
     why = mode(engine, stop, recorder)
     if why is None and not stop.is_set():
