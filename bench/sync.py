@@ -43,9 +43,11 @@ from userphoto.directory import status
 from userphoto.directory import sync as sync_module
 from userphoto.directory.client import DirectoryClient
 from userphoto.directory.entry import Flavour
+from userphoto.directory.fastread import paged_search
 from userphoto.directory.sync import SyncEngine
 
 BIN = Path(sys.executable).parent
+WATCH_LOG: Path | None = None  # --watch-log
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -84,8 +86,24 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--ad-people", type=int, default=200, help="people on the Samba DC")
     parser.add_argument("--no-samba", action="store_true", help="skip the Samba AD DC part")
+    parser.add_argument(
+        "--load-only", action="store_true", help="only the initial load and its references"
+    )
+    parser.add_argument("--samba-only", action="store_true", help="only the Samba AD DC part")
+    parser.add_argument(
+        "--watch-log", type=Path, help="`sync --watch -v` writes its log here (diagnosis)"
+    )
     args = parser.parse_args()
+    global WATCH_LOG
+    WATCH_LOG = args.watch_log
     n = args.users
+    if args.samba_only:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+        try:
+            _samba(tmp, args.ad_people, args.changes)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     home = tmp / "home"
     home.mkdir()
@@ -103,28 +121,35 @@ def main() -> None:
         assert app.directory is not None
         engine = SyncEngine(app.store, app.directory)
 
-        # Reference, same run: a bare paged read of the same entries (ldap3, no processing),
-        # just before and just after the initial load (the machine's load moves meanwhile).
-        def bare_read() -> tuple[float, float]:
-            reader = DirectoryClient(app.directory)  # type: ignore[arg-type]
+        # References, same run: a bare paged read of the same entries, no processing, with
+        # ldap3 (the issue's reference: what the rest of the package uses) and with
+        # python-ldap (libldap's C decoding: what the sync's reader process uses), just
+        # before and just after the initial load (the machine's load moves meanwhile).
+        def bare_read(kind: str) -> tuple[float, float]:
+            assert app.directory is not None
+            config = app.directory
+            reader = DirectoryClient(config)
             info = reader.refresh_info()
-            flavour = Flavour.of(app.directory, info.is_ad)  # type: ignore[arg-type]
-            t0, c0 = time.perf_counter(), time.process_time()
-            read = sum(
-                len(p)
-                for p in reader.search(flavour.user_filter, flavour.attributes(app.directory))  # type: ignore[arg-type]
-            )
-            assert read == n
             reader.close()
+            flavour = Flavour.of(config, info.is_ad)
+            search = (flavour.user_filter, flavour.attributes(config))
+            t0, c0 = time.perf_counter(), time.process_time()
+            if kind == "ldap3":
+                with DirectoryClient(config) as client:
+                    read = sum(len(p) for p in client.search(*search))
+            else:
+                read = sum(len(p) for p in paged_search(config, *search))
+            assert read == n
             return time.perf_counter() - t0, time.process_time() - c0
 
-        bare_before, bare_cpu = bare_read()
+        kinds = ("ldap3", "python-ldap")
+        before = {k: bare_read(k) for k in kinds}
 
         # CPU seconds of every process involved, so the figure means something on a machine
         # that others share: wall-clock rate, and what the CPU cost allows on 2 idle cores.
-        SyncEngine._processes()  # the photo workers, started before the run
-        assert sync_module._POOL is not None and server.proc is not None
-        pids = [os.getpid(), server.proc.pid, *sync_module._POOL.pids()]
+        sync_module.photo_workers()  # the photo workers, started before the run
+        assert server.proc is not None
+        pids = [os.getpid(), server.proc.pid, *sync_module.worker_pids()]
         # The reader process is forked from this one: its CPU lands in this process's
         # children's time once it has exited and been joined.
         cpu_before = [_cpu(p) for p in pids]
@@ -138,18 +163,21 @@ def main() -> None:
         reader_cpu = _cpu(os.getpid(), children=True) - children_before
         load = (load + os.getloadavg()[0]) / 2
         assert full.ok and full.added == n, full.summary()
-        bare_after, _ = bare_read()
-        bare = (bare_before + bare_after) / 2
-        print(
-            f"reference: bare paged LDAP read of {n:,} entries: {bare_before:.2f}s before, "
-            f"{bare_after:.2f}s after ({n / bare:,.0f} entries/s; {bare_cpu / n * 1000:.2f} ms "
-            "CPU per entry)"
-        )
+        after = {k: bare_read(k) for k in kinds}
+        bare = {k: (before[k][0] + after[k][0]) / 2 for k in kinds}
+        bare_cpu = {k: (before[k][1] + after[k][1]) / 2 for k in kinds}
+        for k in kinds:
+            print(
+                f"reference: bare paged {k} read of {n:,} entries: {before[k][0]:.2f}s before, "
+                f"{after[k][0]:.2f}s after ({n / bare[k]:,.0f} entries/s; "
+                f"{bare_cpu[k] / n * 1000:.3f} ms CPU per entry)"
+            )
         per_user = (sum(used) + reader_cpu) / n * 1000
         print(
             f"full sync (initial load): {full.seconds:.2f}s, {n / full.seconds:,.0f} users/s "
             f"wall (load average {load:.1f} on {os.cpu_count()} cores): "
-            f"{full.seconds / bare:.2f}× the bare read's time"
+            f"{full.seconds / bare['ldap3']:.2f}× the bare ldap3 read's time, "
+            f"{full.seconds / bare['python-ldap']:.2f}× the bare python-ldap read's"
         )
         # On 2 idle cores the pipeline takes at least its CPU over 2 cores, and at least its
         # busiest process; the bare read at least its own CPU.
@@ -158,8 +186,11 @@ def main() -> None:
             f"  CPU: {per_user:.2f} ms/user in all (main {used[0]:.2f}s = "
             f"{used[0] / n * 1000:.2f} ms/user, reader {reader_cpu:.2f}s, photo workers "
             f"{sum(used[2:]):.2f}s, slapd {used[1]:.2f}s); on 2 idle cores that is at least "
-            f"{idle:.2f}s, {idle / max(bare_cpu, used[1]):.2f}× the bare read's CPU"
+            f"{idle:.2f}s, {idle / max(bare_cpu['ldap3'], used[1]):.2f}× the bare ldap3 read's "
+            f"CPU, {idle / max(bare_cpu['python-ldap'], used[1]):.2f}× the python-ldap read's"
         )
+        if args.load_only:
+            return
         again = SyncEngine(app.store, app.directory).full()
         assert again.ok and again.unchanged == n
         print(
@@ -228,6 +259,8 @@ def main() -> None:
     finally:
         _stop(procs)
         server.stop()
+        if args.load_only:
+            shutil.rmtree(tmp, ignore_errors=True)
     try:
         if not args.no_samba:
             _samba(tmp, args.ad_people, args.changes)
@@ -259,14 +292,15 @@ def _serve_and_watch(
     """`userphoto serve` and `userphoto sync --watch` as separate processes (started in the
     calling thread's network namespace), once both are ready."""
     port = free_port()
+    watch = ["sync", "--watch", "-v"] if WATCH_LOG else ["sync", "--watch"]
     procs = [
         subprocess.Popen(
             [str(BIN / "userphoto"), *command],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=WATCH_LOG.open("ab") if WATCH_LOG and command is watch else subprocess.DEVNULL,
         )
-        for command in (["serve", "--port", str(port)], ["sync", "--watch"])
+        for command in (["serve", "--port", str(port)], watch)
     ]
     http = httpx.Client(
         base_url=f"http://127.0.0.1:{port}",
@@ -313,11 +347,13 @@ def _propagation(
                 slot = app.store.get_directory_thumbnail(user_id)
                 return slot is not None and slot.raw_hash == digest
 
-            t0 = time.perf_counter()
+            t0, at = time.perf_counter(), time.strftime("%H:%M:%S")
             modify(i, data)
             answered.append(time.perf_counter() - t0)
             wait_for(stored, step=0.002)
             to_store.append(time.perf_counter() - t0)
+            if WATCH_LOG:
+                print(f"  {at} {address}: modify {answered[-1]:.3f}s, store {to_store[-1]:.3f}s")
             wait_for(lambda url=url, old=before.content: http.get(url).content != old, step=0.005)
             to_http.append(time.perf_counter() - t0)
             # Changes arrive independently, not in lock-step with any polling.

@@ -15,7 +15,6 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import ldap3
@@ -83,7 +82,8 @@ class DirectoryClient:
         self.info: ServerInfo | None = None
 
     # --- connection ------------------------------------------------------------------------
-    def _server(self, uri: str) -> ldap3.Server:
+    def server(self, uri: str) -> ldap3.Server:
+        """An ldap3 server object for `uri` with this configuration's TLS and timeout."""
         tls = None
         if self.config.ldaps or self.config.starttls:
             # Verified by default: against ca_file when given, else the system's CAs.
@@ -95,7 +95,7 @@ class DirectoryClient:
 
     def _open(self, uri: str) -> ldap3.Connection:
         conn = ldap3.Connection(
-            self._server(uri),
+            self.server(uri),
             user=self.config.bind_dn,
             password=self.config.bind_password,
             auto_bind=ldap3.AUTO_BIND_NONE,
@@ -318,26 +318,6 @@ class DirectoryClient:
                 conn.modify(dn, {attribute: [(ldap3.MODIFY_REPLACE, values)]})
 
         self.retry(op, f"writing {attribute} of {dn}")
-
-
-def read_pages(
-    config: DirectoryConfig, search_filter: str, attributes: list[str], out: Connection
-) -> None:
-    """Process entry point: a paged search whose pages go down `out`, then None (or the
-    error). Decoding LDAP in Python costs as much CPU as everything sync does with an
-    entry, so a full read runs here, on a core of its own."""
-    client = DirectoryClient(config)
-    try:
-        for page in client.search(search_filter, attributes):
-            out.send(page)
-        out.send(None)
-    except (DirectoryUnavailable, DirectoryRefused) as exc:
-        out.send(exc)
-    except (BrokenPipeError, EOFError, KeyboardInterrupt):
-        pass  # the sync stopped listening: nothing left to do
-    finally:
-        client.close()
-        out.close()
 
 
 def _lower(attrs: dict[str, Any]) -> Attrs:

@@ -2,7 +2,7 @@
 
 `SyncFeed` (syncrepl.py) delivers what the server says, in order; this applies it through
 the same engine steps a full or delta sync uses (parse, adopt, photo checks by content hash,
-the page pipeline, and `_mark_gone` with its deletion guard), then stores the server's cookie
+the page pipeline, and `mark_gone` with its deletion guard), then stores the server's cookie
 in the same transaction, so a restart resumes exactly after what the store holds:
 
 - no stored cookie (first run, or the filter/attributes changed): the refresh phase reads
@@ -33,10 +33,11 @@ from . import status
 from .client import Entry
 from .entry import Flavour
 from .status import SyncReport, now
+from .sync.photos import photo_workers
 from .syncrepl import COOKIE_KEY, Event, SyncFeed
 
 if TYPE_CHECKING:
-    from .sync import SyncEngine
+    from .sync.engine import SyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ class SyncreplWatch:
         self.after_cycle = after_cycle
         cookie = self.stored_cookie()
         if cookie is None:
-            self.engine._processes()  # a full read ahead; before the feed thread starts
-        self.engine._load_users(False)  # the directory-id index
+            photo_workers()  # a full read ahead; before the feed thread starts
+        self.engine.load_users(False)  # the directory-id index
         feed = SyncFeed(
             self.config,
             self.flavour.user_filter,
@@ -208,23 +209,22 @@ class SyncreplWatch:
         self.report.server = self.engine.client.info.uri if self.engine.client.info else None
         self.t0 = time.perf_counter()
         self.present, self.seen = set(), set()
-        self.users = self.engine._load_users(True) if full else None
+        self.users = self.engine.load_users(True) if full else None
 
     def _entries(self, entries: list[Entry]) -> None:
         size = self.config.page_size
         pages: Iterator[list[Entry]] = (entries[k : k + size] for k in range(0, len(entries), size))
-        work = self.engine._with_photos(pages, self.flavour)
-        self.engine._pipeline(work, self.users, self.flavour, self.report, self.seen, None)
+        self.engine.apply_pages(pages, self.flavour, self.users, self.report, self.seen)
 
     def _flush_deletes(self) -> None:
         """Deleted entries, as one batch through the deletion guard."""
         if not self.deletes:
             return
-        index = self.engine._index or {}
+        index = self.engine.index
         users = {u.id: u for u in self.store.iter_users()}
         gone = {index.get(u, u) for u in self.deletes}
         self.deletes = []
-        self.engine._mark_gone(users, set(users) - gone, self.report, force=False)
+        self.engine.mark_gone(users, set(users) - gone, self.report, force=False)
 
     def _gone_unless_present(self) -> None:
         """The refresh listed who is still there: everyone else managed is gone (guarded)."""
@@ -232,16 +232,16 @@ class SyncreplWatch:
         seen = {
             u.id for u in users.values() if u.attributes.get("directory_id", u.id) in self.present
         }
-        self.engine._mark_gone(users, seen, self.report, force=False)
+        self.engine.mark_gone(users, seen, self.report, force=False)
         self.present = set()
 
     def _refresh_done(self) -> None:
         report = self.report
         if self.full and self.users is not None:
             # Like `sync --full`: whoever the complete read did not see is gone (guarded).
-            self.engine._mark_gone(self.users, self.seen, report, force=False)
+            self.engine.mark_gone(self.users, self.seen, report, force=False)
         self.refreshing, self.users, self.present = False, None, set()
-        self.engine._addresses = None
+        self.engine.end_full_read()
         self._finish(report, record=report.changed or report.mode == "full")
         self.recorder.update(
             refresh={

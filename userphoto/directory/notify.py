@@ -41,7 +41,7 @@ class ChangeNotifier:
         client = DirectoryClient(self.config)
         try:
             conn = ldap3.Connection(
-                client._server(self.uri),
+                client.server(self.uri),
                 user=self.config.bind_dn,
                 password=self.config.bind_password,
                 client_strategy=ldap3.ASYNC_STREAM,

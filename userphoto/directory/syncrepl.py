@@ -163,7 +163,7 @@ class SyncFeed:
                 self.cookie = None
                 continue
             except Exception as exc:  # the connection, or a message we could not decode
-                error = _describe(exc)
+                error = describe(exc)
                 log.warning("syncrepl: %s; reconnecting in %.1fs", error, delay)
                 self._put([Event("down", error=f"the directory connection was lost: {error}")])
             finally:
@@ -177,7 +177,7 @@ class SyncFeed:
         for uri in self.config.uris:
             conn = _Consumer(uri, self.cookie)
             try:
-                _configure(conn, self.config, uri)
+                configure(conn, self.config, uri)
                 conn.simple_bind_s(self.config.bind_dn or "", self.config.bind_password or "")
                 return conn
             except ldap.INVALID_CREDENTIALS:
@@ -186,7 +186,7 @@ class SyncFeed:
                     "wrong bind_dn or password"
                 ) from None
             except ldap.LDAPError as exc:
-                errors.append(f"{uri}: {_describe(exc)}")
+                errors.append(f"{uri}: {describe(exc)}")
                 with contextlib.suppress(Exception):
                     conn.unbind_s()
         raise ldap.SERVER_DOWN("no directory server answered (" + "; ".join(errors) + ")")
@@ -203,7 +203,7 @@ class SyncFeed:
                 attrlist=self.attributes,
             )
         except _UNSUPPORTED as exc:
-            raise _Unsupported(_describe(exc)) from None
+            raise _Unsupported(describe(exc)) from None
         self.sessions += 1
         conn.events.append(Event("session", full=self.cookie is None))
         first = True
@@ -216,7 +216,7 @@ class SyncFeed:
                 busy = True
             except _UNSUPPORTED as exc:
                 if first:
-                    raise _Unsupported(_describe(exc)) from None
+                    raise _Unsupported(describe(exc)) from None
                 raise
             except ldap.LDAPError as exc:
                 if _result(exc) == REFRESH_REQUIRED:
@@ -251,7 +251,7 @@ class _RefreshRequired(Exception):
     pass
 
 
-def _configure(conn: _Consumer, config: DirectoryConfig, uri: str) -> None:
+def configure(conn: ldap.ldapobject.SimpleLDAPObject, config: DirectoryConfig, uri: str) -> None:
     """The same connection rules as the ldap3 client: timeouts, verified TLS, StartTLS."""
     set_option: Callable[[int, Any], None] = conn.set_option
     set_option(ldap.OPT_PROTOCOL_VERSION, 3)
@@ -279,7 +279,7 @@ def _result(exc: ldap.LDAPError) -> int | None:
     return info.get("result")
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
     if info is not None:
         text = info.get("desc", type(exc).__name__)
