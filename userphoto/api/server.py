@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl
 from .. import imaging
 from ..app import App
 from ..auth import Authenticator
-from ..errors import UserPhotoError, WorkersBusy
+from ..errors import ImageError, UserPhotoError, WorkersBusy
 from ..model import Viewer, ViewerKind
 from ..store import Change, ChangeKind
 from .cache import Answer, AnswerCache, error_answer, plain_error, relation
@@ -532,6 +532,9 @@ class PhotoServer:
             await self._refuse(send, receive, surface.error(refusal))
             return
         body, problem = await _read_body(receive, headers, self.max_body)
+        if isinstance(problem, ImageError):  # refused early: the rest is read and dropped,
+            await self._refuse(send, receive, surface.error(problem))  # so the client reads
+            return  # the answer instead of a reset while it is still sending
         if problem is not None:
             await _send(send, surface.error(problem), None, False)
             return
@@ -550,9 +553,10 @@ class PhotoServer:
         await _send(send, answer, None, False)
 
     async def _refuse(self, send: Send, receive: Receive, answer: Answer) -> None:
-        """Answer an unauthenticated write before reading its body, then discard what the
-        client is still sending (never kept: chunks are dropped as they come, up to the
-        upload limit and the body timeout), so it reads the answer instead of a reset."""
+        """Answer a refused write (unauthenticated, or refused from its first bytes) before
+        reading the rest of its body, then discard what the client is still sending (never
+        kept: chunks are dropped as they come, up to the upload limit and the body timeout),
+        so it reads the answer instead of a reset."""
         await _send(send, answer, None, False)
         left = self.max_body
         while left > 0:
