@@ -39,11 +39,13 @@ from ..model import (
     Visibility,
 )
 from ..resolve import usable_url
+from . import serving_sql
 from .base import (
     Change,
     ChangeKind,
     Lease,
     PhotoStatus,
+    Serving,
     StatusFilter,
     StatusQuery,
     Store,
@@ -1182,3 +1184,37 @@ class SQLiteStore(Store):
             "SELECT DISTINCT substr(address, instr(address, '@') + 1) FROM aliases"
         )
         return {r[0] for r in rows}
+
+    # --- serving: one read per cache miss (SQL in serving_sql) ------------------------------
+    def serving(
+        self, key: str, size: int | None = None, *, by_hash: bool = False
+    ) -> Serving | None:
+        sql = serving_sql.SQLITE_BY_HASH if by_hash else serving_sql.SQLITE_BY_KEY
+        row = self._db.execute(sql, serving_sql.params(key, size)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        at = serving_sql.PHOTO_AT
+        photo = self._photo(row[at : serving_sql.DIRECTORY_AT]) if row[at] is not None else None
+        d = row[serving_sql.DIRECTORY_AT : serving_sql.RENDITION_AT]
+        directory = (
+            DirectoryThumbnail(
+                user_id=d[0],
+                jpeg=d[1],
+                raw_hash=d[2],
+                raw_size=d[3],
+                width=d[4],
+                height=d[5],
+                problem=d[6],
+                seen=datetime.fromisoformat(d[7]),
+                written_by_us=bool(d[8]),
+            )
+            if d[0] is not None
+            else None
+        )
+        r_size, r_jpeg = row[serving_sql.RENDITION_AT :]
+        return Serving(
+            self._user(row, sorted(json.loads(row[serving_sql.ALIASES_AT]))),
+            photo,
+            directory,
+            (r_size, r_jpeg) if r_jpeg is not None else None,
+        )
