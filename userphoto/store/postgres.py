@@ -1328,7 +1328,11 @@ class PostgresStore(Store):
         sql = serving_sql.POSTGRES_BY_HASH if by_hash else serving_sql.POSTGRES_BY_KEY
         row = self._one(sql, serving_sql.params(key, size))
         if row is None or row[0] is None:
+            self._serving_row(serving_sql.POSTGRES_STAND_IN)  # a found user's decoding work
             return None
+        return self._serving_row(row)
+
+    def _serving_row(self, row: tuple) -> Serving:
         at = serving_sql.PHOTO_AT
         photo = self._photo(row[at : serving_sql.DIRECTORY_AT]) if row[at] is not None else None
         d = row[serving_sql.DIRECTORY_AT : serving_sql.RENDITION_AT]

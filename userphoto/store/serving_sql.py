@@ -9,6 +9,8 @@ picks without a cap: that size if stored, else the largest below, else the small
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 # Not NUL (PostgreSQL text cannot hold it); `lookup.check_key` refuses control characters,
 # so no request can name this id.
 NOBODY = "\x01nobody"
@@ -139,3 +141,28 @@ def params(key: str, size: int | None) -> dict[str, object]:
         "nobody": NOBODY,
         "want": LARGEST if size is None else size,
     }
+
+
+# Stand-in rows of the same shape as a found user's (with a saved photo): for an unknown key
+# the store decodes one and drops it, so the Python side of the read costs what a hidden
+# user's costs too (decoding a row is most of it: times, JSON, the photo's sizes).
+_AT = datetime(2026, 1, 1, tzinfo=UTC)
+_SIZES = (48, 64, 96, 120, 240, 360, 432, 504, 648)
+_STAND_IN_USER = (NOBODY, "nobody@nobody.invalid", "Nobody", "hd", "photo", None, "organization")
+_STAND_IN_PHOTO = (0, NOBODY, 1, "saved", "0,0,648", "0" * 64, "jpeg", 648, 648)
+_STAND_IN_PHOTO_END = ("system", "cli", "manual", 1.0, "")
+_NO_DIRECTORY: tuple[None, ...] = (None,) * (len(DIRECTORY_COLUMNS) + 2)
+SQLITE_STAND_IN: tuple[object, ...] = (
+    *_STAND_IN_USER,
+    *(None, 0, "local", "{}", _AT.isoformat(), _AT.isoformat(), "[]"),
+    *_STAND_IN_PHOTO,
+    *(",".join(map(str, _SIZES)), _AT.isoformat(), *_STAND_IN_PHOTO_END),
+    *_NO_DIRECTORY,
+)
+POSTGRES_STAND_IN: tuple[object, ...] = (
+    *_STAND_IN_USER,
+    *(None, False, "local", {}, _AT, _AT, []),
+    *_STAND_IN_PHOTO,
+    *(list(_SIZES), _AT, *_STAND_IN_PHOTO_END),
+    *_NO_DIRECTORY,
+)
