@@ -10,7 +10,11 @@ pass. CPU µs are this process's (`time.process_time`); for PostgreSQL the datab
 work is in its backend, so wall µs are printed too. Also: an unknown address against an
 existing hidden user, asked anonymously (issue 11: the same answer and the same work).
 
-    .venv/bin/python bench/misses.py [--users 2000] [--passes 5]
+With `--http`, also a real `userphoto serve` on the SQLite store: its CPU µs per cold miss
+over HTTP (every user once, 8 client threads) against its CPU µs per cached answer of the
+same URLs, so the build's share of a miss's whole cost shows.
+
+    .venv/bin/python bench/misses.py [--users 2000] [--passes 5] [--http]
         [--pg postgresql://postgres@127.0.0.1:5432]
 """
 
@@ -18,14 +22,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from userphoto import auth
@@ -39,6 +49,7 @@ from userphoto.imaging import Rendered
 from userphoto.model import PhotoState, User, Viewer, ViewerKind, Visibility
 
 ADDRESS = "reader@bench.example"
+BIN = Path(sys.executable).parent
 ANONYMOUS = ViewerKind.ANONYMOUS
 
 
@@ -138,19 +149,88 @@ def measure(home: Path, users: int, passes: int) -> dict[str, tuple[float, float
         app.close()
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by every process of one process group."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def over_http(home: Path, users: int) -> tuple[float, float]:
+    """(server CPU µs per cold miss, per cached answer) of `userphoto serve` on `home`."""
+    app = App(Settings.load(home))
+    token = auth.create_token(app.store, ADDRESS)[1]
+    app.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, "USERPHOTO_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "userphoto serve did not start"
+            time.sleep(0.1)
+        time.sleep(3)  # the image workers start in the background: not part of the figure
+        headers = {"Authorization": f"Bearer {token}"}
+        clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(8)]
+
+        def run() -> float:
+            began = group_cpu(proc.pid)
+
+            def part(k: int) -> None:
+                for n in range(k, users, 8):
+                    r = clients[k].get(f"/v1/users/cold{n}@bench.example/photo?size=240")
+                    assert r.status_code == 200, r.status_code
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(part, range(8)))
+            return (group_cpu(proc.pid) - began) / users * 1e6
+
+        miss, hit = run(), run()  # the second pass finds every answer cached
+        for c in clients:
+            c.close()
+        return miss, hit
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--http", action="store_true", help="also measure over HTTP")
     args = parser.parse_args()
     figures: dict[str, dict[str, tuple[float, float]]] = {}
+    http: tuple[float, float] | None = None
     with tempfile.TemporaryDirectory(prefix="userphoto-misses-") as tmp:
         os.environ.pop("USERPHOTO_STORE_URL", None)
         home = Path(tmp) / "sqlite"
         home.mkdir()
         os.environ["USERPHOTO_HOME"] = str(home)
         figures["SQLite"] = measure(home, args.users, args.passes)
+        if args.http:
+            http = over_http(home, args.users)
         with pg_database(args.pg) as url:
             home = Path(tmp) / "postgres"
             home.mkdir()
@@ -175,6 +255,13 @@ def main() -> None:
             f"| {store} | {bc:.0f} ({bw:.0f}) | {ac:.0f} ({aw:.0f}) | {bc / ac:.2f}x | "
             f"{f['hidden'][0]:.0f} ({f['hidden'][1]:.0f}) | "
             f"{f['unknown'][0]:.0f} ({f['unknown'][1]:.0f}) |"
+        )
+    if http is not None:
+        miss, hit = http
+        print(
+            f"\nuserphoto serve (SQLite), server CPU per request over HTTP: cold miss "
+            f"{miss:.0f} µs, cached answer {hit:.0f} µs (the difference: the miss pool, the "
+            "build and caching it)"
         )
 
 
