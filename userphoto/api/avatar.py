@@ -168,7 +168,7 @@ class AvatarApi:
         default = self._default_param(req)
         force = q.get("f", q.get("forcedefault", "")).lower() in ("y", "yes", "true", "1")
         viewer = req.viewer
-        target = None if force else self.s.lookup.by_hash(digest)
+        target = None if force else self.s.lookup.by_hash(digest, size)
         uid = target.user.id if target else None
         if target is not None:
             res = self.s.lookup.resolve(target, viewer, ClientProfile.WEB, None)

@@ -42,7 +42,7 @@ class EwsApi:
             raise InvalidArgument(f"{email[:80]!r} is not a valid address.")
         size = size_param(req.query.get("size")) or EWS_DEFAULT_SIZE
         viewer = req.viewer
-        target = self.s.lookup.target(email)
+        target = self.s.lookup.target(email, size)
         if target is None:
             return plain_error(404, _NOTHING, cacheable=True)
         uid = target.user.id

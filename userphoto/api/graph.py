@@ -158,7 +158,7 @@ class GraphApi:
 
     def read(self, req: Req, key: str, size: int | None, *, value: bool, listing: bool) -> Answer:
         viewer = req.viewer
-        target = self.s.lookup.target(key)
+        target = self.s.lookup.target(key, size)
         if target is None:
             return self._hidden(viewer, None, None)
         uid = target.user.id

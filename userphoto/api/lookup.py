@@ -1,4 +1,5 @@
-"""From a request's target to bytes: read the store once, run the rule, fetch what it chose.
+"""From a request's target to bytes: one store read (the user, their photo, directory slot and
+the rendition the size picks), then the rule; a second read only when it chose another size.
 
 Only cache misses come here; the answers they produce are cached by the server.
 """
@@ -25,10 +26,9 @@ from ..model import (
     is_address,
 )
 from ..resolve import Resolution, resolve
-from ..store import address_hashes
+from ..store import Serving, address_hashes
 
 RESIZED_MAX_BYTES = 64 * 1024 * 1024  # Libravatar sizes made from masters, kept for reuse
-_NOBODY = "\x00nobody"  # an id no user can have (check_key refuses control characters)
 _ID = re.compile(r"^[A-Za-z0-9._:{}~+=-]{1,128}$")
 
 
@@ -51,6 +51,7 @@ class Target:
     user: User
     photo: Photo | None
     directory: DirectoryThumbnail | None
+    prefetched: tuple[int, bytes] | None = None  # (size, JPEG) read along with the rest
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -93,11 +94,11 @@ class Lookup:
         self._seen.keys = None
         return tuple(keys), seconds
 
-    def _read(self, read: Callable[..., Any], *args: Any) -> Any:
+    def _read(self, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One store read, its time added to the running build's store time."""
         began = time.perf_counter()
         try:
-            return read(*args)
+            return read(*args, **kwargs)
         finally:
             if getattr(self._seen, "keys", None) is not None:
                 self._seen.store += time.perf_counter() - began
@@ -108,29 +109,24 @@ class Lookup:
             keys.append(key.strip().lower())
 
     # --- reads -------------------------------------------------------------------------------
-    def target(self, key: str) -> Target | None:
+    def target(self, key: str, size: int | None = None) -> Target | None:
+        """The user `key` names, with everything serving needs, in one store read (the
+        rendition `size` picks included). An unknown key costs the same read."""
         self._record(key)
-        user = self._read(self.store.find_user, key)
-        if not user:
-            self._nobody()
-            return None
-        return self.load(user)
+        return self._target(self._read(self.store.serving, key, size))
 
-    def by_hash(self, digest: str) -> Target | None:
+    def by_hash(self, digest: str, size: int | None = None) -> Target | None:
         self._record(digest)
-        user = self._read(self.store.find_user_by_hash, digest)
-        if not user:
-            self._nobody()
-            return None
-        return self.load(user)
+        return self._target(self._read(self.store.serving, digest, size, by_hash=True))
 
-    def _nobody(self) -> None:
-        # The same reads as for a user who exists, so an unknown key costs what a hidden
-        # user costs and timing does not tell them apart.
-        self._read(self.store.get_photo, _NOBODY)
-        self._read(self.store.get_directory_thumbnail, _NOBODY)
+    @staticmethod
+    def _target(found: Serving | None) -> Target | None:
+        if found is None:
+            return None
+        return Target(found.user, found.photo, found.directory, found.rendition)
 
     def load(self, user: User) -> Target:
+        """A user already in hand (the web pages): their photo and directory slot."""
         return Target(
             user,
             self._read(self.store.get_photo, user.id),
@@ -157,7 +153,11 @@ class Lookup:
         )
 
     def rendition(self, target: Target, size: int) -> bytes | None:
+        """The rendition read along with the target when it is the one chosen (the usual
+        case), else a second read."""
         assert target.photo is not None
+        if target.prefetched is not None and target.prefetched[0] == size:
+            return target.prefetched[1]
         return self._read(self.store.get_rendition, target.photo.id, size)
 
     def any_size(self, target: Target, size: int) -> tuple[bytes, int] | None:

@@ -80,7 +80,7 @@ class NativeApi:
         if default not in ("initials", "404"):
             raise InvalidArgument(f"unknown default {default[:40]!r}; valid: initials, 404")
         viewer = req.viewer
-        target = self.s.lookup.target(key)
+        target = self.s.lookup.target(key, size)
         if target is None:
             return self.not_visible(viewer, None, "")
         res = self.s.lookup.resolve(target, viewer, client, size)

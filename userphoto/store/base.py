@@ -30,6 +30,8 @@ from ..model import (
     Rendered,
     User,
 )
+from ..resolve import choose_size
+from .serving_sql import NOBODY
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,18 @@ class FactsGroup:
     facts: UserFacts
     users: int
     first: tuple[str, ...]  # the first addresses in byte order, at most the number asked
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Everything serving needs about one key (`Store.serving`), read together."""
+
+    user: User  # with aliases (the cache's per-user tokens need every address)
+    photo: Photo | None  # the saved photo
+    directory: DirectoryThumbnail | None  # the directory thumbnail slot
+    # (size, JPEG) of the saved photo's rendition `resolve.choose_size(sizes, size, None)`
+    # picks for the size asked; None without a saved photo.
+    rendition: tuple[int, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -464,6 +478,35 @@ class Store(ABC):
     @abstractmethod
     def finish_load(self) -> None:
         """After loading: id counters past the loaded ids; one ORG change for followers."""
+
+    # --- serving: one read per cache miss ------------------------------------------------------
+    @abstractmethod
+    def serving(
+        self, key: str, size: int | None = None, *, by_hash: bool = False
+    ) -> Serving | None:
+        """The user `key` names (id, address or alias, as `find_user`; with `by_hash` an MD5
+        or SHA-256 of an address, as `find_user_by_hash`) with their saved photo, directory
+        slot and the rendition `size` picks (None: the largest). None for an unknown key,
+        after the same reads a known one costs (timing must not tell them apart).
+
+        One query (serving_sql); `serving_by_parts` is the reference it is tested against."""
+
+    def serving_by_parts(
+        self, key: str, size: int | None = None, *, by_hash: bool = False
+    ) -> Serving | None:
+        """`serving` from the single reads (find the user, photo, directory slot, rendition):
+        what serving did before the one-query read; kept as the reference and for bench/."""
+        user = self.find_user_by_hash(key) if by_hash else self.find_user(key)
+        photo = self.get_photo(user.id if user else NOBODY)
+        directory = self.get_directory_thumbnail(user.id if user else NOBODY)
+        if user is None:
+            return None
+        rendition = None
+        if photo is not None and photo.sizes:
+            chosen = choose_size(photo.sizes, size, None)
+            data = self.get_rendition(photo.id, chosen)
+            rendition = (chosen, data) if data is not None else None
+        return Serving(user, photo, directory, rendition)
 
     def batch(self) -> AbstractContextManager[None]:
         """Group the writes inside into one transaction where the backend can (bulk sync).

@@ -8,7 +8,7 @@ rest of each conversion is written once, here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -30,7 +30,8 @@ from ..model import (
     User,
     Visibility,
 )
-from .base import PhotoStatus
+from . import serving_sql as q
+from .base import PhotoStatus, Serving
 
 USER_COLUMNS = (
     "id, address, display_name, account, picture, picture_url, visibility, removal_record, "
@@ -253,4 +254,21 @@ def audit_entry(row: Row, codec: Codec) -> AuditEntry:
         row["action"],
         row["via"],
         row["detail"],
+    )
+
+
+def serving(row: Sequence[Any], aliases: Iterable[str], codec: Codec) -> Serving:
+    """A `serving_sql` row: read by position, as its column names repeat across the joins."""
+    photo_row = row[q.PHOTO_AT : q.DIRECTORY_AT]
+    slot = row[q.DIRECTORY_AT : q.RENDITION_AT]
+    size, jpeg = row[q.RENDITION_AT :]
+    return Serving(
+        user(dict(zip(q.USER_COLUMNS, row[: q.ALIASES_AT], strict=True)), aliases, codec),
+        photo(dict(zip(q.PHOTO_COLUMNS, photo_row, strict=True)), codec)
+        if photo_row[0] is not None
+        else None,
+        thumbnail(dict(zip(q.DIRECTORY_COLUMNS, slot, strict=True)), codec)
+        if slot[0] is not None
+        else None,
+        (size, bytes(jpeg)) if jpeg is not None else None,
     )

@@ -8,6 +8,7 @@ notifies channel `userphoto_changes`, which `wait_for_changes` listens on.
 
 One module a job, joined here into `PostgresStore`: `schema` (tables, migrations, how values
 are kept), `connection` (pools, the read replica, transactions, publishing changes), `users`,
+`serving` (one read per serving cache miss),
 `status` (the listing and org-wide walks), `photos`, `thumbnails` (the directory slot),
 `credentials`, `audit`, `state`, `changes` (the change feed), `leases`, `writeback` (the
 queue) and `dump` (`store copy`).
@@ -23,6 +24,7 @@ from .dump import Dump
 from .leases import Leases
 from .photos import Photos
 from .schema import MIGRATIONS
+from .serving import ServingReads
 from .state import AdapterState
 from .status import PhotoStatuses
 from .thumbnails import DirectoryThumbnails
@@ -35,6 +37,7 @@ __all__ = ["MIGRATIONS", "PostgresStore", "describe"]
 class PostgresStore(
     Users,
     PhotoStatuses,
+    ServingReads,
     Photos,
     DirectoryThumbnails,
     Credentials,

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ...errors import Conflict, StoreUnavailable
 from ...model import AuditEntry
@@ -80,6 +80,8 @@ class PostgresBase(Store):
         self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
             weakref.WeakKeyDictionary()
         )
+        self._pool_size = pool_size
+        self._revive_lock = threading.Lock()
         self._pool = self._new_pool(url, pool_size, "userphoto")
         self._read_pool = (
             self._new_pool(read_url, pool_size, "userphoto-read") if read_url else None
@@ -104,7 +106,6 @@ class PostgresBase(Store):
             max_size=size,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(self._timeout))},
             configure=self._configure,
-            check=self._check,
             reset=self._returned,
             timeout=self._timeout,
             name=name,
@@ -126,10 +127,10 @@ class PostgresBase(Store):
         self._used[conn] = time.monotonic()
 
     def _check(self, conn: psycopg.Connection) -> None:
-        """At checkout, a connection idle for a while is pinged (one empty round trip), so a
-        restart or a killed backend is noticed and the connection replaced before a caller
-        gets it. One used moments ago skips the ping: on the hot path it would cost as much
-        as the query itself; if it did die meanwhile, that one call answers StoreUnavailable."""
+        """At checkout (`_checkout`), a connection idle for a while is pinged (one empty round
+        trip), so a restart or a killed backend is noticed before a caller uses it. One used
+        moments ago skips the ping: on the hot path it would cost as much as the query
+        itself; if it did die meanwhile, that one call answers StoreUnavailable."""
         if time.monotonic() - self._used.get(conn, 0.0) > FRESH_CONNECTION:
             ConnectionPool.check_connection(conn)
 
@@ -178,17 +179,77 @@ class PostgresBase(Store):
             except (PoolTimeout, psycopg.OperationalError) as exc:
                 self._replica_at = -1  # ask again before trusting it; this read fails
                 raise self._unavailable(exc) from exc
-        # While the database is known to be down, callers get their answer (503) quickly
-        # instead of each waiting the full timeout; one success restores the full wait.
-        wait = self._timeout if self._down_since is None else min(self._timeout, 0.25)
+        pool, conn = self._checkout()
         try:
-            with self._pool.connection(timeout=wait) as conn:
-                yield conn
-        except (PoolTimeout, psycopg.OperationalError) as exc:
-            if self._down_since is None:
-                self._down_since = time.monotonic()
+            yield conn
+        except psycopg.OperationalError as exc:  # the connection died under the call
+            self._went_down()
             raise self._unavailable(exc) from exc
-        self._down_since = None
+        finally:
+            if pool is not None:
+                pool.putconn(conn)
+            else:
+                conn.close()
+
+    # --- losing the database and getting it back ----------------------------------------------
+    # psycopg_pool retries lost connections with a backoff (1, 2, 4... s) and sleeps as long
+    # between failed checks: left to it, the first requests after the database returns
+    # would wait for a timer. So the store checks connections itself, and while the database
+    # is down it bypasses the pool: each call tries a connection of its own (refused at once
+    # while the database is down: 503 without a wait), and the first that connects serves
+    # its call on it and puts a fresh pool in place of the one stuck in its backoff.
+    def _checkout(self) -> tuple[ConnectionPool | None, psycopg.Connection]:
+        """(pool, connection) from the pool, or (None, a connection of this call's own)."""
+        if self._down_since is None:
+            pool = self._pool
+            try:
+                conn = pool.getconn(timeout=self._timeout)
+            except PoolClosed:  # replaced meanwhile by a revived one: use that
+                pool = self._pool
+                conn = self._getconn(pool)
+            except (PoolTimeout, psycopg.OperationalError) as exc:
+                self._went_down()
+                raise self._unavailable(exc) from exc
+            try:
+                self._check(conn)
+                return pool, conn
+            except psycopg.Error:
+                conn.close()  # dead (a restart, a killed backend): the pool replaces it
+                pool.putconn(conn)
+        return None, self._direct()
+
+    def _getconn(self, pool: ConnectionPool) -> psycopg.Connection:
+        try:
+            return pool.getconn(timeout=self._timeout)
+        except psycopg.OperationalError as exc:
+            self._went_down()
+            raise self._unavailable(exc) from exc
+
+    def _went_down(self) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+
+    def _direct(self) -> psycopg.Connection:
+        """A new connection outside the pool; on success the pool is replaced by a fresh one
+        (connecting at once, with no backoff pending) if it may be holding dead connections."""
+        suspect = self._pool
+        try:
+            conn = psycopg.Connection.connect(
+                self.url, autocommit=True, connect_timeout=max(1, int(self._timeout))
+            )
+            self._configure(conn)
+        except psycopg.OperationalError as exc:
+            self._went_down()
+            raise self._unavailable(exc) from exc
+        with self._revive_lock:
+            if self._pool is not suspect:  # another caller has revived it already
+                return conn
+            old = self._pool
+            self._pool = self._new_pool(self.url, self._pool_size, "userphoto")
+            self._down_since = None
+        # Callers still waiting on the old pool get PoolClosed and move to the new one.
+        threading.Thread(target=old.close, name="userphoto-old-pool", daemon=True).start()
+        return conn
 
     # Reads take results in binary format: timestamps, arrays and jsonb load about a quarter
     # faster than from text (measured over org-wide status walks).

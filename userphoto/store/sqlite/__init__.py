@@ -1,9 +1,10 @@
 """The embedded store: one SQLite file in WAL mode, photo bytes as blobs beside their rows.
 
 One module a job, joined here into `SQLiteStore`: `schema` (tables, migrations, how values are
-written), `connection` (connections, transactions, errors), `users`, `status` (the listing and
-org-wide walks), `photos`, `thumbnails` (the directory slot), `credentials`, `audit`, `state`,
-`changes` (the change feed), `leases`, `writeback` (the queue) and `dump` (`store copy`).
+written), `connection` (connections, transactions, errors), `users`, `serving` (one read per
+serving cache miss), `status` (the listing and org-wide walks), `photos`, `thumbnails` (the
+directory slot), `credentials`, `audit`, `state`, `changes` (the change feed), `leases`,
+`writeback` (the queue) and `dump` (`store copy`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .dump import Dump
 from .leases import Leases
 from .photos import Photos
 from .schema import MIGRATIONS
+from .serving import ServingReads
 from .state import AdapterState
 from .status import PhotoStatuses
 from .thumbnails import DirectoryThumbnails
@@ -28,6 +30,7 @@ __all__ = ["BUSY_SECONDS", "MIGRATIONS", "SQLiteStore"]
 class SQLiteStore(
     Users,
     PhotoStatuses,
+    ServingReads,
     Photos,
     DirectoryThumbnails,
     Credentials,
