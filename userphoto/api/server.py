@@ -38,7 +38,7 @@ from ..store import Change, ChangeKind
 from .cache import Answer, AnswerCache, error_answer, plain_error, relation
 from .common import Req, Services
 from .lookup import Lookup, user_tokens
-from .observe import AccessLog, Metrics
+from .observe import AccessLog, Metrics, Requests
 from .site import create_site
 
 log = logging.getLogger("userphoto.api")
@@ -57,6 +57,7 @@ KNOWN_PARAMS = frozenset(
 )
 QUERY_MEMO_LIMIT = 20_000  # raw query strings remembered with their normalized form
 QUERY_MEMO_MAX_LEN = 256
+FEED_BATCH = 10_000  # changes one feed read returns at most (Store.changes_since's limit)
 BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
 _GET_HEAD = frozenset({"GET", "HEAD"})
 _UNKNOWN = object()
@@ -80,6 +81,9 @@ class Follower(threading.Thread):
         self.seq = start_at
         self.stopped = threading.Event()
         self.lock = threading.Lock()  # the follower and a local write may both catch up
+        # When a feed read last succeeded and everything it returned was applied (monotonic
+        # seconds; None until the first since start): what /readyz calls "caches warm".
+        self.caught_up_at: float | None = None
 
     def run(self) -> None:
         store = self.server.app.store
@@ -87,10 +91,12 @@ class Follower(threading.Thread):
             try:
                 changes = store.wait_for_changes(self.seq, timeout=1.0)
                 self.apply(changes)
+                if len(changes) < FEED_BATCH:  # a full batch may have more behind it
+                    self.caught_up_at = time.monotonic()
             except Exception:  # a locked or restarting database: try again shortly
                 log.exception("change feed read failed")
                 self.stopped.wait(1.0)
-            self.server.access.flush()
+            self.server.requests.flush()
 
     def catch_up(self) -> None:
         """Apply what is committed now (after a write in this process, before answering)."""
@@ -190,6 +196,7 @@ class PhotoServer:
         sys.setswitchinterval(0.002)
         self.metrics = Metrics(self)
         self.access = AccessLog.from_settings(settings)
+        self.requests = Requests(self.metrics, self.access)
         self._queries: dict[str, tuple] = {}
         self.follower = Follower(self, app.store.generation())
         self.cache.seq = self.follower.seq
@@ -212,7 +219,7 @@ class PhotoServer:
         self.follower.stopped.set()
         self.pool.shutdown()
         self.outside_pool.shutdown()
-        self.access.flush()
+        self.requests.flush()
 
     # --- the change feed ---------------------------------------------------------------------
     def apply(self, change: Change) -> None:
@@ -343,8 +350,7 @@ class PhotoServer:
         if hosts > 1 or (hosts == 0 and scope.http_version == "1.1"):
             # RFC 9112 §3.2: exactly one Host in HTTP/1.1 (HTTP/2 carries :authority).
             proto.response_bytes(400, [("content-type", "text/plain")], _NO_HOST)
-            self.metrics.count("-", 400, time.perf_counter() - began)
-            self.access.line(began, method, "-", None, 400, len(_NO_HOST), "-", "-")
+            self.requests.record(began, (method, "-", None, 400, len(_NO_HOST), "-", "-"))
             return
         if method in _GET_HEAD:
             for prefix, surface in self.surfaces:
@@ -353,13 +359,15 @@ class PhotoServer:
                     answer, viewer, key = self.photo_hit(
                         surface, path, query, headers.get("authorization")
                     )
+                    # The viewer's kind is a StrEnum: it logs as its value.
+                    kind: str
                     if answer is not None and viewer is not None:
                         self.cache.hits += 1
-                        state, kind = "hit", viewer.kind.value
+                        state, kind = "hit", viewer.kind
                     elif answer is not None:
                         state, kind = "-", "invalid"
                     elif viewer is not None:
-                        state, kind = "miss", viewer.kind.value
+                        state, kind = "miss", viewer.kind
                         answer = await self.photo_miss(
                             surface, method, path, query, viewer, key, _bytes_headers(headers)
                         )
@@ -372,7 +380,7 @@ class PhotoServer:
                             headers.get("authorization"),
                             _bytes_headers(headers),
                         )
-                        kind = viewer.kind.value if viewer is not None else "invalid"
+                        kind = viewer.kind if viewer is not None else "invalid"
                     inm = headers.get("if-none-match")
                     if inm is not None and answer.status == 200 and answer.matches(inm.encode()):
                         proto.response_empty(304, answer.rsgi_not_modified())
@@ -384,9 +392,8 @@ class PhotoServer:
                     else:
                         proto.response_bytes(answer.status, answer.rsgi_headers(), answer.body)
                         status, size = answer.status, len(answer.body)
-                    self.metrics.count(surface.route, status, time.perf_counter() - began)
-                    self.access.line(
-                        began, method, surface.route, answer.target, status, size, state, kind
+                    self.requests.record(
+                        began, (method, surface.route, answer.target, status, size, state, kind)
                     )
                     return
         await self._rsgi_asgi(scope, proto, began)
@@ -472,17 +479,8 @@ class PhotoServer:
         body = b"".join(chunks)
         route = asgi_scope.get("userphoto.route") or _site_route(asgi_scope)
         target = asgi_scope.get("userphoto.target")
-        self.metrics.count(route, status, time.perf_counter() - began)
-        self.access.line(
-            began,
-            scope.method,
-            route,
-            target,
-            status,
-            len(body),
-            "-",
-            asgi_scope.get("userphoto.viewer"),
-        )
+        viewer = asgi_scope.get("userphoto.viewer")
+        self.requests.record(began, (scope.method, route, target, status, len(body), "-", viewer))
 
     # --- ASGI --------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
