@@ -185,3 +185,40 @@ def test_a_slow_first_token_check_does_not_block_cached_gets(
         assert slow.blocked == 1
     finally:
         live.close()
+
+
+def test_request_records_are_never_lost_between_batches(
+    home: tuple[App, dict[str, str]],
+) -> None:
+    """The serving thread appends records while another thread flushes them (the change
+    follower does, every second): every request is counted exactly once."""
+    app, _tokens = home
+    server = PhotoServer(app, poll=False)
+    try:
+        total = 30_000
+        done = threading.Event()
+
+        def serve() -> None:
+            began = time.perf_counter()
+            for n in range(total):
+                status = 200 if n % 3 else 304
+                what = ("GET", "/test/{n}", None, status, 0, "hit", "member")
+                server.requests.record(began, what)
+            done.set()
+
+        serving = threading.Thread(target=serve)
+        serving.start()
+        flushes = 0
+        while not done.is_set():
+            server.requests.flush()
+            flushes += 1
+        serving.join()
+        text = server.metrics.render()  # renders after a last flush of what is pending
+        counted = {
+            status: server.metrics.requests.get(("/test/{n}", status), 0) for status in (200, 304)
+        }
+        assert counted == {200: total * 2 // 3, 304: total // 3}
+        assert flushes > 1
+        assert 'userphoto_request_seconds_count{route="/test/{n}"} 30000' in text
+    finally:
+        server.close()
