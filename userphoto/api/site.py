@@ -108,7 +108,12 @@ def _check_header(services: Services, scope: Scope, header: str | None) -> None:
 
 def _run_all(jobs: list[Callable[[], None]]) -> None:
     for job in jobs:
-        job()
+        try:
+            job()
+        except Exception:
+            # A fault, not a verdict (the store is down, say): the handler meets it again
+            # inside Starlette's error handling, which answers it properly.
+            log.debug("credential check left to the handler", exc_info=True)
 
 
 async def _health(request: Request) -> Response:
