@@ -6,7 +6,9 @@ authenticated member, so the full path (token → viewer → cached answer) is m
 
 1. Cached GET 200 and GET with `If-None-Match` → 304, for nginx, `userphoto serve` (granian,
    RSGI, access log on) and the same `PhotoServer` app on the other candidate servers:
-   granian RSGI without the access log, granian ASGI, uvicorn + httptools (ASGI).
+   granian RSGI without the access log, granian ASGI, uvicorn + httptools (ASGI); and
+   granian with a do-nothing RSGI app answering the same bytes (`serve_knobs.noop`): the
+   ceiling of any app on granian, measured in the same run.
 2. Cold misses: 10,000 distinct users, each requested once (a fresh server per round),
    against nginx serving 10,000 distinct files.
 3. Cached GETs from one client while 32 clients ask for random uncached
@@ -171,7 +173,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 def check(name: str, url: str, headers: dict[str, str]) -> str:
     """Both answers are right before anything is timed; returns the ETag."""
-    status, got, _body = wait_http(url, headers)
+    status, got, _body = wait_http(url, headers, timeout=60)  # servers start at once
     assert status == 200, (name, status)
     etag = got.get("ETag") or got.get("etag")
     assert etag, f"{name} sent no ETag"
@@ -363,6 +365,25 @@ def main() -> None:
                     factory,
                 ],
                 quiet_env,
+            ),
+            (
+                # The ceiling: granian with an app that does nothing but answer the same bytes.
+                "granian RSGI, do-nothing app (ceiling)",
+                [
+                    "granian",
+                    "--interface",
+                    "rsgi",
+                    "--factory",
+                    "--loop",
+                    "uvloop",
+                    "--log-level",
+                    "warning",
+                    "--no-ws",
+                    "--working-dir",
+                    str(ROOT / "bench"),
+                    "serve_knobs:noop",
+                ],
+                {**quiet_env, "BENCH_NOOP_BODY": str(tmp / "www" / "photo.jpg")},
             ),
             (
                 "uvicorn + httptools (same app)",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StoreUnavailable
-from ..model import Viewer
+from ..model import Viewer, ViewerKind
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -53,6 +53,7 @@ class Answer:
     rsgi_304: list[tuple[str, str]] | None = None
     hot: bool = False  # hit since the cache's eviction last looked at it
     cost: int = 0  # bytes charged to the cache for it
+    etag_text: str | None = None  # the ETag as str: RSGI hands `If-None-Match` over as str
 
     def rsgi_headers(self) -> list[tuple[str, str]]:
         """The headers as str pairs, without Content-Length: the server frames the body."""
@@ -72,6 +73,15 @@ class Answer:
                 (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.not_modified or []
             ]
         return headers
+
+    def matches_text(self, if_none_match: str) -> bool:
+        """`matches` for a str header (RSGI): the usual exact match costs no encoding."""
+        etag = self.etag_text
+        if etag is None:
+            if self.etag is None:
+                return False
+            etag = self.etag_text = self.etag.decode("latin-1")
+        return if_none_match == etag or self.matches(if_none_match.encode("latin-1", "replace"))
 
     def matches(self, if_none_match: bytes) -> bool:
         """`If-None-Match` handling: `*`, a list, and weak comparison (RFC 9110 §13.1.2)."""
@@ -378,10 +388,18 @@ class AnswerCache:
 RELATIONS = ("self", "internal", "partner", "anonymous")
 
 
+# The relation of a viewer who is not the answer's target, by kind (read on every hit).
+RELATION_OF_KIND = {
+    ViewerKind.MEMBER: "internal",
+    ViewerKind.ADMIN: "internal",
+    ViewerKind.PARTNER: "partner",
+    ViewerKind.ANONYMOUS: "anonymous",
+}
+
+
 def relation(viewer: Viewer, target: str | None) -> str:
-    """What an answer about `target` depends on: the viewer's relation, not their identity."""
+    """What an answer about `target` depends on: the viewer's relation, not their identity.
+    (One dict read: this runs on every cached answer.)"""
     if target is not None and viewer.user_id == target:
         return "self"
-    if viewer.internal:
-        return "internal"
-    return viewer.kind.value
+    return RELATION_OF_KIND[viewer.kind]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 from ..app import App
@@ -19,6 +21,10 @@ class Services:
     app: App
     auth: Authenticator
     lookup: Lookup
+    # Credential checks a site request may need before its handler runs (a session cookie's
+    # viewer): each gets the Starlette request and returns None when memory sufficed, or a
+    # blocking job (store reads, hashing) that the site runs off the event loop.
+    prepare: list[Callable[[Any], Callable[[], None] | None]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -51,7 +51,7 @@ def tls_paths(settings: Settings) -> tuple[Path, Path] | None:
 
 def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     """Serve until SIGTERM or Ctrl-C (in-flight requests finish first, within a bound)."""
-    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, TaskImpl
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
@@ -64,6 +64,14 @@ def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
         interface=Interfaces.RSGI,
         factory=True,
         workers=workers,
+        # granian's knobs, measured in bench/serve_knobs.py (BENCHMARKS.md, Serving): none is
+        # both faster and safe here. Its Rust task implementation costs less CPU per cached
+        # answer but breaks anyio (`asyncio.all_tasks()` misses its tasks: Starlette's
+        # run_in_threadpool fails); the multi-threaded runtime, pipeline flush, thread counts
+        # and back-pressure made no difference beyond the noise; and `http1` mode does not
+        # enforce the head size limit (max_buffer_size, 431) in granian 2.8.
+        runtime_mode=RuntimeModes.st,
+        task_impl=TaskImpl.asyncio,
         loop=Loops.uvloop,
         http=HTTPModes.auto,
         websockets=False,

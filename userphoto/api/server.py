@@ -36,10 +36,17 @@ from ..auth import Authenticator
 from ..errors import ImageError, UserPhotoError, WorkersBusy
 from ..model import Viewer, ViewerKind
 from ..store import Change, ChangeKind
-from .cache import Answer, AnswerCache, error_answer, plain_error, relation
+from .cache import (
+    RELATION_OF_KIND,
+    Answer,
+    AnswerCache,
+    error_answer,
+    plain_error,
+    relation,
+)
 from .common import Req, Services
 from .lookup import Lookup, user_tokens
-from .observe import AccessLog, Metrics
+from .observe import AccessLog, Metrics, Requests
 from .site import create_site
 
 log = logging.getLogger("userphoto.api")
@@ -58,6 +65,7 @@ KNOWN_PARAMS = frozenset(
 )
 QUERY_MEMO_LIMIT = 20_000  # raw query strings remembered with their normalized form
 QUERY_MEMO_MAX_LEN = 256
+FEED_BATCH = 10_000  # changes one feed read returns at most (Store.changes_since's limit)
 BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
 _GET_HEAD = frozenset({"GET", "HEAD"})
 _UNKNOWN = object()
@@ -81,6 +89,9 @@ class Follower(threading.Thread):
         self.seq = start_at
         self.stopped = threading.Event()
         self.lock = threading.Lock()  # the follower and a local write may both catch up
+        # When a feed read last succeeded and everything it returned was applied (monotonic
+        # seconds; None until the first since start): what /readyz calls "caches warm".
+        self.caught_up_at: float | None = None
 
     def run(self) -> None:
         store = self.server.app.store
@@ -88,10 +99,12 @@ class Follower(threading.Thread):
             try:
                 changes = store.wait_for_changes(self.seq, timeout=1.0)
                 self.apply(changes)
+                if len(changes) < FEED_BATCH:  # a full batch may have more behind it
+                    self.caught_up_at = time.monotonic()
             except Exception:  # a locked or restarting database: try again shortly
                 log.exception("change feed read failed")
                 self.stopped.wait(1.0)
-            self.server.access.flush()
+            self.server.requests.flush()
 
     def catch_up(self) -> None:
         """Apply what is committed now (after a write in this process, before answering)."""
@@ -191,6 +204,7 @@ class PhotoServer:
         sys.setswitchinterval(0.002)
         self.metrics = Metrics(self)
         self.access = AccessLog.from_settings(settings)
+        self.requests = Requests(self.metrics, self.access)
         self._queries: dict[str, tuple] = {}
         self.follower = Follower(self, app.store.generation())
         self.cache.seq = self.follower.seq
@@ -213,7 +227,7 @@ class PhotoServer:
         self.follower.stopped.set()
         self.pool.shutdown()
         self.outside_pool.shutdown()
-        self.access.flush()
+        self.requests.flush()
 
     # --- the change feed ---------------------------------------------------------------------
     def apply(self, change: Change) -> None:
@@ -270,7 +284,19 @@ class PhotoServer:
             return surface.error(exc), None, ()
         if viewer is None:  # a credential to verify first (store read or signature check)
             return None, None, ()
-        key, answer = self.cached(path, query, viewer)
+        # `cached`, inlined: this runs on every cached answer.
+        normal = self._queries.get(query)
+        key = (path, normal) if normal is not None else self.route_key(path, query)
+        if path.endswith("/me") or "/me/" in path:
+            key = (*key, viewer.user_id)  # the target depends on who asks
+        cache = self.cache
+        target = cache.targets.get(key, _UNKNOWN)  # one read: the follower may drop it
+        if target is _UNKNOWN:
+            return None, viewer, key
+        if target is not None and viewer.user_id == target:
+            answer = cache.get(key, "self")
+        else:
+            answer = cache.get(key, RELATION_OF_KIND[viewer.kind])
         return answer, viewer, key
 
     async def photo_slow(
@@ -344,8 +370,7 @@ class PhotoServer:
         if hosts > 1 or (hosts == 0 and scope.http_version == "1.1"):
             # RFC 9112 §3.2: exactly one Host in HTTP/1.1 (HTTP/2 carries :authority).
             proto.response_bytes(400, [("content-type", "text/plain")], _NO_HOST)
-            self.metrics.count("-", 400, time.perf_counter() - began)
-            self.access.line(began, method, "-", None, 400, len(_NO_HOST), "-", "-")
+            self.requests.record(began, (method, "-", None, 400, len(_NO_HOST), "-", "-"))
             return
         if method in _GET_HEAD:
             for prefix, surface in self.surfaces:
@@ -354,13 +379,15 @@ class PhotoServer:
                     answer, viewer, key = self.photo_hit(
                         surface, path, query, headers.get("authorization")
                     )
+                    # The viewer's kind is a StrEnum: it logs as its value.
+                    kind: str
                     if answer is not None and viewer is not None:
                         self.cache.hits += 1
-                        state, kind = "hit", viewer.kind.value
+                        state, kind = "hit", viewer.kind
                     elif answer is not None:
                         state, kind = "-", "invalid"
                     elif viewer is not None:
-                        state, kind = "miss", viewer.kind.value
+                        state, kind = "miss", viewer.kind
                         answer = await self.photo_miss(
                             surface, method, path, query, viewer, key, _bytes_headers(headers)
                         )
@@ -373,9 +400,9 @@ class PhotoServer:
                             headers.get("authorization"),
                             _bytes_headers(headers),
                         )
-                        kind = viewer.kind.value if viewer is not None else "invalid"
+                        kind = viewer.kind if viewer is not None else "invalid"
                     inm = headers.get("if-none-match")
-                    if inm is not None and answer.status == 200 and answer.matches(inm.encode()):
+                    if inm is not None and answer.status == 200 and answer.matches_text(inm):
                         proto.response_empty(304, answer.rsgi_not_modified())
                         status, size = 304, 0
                     elif method == "HEAD":  # the length a GET would have, and no body
@@ -385,9 +412,8 @@ class PhotoServer:
                     else:
                         proto.response_bytes(answer.status, answer.rsgi_headers(), answer.body)
                         status, size = answer.status, len(answer.body)
-                    self.metrics.count(surface.route, status, time.perf_counter() - began)
-                    self.access.line(
-                        began, method, surface.route, answer.target, status, size, state, kind
+                    self.requests.record(
+                        began, (method, surface.route, answer.target, status, size, state, kind)
                     )
                     return
         await self._rsgi_asgi(scope, proto, began)
@@ -473,17 +499,8 @@ class PhotoServer:
         body = b"".join(chunks)
         route = asgi_scope.get("userphoto.route") or _site_route(asgi_scope)
         target = asgi_scope.get("userphoto.target")
-        self.metrics.count(route, status, time.perf_counter() - began)
-        self.access.line(
-            began,
-            scope.method,
-            route,
-            target,
-            status,
-            len(body),
-            "-",
-            asgi_scope.get("userphoto.viewer"),
-        )
+        viewer = asgi_scope.get("userphoto.viewer")
+        self.requests.record(began, (scope.method, route, target, status, len(body), "-", viewer))
 
     # --- ASGI --------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

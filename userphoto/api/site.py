@@ -12,7 +12,12 @@ How to add routes (web pages, the admin API, the troubleshooter):
 3. In a handler, `services_of(request)` gives the App / store / Photos service, and
    `viewer_of(request)` the authenticated `Viewer` (member, admin, partner or anonymous; a bad
    bearer token raises `Unauthorized`, which the handler below turns into a JSON 401). A
-   cookie-based sign-in can call `services_of(request).auth.from_token(token)`.
+   cookie-based sign-in can call `services_of(request).auth.from_token(token)` (in a thread:
+   the first check of a token reads the store).
+Credentials never get checked on the event loop: before any handler runs, `Credentials`
+resolves the `Authorization` header from the authenticator's memory, or, when that needs the
+store or a signature check, in a worker thread; `viewer_of` then reads the result. Session
+cookies do the same through `Services.prepare` (see `web/session.py`).
 Any `UserPhotoError` raised by a handler becomes `{"error": {"code", "message"}}` with its
 status; other exceptions become a JSON 500 without details (and are logged).
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,12 +35,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import Forbidden, UserPhotoError
 from ..model import Viewer
 from .common import Services
 
 log = logging.getLogger("userphoto.api")
+_NO_STORE = {"cache-control": "no-store"}
 
 # Modules contributing routes to the site, each with `routes(services) -> list[BaseRoute]`.
 SITE_MODULES: list[str] = ["userphoto.api.admin", "userphoto.web", "userphoto.api.openapi"]
@@ -44,9 +52,68 @@ def services_of(request: Request) -> Services:
     return request.app.state.services
 
 
+VIEWER = "userphoto.header_viewer"  # scope key: the header's Viewer, or the error it raised
+
+
 def viewer_of(request: Request) -> Viewer:
     """The request's viewer from its `Authorization` header (anonymous when there is none)."""
+    checked = request.scope.get(VIEWER)
+    if isinstance(checked, Viewer):
+        return checked
+    if isinstance(checked, UserPhotoError):
+        raise checked
     return services_of(request).auth.from_header(request.headers.get("authorization"))
+
+
+class Credentials:
+    """Checks a site request's credentials before its handler, off the event loop when the
+    check needs the store (a token seen for the first time) or a signature (a JWT)."""
+
+    def __init__(self, app: ASGIApp, services: Services):
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.prepare(scope)
+        await self.app(scope, receive, send)
+
+    async def prepare(self, scope: Scope) -> None:
+        request = Request(scope)
+        header = request.headers.get("authorization")
+        jobs: list[Callable[[], None]] = []
+        try:
+            viewer = self.services.auth.peek(header)
+        except UserPhotoError as exc:  # refused from memory: one hash, no store read
+            scope[VIEWER] = exc
+        else:
+            if viewer is not None:
+                scope[VIEWER] = viewer
+            else:
+                jobs.append(lambda: _check_header(self.services, scope, header))
+        for prepare in self.services.prepare:
+            job = prepare(request)
+            if job is not None:
+                jobs.append(job)
+        if jobs:
+            await asyncio.to_thread(_run_all, jobs)
+
+
+def _check_header(services: Services, scope: Scope, header: str | None) -> None:
+    try:
+        scope[VIEWER] = services.auth.from_header(header)
+    except UserPhotoError as exc:
+        scope[VIEWER] = exc
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        try:
+            job()
+        except Exception:
+            # A fault, not a verdict (the store is down, say): the handler meets it again
+            # inside Starlette's error handling, which answers it properly.
+            log.debug("credential check left to the handler", exc_info=True)
 
 
 async def _health(request: Request) -> Response:
@@ -54,23 +121,39 @@ async def _health(request: Request) -> Response:
     return JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})
 
 
+READY_STALE = 5.0  # s: the change feed is read at least every second when healthy
+
+
 async def _ready(request: Request) -> Response:
-    """Ready: the store answers and this process follows its change feed."""
+    """Ready: the store answers now, and this process's caches are warm — its change-feed
+    follower runs, has read the feed successfully since start and has applied everything it
+    read within the last `READY_STALE` seconds (so no cached answer is staler than that)."""
     services = services_of(request)
     server = request.app.state.server
     try:
         latest = await asyncio.to_thread(services.app.store.generation)
     except Exception as exc:
         log.warning("readiness: the store is unreachable: %s", type(exc).__name__)
-        return JSONResponse({"status": "store unreachable"}, 503)
-    following = server is None or server.follower.is_alive()
-    if not following:
-        return JSONResponse({"status": "change feed not followed"}, 503)
-    applied = server.follower.seq if server is not None else latest
+        return _not_ready("store unreachable")
+    if server is None:
+        return JSONResponse({"status": "ready", "change_seq": latest}, headers=_NO_STORE)
+    follower = server.follower
+    if not follower.is_alive():
+        return _not_ready("change feed not followed")
+    synced = follower.caught_up_at
+    if synced is None:
+        return _not_ready("warming up: the change feed has not been read yet")
+    behind = time.monotonic() - synced
+    if behind > READY_STALE:
+        return _not_ready(f"change feed not read for {behind:.0f} s")
     return JSONResponse(
-        {"status": "ready", "change_seq": latest, "applied_seq": applied},
-        headers={"cache-control": "no-store"},
+        {"status": "ready", "change_seq": latest, "applied_seq": follower.seq},
+        headers=_NO_STORE,
     )
+
+
+def _not_ready(why: str) -> Response:
+    return JSONResponse({"status": why}, 503, headers=_NO_STORE)
 
 
 async def _metrics(request: Request) -> Response:
@@ -120,7 +203,7 @@ async def _bug(_request: Request, exc: Exception) -> Response:
 
 def create_site(
     services: Services, extra: list[BaseRoute] | None = None, server: Any = None
-) -> Starlette:
+) -> ASGIApp:
     routes: list[BaseRoute] = [
         Route("/healthz", _health),
         Route("/readyz", _ready),
@@ -141,4 +224,4 @@ def create_site(
     site = Starlette(routes=routes, exception_handlers=handlers)
     site.state.services = services
     site.state.server = server
-    return site
+    return Credentials(site, services)

@@ -16,6 +16,10 @@
   again on every request; the id_token is kept only as the hint for signing out there).
 - Between the redirect to the identity provider and its callback, `pending` holds the
   sign-in's state, nonce and PKCE verifier (`oidc.Pending`), never visible to the page.
+- Naming the viewer may read the store (a token's first check, every OIDC session): that
+  never happens on the event loop. `prepare` (registered in `Services.prepare`, run by the
+  site before any handler) answers from memory when it can and otherwise hands the site a
+  job that it runs in a thread; `viewer` then finds the result in the request's state.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class Sessions:
         settings = services.app.settings
         self._fernet = Fernet(load_key(settings.home))
         self._force_secure: bool = bool(settings.get("web", "secure_cookies", False))
+        services.prepare.append(self.prepare)
 
     # --- cookie ----------------------------------------------------------------------------
     def load(self, request: Request) -> Session | None:
@@ -137,21 +142,49 @@ class Sessions:
         return session
 
     # --- identity ----------------------------------------------------------------------------
+    def prepare(self, request: Request) -> Callable[[], None] | None:
+        """Before the handler, on the event loop: name the session's viewer from memory, or
+        return the blocking job that names it (the site runs it in a thread)."""
+        if request.cookies.get(COOKIE) is None:
+            return None
+        session = self.current(request)
+        if session.method == "token":
+            try:
+                known = self.services.auth.peek("Bearer " + session.credential)
+            except UserPhotoError:
+                known = ANONYMOUS  # refused from memory: the session no longer signs in
+            if known is not None:
+                request.state.prepared = (session, known)
+                return None
+        elif session.method not in IDENTIFY:
+            return None
+        return lambda: self._prepare_slowly(request, session)
+
+    def _prepare_slowly(self, request: Request, session: Session) -> None:
+        request.state.prepared = (session, self._identify(session))
+
     def viewer(self, request: Request) -> Viewer:
         """The signed-in viewer, or anonymous (also when the credential stopped working)."""
         cached = getattr(request.state, "viewer", None)
         if cached is not None:
             return cached
         session = self.current(request)
-        viewer = ANONYMOUS
-        identify = IDENTIFY.get(session.method)
-        if identify is not None:
-            try:
-                viewer = identify(self.services, session.credential)
-            except UserPhotoError:
-                viewer = ANONYMOUS
+        prepared = getattr(request.state, "prepared", None)
+        if prepared is not None and prepared[0] is session:  # named off the event loop
+            viewer = prepared[1]
+        else:  # a session the handler replaced (sign-in, sign-out): from memory, or fresh
+            viewer = self._identify(session)
         request.state.viewer = viewer
         return viewer
+
+    def _identify(self, session: Session) -> Viewer:
+        identify = IDENTIFY.get(session.method)
+        if identify is None:
+            return ANONYMOUS
+        try:
+            return identify(self.services, session.credential)
+        except UserPhotoError:
+            return ANONYMOUS
 
     # --- CSRF --------------------------------------------------------------------------------
     def check_csrf(self, request: Request, form: dict[str, str] | None = None) -> None:

@@ -82,7 +82,8 @@ class SignInPages:
         if not token:
             return self._form(request, "Paste your token (it starts with upt_).", 400, back)
         try:
-            viewer = self.web.services.auth.from_token(token)
+            # A token's first check reads the store: never on the event loop.
+            viewer = await run_in_threadpool(self.web.services.auth.from_token, token)
         except UserPhotoError as exc:
             return self._form(request, exc.message, 401, back)
         if viewer.kind not in (ViewerKind.MEMBER, ViewerKind.ADMIN):

@@ -1,0 +1,224 @@
+"""/readyz means "caches warm", and first-seen credential checks of the site stay off the
+event loop. Both over real HTTP: the `PhotoServer` of this process on a loopback socket (its
+ASGI entry point on uvicorn), so the test can slow down or break its store on purpose."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from cryptography.fernet import Fernet
+
+from tests.support.net import free_port
+from userphoto import auth
+from userphoto.api import site
+from userphoto.api.server import PhotoServer
+from userphoto.app import App
+from userphoto.config import Settings
+from userphoto.demo import portrait
+from userphoto.model import User, Visibility
+from userphoto.web.session import COOKIE, fresh, load_key
+
+PHOTO = "/v1/users/ada@ready.test/photo?size=96"
+
+
+class Live:
+    """A PhotoServer on a real socket, run by uvicorn in a thread of this process."""
+
+    def __init__(self, server: PhotoServer):
+        self.server = server
+        port = free_port()
+        config = uvicorn.Config(
+            server, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop="asyncio"
+        )
+        self.uvicorn = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.uvicorn.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(self.base + path, headers=headers, timeout=10, **kw)
+
+    def close(self) -> None:
+        self.uvicorn.should_exit = True
+        self.thread.join(10)
+        self.server.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[tuple[App, dict[str, str]]]:
+    app = App(Settings.load(tmp_path))
+    app.settings.write_default()
+    app.store.add_user(
+        User(
+            id="u-ada", address="ada@ready.test", display_name="Ada", visibility=Visibility.EVERYONE
+        )
+    )
+    app.store.add_user(User(id="u-bo", address="bo@ready.test", display_name="Bo"))
+    app.photos.set("ada@ready.test", portrait(3, 400, 400))
+    tokens = {
+        "ada": auth.create_token(app.store, "ada@ready.test")[1],
+        "bo": auth.create_token(app.store, "bo@ready.test")[1],
+    }
+    yield app, tokens
+    app.close()
+
+
+def wait_until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_readyz_waits_for_the_change_feed_and_notices_when_it_stops(
+    home: tuple[App, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, _tokens = home
+    feed_ok = threading.Event()
+    original = app.store.wait_for_changes
+
+    def feed(seq: int, timeout: float) -> list:
+        if not feed_ok.is_set():
+            time.sleep(0.05)
+            raise OSError("the change feed is unreadable (test)")
+        return original(seq, min(timeout, 0.1))
+
+    monkeypatch.setattr(app.store, "wait_for_changes", feed)
+    monkeypatch.setattr(site, "READY_STALE", 0.5)
+    server = PhotoServer(app, poll=False)
+    live = Live(server)
+    try:
+        not_following = live.get("/readyz")
+        assert not_following.status_code == 503
+        assert not_following.json()["status"] == "change feed not followed"
+        assert not_following.headers["cache-control"] == "no-store"
+
+        server.follower.start()  # its reads fail: alive, but never caught up
+        time.sleep(0.2)
+        warming = live.get("/readyz")
+        assert warming.status_code == 503 and warming.json()["status"].startswith("warming up")
+
+        feed_ok.set()
+        wait_until(lambda: live.get("/readyz").status_code == 200)
+        ready = live.get("/readyz").json()
+        assert ready["status"] == "ready" and ready["applied_seq"] == ready["change_seq"]
+
+        feed_ok.clear()  # the feed breaks: after READY_STALE the process is not ready
+        wait_until(lambda: live.get("/readyz").status_code == 503)
+        assert live.get("/readyz").json()["status"].startswith("change feed not read for")
+        assert live.get("/healthz").status_code == 200  # alive all along
+    finally:
+        feed_ok.set()
+        live.close()
+
+
+class SlowFirstCheck:
+    """Wraps `store.find_user`: the first call for `address` blocks until released."""
+
+    def __init__(self, original: Any, address: str):
+        self.original = original
+        self.address = address
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.blocked = 0
+
+    def __call__(self, key: str) -> Any:
+        if key == self.address and not self.entered.is_set():
+            self.blocked += 1
+            self.entered.set()
+            self.release.wait(20)
+        return self.original(key)
+
+
+@pytest.mark.parametrize("how", ["header", "session cookie"])
+def test_a_slow_first_token_check_does_not_block_cached_gets(
+    home: tuple[App, dict[str, str]], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    app, tokens = home
+    server = PhotoServer(app)
+    live = Live(server)
+    try:
+        warm = live.get(PHOTO, tokens["ada"])
+        assert warm.status_code == 200  # ada's token and the answer are now in memory
+        slow = SlowFirstCheck(app.store.find_user, "bo@ready.test")
+        monkeypatch.setattr(app.store, "find_user", slow)
+        results: dict[str, httpx.Response] = {}
+
+        def first_visit() -> None:
+            if how == "header":  # the site's API: a token never seen before
+                results["first"] = live.get("/v1/whoami", tokens["bo"])
+            else:  # a web page signed in with that token (the session cookie names it)
+                session = json.dumps(asdict(fresh("token", tokens["bo"]))).encode()
+                cookie = Fernet(load_key(app.settings.home)).encrypt(session).decode()
+                results["first"] = live.get("/", cookies={COOKIE: cookie})
+
+        visitor = threading.Thread(target=first_visit)
+        visitor.start()
+        assert slow.entered.wait(10), "the first check never read the store"
+        # The check is stuck in the store; the event loop must still answer from memory.
+        cached = [live.get(PHOTO, tokens["ada"]) for _ in range(5)]
+        assert [r.status_code for r in cached] == [200] * 5
+        assert all(r.content == warm.content for r in cached)
+        assert not slow.release.is_set() and "first" not in results  # still stuck meanwhile
+        slow.release.set()
+        visitor.join(10)
+        first = results["first"]
+        if how == "header":
+            assert first.status_code == 200 and first.json()["kind"] == "member"
+            assert first.json()["address"] == "bo@ready.test"
+        else:  # signed in: the start page sends a member to their own page
+            assert first.status_code in (302, 303) and first.headers["location"].endswith("/me")
+        assert slow.blocked == 1
+    finally:
+        live.close()
+
+
+def test_request_records_are_never_lost_between_batches(
+    home: tuple[App, dict[str, str]],
+) -> None:
+    """The serving thread appends records while another thread flushes them (the change
+    follower does, every second): every request is counted exactly once."""
+    app, _tokens = home
+    server = PhotoServer(app, poll=False)
+    try:
+        total = 30_000
+        done = threading.Event()
+
+        def serve() -> None:
+            began = time.perf_counter()
+            for n in range(total):
+                status = 200 if n % 3 else 304
+                what = ("GET", "/test/{n}", None, status, 0, "hit", "member")
+                server.requests.record(began, what)
+            done.set()
+
+        serving = threading.Thread(target=serve)
+        serving.start()
+        flushes = 0
+        while not done.is_set():
+            server.requests.flush()
+            flushes += 1
+        serving.join()
+        text = server.metrics.render()  # renders after a last flush of what is pending
+        counted = {
+            status: server.metrics.requests.get(("/test/{n}", status), 0) for status in (200, 304)
+        }
+        assert counted == {200: total * 2 // 3, 304: total // 3}
+        assert flushes > 1
+        assert 'userphoto_request_seconds_count{route="/test/{n}"} 30000' in text
+    finally:
+        server.close()
