@@ -74,6 +74,15 @@ class Answer:
             ]
         return headers
 
+    def not_modified_for(self, if_none_match: str | bytes | None) -> bool:
+        """Whether `If-None-Match` turns this answer into a 304: only a 200 whose ETag it
+        names. The one conditional-GET rule of every path (RSGI, ASGI, the web pictures)."""
+        if if_none_match is None or self.status != 200:
+            return False
+        if isinstance(if_none_match, str):
+            return self.matches_text(if_none_match)
+        return self.matches(if_none_match)
+
     def matches_text(self, if_none_match: str) -> bool:
         """`matches` for a str header (RSGI): the usual exact match costs no encoding."""
         etag = self.etag_text

@@ -401,8 +401,7 @@ class PhotoServer:
                             _bytes_headers(headers),
                         )
                         kind = viewer.kind if viewer is not None else "invalid"
-                    inm = headers.get("if-none-match")
-                    if inm is not None and answer.status == 200 and answer.matches_text(inm):
+                    if answer.not_modified_for(headers.get("if-none-match")):
                         proto.response_empty(304, answer.rsgi_not_modified())
                         status, size = 304, 0
                     elif method == "HEAD":  # the length a GET would have, and no body
@@ -697,7 +696,7 @@ async def _read_body(
 
 
 async def _send(send: Send, answer: Answer, if_none_match: bytes | None, head: bool) -> None:
-    if if_none_match is not None and answer.status == 200 and answer.matches(if_none_match):
+    if answer.not_modified_for(if_none_match):
         await send(
             {"type": "http.response.start", "status": 304, "headers": answer.not_modified or []}
         )

@@ -53,9 +53,7 @@ class PhotoImages:
             )
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in answer.headers}
         headers["vary"] = "Cookie"  # the viewer comes from the session cookie here
-        inm = request.headers.get("if-none-match")
-        # The serving cache's own If-None-Match rule (`Answer.matches`), not a copy of it.
-        if inm and answer.status == 200 and answer.matches(inm.encode("latin-1")):
+        if answer.not_modified_for(request.headers.get("if-none-match")):
             return Response(status_code=304, headers={"etag": headers.get("etag", "")})
         return Response(answer.body, answer.status, headers=headers)
 
