@@ -125,8 +125,12 @@ class Follower(threading.Thread):
 class MissPool:
     """Cache misses run here, off the event loop: a bounded pool, one build per key at once."""
 
-    def __init__(self, threads: int, queue_limit: int, name: str = "userphoto-miss"):
-        self.executor = ThreadPoolExecutor(threads, name, initializer=_lower_priority)
+    def __init__(
+        self, threads: int, queue_limit: int, name: str = "userphoto-miss", *, nice: bool = False
+    ):
+        self.executor = ThreadPoolExecutor(
+            threads, name, initializer=_lower_priority if nice else None
+        )
         self.queue_limit = queue_limit
         self.inflight: dict[tuple, asyncio.Future[Any]] = {}
         self.depth = 0
@@ -155,8 +159,10 @@ class MissPool:
 
 
 def _lower_priority() -> None:
-    """Miss threads run at nice 10: on a busy core the kernel prefers the event loop thread,
-    so cached answers keep flowing while images are drawn (Linux: per-thread nice)."""
+    """Outsiders' miss threads run at nice 10: on a busy core the kernel prefers the event
+    loop thread, so cached answers keep flowing while anonymous requests have pictures drawn
+    (Linux: per-thread nice). Members' misses keep normal priority: on a shared machine a
+    niced thread is starved by every other process, and members are authenticated."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
@@ -198,6 +204,7 @@ class PhotoServer:
             int(settings.get("server", "outside_miss_threads", 1)),
             int(settings.get("server", "outside_miss_queue", 256)),
             "userphoto-outside-miss",
+            nice=True,
         )
         # A thread holding the GIL yields it within 2 ms when the event loop wants it (the
         # default 5 ms would show in the latency of cached answers during image work).
