@@ -450,3 +450,22 @@ def test_import_renders_with_the_services_options(org: App, tmp_path: Path) -> N
     user = org.store.find_user("u-old")
     assert stored is not None and user is not None
     assert stored.largest == org.photos.max_size(user) == 96
+
+
+def test_renditions_stay_close_to_a_full_resolution_lanczos(org: App) -> None:
+    """The cheap resizes (box-reduced master, SIMD bicubic for the mild cascade steps) keep
+    every size within JPEG noise of a Lanczos of the full-resolution pixels of the same box.
+
+    (Measured: 1.4-2.0 grey levels for 648-240, up to 4.6 at 48 where q85 JPEG dominates;
+    the previous all-Lanczos pipeline gave the same within 0.07.)"""
+    data = photo(62, size=(2400, 1800))
+    rendered = imaging.render(data, suggest=org.photos.suggest_crop)
+    box = rendered.crop
+    assert box.size >= 648 * 2  # the reduced decode and the box reduction both happen
+    with Image.open(io.BytesIO(data)) as source:
+        full = source.convert("RGB").crop((box.x, box.y, box.x + box.size, box.y + box.size))
+    for size, jpeg in rendered.renditions.items():
+        ideal = np.asarray(full.resize((size, size), Image.Resampling.LANCZOS), dtype=float)
+        with Image.open(io.BytesIO(jpeg)) as got:
+            diff = np.abs(np.asarray(got.convert("RGB"), dtype=float) - ideal).mean()
+        assert diff < (2.5 if size >= 240 else 5.5), (size, diff)
