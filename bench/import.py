@@ -16,6 +16,7 @@ Files are generated once, in parallel, and cached in $TMPDIR/userphoto-bench-imp
 from __future__ import annotations
 
 import argparse
+import ctypes
 import io
 import os
 import resource
@@ -87,8 +88,36 @@ def generate(count: int) -> list[Path]:
     return [CACHE / f"user{i:03d}@{DOMAIN}.jpg" for i in range(count)]
 
 
+def become_subreaper() -> None:
+    """Adopt every orphaned descendant, so its CPU time is counted when it is reaped here.
+
+    The import's image workers come from a forkserver, which outlives the `userphoto`
+    process by a moment and is then re-parented: without this its CPU time (and that of
+    the workers it reaped) was never counted, and the import looked almost free.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def reap_orphans(timeout: float = 60.0) -> None:
+    """Wait for every adopted descendant to end (each one's CPU then joins RUSAGE_CHILDREN)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # no children left
+        if pid == 0:
+            if time.monotonic() > deadline:
+                raise SystemExit("a descendant of the measured command did not end")
+            time.sleep(0.02)
+
+
 def children_cpu() -> float:
     """CPU seconds of every reaped child and grandchild (import workers, xargs' vips runs)."""
+    reap_orphans()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -161,6 +190,7 @@ def main() -> None:
     if not shutil.which("vipsthumbnail"):
         raise SystemExit("vipsthumbnail not found: apt-get install libvips-tools")
     files = generate(args.files)
+    become_subreaper()  # after generate(): its process pool reaps its own workers
     size_mb = sum(f.stat().st_size for f in files) / len(files) / 1e6
     print(f"{len(files)} files, {WIDTH}×{HEIGHT}, {size_mb:.1f} MB each on average")
     with tempfile.TemporaryDirectory(prefix="userphoto-bench-") as tmp:
@@ -182,8 +212,9 @@ def main() -> None:
                 before = children_cpu()
                 wall[name].append(run())
                 cpu[name].append(children_cpu() - before)
+            load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
             print(
-                f"round {round_no}: "
+                f"round {round_no} (load average {load}): "
                 + ", ".join(
                     f"{name} {len(files) / wall[name][-1]:.1f} photos/s "
                     f"({cpu[name][-1] / len(files) * 1000:.0f} ms CPU/photo)"

@@ -42,16 +42,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import imaging
 from .config import Settings
-from .errors import ImageError, UserPhotoError
+from .errors import AccountUnavailable, ImageError, UserPhotoError
 from .matching import Matcher, Pattern
 from .model import (
-    MASTER_MAX,
-    SD_MAX,
     Account,
     CropBox,
     CropDecision,
     CropReason,
-    Limits,
     Photo,
     Picture,
     Rendered,
@@ -59,7 +56,7 @@ from .model import (
     Visibility,
     normalize_address,
 )
-from .photos import Photos, Runner
+from .photos import Photos, RenderOptions, Runner
 from .store import Store
 
 if TYPE_CHECKING:
@@ -201,10 +198,7 @@ class Job:
     current_hash: str | None  # the user's saved photo, if any
     replace: bool  # --on-conflict replace
     render: bool  # False for a dry run: the same decode and checks, nothing rendered
-    limits: Limits
-    max_size: int
-    thumbnail_size: int
-    quality: int
+    options: RenderOptions  # Photos' own, for this user: the import renders as `set` does
 
 
 @dataclass
@@ -218,7 +212,7 @@ class Outcome:
 def process(job: Job) -> Outcome:
     """Read, hash, and (unless unchanged or kept) validate and render one file."""
     try:
-        data = job.source.read(job.limits.max_bytes + 1)
+        data = job.source.read(job.options.limits.max_bytes + 1)
     except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
         return Outcome(Status.INVALID, detail=f"cannot read: {exc}")
     sha = hashlib.sha256(data).hexdigest()
@@ -231,18 +225,10 @@ def process(job: Job) -> Outcome:
         if not job.render:
             # The import's own decode (a truncated file fails here as it would there), so
             # the dry run's plan is what the import will do; only rendering is left out.
-            _image, info, _scale = imaging.normalize(data, job.limits, target=job.max_size)
+            options = job.options
+            _image, info, _scale = imaging.normalize(data, options.limits, target=options.max_size)
             return Outcome(status, sha, f"{info.format} {info.width}×{info.height}")
-        from .facecrop import suggest
-
-        rendered = imaging.render(
-            data,
-            limits=job.limits,
-            suggest=suggest,
-            thumbnail_size=job.thumbnail_size,
-            max_size=job.max_size,
-            quality=job.quality,
-        )
+        rendered = job.options.render(data)
     except ImageError as exc:
         return Outcome(Status.INVALID, sha, str(exc))
     except Exception as exc:  # a decoder bug must not stop the other 9,999 files
@@ -319,7 +305,9 @@ def plan(sources: list[Source], matcher: Matcher) -> Plan:
         else:
             user = users[0]
             item.user, item.user_id = user.address, user.id
-            if user.account in (Account.ABSENT, Account.DISABLED):
+            try:
+                Photos.check_account(user)
+            except AccountUnavailable:
                 item.status = Status.FAILED
                 item.detail = f"account is {user.account.value}; it cannot hold photos"
             by_user.setdefault(user.id, []).append(item)
@@ -351,7 +339,12 @@ def run(
     progress: Progress | None = None,
     actor: str = "admin",
 ) -> list[Item]:
-    """Process every pending item (workers) and store the results (here). Returns all items."""
+    """Process every pending item (workers) and store the results (here). Returns all items.
+
+    Files go through `photos` as uploads do: rendered with its options for each user, stored
+    with `put`, and a refused file is audited as a refused upload (so `diagnose` explains it).
+    (`settings` is kept for callers; what rendering uses is `photos.settings`.)
+    """
     store = photos.store
     hashes = store.saved_photo_hashes()
     users = {i.user_id: photos.store.find_user(i.user_id) for i in the_plan.pending}
@@ -366,24 +359,24 @@ def run(
             current_hash=hashes.get(user.id),
             replace=replace,
             render=not dry_run,
-            limits=settings.limits,
-            max_size=SD_MAX if user.account is Account.SD_ONLY else MASTER_MAX,
-            thumbnail_size=settings.thumbnail_size,
-            quality=settings.jpeg_quality,
+            options=photos.render_options(user),
         )
         work.append((item, job))
 
     def finish(item: Item, outcome: Outcome) -> None:
         item.sha256, item.detail = outcome.sha256, outcome.detail
         item.status = outcome.status
-        if outcome.rendered is None:
-            return
         user = users[item.user_id]
         assert user is not None
+        if outcome.status is Status.INVALID and not dry_run:
+            photos.refused(user, f"import of {item.file}: {item.detail}", actor=actor, via="import")
+        if outcome.rendered is None:
+            return
         try:
             photo = photos.put(user, outcome.rendered, actor=actor, via="import")
         except Exception as exc:  # e.g. the account was disabled meanwhile
             item.status, item.detail = Status.FAILED, f"not stored: {exc}"
+            photos.refused(user, f"import of {item.file}: {item.detail}", actor=actor, via="import")
             return
         item.crop, item.version = str(photo.crop), photo.version
         decision = photo.crop_decision
@@ -754,15 +747,8 @@ def _restore_photo(
     name = PurePosixPath(record["file"]).name  # never a path out of the export folder
     data = (path / name).read_bytes()
     info = imaging.inspect(data, settings.limits)
-    side = min(info.width, info.height)
-    rendered = imaging.render(
-        data,
-        limits=settings.limits,
-        crop=imaging.centre_crop(info.width, info.height),  # the exported square, whole
-        thumbnail_size=settings.thumbnail_size,
-        max_size=SD_MAX if user.account is Account.SD_ONLY else min(MASTER_MAX, side),
-        quality=settings.jpeg_quality,
-    )
+    # The exported square, whole (an explicit crop: no face detection).
+    rendered = photos.render(user, data, crop=imaging.centre_crop(info.width, info.height))
     # The record is the original upload's: its crop box, how it was chosen, its source.
     rendered = replace(
         rendered,

@@ -18,7 +18,17 @@ from . import imaging
 from .config import Settings
 from .errors import AccountUnavailable, NoPhoto, NoPreview, StoreError, UnknownUser
 from .imaging import CropSuggester
-from .model import SD_MAX, Account, AuditEntry, CropBox, Photo, PhotoState, Rendered, User
+from .model import (
+    MASTER_MAX,
+    SD_MAX,
+    Account,
+    AuditEntry,
+    CropBox,
+    Photo,
+    PhotoState,
+    Rendered,
+    User,
+)
 from .resolve import choose_size
 from .store import Store
 
@@ -28,6 +38,29 @@ REJECTED = "photo.rejected"  # audit action of an upload that failed validation
 Listener = Callable[[User, str], None]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How one user's uploads are rendered: a plain value, so bulk import ships it to its
+    worker processes and renders there exactly as `Photos.render` would here."""
+
+    limits: imaging.Limits
+    suggest: CropSuggester | None
+    thumbnail_size: int
+    max_size: int
+    quality: int
+
+    def render(self, data: bytes, crop: CropBox | None = None) -> Rendered:
+        return imaging.render(
+            data,
+            limits=self.limits,
+            crop=crop,
+            suggest=self.suggest,
+            thumbnail_size=self.thumbnail_size,
+            max_size=self.max_size,
+            quality=self.quality,
+        )
 
 
 class Runner(Protocol):
@@ -61,21 +94,36 @@ class Photos:
                 f"`userphoto user set {user.address} --account hd`."
             )
 
+    @staticmethod
+    def max_size(user: User) -> int:
+        """The largest rendition `user`'s account may hold (sd_only: SD_MAX)."""
+        return SD_MAX if user.account is Account.SD_ONLY else MASTER_MAX
+
     # --- Set-UserPhoto -----------------------------------------------------------------------
+    def render_options(self, user: User) -> RenderOptions:
+        """How an upload for `user` is rendered (limits, face crop, sizes, quality)."""
+        return RenderOptions(
+            limits=self.settings.limits,
+            suggest=self.suggest_crop,
+            thumbnail_size=self.settings.thumbnail_size,
+            max_size=self.max_size(user),
+            quality=self.settings.jpeg_quality,
+        )
+
     def render(self, user: User, data: bytes, crop: CropBox | None = None) -> Rendered:
         """Validate and render without storing (what an upload would become)."""
         self.check_account(user)
         run = self.runner.run if self.runner is not None else _inline
-        return run(
-            imaging.render,
-            data,
-            limits=self.settings.limits,
-            crop=crop,
-            suggest=self.suggest_crop,
-            thumbnail_size=self.settings.thumbnail_size,
-            max_size=SD_MAX if user.account is Account.SD_ONLY else imaging.MASTER_MAX,
-            quality=self.settings.jpeg_quality,
-        )
+        return run(self.render_options(user).render, data, crop)
+
+    def refused(self, user: User, message: str, *, actor: str = "admin", via: str = "cli") -> None:
+        """Audit a refused upload, so the troubleshooter can say which limit it hit.
+
+        The refusal is the answer; a store that cannot record it (read-only, full) must not
+        replace it with its own error.
+        """
+        with contextlib.suppress(StoreError):
+            self.store.audit(AuditEntry(datetime.now(UTC), actor, user.id, REJECTED, via, message))
 
     def set(
         self,
@@ -96,12 +144,7 @@ class Photos:
         try:
             rendered = self.render(user, data, crop)
         except imaging.ImageError as exc:
-            # The refusal is the answer; a store that cannot record it (read-only, full)
-            # must not replace it with its own error.
-            with contextlib.suppress(StoreError):
-                self.store.audit(
-                    AuditEntry(datetime.now(UTC), actor, user.id, REJECTED, via, exc.message)
-                )
+            self.refused(user, exc.message, actor=actor, via=via)
             raise
         return self.put(user, rendered, preview=preview, actor=actor, via=via)
 
@@ -114,7 +157,8 @@ class Photos:
         actor: str = "admin",
         via: str = "cli",
     ) -> Photo:
-        """Store an already rendered photo (bulk import renders in worker processes)."""
+        """Store an already rendered photo (bulk import renders in worker processes, with
+        `render_options`)."""
         self.check_account(user)
         state = PhotoState.PREVIEW if preview else PhotoState.SAVED
         photo = self.store.put_photo(user.id, rendered, state, actor=actor, via=via)

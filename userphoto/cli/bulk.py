@@ -14,7 +14,7 @@ from ..bulk import PROBLEMS, WOULD, Item, Status
 from ..errors import InvalidArgument
 from ..matching import DEFAULT_PATTERN
 from . import Context, cli, pass_ctx
-from .photos import _size
+from .photos import size_param
 
 ORDER = [Status.IMPORTED, Status.REPLACED, Status.UNCHANGED, Status.KEPT, *PROBLEMS]
 PROBLEM_LINES = 20
@@ -208,7 +208,7 @@ def _restore(ctx: Context, path: Path) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option(
     "--size",
-    callback=_size,
+    callback=size_param,
     help="Pixel size or EWS code (96, HR240x240); default each photo's largest.",
 )
 @pass_ctx

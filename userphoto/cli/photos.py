@@ -18,7 +18,8 @@ def _crop(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Cr
         raise click.BadParameter(str(exc)) from None
 
 
-def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+def size_param(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    """Click callback for a `--size` option: a pixel size or an EWS code (96, HR240x240)."""
     try:
         return parse_size(value) if value else None
     except ValueError as exc:
@@ -106,7 +107,7 @@ def set_photo(
 @cli.command("get")
 @click.argument("address")
 @click.option(
-    "--size", callback=_size, help="Pixel size or EWS code (96, HR240x240); default largest."
+    "--size", callback=size_param, help="Pixel size or EWS code (96, HR240x240); default largest."
 )
 @click.option("--preview", is_flag=True, help="Get the pending preview instead of the saved photo.")
 @click.option(
