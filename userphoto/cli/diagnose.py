@@ -9,15 +9,9 @@ import click
 
 from .. import diagnose as troubleshooter
 from ..doctor import doctor as check_everyone
-from ..model import ClientProfile, parse_size
+from ..model import ClientProfile
 from . import Context, cli, pass_ctx
-
-
-def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    try:
-        return parse_size(value) if value else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+from .photos import size_param
 
 
 @cli.command()
@@ -37,7 +31,7 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> in
     show_default=True,
     help="legacy = Lync 2010 (SD only), hd = Lync 2013+, web.",
 )
-@click.option("--size", callback=_size, help="Requested size: 96, 240, HR648x648 ...")
+@click.option("--size", callback=size_param, help="Requested size: 96, 240, HR648x648 ...")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
 @pass_ctx
 def diagnose(
