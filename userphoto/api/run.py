@@ -31,11 +31,12 @@ def create_app() -> Any:
     from .server import PhotoServer
 
     server = PhotoServer(App.load(os.environ.get("USERPHOTO_HOME") or None))
-    # The cyclic garbage collector took half the serving process's CPU under cache misses
-    # (py-spy): every cached answer is a few container objects that live long, so collections
-    # came often and walked the whole cache. What exists at start-up is frozen out of its
-    # reach, and a collection waits for 50,000 new objects instead of 700 (reference counting
-    # still frees everything else at once): 2x the cold misses per second (BENCHMARKS.md).
+    # The cyclic garbage collector was the largest single cost of the serving process under
+    # cache misses (py-spy, --gil): every cached answer is a few container objects that live
+    # long, so collections came often and walked the growing cache. What exists at start-up
+    # is frozen out of its reach, and a collection waits for 50,000 new objects instead of
+    # 700 (reference counting still frees everything else at once): 1.1-1.5x the cold
+    # misses per second in alternating runs (BENCHMARKS.md).
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     return server
