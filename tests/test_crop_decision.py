@@ -20,7 +20,7 @@ from skimage import data
 
 from tests.conftest import BIN, RunCli
 from tests.support.server import Served, addr, serving
-from userphoto import bulk
+from userphoto import archive, bulk, review
 from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.doctor import doctor
@@ -125,15 +125,15 @@ def test_import_review_sheet_marks_the_guesses(run_cli: RunCli, app: App, tmp_pa
     assert rows["p0@example.org.jpg"]["crop_reason"] == "face"
     # The image: three tiles in a row, only the second framed in the guess colour.
     image = np.asarray(Image.open(sheet).convert("RGB")).astype(int)
-    cell = bulk.SHEET_TILE + 12
+    cell = review.SHEET_TILE + 12
     assert image.shape[1] == 3 * cell
-    red = np.all(np.abs(image - bulk.GUESS_COLOUR) < 40, axis=2)
+    red = np.all(np.abs(image - review.GUESS_COLOUR) < 40, axis=2)
     frame_band = red[2:6]  # the top edge of every cell, above the tile (pad is 6 px)
     per_cell = [frame_band[:, c * cell : (c + 1) * cell].mean() for c in range(3)]
     assert per_cell[1] > 0.9 and per_cell[0] == 0 and per_cell[2] == 0, per_cell
     # The HTML sheet: every crop inline, one marked.
     html = tmp_path / "sheet.html"
-    bulk.review_sheet(bulk_items(rows), app.store, html)
+    review.review_sheet(bulk_items(rows), app.store, html)
     text = html.read_text()
     assert text.count("<figure") == 3 and text.count('class="guess"') == 1
     assert "1 to check" in text
@@ -190,8 +190,8 @@ def test_export_import_export_round_trip_on_the_demo_org(tmp_path: Path) -> None
     cli(fresh, "export", str(two))
 
     # Export -> import -> export: the same manifest, byte for byte.
-    manifest = (one / bulk.MANIFEST).read_text()
-    assert (two / bulk.MANIFEST).read_text() == manifest
+    manifest = (one / archive.MANIFEST).read_text()
+    assert (two / archive.MANIFEST).read_text() == manifest
     records = json.loads(manifest)["users"]
     assert len(records) > 40
     assert any(r["aliases"] for r in records)
@@ -209,7 +209,7 @@ def test_export_import_export_round_trip_on_the_demo_org(tmp_path: Path) -> None
         for user in a.store.iter_users():
             other = b.store.find_user(user.id)
             assert other is not None
-            assert bulk._user_record(other) == bulk._user_record(user)
+            assert archive.user_record(other) == archive.user_record(user)
             before, after = a.store.get_photo(user.id), b.store.get_photo(user.id)
             assert (before is None) == (after is None), user.address
             if before is None or after is None:

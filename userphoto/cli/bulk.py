@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 
-from .. import bulk
+from .. import archive, bulk
 from ..bulk import PROBLEMS, WOULD, Item, Status
 from ..errors import InvalidArgument
 from ..matching import DEFAULT_PATTERN
+from ..review import review_sheet
 from . import Context, cli, pass_ctx
 from .photos import size_param
 
@@ -109,7 +110,7 @@ def import_photos(
                                                             (users, settings, crops as they were)
     """
     app = ctx.app
-    if bulk.is_export(path) and not dry_run:
+    if archive.is_export(path) and not dry_run:
         _restore(ctx, path)
         return
     try:
@@ -180,7 +181,7 @@ def import_photos(
     if report is not None:
         click.echo(f"report: {report}")
     if review is not None:
-        shown = bulk.review_sheet(items, app.store, review)
+        shown = review_sheet(items, app.store, review)
         click.echo(f"review sheet: {review} ({shown} crops, {len(guesses)} marked)")
     if counts[Status.INVALID] or counts[Status.FAILED]:
         sys.exit(1)
@@ -189,13 +190,13 @@ def import_photos(
 def _restore(ctx: Context, path: Path) -> None:
     """`import DIR` of a `userphoto export`: users, settings and photos as they were."""
     try:
-        result = bulk.restore(path, ctx.app.photos, ctx.app.settings)
+        result = archive.restore(path, ctx.app.photos, ctx.app.settings)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
     for problem in result.problems:
         click.echo(f"failed        {problem}", err=True)
     click.echo(
-        f"restored the export in {path} ({bulk.MANIFEST}): {result.users_added} users added, "
+        f"restored the export in {path} ({archive.MANIFEST}): {result.users_added} users added, "
         f"{result.users_updated} updated, {result.photos} photos stored as exported "
         f"(not cropped again), {result.unchanged} unchanged"
         + (f", {len(result.problems)} failed" if result.problems else "")
@@ -220,10 +221,10 @@ def export_photos(ctx: Context, directory: Path, size: int | None) -> None:
     `userphoto import DIRECTORY` restores all of it, into a fresh store too, without
     cropping the photos again; other tools can still read the files by name.
     """
-    result = bulk.export(ctx.app.store, directory, size)
+    result = archive.export(ctx.app.store, directory, size)
     click.echo(
         f"exported {result.written} photos and {result.users} users to {directory} "
-        f"(manifest {bulk.MANIFEST})"
+        f"(manifest {archive.MANIFEST})"
     )
     for address in result.skipped:
         click.echo(f"skipped {address}: not usable as a file name", err=True)
