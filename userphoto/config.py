@@ -6,6 +6,9 @@ commented `userphoto.toml` that `userphoto init` writes, `docs/configuration.md`
 (`userphoto config docs`) and `userphoto config check`. A key the code reads must be declared
 here (tests/test_config.py checks it); an unknown key or section is an error that names the
 closest known one, so a typo never silently falls back to a default.
+
+Long on purpose: most of it is the one declaration of every setting (`KEYS`), from which
+the generated file, the docs and validation all come.
 """
 
 from __future__ import annotations

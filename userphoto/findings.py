@@ -13,6 +13,8 @@ doctor applies it once per distinct facts value the store counts, the admin list
 Pure: no I/O. Templates use `str.format` fields; `{address}` is the user's address (the
 doctor prints ADDRESS), FILE stands for a photo to upload and URL for a web address.
 Over ~400 lines only because the catalogue itself is long: one entry per finding, as data.
+
+Long on purpose: most of it is the catalogue itself, one declaration per finding.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ access tokens issued for `[oidc] api_audience`).
   against users' addresses and aliases; admins by `admin_claim` containing one of
   `admin_values` (e.g. a group or app role).
 Tokens, codes and secrets are never logged or put into error messages.
+
+Long on purpose: one protocol (discovery, keys, the code flow, token checks) kept together so
+that every check of a token is read in one place.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Cache-Control, Vary, nosniff), so serving a cached one is two ASGI messages and 
 The cache follows the store's per-user change feed (see `server.Follower`): a change drops only
 the answers that depend on it, and an answer built from data older than a change that touches
 it is never stored, so a build that raced an invalidation cannot leave a stale entry behind.
+
+Long on purpose: the answer value and the cache that bounds, indexes and drops answers are
+one unit (each answer's per-user index entries are made and dropped with it).
 """
 
 from __future__ import annotations
