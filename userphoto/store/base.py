@@ -31,6 +31,7 @@ from ..model import (
     User,
 )
 from ..resolve import choose_size
+from .columns import THUMBNAIL_COLUMNS, USER_COLUMNS
 from .serving_sql import NOBODY
 
 
@@ -144,21 +145,7 @@ class Table:
 TABLES: tuple[Table, ...] = (
     Table(
         "users",
-        (
-            "id",
-            "address",
-            "display_name",
-            "account",
-            "picture",
-            "picture_url",
-            "visibility",
-            "removal_record",
-            "directory_gone",
-            "source",
-            "attributes",
-            "created",
-            "updated",
-        ),
+        USER_COLUMNS,
         ("id",),
         times=frozenset({"removal_record", "created", "updated"}),
         flags=frozenset({"directory_gone"}),
@@ -194,17 +181,7 @@ TABLES: tuple[Table, ...] = (
     Table("renditions", ("photo_id", "size", "jpeg"), ("photo_id", "size")),
     Table(
         "directory_thumbnails",
-        (
-            "user_id",
-            "jpeg",
-            "raw_hash",
-            "raw_size",
-            "width",
-            "height",
-            "problem",
-            "seen",
-            "written_by_us",
-        ),
+        THUMBNAIL_COLUMNS,
         ("user_id",),
         times=frozenset({"seen"}),
         flags=frozenset({"written_by_us"}),

@@ -30,18 +30,13 @@ from ..model import (
     User,
     Visibility,
 )
+from . import columns
 from . import serving_sql as q
 from .base import PhotoStatus, Serving
 
-USER_COLUMNS = (
-    "id, address, display_name, account, picture, picture_url, visibility, removal_record, "
-    "directory_gone, source, attributes, created, updated"
-)
-PHOTO_COLUMNS = (
-    "id, user_id, version, state, crop, source_hash, source_format, source_width, "
-    "source_height, sizes, created, actor, via, crop_reason, crop_confidence, crop_note"
-)
-THUMBNAIL_COLUMNS = "user_id, jpeg, raw_hash, raw_size, width, height, problem, seen, written_by_us"
+USER_COLUMNS = ", ".join(columns.USER_COLUMNS)
+PHOTO_COLUMNS = ", ".join(columns.PHOTO_COLUMNS)
+THUMBNAIL_COLUMNS = ", ".join(columns.THUMBNAIL_COLUMNS)
 
 
 class Row(Protocol):

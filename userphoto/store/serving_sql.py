@@ -11,56 +11,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from .columns import PHOTO_COLUMNS, USER_COLUMNS
+from .columns import THUMBNAIL_COLUMNS as DIRECTORY_COLUMNS
+
 # Not NUL (PostgreSQL text cannot hold it); `lookup.check_key` refuses control characters,
 # so no request can name this id.
 NOBODY = "\x01nobody"
 # `size` None asks for the largest rendition (what choose_size picks without a request).
 LARGEST = 2**31 - 1
-
-USER_COLUMNS = (
-    "id",
-    "address",
-    "display_name",
-    "account",
-    "picture",
-    "picture_url",
-    "visibility",
-    "removal_record",
-    "directory_gone",
-    "source",
-    "attributes",
-    "created",
-    "updated",
-)
-PHOTO_COLUMNS = (
-    "id",
-    "user_id",
-    "version",
-    "state",
-    "crop",
-    "source_hash",
-    "source_format",
-    "source_width",
-    "source_height",
-    "sizes",
-    "created",
-    "actor",
-    "via",
-    "crop_reason",
-    "crop_confidence",
-    "crop_note",
-)
-DIRECTORY_COLUMNS = (
-    "user_id",
-    "jpeg",
-    "raw_hash",
-    "raw_size",
-    "width",
-    "height",
-    "problem",
-    "seen",
-    "written_by_us",
-)
 
 # Row layout: user columns, aliases (SQLite: a JSON array, unordered), photo columns,
 # directory columns, rendition size, jpeg.
