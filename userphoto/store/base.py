@@ -31,7 +31,7 @@ from ..model import (
     User,
 )
 from ..resolve import choose_size
-from .columns import THUMBNAIL_COLUMNS, USER_COLUMNS
+from .columns import PHOTO_COLUMNS, THUMBNAIL_COLUMNS, USER_COLUMNS
 from .serving_sql import NOBODY
 
 
@@ -155,25 +155,8 @@ TABLES: tuple[Table, ...] = (
     Table("address_hashes", ("digest", "user_id"), ("digest",)),
     Table(
         "photos",
-        (
-            "id",
-            "user_id",
-            "version",
-            "state",
-            "crop",
-            "source_hash",
-            "source_format",
-            "source_width",
-            "source_height",
-            "sizes",
-            "thumbnail",
-            "created",
-            "actor",
-            "via",
-            "crop_reason",
-            "crop_confidence",
-            "crop_note",
-        ),
+        # The columns a photo is read by, and the directory thumbnail rendered with it.
+        (*PHOTO_COLUMNS[:10], "thumbnail", *PHOTO_COLUMNS[10:]),
         ("id",),
         times=frozenset({"created"}),
         int_lists=frozenset({"sizes"}),
