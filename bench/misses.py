@@ -23,20 +23,18 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
+from scale import free_port, pg_database  # bench/ is on the path when run as a script
+from serve import group_cpu
 
 from userphoto import auth
 from userphoto.api.common import Req
@@ -51,18 +49,6 @@ from userphoto.model import PhotoState, User, Viewer, ViewerKind, Visibility
 ADDRESS = "reader@bench.example"
 BIN = Path(sys.executable).parent
 ANONYMOUS = ViewerKind.ANONYMOUS
-
-
-@contextmanager
-def pg_database(server: str) -> Iterator[str]:
-    name = f"userphoto_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed(app: App, users: int) -> str:
@@ -149,28 +135,12 @@ def measure(home: Path, users: int, passes: int) -> dict[str, tuple[float, float
         app.close()
 
 
-def group_cpu(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by every process of one process group."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def over_http(home: Path, users: int) -> tuple[float, float]:
     """(server CPU µs per cold miss, per cached answer) of `userphoto serve` on `home`."""
     app = App(Settings.load(home))
     token = auth.create_token(app.store, ADDRESS)[1]
     app.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env={**os.environ, "USERPHOTO_HOME": str(home)},
