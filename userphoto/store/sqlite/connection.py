@@ -129,19 +129,27 @@ class SQLiteBase(Store):
             yield
             return
         db = self._db
+        try:
+            with self._immediate(db):
+                self._local.batch, self._local.wrote = True, False
+                yield
+                db.execute("COMMIT" if self._local.wrote else "ROLLBACK")
+        finally:
+            self._local.batch = False
+
+    @contextmanager
+    def _immediate(self, db: sqlite3.Connection) -> Iterator[None]:
+        """A write transaction whose body ends it (COMMIT); an error inside rolls it back,
+        and a database error comes out as its fault (disk full, locked, read-only)."""
         self._begin(db)
-        self._local.batch, self._local.wrote = True, False
         try:
             yield
-            db.execute("COMMIT" if self._local.wrote else "ROLLBACK")
         except sqlite3.Error as exc:
             self._rollback(db)
             raise self._fault(exc) from None
         except BaseException:
             self._rollback(db)
             raise
-        finally:
-            self._local.batch = False
 
     def _begin(self, db: sqlite3.Connection) -> None:
         try:
@@ -171,16 +179,9 @@ class SQLiteBase(Store):
                 self._rollback(db, savepoint=True)
                 raise
             return
-        self._begin(db)
-        try:
+        with self._immediate(db):
             yield db
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback(db)
-            raise self._fault(exc) from None
-        except BaseException:
-            self._rollback(db)
-            raise
 
     def _migrate(self) -> None:
         """Bring the schema up to date; a current one is only read (a read-only folder works)."""
@@ -196,8 +197,7 @@ class SQLiteBase(Store):
                 f"The database {shown} needs a schema upgrade, but its folder is read-only. "
                 "Make it writable once so the upgrade can run."
             )
-        self._begin(db)
-        try:
+        with self._immediate(db):
             version = db.execute("PRAGMA user_version").fetchone()[0]
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in script.split(";"):
@@ -205,12 +205,6 @@ class SQLiteBase(Store):
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback(db)
-            raise self._fault(exc) from None
-        except BaseException:
-            self._rollback(db)
-            raise
 
     @property
     def schema_version(self) -> int:
