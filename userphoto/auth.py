@@ -161,9 +161,8 @@ class Authenticator:
         if not header:
             return ANONYMOUS
         credential = _credential(header)
-        hit = self._seen.get(credential)
-        if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
-            return hit[0]
+        if (remembered := self._remembered(credential)) is not None:
+            return remembered
         viewer, until = self._verify(credential)
         if len(credential) <= _CACHE_KEY_MAX:
             seen = self._seen
@@ -180,15 +179,21 @@ class Authenticator:
         if not header:
             return ANONYMOUS
         credential = _credential(header)
-        hit = self._seen.get(credential)
-        if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
-            return hit[0]
+        if (remembered := self._remembered(credential)) is not None:
+            return remembered
         if credential.count(".") == 2:
             return None
         digest = token_digest(credential)
         record = self._loaded.tokens.get(digest)
         if record is None or not hmac.compare_digest(record.digest, digest):
             raise Unauthorized("The bearer token is not valid (unknown or revoked).")
+        return None
+
+    def _remembered(self, credential: str) -> Viewer | None:
+        """The viewer a credential was verified as, while that still holds."""
+        hit = self._seen.get(credential)
+        if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
+            return hit[0]
         return None
 
     def forget_user(self, user_id: str) -> None:
