@@ -116,6 +116,7 @@ def test_readyz_waits_for_the_change_feed_and_notices_when_it_stops(
         wait_until(lambda: live.get("/readyz").status_code == 200)
         ready = live.get("/readyz").json()
         assert ready["status"] == "ready" and ready["applied_seq"] == ready["change_seq"]
+        assert not server.workers_starting.is_alive()  # ready only once the workers are up
 
         feed_ok.clear()  # the feed breaks: after READY_STALE the process is not ready
         wait_until(lambda: live.get("/readyz").status_code == 503)

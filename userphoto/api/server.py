@@ -194,7 +194,11 @@ class PhotoServer:
         self.body_timeout = float(settings.get("server", "body_timeout", BODY_TIMEOUT))
         # Image work runs in the worker pool, so uploads run concurrently (up to its size);
         # starting the workers now spares the first uploads their start-up.
-        threading.Thread(target=app.pool.start, name="image-workers-start", daemon=True).start()
+        # /readyz waits for them.
+        self.workers_starting = threading.Thread(
+            target=app.pool.start, name="image-workers-start", daemon=True
+        )
+        self.workers_starting.start()
         self._writes = 0  # uploads and deletes received and not yet answered
         self.surfaces: list[tuple[str, Surface]] = self._surfaces()
         self.pool = MissPool(

@@ -125,9 +125,10 @@ READY_STALE = 5.0  # s: the change feed is read at least every second when healt
 
 
 async def _ready(request: Request) -> Response:
-    """Ready: the store answers now, and this process's caches are warm — its change-feed
-    follower runs, has read the feed successfully since start and has applied everything it
-    read within the last `READY_STALE` seconds (so no cached answer is staler than that)."""
+    """Ready: the store answers now, the image workers have started, and this process's
+    caches are warm — its change-feed follower runs, has read the feed successfully since
+    start and has applied everything it read within the last `READY_STALE` seconds (so no
+    cached answer is staler than that)."""
     services = services_of(request)
     server = request.app.state.server
     try:
@@ -140,6 +141,8 @@ async def _ready(request: Request) -> Response:
     follower = server.follower
     if not follower.is_alive():
         return _not_ready("change feed not followed")
+    if server.workers_starting.is_alive():
+        return _not_ready("warming up: the image workers are starting")
     synced = follower.caught_up_at
     if synced is None:
         return _not_ready("warming up: the change feed has not been read yet")
