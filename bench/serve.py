@@ -26,6 +26,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -246,6 +247,7 @@ def cold_round(
     proc = start([str(BIN / "userphoto"), "serve", "--port", str(port)], env)
     try:
         wait_ready(port)
+        before = group_cpu(proc.pid)
         ours = wrk_script(
             tmp,
             "cold-userphoto",
@@ -258,6 +260,7 @@ def cold_round(
         )
         # 2 s: fewer requests than users, so every request is a miss (checked below).
         out = wrk_raw(["-t1", "-c64", "-d2s", "-s", str(ours), f"http://127.0.0.1:{port}"])
+        spent = group_cpu(proc.pid) - before
     finally:
         stop(proc)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
@@ -271,7 +274,25 @@ def cold_round(
     )
     out = wrk_raw(["-t1", "-c64", "-d2s", "-s", str(theirs), f"http://127.0.0.1:{nginx_port}"])
     ref = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    return rate, ref, count
+    return rate, ref, count, spent / count * 1e6
+
+
+def bare_read_us(home: Path, size: int, reads: int = 5_000) -> float:
+    """CPU µs of the one SQL read a miss makes (`serving_sql`), alone: sqlite3 on the bench's
+    database, the cold users' keys, no decoding. With the do-nothing app's cost per request
+    it is a floor under any miss this stack can serve."""
+    from userphoto.config import Settings
+    from userphoto.store import serving_sql
+
+    path = Settings.load(home).store_url.removeprefix("sqlite:///")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    keys = [f"cold{n}@bench.example" for n in range(reads)]
+    started = time.process_time()
+    for key in keys:
+        db.execute(serving_sql.SQLITE_BY_KEY, serving_sql.params(key, size)).fetchone()
+    spent = time.process_time() - started
+    db.close()
+    return spent / reads * 1e6
 
 
 def loaded_p99(
@@ -351,7 +372,7 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
     targets: dict[str, tuple[str, dict[str, str]]] = {}
     rounds: list[dict[str, dict[str, tuple[float, float]]]] = []
-    cold: list[tuple[float, float, int]] = []
+    cold: list[tuple[float, float, int, float]] = []
     load: list[tuple[float, float, float]] = []
     try:
         port = free_port()
@@ -447,6 +468,7 @@ def main() -> None:
         if "cold" in parts:
             for _ in range(args.rounds):
                 cold.append(cold_round(tmp, env, nginx_port, auth_header, args.size))
+            read_us = bare_read_us(home, args.size)
         if "load" in parts:
             load = loaded_p99(tmp, env, f"http://127.0.0.1:PORT{photo}", auth_header, args.rounds)
     finally:
@@ -480,16 +502,28 @@ def main() -> None:
         print()
         print(
             "| cold misses (2 s per round, each of 30,000 users at most once) | userphoto req/s | "
-            "nginx distinct files req/s | ratio | userphoto requests (all misses) |"
+            "nginx distinct files req/s | ratio | userphoto CPU µs per miss | requests |"
         )
-        print("|---|---|---|---|---|")
-        for n, (rate, ref_rate, count) in enumerate(cold, 1):
+        print("|---|---|---|---|---|---|")
+        for n, (rate, ref_rate, count, cpu_us) in enumerate(cold, 1):
             flag = "" if count <= COLD_USERS else " (some were hits!)"
             print(
                 f"| round {n} | {rate:,.0f} | {ref_rate:,.0f} | {rate / ref_rate:.2f} "
-                f"| {count:,}{flag} |"
+                f"| {cpu_us:.0f} | {count:,}{flag} |"
             )
-        print(f"| median | | | {statistics.median(r / f for r, f, _c in cold):.2f} | |")
+        ratio = statistics.median(r / f for r, f, _c, _u in cold)
+        print(f"| median | | | {ratio:.2f} | {statistics.median(c[3] for c in cold):.0f} | |")
+        # The floor: no miss can cost less than granian calling a do-nothing app plus the
+        # bare store read; nginx's time per request is its one core over its rate.
+        noop = "granian RSGI, do-nothing app (ceiling)"
+        if rounds and noop in targets:
+            noop_us = statistics.median(r[noop]["200"][1] for r in rounds)
+            nginx_us = 1e6 / statistics.median(f for _r, f, _c, _u in cold)
+            print(
+                f"\nfloor of a miss: do-nothing app {noop_us:.1f} µs + bare SQLite read "
+                f"{read_us:.1f} µs = {noop_us + read_us:.1f} µs CPU; nginx {nginx_us:.1f} µs "
+                f"per distinct file -> at best {nginx_us / (noop_us + read_us):.2f}x nginx"
+            )
     if load:
         print()
         print(
