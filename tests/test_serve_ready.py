@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from userphoto.api.server import PhotoServer
 from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.demo import portrait
-from userphoto.model import User, Visibility
+from userphoto.model import Picture, User, Visibility
 from userphoto.web.session import COOKIE, fresh, load_key
 
 PHOTO = "/v1/users/ada@ready.test/photo?size=96"
@@ -223,3 +223,110 @@ def test_request_records_are_never_lost_between_batches(
         assert 'userphoto_request_seconds_count{route="/test/{n}"} 30000' in text
     finally:
         server.close()
+
+
+class LoopGuard:
+    """The store, with every call made on the server's event-loop thread recorded."""
+
+    def __init__(self, store: Any):
+        self._store = store
+        self.loop_thread: threading.Thread | None = None
+        self.on_loop: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is self.loop_thread:
+                self.on_loop.append(name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_web_pages_never_read_the_store_on_the_event_loop(
+    home: tuple[App, dict[str, str]],
+) -> None:
+    """Every web page and form a member or an admin uses, over real HTTP, with a store that
+    notes each call made on the event loop's thread: there must be none."""
+    seeded, tokens = home
+    admin = auth.create_token(seeded.store, "root@ready.test", admin=True)[1]
+    bo = seeded.store.find_user("bo@ready.test")
+    assert bo is not None  # a web-address picture: listings draw initials for it
+    seeded.store.update_user(
+        replace(bo, picture=Picture.URL, picture_url="https://pictures.example/bo.jpg")
+    )
+    app = App(Settings.load(seeded.settings.home))
+    guard = LoopGuard(app.store)
+    app.store = guard  # type: ignore[misc]  # before anything built on the store
+    server = PhotoServer(app, poll=False)
+    live = Live(server)
+    guard.loop_thread = live.thread  # uvicorn runs its event loop there
+    key = load_key(app.settings.home)
+    try:
+        for token, pages in (
+            (tokens["ada"], ["/", "/me", "/web/users/u-ada/photo?size=96"]),
+            (
+                admin,
+                [
+                    "/admin",
+                    "/admin/users/u-bo",
+                    "/admin/troubleshoot?target=ada@ready.test",
+                    "/admin/doctor?fragment=1",
+                    "/web/users/u-bo/photo?size=48&url=0",
+                ],
+            ),
+        ):
+            session = fresh("token", token)
+            cookie = Fernet(key).encrypt(json.dumps(asdict(session)).encode()).decode()
+            jar = {COOKIE: cookie}
+            for page in pages:
+                answer = live.get(page, cookies=jar)
+                assert answer.status_code in (200, 302, 303), (page, answer.status_code)
+            csrf = {"x-csrf-token": session.csrf}
+            own = "u-ada" if token == tokens["ada"] else "u-bo"
+            preview = httpx.post(
+                f"{live.base}/web/users/{own}/preview",
+                content=portrait(5, 300, 300),
+                headers=csrf,
+                cookies=jar,
+                timeout=30,
+            )
+            assert preview.status_code == 200, preview.text
+            for action in ("save", "remove", "clear-record"):
+                done = httpx.post(
+                    f"{live.base}/web/users/{own}/{action}",
+                    data={"csrf": session.csrf, "back": "/me"},
+                    cookies=jar,
+                    timeout=30,
+                )
+                assert done.status_code in (302, 303), (action, done.status_code)
+            changed = httpx.post(
+                f"{live.base}/web/users/{own}/settings",
+                data={"csrf": session.csrf, "back": "/me", "visibility": "everyone"},
+                cookies=jar,
+                timeout=30,
+            )
+            assert changed.status_code in (302, 303)
+        # The HTTP API too: reads, a miss, the admin API and an upload.
+        for path in (
+            PHOTO,
+            "/v1/users/bo@ready.test/photo?size=64",
+            "/v1/whoami",
+            "/v1/admin/diagnose?target=ada@ready.test",
+            "/v1/admin/doctor",
+        ):
+            assert live.get(path, admin).status_code in (200, 302, 404), path
+        upload = httpx.put(
+            f"{live.base}/v1.0/users/ada@ready.test/photo/$value",
+            content=portrait(6, 300, 300),
+            headers={"Authorization": f"Bearer {admin}", "Content-Type": "image/jpeg"},
+            timeout=30,
+        )
+        assert upload.status_code in (200, 204), upload.text
+        assert guard.on_loop == []
+    finally:
+        live.close()
+        app.close()

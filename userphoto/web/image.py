@@ -47,10 +47,10 @@ class PhotoImages:
         follow_url = q.get("url") != "0"
         answer = await run_in_threadpool(self.answer, viewer, key, size, follow_url)
         if answer is None:  # a web-address picture in a listing: initials stand in
-            user = self.web.photos.user(key)
-            return Response(
-                initials(user, size or LISTING_SIZE), media_type="image/jpeg", headers=PRIVATE
+            picture = await run_in_threadpool(
+                lambda: initials(self.web.photos.user(key), size or LISTING_SIZE)
             )
+            return Response(picture, media_type="image/jpeg", headers=PRIVATE)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in answer.headers}
         headers["vary"] = "Cookie"  # the viewer comes from the session cookie here
         if answer.not_modified_for(request.headers.get("if-none-match")):

@@ -123,6 +123,13 @@ class PhotoPages:
             return self.web.refused(request, exc)
 
     async def _page(self, request: Request, viewer: Viewer, key: str, *, own: bool) -> Response:
+        # Store reads and the resolution: off the event loop, like every store read.
+        context = await run_in_threadpool(self._page_context, request, viewer, key, own)
+        return self.web.renderer.page(request, "photo.html", context)
+
+    def _page_context(
+        self, request: Request, viewer: Viewer, key: str, own: bool
+    ) -> dict[str, object]:
         app = self.services.app
         user = self.web.photos.user(key)
         target = self.services.lookup.load(user)
@@ -143,7 +150,7 @@ class PhotoPages:
             )
         limits = app.settings.limits
         version = target.photo.version if target.photo else 0
-        context = {
+        return {
             "title": "My photo" if own else user.display_name or user.address,
             "own": own,
             "user": user,
@@ -166,12 +173,14 @@ class PhotoPages:
             "back": request.url.path,
             "key": user.id,
         }
-        return self.web.renderer.page(request, "photo.html", context)
 
     # --- writes --------------------------------------------------------------------------------
-    def _writer(self, request: Request, key: str, *, photo: bool = True) -> tuple[Viewer, User]:
+    async def _writer(
+        self, request: Request, key: str, *, photo: bool = True
+    ) -> tuple[Viewer, User]:
+        """Who writes, and whose photo (or settings): refused unless they may."""
         viewer = self.web.sessions.viewer(request)
-        user = self.web.photos.user(key) if viewer.internal else None
+        user = await run_in_threadpool(self.web.photos.user, key) if viewer.internal else None
         may_write(viewer, user.id if user else None, not photo or self._self_service)
         assert user is not None
         return viewer, user
@@ -183,7 +192,7 @@ class PhotoPages:
     async def preview(self, request: Request) -> Response:
         """Raw image body (+ `?crop=X,Y,SIZE`) → stored preview; JSON with the crop used."""
         self.web.sessions.check_csrf(request)
-        viewer, user = self._writer(request, request.path_params["key"])
+        viewer, user = await self._writer(request, request.path_params["key"])
         crop_text = request.query_params.get("crop", "").strip()
         try:
             crop = CropBox.parse(crop_text) if crop_text else None
@@ -202,7 +211,7 @@ class PhotoPages:
         self.web.sessions.check_csrf(request, form)
         back = local_path(form.get("back", "/me"))
         try:
-            viewer, user = self._writer(request, request.path_params["key"])
+            viewer, user = await self._writer(request, request.path_params["key"])
             actor = viewer.address or "?"
             if action == "save":
                 photo = await run_in_threadpool(
@@ -246,7 +255,7 @@ class PhotoPages:
         self.web.sessions.check_csrf(request, form)
         back = local_path(form.get("back", "/me"))
         try:
-            viewer, user = self._writer(request, request.path_params["key"], photo=False)
+            viewer, user = await self._writer(request, request.path_params["key"], photo=False)
             updated = _settings(user, form)
             if updated != user:
                 await run_in_threadpool(
