@@ -556,6 +556,9 @@ def test_through_the_http_server_both_ways(home: Path, seeded: Slapd, run_cli: R
             f"{base}/v1/users/{address(41)}/photo",
             content=body.getvalue(),
             headers={"Authorization": f"Bearer {own}", "Content-Type": "image/jpeg"},
+            # The server may still be starting its image workers, and the answer waits for
+            # the LDAP write: httpx's 5 s default timed out once on a loaded machine.
+            timeout=60,
         )
         assert put.status_code in (200, 201, 204), put.text
         written = ldapsearch_photo(seeded, user_dn(41))  # written by the server's listener
