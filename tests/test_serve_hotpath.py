@@ -7,7 +7,10 @@ import hashlib
 import io
 import threading
 from collections import Counter
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from PIL import Image
@@ -21,6 +24,16 @@ from userphoto.demo import portrait
 from userphoto.model import Picture, User, Visibility
 from userphoto.store import Change, ChangeKind
 from userphoto.store.base import Store
+
+T = TypeVar("T")
+
+
+def in_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on a thread of its own: a Playwright test earlier in the same process
+    leaves an event loop running on the main thread, where `asyncio.run` would refuse."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coro).result()
+
 
 URLS = [
     ("/v1/users/ada@hot.test/photo", b"size=240"),
@@ -121,7 +134,7 @@ def test_warm_requests_touch_neither_store_nor_images(hot) -> None:
                 again = await call(server, path, query, token, answer["headers"][b"etag"])
                 assert again["status"] == 304
 
-    asyncio.run(run())
+    in_loop(run())
     assert calls == Counter()
 
 
@@ -137,7 +150,7 @@ def test_a_change_drops_the_cache_and_bodies_are_shared(hot) -> None:
         c = await call(server, "/v1/users/ada@hot.test/photo", b"size=96", token)
         return a, b, c
 
-    a, b, c = asyncio.run(run())
+    a, b, c = in_loop(run())
     assert a["body"] is b["body"]  # one object for identical bytes, whatever the URL
     assert c["headers"][b"etag"] != a["headers"][b"etag"]
     assert calls["serving"] == 1 and calls["get_rendition"] == 0  # one read, bytes included
@@ -157,7 +170,7 @@ def test_cache_is_bounded_in_bytes(hot) -> None:
             )
             assert server.cache.bytes <= 20_000
 
-    asyncio.run(run())
+    in_loop(run())
     assert 0 < len(server.cache.answers) < 50
 
 
@@ -178,7 +191,7 @@ def test_a_write_to_one_user_leaves_every_other_users_answers_cached(hot) -> Non
         out += [await call(server, path, query, token) for path, query in [*bo_urls, alias_url]]
         return out
 
-    before = asyncio.run(warm())
+    before = in_loop(warm())
     assert before[-1]["status"] == 404
     user = app.store.find_user("bo@hot.test")
     assert user is not None
@@ -191,7 +204,7 @@ def test_a_write_to_one_user_leaves_every_other_users_answers_cached(hot) -> Non
     async def others() -> list[dict]:
         return [await call(server, path, query, token) for path, query in URLS]
 
-    again = asyncio.run(others())
+    again = in_loop(others())
     assert calls == Counter(), "a change to Bo must leave other users' answers cached"
     assert [a["headers"][b"etag"] for a in again] == [
         b["headers"][b"etag"] for b in before[: len(URLS)]
@@ -200,7 +213,7 @@ def test_a_write_to_one_user_leaves_every_other_users_answers_cached(hot) -> Non
     async def bo() -> list[dict]:
         return [await call(server, path, query, token) for path, query in [*bo_urls, alias_url]]
 
-    rebuilt = asyncio.run(bo())
+    rebuilt = in_loop(bo())
     assert calls["serving"] >= 3  # rebuilt, not served stale
     assert rebuilt[0]["headers"][b"x-photo-source"] == b"hd"
     assert rebuilt[2]["status"] == 200  # the new alias finds Bo now
@@ -221,7 +234,7 @@ def test_cache_eviction_is_lru_never_a_wipe(hot) -> None:
             await call(server, *hot_url, token)
             assert server.cache.bytes <= 60_000
 
-    asyncio.run(run())
+    in_loop(run())
     key = server.route_key(hot_url[0], hot_url[1].decode())
     assert any(entry[0] == key for entry in server.cache.answers)
     assert server.cache.evictions > 0
@@ -243,7 +256,7 @@ def test_junk_parameters_and_padded_tokens_share_cache_entries(hot) -> None:
         assert (len(server.cache.answers), server.cache.bytes) == (entries, size)
         assert len(server.auth._seen) == seen
 
-    asyncio.run(run())
+    in_loop(run())
 
 
 def test_a_burst_for_one_uncached_answer_builds_it_once(hot) -> None:
@@ -265,7 +278,7 @@ def test_a_burst_for_one_uncached_answer_builds_it_once(hot) -> None:
             *(call(server, "/v1/users/ada@hot.test/photo", b"size=120", token) for _ in range(30))
         )
 
-    answers = asyncio.run(run())
+    answers = in_loop(run())
     assert {a["status"] for a in answers} == {200}
     assert len({a["headers"][b"etag"] for a in answers}) == 1
     assert calls["serving"] == 1
@@ -282,7 +295,7 @@ def test_outsiders_generated_pictures_are_bounded_in_size(hot) -> None:
         member = await call(server, "/avatar/" + "f" * 32, b"d=identicon&s=700", token)
         return anon, member
 
-    anon, member = asyncio.run(run())
+    anon, member = in_loop(run())
     assert Image.open(io.BytesIO(anon["body"])).size == (512, 512)
     assert Image.open(io.BytesIO(member["body"])).size == (700, 700)
 
@@ -295,7 +308,7 @@ def test_unknown_and_hidden_users_cost_the_same_store_reads(hot) -> None:
     answers = []
     for path in ("/v1/users/bo@hot.test/photo", "/v1/users/nobody@hot.test/photo"):
         calls.clear()
-        answers.append(asyncio.run(call(server, path, b"size=96", "")))
+        answers.append(in_loop(call(server, path, b"size=96", "")))
         counts.append(Counter(calls))
     assert answers[0]["status"] == answers[1]["status"] == 404
     assert answers[0]["body"] == answers[1]["body"]
@@ -311,10 +324,10 @@ def test_an_org_change_drops_everything_and_the_server_goes_on(hot) -> None:
         for path, query in URLS:
             assert (await call(server, path, query, token))["status"] == 200
 
-    asyncio.run(warm())
+    in_loop(warm())
     assert server.cache.answers
     server.apply(Change(app.store.generation() + 1, ChangeKind.ORG, None))
     assert not server.cache.answers and server.cache.bytes == 0
     calls.clear()
-    asyncio.run(warm())
+    in_loop(warm())
     assert calls["serving"] >= 1 and server.cache.answers
