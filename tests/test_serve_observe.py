@@ -71,8 +71,12 @@ def test_metrics_health_and_readiness(served: Served) -> None:
     ):
         assert f"\n{name}" in text, name
     assert served.client.get("/healthz").json() == {"status": "ok"}
-    ready = served.client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    deadline = time.monotonic() + 30  # a server just started may still be warming up
+    while (ready := served.client.get("/readyz")).status_code != 200:
+        assert ready.json()["status"].startswith("warming up"), ready.text
+        assert time.monotonic() < deadline, ready.text
+        time.sleep(0.05)
+    assert ready.json()["status"] == "ready"
 
 
 def test_metrics_outside_the_allowed_range_need_an_admin(served: Served) -> None:
