@@ -113,7 +113,7 @@ def test_readyz_waits_for_the_change_feed_and_notices_when_it_stops(
         assert warming.status_code == 503 and warming.json()["status"].startswith("warming up")
 
         feed_ok.set()
-        wait_until(lambda: live.get("/readyz").status_code == 200)
+        wait_until(lambda: live.get("/readyz").status_code == 200, timeout=30)  # workers start
         ready = live.get("/readyz").json()
         assert ready["status"] == "ready" and ready["applied_seq"] == ready["change_seq"]
         assert not server.workers_starting.is_alive()  # ready only once the workers are up
