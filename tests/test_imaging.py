@@ -304,6 +304,31 @@ def test_directory_photo_is_reencoded_upright_and_not_cropped() -> None:
         imaging.reencode_directory_photo(b"aGVsbG8gd29ybGQ=")  # base64 text, not bytes
 
 
+def test_large_directory_photo_is_bounded_by_its_long_side_and_upright() -> None:
+    # Stored 2800×1400 (left red, right blue), shown rotated: 1400 wide, 2800 tall, red on
+    # top. Decoded at a draft scale chosen by the long side, then brought to 648 exactly.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(two_tone(2800, 1400), "JPEG", quality=95, exif=exif.tobytes())
+    jpeg, w, h = imaging.reencode_directory_photo(data)
+    assert (w, h) == (324, 648)
+    out = decode(jpeg)
+    assert out.size == (324, 648)
+    assert mean(out, (0, 0, 324, 300)) == pytest.approx([255, 0, 0], abs=8)
+    assert mean(out, (0, 348, 324, 648)) == pytest.approx([0, 0, 255], abs=8)
+
+
+def test_encode_jpeg_writes_nothing_the_image_object_carries() -> None:
+    image = Image.new("RGB", (96, 96), (10, 120, 200))
+    image.info.update(comment=b"secret note", dpi=(300, 300))
+    image.encoderinfo = {"comment": b"another note"}  # Pillow also saves what this holds
+    jpeg = imaging.encode_jpeg(image)
+    assert not {0xE1, 0xE2, 0xFE} & set(jpeg_markers(jpeg))
+    assert b"note" not in jpeg
+    assert image.info["comment"] == b"secret note"  # the caller's image is left as it was
+    assert mean(decode(jpeg)) == pytest.approx([10, 120, 200], abs=3)
+
+
 def test_scan_markers_bound_the_scans_of_a_jpeg_arriving_in_chunks() -> None:
     bomb = scan_bomb(100, side=64)
     exact = imaging.jpeg_scans(bomb, 10_000)
