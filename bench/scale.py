@@ -43,6 +43,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from serve import group_cpu  # bench/ is on the path when run as a script
 
 from userphoto import auth
 from userphoto.app import App
@@ -425,19 +426,29 @@ def main() -> None:
             for base in (a, b):
                 wrk(base + cached, 1)  # warm: the answer is cached on each node
             # Alternating rounds, median ratio: the 2 cores are shared with everything else.
-            ratios = []
+            # Also the nodes' own CPU per request, one node against two: equal means the
+            # nodes share no work on this path, so throughput grows with the cores given.
+            ratios, costs = [], []
             for n in range(1, args.node_rounds + 1):
+                spent = group_cpu(node_a.pid)
                 one = wrk(a + cached, args.duration)
+                one_us = (group_cpu(node_a.pid) - spent) / (one * args.duration) * 1e6
+                spent = group_cpu(node_a.pid) + group_cpu(node_b.pid)
                 two = wrk_together([a + cached, b + cached], args.duration)
+                spent = group_cpu(node_a.pid) + group_cpu(node_b.pid) - spent
+                two_us = spent / (two * args.duration) * 1e6
                 ratios.append(two / one)
+                costs.append(two_us / one_us)
                 print(
                     f"cached GETs, round {n}, wrk -t1 -c64 -d{args.duration}s per node: one "
-                    f"node {one:,.0f}/s, two nodes {two:,.0f}/s aggregate -> {two / one:.2f}x"
+                    f"node {one:,.0f}/s ({one_us:.1f} µs node CPU per request), two nodes "
+                    f"{two:,.0f}/s aggregate ({two_us:.1f} µs) -> {two / one:.2f}x"
                 )
             print(
                 f"two nodes vs one, median of {len(ratios)} rounds: "
                 f"{statistics.median(ratios):.2f}x (goal >= 1.6x; {os.cpu_count()} cores "
-                "shared by the nodes, wrk and PostgreSQL)"
+                "shared by the nodes, both wrk clients and PostgreSQL); node CPU per request, "
+                f"two nodes against one: {statistics.median(costs):.2f}x"
             )
             took = propagation(a, b, token, args.rounds)
             print(
