@@ -301,7 +301,7 @@ def document() -> dict[str, Any]:
             "/readyz": {
                 "get": {
                     "tags": ["service"],
-                    "summary": "Readiness: the store answers and the change feed is followed",
+                    "summary": "Readiness: store, image workers and change feed",
                     "operationId": "ready",
                     "security": [{}],
                     "responses": {
