@@ -94,6 +94,14 @@ def wait_http(url: str, headers: dict[str, str], timeout: float = 15) -> tuple[i
             time.sleep(0.1)
 
 
+def granian(interface: str, *target: str) -> list[str]:
+    """A granian command line for an app factory, as the candidates are started."""
+    return [
+        "granian", "--interface", interface, "--factory", "--loop", "uvloop",
+        "--log-level", "warning", "--no-ws", *target,
+    ]  # fmt: skip
+
+
 def wait_ready(port: int, timeout: float = 30) -> None:
     """Until /readyz says ready: the image workers have started and the feed is followed,
     so their start-up is not measured as serving work."""
@@ -385,37 +393,13 @@ def main() -> None:
             ("granian RSGI, access log off", ["userphoto", "serve"], quiet_env),
             (
                 "granian ASGI (same app)",
-                [
-                    "granian",
-                    "--interface",
-                    "asgi",
-                    "--factory",
-                    "--loop",
-                    "uvloop",
-                    "--log-level",
-                    "warning",
-                    "--no-ws",
-                    factory,
-                ],
+                granian("asgi", factory),
                 quiet_env,
             ),
             (
                 # The ceiling: granian with an app that does nothing but answer the same bytes.
                 "granian RSGI, do-nothing app (ceiling)",
-                [
-                    "granian",
-                    "--interface",
-                    "rsgi",
-                    "--factory",
-                    "--loop",
-                    "uvloop",
-                    "--log-level",
-                    "warning",
-                    "--no-ws",
-                    "--working-dir",
-                    str(ROOT / "bench"),
-                    "serve_knobs:noop",
-                ],
+                granian("rsgi", "--working-dir", str(ROOT / "bench"), "serve_knobs:noop"),
                 {**quiet_env, "BENCH_NOOP_BODY": str(tmp / "www" / "photo.jpg")},
             ),
             (
