@@ -104,8 +104,11 @@ class Users(SQLiteBase):
                 "INSERT INTO aliases VALUES (?, ?)",
                 [(a, u.id) for u in users for a in u.aliases],
             )
+            # A plain INSERT, as PostgreSQL's COPY: every address was checked free above, so
+            # no digest row can exist. (OR REPLACE, with foreign keys on, doubled the cost
+            # of the initial load's costliest statement: BENCHMARKS.md, sync.)
             db.executemany(
-                "INSERT OR REPLACE INTO address_hashes VALUES (?, ?)",
+                "INSERT INTO address_hashes VALUES (?, ?)",
                 [(d, u.id) for u in users for a in u.addresses for d in address_hashes(a)],
             )
             db.executemany(
