@@ -670,7 +670,7 @@ def _reencode_plain_jpeg(
     A YCbCr or grey JPEG within every limit, no larger than `max_side`, with no EXIF (so no
     orientation) and no ICC profile, needs none of the pipeline's steps but a decode and an
     encode. Pillow drives libjpeg a scanline per call; simplejpeg (the same libjpeg-turbo)
-    does the whole image in one, four times cheaper for a 96 px photo (BENCHMARKS.md, sync).
+    does the whole image in one, a fifth of the CPU for a 96 px photo (BENCHMARKS.md, sync).
     The output is a fresh baseline JFIF, metadata-free like `encode_jpeg`'s, without its
     Huffman optimisation (simplejpeg has none). Anything unusual, and any decoder complaint,
     returns None: the full pipeline then handles the photo and words its refusals.
