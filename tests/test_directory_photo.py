@@ -73,6 +73,16 @@ def noisy(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
     return Image.fromarray(pixels.squeeze() if bands == 1 else pixels, mode)
 
 
+def decode(jpeg: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(jpeg)).convert("RGB")
+
+
+def error(jpeg: bytes, original: Image.Image) -> float:
+    """How far a JPEG's pixels are from the photo it was made from (mean, 0–255)."""
+    source = np.asarray(original.convert("RGB"), dtype=float)
+    return float(np.abs(np.asarray(decode(jpeg), dtype=float) - source).mean())
+
+
 def entered_pipeline(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts calls of the full pipeline's decode step from here on."""
     calls: list[int] = []
@@ -111,13 +121,8 @@ def test_a_plain_jpeg_skips_the_pipeline_and_comes_out_as_the_pipeline_makes_it(
         markers = jpeg_markers(jpeg)
         assert 0xC0 in markers and not {0xC2, 0xE1, 0xE2, 0xFE} & set(markers)  # baseline, bare
         assert jpeg != raw and b"secret" not in jpeg
-        source = np.asarray(original.convert("RGB"), dtype=float)
-
-        def error(data: bytes, source: np.ndarray = source) -> float:
-            return float(np.abs(np.asarray(decode(data), dtype=float) - source).mean())
-
         # As faithful to the photo as the pipeline's JPEG: same codec, quality, subsampling.
-        assert error(jpeg) <= error(want) * 1.05 + 0.5
+        assert error(jpeg, original) <= error(want, original) * 1.05 + 0.5
     assert calls == []
 
 
@@ -158,7 +163,3 @@ def test_what_the_short_way_cannot_do_goes_through_the_pipeline(
             imaging.reencode_directory_photo(raw)
         assert len(calls) == len(unusual) + 1, name  # refused in the pipeline's words
         calls.pop()
-
-
-def decode(jpeg: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(jpeg)).convert("RGB")
