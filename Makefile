@@ -1,17 +1,26 @@
 # The two commands of the README:
 #   make run    the service on the embedded SQLite store, seeded with the demo organization
-#   make test   the whole test suite (installs what it needs first)
+#               (installs only what serving needs; `make run PORT=8081` for another port)
+#   make test   the whole test suite (installs what it needs first: test extras, test servers)
 # and for development: make test-fast (no outside servers), make lint (what CI checks first).
 VENV ?= .venv
 BIN := $(VENV)/bin
 export USERPHOTO_HOME ?= $(CURDIR)/.userphoto-demo
 
-.PHONY: setup run test test-fast lint bench
+.PHONY: setup setup-run run test test-fast lint bench
 
+# scripts/setup.sh by purpose: `run` is the service alone, `test` everything the tests use.
 setup:
-	@scripts/setup.sh
+	@scripts/setup.sh test
 
-run: setup
+setup-run:
+	@scripts/setup.sh run
+
+# PORT=N: the same as [server] port = N (the demo's printed URL says it too).
+ifdef PORT
+run: export USERPHOTO_SERVER_PORT := $(PORT)
+endif
+run: setup-run
 	$(BIN)/userphoto init
 	$(BIN)/userphoto demo
 	$(BIN)/userphoto serve

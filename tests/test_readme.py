@@ -1,11 +1,13 @@
 """Every command of the README runs as printed, against the demo organization.
 
 Each ```sh block is taken from README.md and run by bash, in order, in a scratch folder that
-holds what the commands name (`me.jpg`, `photos/`, `photos.zip`, `hr/`, `megan.jpg`, and a link
-to the project's `.venv`). The data folder is the tour's (`$PWD/.userphoto-demo`, the folder
-`make run` serves). The Directory block runs against a real slapd, configured in that folder as
-the README's `[directory]` example shows. Two commands keep running by design (`serve`,
-`sync --watch`): they are started in the background and stopped at the end.
+holds what the commands name (`photos/`, `photos.zip`, `hr/`, `megan.jpg`, and links to the
+project's `.venv` and `samples/`: the tour uploads the sample photo that comes with the
+repository, as a reader's checkout has it). The data folder is the tour's
+(`$PWD/.userphoto-demo`, the folder `make run` serves). The Directory block runs against a
+real slapd, configured in that folder as the README's `[directory]` example shows. Two
+commands keep running by design (`serve`, `sync --watch`): they are started in the background
+and stopped at the end.
 
 Not run here: the first block (`make run`, tested by test_first_run; `make test` is this suite).
 """
@@ -75,7 +77,7 @@ def scratch(tmp_path: Path) -> Path:
     cwd = tmp_path / "work"
     cwd.mkdir()
     (cwd / ".venv").symlink_to(REPO / ".venv")
-    (cwd / "me.jpg").write_bytes(portrait((200, 120, 90)))
+    (cwd / "samples").symlink_to(REPO / "samples")
     (cwd / "megan.jpg").write_bytes(portrait((20, 120, 190), 300))
     (cwd / "photos").mkdir()
     (cwd / "photos" / "alex.wilber@contoso.example.jpg").write_bytes(portrait((10, 200, 10)))
@@ -101,6 +103,7 @@ def test_every_readme_command_runs_as_printed(scratch: Path, tmp_path: Path) -> 
     background: list[subprocess.Popen] = []
     slapd: Slapd | None = None
     ran = 0
+    printed: dict[str, str] = {}  # heading -> what its commands printed
     try:
         for heading, body in blocks[1:]:
             if heading.startswith("## Directory"):
@@ -118,7 +121,9 @@ def test_every_readme_command_runs_as_printed(scratch: Path, tmp_path: Path) -> 
                     line = line.replace("localhost:8080", f"localhost:{port}")
                     line = line.replace("userphoto serve", f"userphoto serve --port {port}")
                 if any(line.startswith(cmd) for cmd in LONG_RUNNING):
-                    run_script(script, heading, scratch, env)
+                    printed[heading] = printed.get(heading, "") + run_script(
+                        script, heading, scratch, env
+                    )
                     script = []
                     command = line.split("#")[0].strip()
                     background.append(start(command, scratch, env, tmp_path))
@@ -130,7 +135,7 @@ def test_every_readme_command_runs_as_printed(scratch: Path, tmp_path: Path) -> 
                 else:
                     script.append(line)
                 ran += 1
-            run_script(script, heading, scratch, env)
+            printed[heading] = printed.get(heading, "") + run_script(script, heading, scratch, env)
     finally:
         for proc in background:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -138,6 +143,9 @@ def test_every_readme_command_runs_as_printed(scratch: Path, tmp_path: Path) -> 
         if slapd is not None:
             slapd.stop()
     assert ran >= 30
+    # The tour's sample photo is a real face: the preview is face-cropped, not a guess.
+    tour = printed["## A short tour"]
+    assert re.search(r"adele\.vance@contoso\.example: preview stored .* crop [\d,]+ \(face ", tour)
     # What the tour and the serving block leave behind is what they say.
     assert Image.open(io.BytesIO((scratch / "preview.jpg").read_bytes())).size == (96, 96)
     Image.open(io.BytesIO((scratch / "adele.jpg").read_bytes())).verify()  # curl got an image
@@ -165,9 +173,10 @@ def add_megan(slapd: Slapd) -> None:
     conn.unbind()
 
 
-def run_script(script: list[str], heading: str, cwd: Path, env: dict[str, str]) -> None:
+def run_script(script: list[str], heading: str, cwd: Path, env: dict[str, str]) -> str:
+    """Run one block's commands; their standard output."""
     if not script:
-        return
+        return ""
     proc = subprocess.run(
         ["bash", "-c", "\n".join(["set -e -o pipefail", *script])],
         cwd=cwd,
@@ -180,6 +189,7 @@ def run_script(script: list[str], heading: str, cwd: Path, env: dict[str, str]) 
     assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
     # Every address the README names is in the demo organization (or the test's directory).
     assert "no such user" not in proc.stdout and "No user" not in proc.stderr, proc.stdout
+    return proc.stdout
 
 
 def start(command: str, cwd: Path, env: dict[str, str], logs: Path) -> subprocess.Popen:
