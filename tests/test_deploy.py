@@ -22,6 +22,7 @@ import userphoto
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "docs" / "deploy"
 UNITS = ("userphoto.service", "userphoto-sync.service")
+OIDC_DROP_IN = Path("userphoto.service.d") / "oidc.conf"  # only with [oidc]
 INSTALLED = "/opt/userphoto/bin/userphoto"
 USERPHOTO = Path(sys.executable).parent / "userphoto"
 
@@ -36,7 +37,10 @@ def analyze() -> str:
     return tool
 
 
-def local_copies(tmp_path: Path, change: tuple[str, str] | None = None) -> list[Path]:
+def local_copies(
+    tmp_path: Path, change: tuple[str, str] | None = None, *, drop_in: bool = False
+) -> list[Path]:
+    """The units as installed in a folder (systemd-analyze loads drop-ins beside a unit)."""
     paths = []
     for name in UNITS:
         text = (DEPLOY / name).read_text().replace(INSTALLED, str(USERPHOTO))
@@ -45,6 +49,10 @@ def local_copies(tmp_path: Path, change: tuple[str, str] | None = None) -> list[
         path = tmp_path / name
         path.write_text(text)
         paths.append(path)
+    if drop_in:
+        (tmp_path / OIDC_DROP_IN).parent.mkdir(exist_ok=True)
+        text = (DEPLOY / OIDC_DROP_IN).read_text()
+        (tmp_path / OIDC_DROP_IN).write_text(text if change is None else text.replace(*change))
     return paths
 
 
@@ -64,10 +72,37 @@ def test_units_are_hardened_as_documented() -> None:
     assert "sync --watch" in (DEPLOY / UNITS[1]).read_text()
 
 
-def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
+def test_oidc_secret_is_loaded_only_by_the_drop_in() -> None:
+    """systemd refuses to start a unit whose credential file is missing: the unit alone must
+    start without OIDC, and the drop-in adds the secret where OIDC is used."""
+    unit = (DEPLOY / UNITS[0]).read_text()
+    assert "oidc-client-secret:" not in unit
+    drop_in = (DEPLOY / OIDC_DROP_IN).read_text()
+    assert "LoadCredential=oidc-client-secret:/etc/userphoto/oidc-client-secret" in drop_in
+    assert "[Service]" in drop_in.splitlines()
+
+
+def test_documentation_names_nothing_an_installed_wheel_lacks() -> None:
+    """The wheel installs the package alone (no docs/): a `file:` Documentation= would point at
+    nothing on a server."""
+    for name in (*UNITS, OIDC_DROP_IN):
+        for line in (DEPLOY / name).read_text().splitlines():
+            assert not (line.startswith("Documentation=") and "file:" in line), (name, line)
+
+
+@pytest.mark.parametrize("drop_in", [False, True], ids=["without-oidc", "with-oidc-drop-in"])
+def test_systemd_analyze_verify_passes(tmp_path: Path, drop_in: bool) -> None:
     tool = analyze()
-    result = verify(tool, local_copies(tmp_path))
+    result = verify(tool, local_copies(tmp_path, drop_in=drop_in))
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stderr
+
+
+def test_systemd_analyze_verify_reads_the_drop_in(tmp_path: Path) -> None:
+    tool = analyze()
+    units = local_copies(tmp_path, ("LoadCredential=", "LoadCredentail="), drop_in=True)
+    (tmp_path / UNITS[1]).unlink()  # its own LoadCredential= is not the one under test
+    result = verify(tool, units[:1])
+    assert f"{OIDC_DROP_IN}:" in result.stderr and "LoadCredentail" in result.stderr
 
 
 def test_systemd_analyze_verify_would_catch_a_typo(tmp_path: Path) -> None:
