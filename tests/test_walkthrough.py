@@ -16,6 +16,7 @@ Only addresses, ports and paths differ from the guide: everything listens on loo
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import tempfile
@@ -36,7 +37,7 @@ from tests.oidc.provider import OpenIdProvider
 from tests.support.browser import shot
 from tests.support.net import free_port
 from tests.support.postgres import NewDatabase
-from tests.support.server import start_server, stop_server
+from tests.support.server import serve_log, start_server, stop_server
 from tests.support.slapd import Slapd, ldif, need_slapd, uid, user_dn
 from tests.support.tls import self_signed
 from tests.test_deploy_nginx import MAIN, site_config
@@ -76,6 +77,7 @@ class Deployment:
     public: str  # https://… through nginx, as browsers see it
     nodes: list[str]  # each node's own address (what nginx proxies to)
     homes: list[Path]  # each node's data folder
+    syncs: list[subprocess.Popen]
     sync_logs: list[Path]
     cert: Path
     slapd: Slapd
@@ -207,7 +209,7 @@ def deployment(new_pg_database: NewDatabase, tmp_path: Path) -> Iterator[Deploym
             started.append(lambda proc=proc: stop_server(proc))
             nodes.append(base)
 
-        sync_logs = []
+        syncs, sync_logs = [], []
         for home in homes[2:]:
             log = home / "sync.log"
             with log.open("w") as sink:
@@ -218,9 +220,10 @@ def deployment(new_pg_database: NewDatabase, tmp_path: Path) -> Iterator[Deploym
                     start_new_session=True,
                 )
             started.append(lambda sync=sync: (sync.terminate(), sync.wait(30)))
+            syncs.append(sync)
             sync_logs.append(log)
             time.sleep(0.5)  # the first one started takes the lease
-        yield Deployment(public, nodes, homes[:2], sync_logs, cert, slapd, provider)
+        yield Deployment(public, nodes, homes[:2], syncs, sync_logs, cert, slapd, provider)
     finally:
         for stop in reversed(started):
             stop()
@@ -234,6 +237,17 @@ def thumbnail_photo(slapd: Slapd, index: int) -> bytes | None:
         return values[0] if values else None
     finally:
         conn.unbind()
+
+
+def browser_routes(log: Path) -> set[str]:
+    """The routes of a node's access log (JSON lines) other than health checks and the API."""
+    routes = set()
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            route = json.loads(line).get("route") or ""
+            if not route.startswith(("/healthz", "/readyz", "/v1/")):
+                routes.add(route)
+    return routes
 
 
 def sign_in(page: Any, deployment: Deployment, login: str) -> None:
@@ -264,10 +278,22 @@ def test_the_deployment_guide_end_to_end(deployment: Deployment, browser: Any) -
     assert "active sync" in d.cli("sync", "--status")
     token = d.cli("token", "create", address(ADMIN), "--admin").strip()
 
-    # Both nodes answer directly and through nginx (round robin).
+    def served(base: str) -> bytes | None:
+        """The member's saved (HD) photo as `base` serves it to an admin, if it has one."""
+        r = httpx.get(
+            f"{base}/v1/users/{address(MEMBER)}/photo?size=240",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=str(d.cert),
+            timeout=10,
+        )
+        return r.content if r.status_code == 200 and r.headers["x-photo-source"] == "hd" else None
+
+    # Both nodes answer directly and through nginx (round robin); no photo yet anywhere.
     for base in (*d.nodes, d.public):
         ready = httpx.get(f"{base}/readyz", verify=str(d.cert), timeout=10)
         assert ready.status_code == 200, (base, ready.text)
+        assert served(base) is None
+    assert thumbnail_photo(d.slapd, MEMBER) is None
 
     context = browser.new_context(viewport={"width": 1280, "height": 900}, ignore_https_errors=True)
     context.set_default_timeout(15_000)
@@ -312,20 +338,22 @@ def test_the_deployment_guide_end_to_end(deployment: Deployment, browser: Any) -
         context.close()
 
     # Served by both nodes: the same saved photo, whichever node took the upload.
-    def served(base: str) -> bytes | None:
-        r = httpx.get(
-            f"{base}/v1/users/{address(MEMBER)}/photo?size=240",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-        )
-        return r.content if r.status_code == 200 and r.headers["x-photo-source"] == "hd" else None
-
     first = wait_until("node 1 serving the photo", lambda: served(d.nodes[0]), 10)
     second = wait_until("node 2 serving the photo", lambda: served(d.nodes[1]), 10)
-    assert first == second
+    assert first == second == served(d.public)
     assert Image.open(io.BytesIO(first)).size == (240, 240)
+    # The browser's requests were spread over both nodes by nginx.
+    for home in d.homes:
+        assert browser_routes(serve_log(home)), f"no page request reached {home.name}"
 
     # Written back to the directory by the active sync: a 96×96 JPEG within AD's 100 KB.
     written = wait_until("thumbnailPhoto", lambda: thumbnail_photo(d.slapd, MEMBER), 30)
     assert written.startswith(b"\xff\xd8") and len(written) <= 100 * 1024
     assert Image.open(io.BytesIO(written)).size == (96, 96)
+
+    # The standby takes over when the active sync stops (a clean stop hands the lease over).
+    active = next(i for i, log in enumerate(d.sync_logs) if "active (" in log.read_text())
+    standby = d.sync_logs[1 - active]
+    d.syncs[active].terminate()
+    d.syncs[active].wait(30)
+    wait_until("the standby to take over", lambda: "active (" in standby.read_text(), 10)
