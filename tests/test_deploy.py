@@ -9,15 +9,18 @@ values on stderr but still exits 0, so any output fails the test too.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 import userphoto
+from userphoto.config import BY_SECTION
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "docs" / "deploy"
@@ -123,6 +126,19 @@ def test_hardening_score(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stdout[-800:]
         assert "Overall exposure level" in result.stdout
+
+
+def test_the_guide_names_files_that_exist_and_settings_that_parse() -> None:
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    named = set(re.findall(r"docs/deploy/[\w./-]*\w", guide))
+    assert {f"docs/deploy/{name}" for name in (*UNITS, OIDC_DROP_IN)} <= named
+    for path in named:
+        assert (ROOT / path).exists(), path
+    blocks = re.findall(r"^```toml\n(.*?)^```", guide, re.M | re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        for section in tomllib.loads(block):
+            assert section in BY_SECTION, section
 
 
 def test_version_matches_the_package() -> None:
