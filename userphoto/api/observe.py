@@ -32,9 +32,11 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 FLUSH_RECORDS = 256
 MEMO_LIMIT = 4096  # formatted line tails remembered (they repeat: same route, user, size)
 
-# What one request leaves behind: (monotonic end, seconds taken, what) where `what` is
-# (method, route template, target user id, status, bytes, cache state, viewer kind).
-Record = tuple[float, float, tuple[str, str, str | None, int, int, str, str | None]]
+# What one request leaves behind: (monotonic end, seconds taken, what, request id, client
+# address) where `what` is (method, route template, target user id, status, bytes, cache
+# state, viewer kind, viewer's user id): the part that repeats, so its text is memoized.
+What = tuple[str, str, str | None, int, int, str, str | None, str | None]
+Record = tuple[float, float, What, str, str]
 
 
 class Requests:
@@ -53,14 +55,10 @@ class Requests:
         self.pending: deque[Record] = deque()
         self.lock = threading.Lock()  # one flush at a time (the loop and the follower)
 
-    def record(
-        self,
-        began: float,
-        what: tuple[str, str, str | None, int, int, str, str | None],
-    ) -> None:
+    def record(self, began: float, what: What, request_id: str, client: str) -> None:
         now = time.perf_counter()
         pending = self.pending
-        pending.append((now, now - began, what))
+        pending.append((now, now - began, what, request_id, client))
         if len(pending) >= FLUSH_RECORDS:
             self.flush()
 
@@ -101,20 +99,22 @@ class AccessLog:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
 
-    def _tail(self, what: tuple[str, str, str | None, int, int, str, str | None]) -> str:
-        """The part of a line after time and duration (it repeats: memoized)."""
-        method, route, target, status, size, cache, viewer = what
-        # Method, route template and user id are JSON-quoted.
+    def _tail(self, what: What) -> str:
+        """The part of a line after time, duration, request id and client (it repeats:
+        memoized)."""
+        method, route, target, status, size, cache, viewer, viewer_id = what
+        # Method, route template and user ids are JSON-quoted.
         if self.fmt == "json":
             return (
                 f'"method":{json.dumps(method)},"route":{json.dumps(route)},'
                 f'"user":{json.dumps(target)},"status":{status},"bytes":{size},'
-                f'"viewer":"{viewer or "-"}","cache":"{cache}"}}\n'
+                f'"viewer":"{viewer or "-"}","viewer_id":{json.dumps(viewer_id)},'
+                f'"cache":"{cache}"}}\n'
             )
         return (
             f"method={_logfmt(method)} route={_logfmt(route)} "
             f"user={_logfmt(target or '-')} status={status} bytes={size} "
-            f"viewer={viewer or '-'} cache={cache}\n"
+            f"viewer={viewer or '-'} viewer_id={_logfmt(viewer_id or '-')} cache={cache}\n"
         )
 
     def write(self, batch: list[Record]) -> None:
@@ -123,14 +123,20 @@ class AccessLog:
         tails = self._tails
         offset = self._offset
         lines = []
-        head = '{{"time":"{}","ms":{:.3f},' if self.fmt == "json" else "time={} ms={:.3f} "
-        for now, seconds, what in batch:
+        # Request ids are cleaned (`logs.request_id`) and clients are IP addresses: no quoting.
+        head = (
+            '{{"time":"{}","ms":{:.3f},"request_id":"{}","client":"{}",'
+            if self.fmt == "json"
+            else "time={} ms={:.3f} request_id={} client={} "
+        )
+        for now, seconds, what, request_id, client in batch:
             tail = tails.get(what)
             if tail is None:
                 tail = self._tail(what)
                 if len(tails) < MEMO_LIMIT and len(tail) <= 512:
                     tails[what] = tail
-            lines.append(head.format(self._time(now + offset), seconds * 1000) + tail)
+            stamp = self._time(now + offset)
+            lines.append(head.format(stamp, seconds * 1000, request_id, client or "-") + tail)
         data = "".join(lines).encode()
         try:
             while data:
@@ -183,7 +189,7 @@ class Metrics:
         """Count a batch of request records (see `Requests`)."""
         requests = self.requests
         latency = self.latency
-        for _now, seconds, what in batch:
+        for _now, seconds, what, _id, _client in batch:
             route, status = what[1], what[3]
             key = (route, status)
             requests[key] = requests.get(key, 0) + 1
