@@ -22,7 +22,26 @@ import threading
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from .. import __version__
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -152,6 +171,8 @@ def _logfmt(value: str) -> str:
 
 
 class Histogram:
+    """A latency histogram counted by hand (a bisect and three adds: see `Requests`)."""
+
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
         self.total = 0.0
@@ -162,20 +183,25 @@ class Histogram:
         self.total += seconds
         self.n += 1
 
-    def render(self, name: str, labels: str) -> list[str]:
-        out = []
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative (le, count) pairs, as prometheus_client's families take them."""
+        out: list[tuple[str, float]] = []
         running = 0
-        sep = "," if labels else ""
         for bound, count in zip((*BUCKETS, float("inf")), self.counts, strict=True):
             running += count
-            le = "+Inf" if bound == float("inf") else repr(bound)
-            out.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {running}')
-        out.append(f"{name}_sum{{{labels}}} {self.total:.6f}")
-        out.append(f"{name}_count{{{labels}}} {self.n}")
+            out.append(("+Inf" if bound == float("inf") else repr(bound), running))
         return out
 
 
 class Metrics:
+    """/metrics, rendered by prometheus_client from this process's registry.
+
+    The per-request counters stay hand-rolled (`Requests` folds them in batches): the
+    library's own instruments cost 3-7x as much per request, a sizeable share of a cached
+    answer (bench/metrics_cost.py, BENCHMARKS.md). `ServingCollector` hands them to the
+    library at scrape time; process metrics are the library's own collectors.
+    """
+
     def __init__(self, server: PhotoServer):
         self.server = server
         self.requests: dict[tuple[str, int], int] = {}
@@ -184,6 +210,16 @@ class Metrics:
         self.store_reads = Histogram()
         allow = server.app.settings.get("server", "metrics_allow", ["127.0.0.0/8", "::1/128"])
         self.allow = [ipaddress.ip_network(str(a), strict=False) for a in allow]
+        # A registry of this server's own (not the library's global one): several servers
+        # may live in one process (tests), each with its own counts.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ServingCollector(self))
+        self.registry.register(WorkersCollector(server))
+        self.registry.register(SyncCollector(server))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        build = Info("userphoto_build", "The running userphoto.", registry=self.registry)
+        build.info({"version": __version__, "pid": str(os.getpid())})
 
     def fold(self, batch: list[Record]) -> None:
         """Count a batch of request records (see `Requests`)."""
@@ -210,53 +246,173 @@ class Metrics:
         return any(address in net for net in self.allow)
 
     def render(self) -> str:
-        server = self.server
-        server.requests.flush()
+        """The Prometheus text format (reads the store's sync status: not on the loop)."""
+        self.server.requests.flush()
+        return generate_latest(self.registry).decode()
+
+
+def _histogram(name: str, help_text: str, labels: list[str]) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, help_text, labels=labels)
+
+
+class ServingCollector(Collector):
+    """The hot path's hand-rolled counters, and the caches' and miss pools' state."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self.metrics
+        server = metrics.server
         cache = server.cache
-        lines = [
-            "# HELP userphoto_requests_total Requests answered, by route template and status.",
-            "# TYPE userphoto_requests_total counter",
-        ]
-        for (route, status), n in sorted(self.requests.items()):
-            lines.append(f'userphoto_requests_total{{route="{route}",status="{status}"}} {n}')
-        lines += [
-            "# HELP userphoto_request_seconds Time from request to answer, by route template.",
-            "# TYPE userphoto_request_seconds histogram",
-        ]
-        for route, histogram in sorted(self.latency.items()):
-            lines += histogram.render("userphoto_request_seconds", f'route="{route}"')
-        lines += [
-            "# HELP userphoto_build_seconds Time to build a cache miss (store reads, images).",
-            "# TYPE userphoto_build_seconds histogram",
-            *self.builds.render("userphoto_build_seconds", ""),
-            "# HELP userphoto_store_read_seconds Store read time of each cache miss.",
-            "# TYPE userphoto_store_read_seconds histogram",
-            *self.store_reads.render("userphoto_store_read_seconds", ""),
-        ]
-        for name, kind, value, help_text in (
-            ("cache_hits_total", "counter", cache.hits, "Photo answers served from the cache."),
-            ("cache_misses_total", "counter", cache.misses, "Photo answers built."),
-            ("cache_evictions_total", "counter", cache.evictions, "Entries evicted (LRU)."),
-            (
-                "cache_invalidations_total",
-                "counter",
-                cache.invalidations,
-                "Entries dropped by changes.",
-            ),
-            ("cache_entries", "gauge", len(cache.answers), "Cached answers."),
-            ("cache_bytes", "gauge", cache.bytes, "Bytes held by cached answers, keys included."),
-            ("miss_queue_depth", "gauge", server.pool.depth, "Member misses waiting/building."),
+        requests = CounterMetricFamily(
+            "userphoto_requests",
+            "Requests answered, by route template and status.",
+            labels=["route", "status"],
+        )
+        for (route, status), n in sorted(dict(metrics.requests).items()):  # a copy: folds go on
+            requests.add_metric([route, str(status)], n)
+        yield requests
+        latency = _histogram(
+            "userphoto_request_seconds",
+            "Time from request to answer, by route template.",
+            ["route"],
+        )
+        for route, histogram in sorted(dict(metrics.latency).items()):
+            latency.add_metric([route], histogram.buckets(), histogram.total)
+        yield latency
+        for name, histogram, help_text in (
+            ("build", metrics.builds, "Time to build a cache miss (store reads, images)."),
+            ("store_read", metrics.store_reads, "Store read time of each cache miss."),
+        ):
+            family = _histogram(f"userphoto_{name}_seconds", help_text, [])
+            family.add_metric([], histogram.buckets(), histogram.total)
+            yield family
+        for name, value, help_text in (
+            ("cache_hits", cache.hits, "Photo answers served from the cache."),
+            ("cache_misses", cache.misses, "Photo answers built."),
+            ("cache_evictions", cache.evictions, "Entries evicted (LRU)."),
+            ("cache_invalidations", cache.invalidations, "Entries dropped by changes."),
+        ):
+            yield CounterMetricFamily(f"userphoto_{name}", help_text, value=value)
+        for name, value, help_text in (
+            ("cache_entries", len(cache.answers), "Cached answers."),
+            ("cache_bytes", cache.bytes, "Bytes held by cached answers, keys included."),
+            ("miss_queue_depth", server.pool.depth, "Member misses waiting/building."),
             (
                 "outside_miss_queue_depth",
-                "gauge",
                 server.outside_pool.depth,
                 "Anonymous and partner misses waiting or building.",
             ),
-            ("change_seq", "gauge", server.follower.seq, "Last change-feed seq applied."),
+            ("change_seq", server.follower.seq, "Last change-feed seq applied."),
         ):
-            lines += [
-                f"# HELP userphoto_{name} {help_text}",
-                f"# TYPE userphoto_{name} {kind}",
-                f"userphoto_{name} {value}",
-            ]
-        return "\n".join(lines) + "\n"
+            yield GaugeMetricFamily(f"userphoto_{name}", help_text, value=value)
+
+
+class WorkersCollector(Collector):
+    """The image worker pool (`workers.WorkerPool.stats`)."""
+
+    def __init__(self, server: PhotoServer):
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        stats = getattr(self.server.app.pool, "stats", None)
+        if stats is None:
+            return
+        now = stats()
+        for name, key, help_text in (
+            ("image_workers", "size", "Image worker processes configured."),
+            ("image_workers_alive", "alive", "Image worker processes running now."),
+            ("image_workers_busy", "busy", "Image jobs running now."),
+            ("image_workers_queued", "queued", "Image jobs waiting for a free worker."),
+        ):
+            yield GaugeMetricFamily(f"userphoto_{name}", help_text, value=now[key])
+        refused = CounterMetricFamily(
+            "userphoto_image_refusals",
+            "Image jobs refused by the pool, by reason (queue_full, queue_timeout, too_slow, "
+            "too_big, crashed).",
+            labels=["reason"],
+        )
+        for reason in REFUSAL_REASONS:
+            refused.add_metric([reason], now["refused"].get(reason, 0))
+        yield refused
+        yield CounterMetricFamily(
+            "userphoto_image_worker_kills", "Image workers killed mid-job.", value=now["kills"]
+        )
+
+
+REFUSAL_REASONS = ("queue_full", "queue_timeout", "too_slow", "too_big", "crashed")
+SYNC_MODES = ("full", "delta")
+
+
+class SyncCollector(Collector):
+    """The directory sync, as its runs recorded it in the store (`directory.status`): whichever
+    node or process ran it, every server reports the same facts."""
+
+    def __init__(self, server: PhotoServer):
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        from ..directory import status as sync_status
+
+        try:
+            recorded = sync_status.load(self.server.app.store)
+        except Exception:  # the store is down: the scrape still answers, without these
+            return
+        finished = GaugeMetricFamily(
+            "userphoto_directory_sync_last_run_timestamp_seconds",
+            "When the last sync run of each mode finished (Unix time).",
+            labels=["mode"],
+        )
+        succeeded = GaugeMetricFamily(
+            "userphoto_directory_sync_last_success_timestamp_seconds",
+            "When the last successful sync run of each mode finished (Unix time).",
+            labels=["mode"],
+        )
+        failed = GaugeMetricFamily(
+            "userphoto_directory_sync_failed",
+            "1 when the last sync run of this mode failed.",
+            labels=["mode"],
+        )
+        changes = GaugeMetricFamily(
+            "userphoto_directory_sync_changes",
+            "Changes the last sync run of this mode applied (users added, updated, marked "
+            "gone or back; photos new or removed).",
+            labels=["mode"],
+        )
+        newest = 0.0
+        for mode in SYNC_MODES:
+            run = recorded.get(mode)
+            if isinstance(run, dict):
+                ended = _unix(run.get("finished"))
+                if ended:
+                    finished.add_metric([mode], ended)
+                failed.add_metric([mode], 0 if run.get("ok") else 1)
+                changes.add_metric([mode], sum(int(run.get(k) or 0) for k in _CHANGE_KEYS))
+            ok = _unix(recorded.get(f"last_ok_{mode}"))
+            if ok:
+                succeeded.add_metric([mode], ok)
+                newest = max(newest, ok)
+        watch = recorded.get("watch")
+        if isinstance(watch, dict) and not watch.get("error"):
+            newest = max(newest, _unix(watch.get("heartbeat")))
+        yield from (finished, succeeded, failed, changes)
+        if newest:
+            yield GaugeMetricFamily(
+                "userphoto_directory_sync_lag_seconds",
+                "Seconds since the directory was last read successfully (a run, or a "
+                "healthy `sync --watch` heartbeat).",
+                value=max(0.0, time.time() - newest),
+            )
+
+
+_CHANGE_KEYS = ("added", "updated", "gone", "returned", "photos_new", "photos_removed")
+
+
+def _unix(stamp: Any) -> float:
+    if not isinstance(stamp, str):
+        return 0.0
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return 0.0

@@ -182,7 +182,7 @@ async def _metrics(request: Request) -> Response:
         if not viewer.admin:
             raise Forbidden("Metrics are for admins or [server] metrics_allow addresses.")
     return Response(
-        server.metrics.render(),
+        await asyncio.to_thread(server.metrics.render),  # it reads the store's sync status
         media_type="text/plain; version=0.0.4",
         headers={"cache-control": "no-store"},
     )
