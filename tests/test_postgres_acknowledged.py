@@ -115,7 +115,8 @@ def test_a_commit_whose_acknowledgement_was_lost_is_read_back(home: Path, pg_url
             assert client.get("/healthz").status_code == 200
             for n, body in enumerate(bodies):
                 proxy.lose_commit_replies = 1 if n < 2 else 0
-                answers.append(client.put(path, content=body, headers=headers))
+                sent = {**headers, "X-Request-Id": f"lost-{n}"}
+                answers.append(client.put(path, content=body, headers=sent))
                 assert proxy.lose_commit_replies == 0  # the upload's COMMIT was the one lost
     finally:
         stop_server(node)
@@ -130,3 +131,12 @@ def test_a_commit_whose_acknowledgement_was_lost_is_read_back(home: Path, pg_url
         assert answer.status_code == 200, (n, answer.status_code, answer.text)
         stored = history[hashlib.sha256(body).hexdigest()]
         assert stored.version == answer.json()["version"]
+    # The server's own lines are structured, and name the request that caused them.
+    text = serve_log(home).read_text()
+    ours = [json.loads(line) for line in text.splitlines() if line.startswith('{"time"')]
+    read_back = [line for line in ours if "read back: stored" in line.get("message", "")]
+    assert {line["request_id"] for line in read_back} == {"lost-0", "lost-1"}
+    assert all(line["level"] == "warning" for line in read_back)
+    # Libraries' lines too (psycopg_pool discarding the cut connections).
+    assert any(line.get("logger", "").startswith("psycopg") for line in ours)
+    assert not [line for line in text.splitlines() if "connection" in line and line[0] != "{"]

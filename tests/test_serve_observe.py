@@ -24,7 +24,7 @@ def log_lines(served: Served, wanted: int, route: str, since: int) -> list[dict]
             f.seek(since)
             text = f.read().decode()
         lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-        mine = [line for line in lines if line["route"] == route]
+        mine = [line for line in lines if line.get("route") == route]  # access-log lines
         if len(mine) >= wanted or time.monotonic() > deadline:
             return mine
         time.sleep(0.2)

@@ -190,6 +190,7 @@ class Photos:
             )
             if found is None:
                 raise
+            log.warning("%s's upload lost its connection at COMMIT; read back: stored", user.id)
             photo = found
         self._notify(user, "previewed" if preview else "saved")
         return photo

@@ -8,9 +8,10 @@ nodes, and nearly free). Every answer carries it back in `X-Request-Id`; the acc
 and every other line logged while the request runs (its task, and the threads it hands work
 to) carry it as `request_id`.
 
-Lines other than the access log (`userphoto.*` loggers: warnings, errors, tracebacks) go to
-standard error as JSON objects (`time`, `level`, `logger`, `message`, `request_id`, `error`)
-or logfmt, following `[server] access_log` (json when it is off).
+Lines other than the access log (userphoto's info and above, libraries' warnings and above,
+tracebacks included) go to standard error as JSON objects (`time`, `level`, `logger`,
+`message`, `request_id`, `error`) or logfmt, following `[server] access_log` (json when it
+is off).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class StructuredFormatter(logging.Formatter):
         if record.exc_info:
             fields["error"] = self.formatException(record.exc_info)
         if self.json:
-            return json.dumps(fields, ensure_ascii=False)
+            return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
         return " ".join(f"{k}={_logfmt(str(v))}" for k, v in fields.items())
 
 
@@ -78,19 +79,14 @@ def _logfmt(value: str) -> str:
     return json.dumps(value)
 
 
-_installed: logging.Handler | None = None
-
-
 def configure(fmt: str) -> None:
-    """Structured lines for every `userphoto.*` logger of this process (once)."""
-    global _installed
-    root = logging.getLogger("userphoto")
-    if _installed is not None:
-        root.removeHandler(_installed)
+    """Structured lines for every logger of this serving process that reaches the root
+    (ours, and libraries': the PostgreSQL pool's, say); granian's own keep their format."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(StructuredFormatter(fmt))
     root.addHandler(handler)
-    root.propagate = False  # not twice, the second time plain, through a root handler
-    if root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
-    _installed = handler
+    root.setLevel(logging.WARNING)
+    logging.getLogger("userphoto").setLevel(logging.INFO)
