@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from tests.support.images import noise_jpeg
 from tests.support.postgres import SERVER, PgProxy
@@ -41,6 +42,7 @@ def kill_loop(stop: threading.Event, killed: list[int]) -> None:
             stop.wait(rng.uniform(0.02, 0.4))  # now and then, at any step of an upload
 
 
+@pytest.mark.slow
 def test_uploads_while_connections_die_answer_the_truth(home: Path, pg_url: str, monkeypatch):
     monkeypatch.setenv("USERPHOTO_STORE_URL", pg_url)
     tokens, *_ = seed(home)

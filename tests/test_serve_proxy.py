@@ -123,3 +123,19 @@ def test_request_ids_are_cleaned_or_made(behind: Served) -> None:
     assert unknown.status_code == 404 and unknown.headers["x-request-id"] == "missing-1"
     assert logged(behind.home, cleaned)["route"] == "/healthz"
     assert logged(behind.home, "missing-1")["status"] == 404
+
+
+def test_web_pages_log_the_signed_in_viewer(behind: Served) -> None:
+    with client(behind, "127.0.0.1") as browser:
+        page = browser.get("/signin")
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+        assert csrf is not None
+        signed = browser.post(
+            "/signin", data={"csrf": csrf.group(1), "token": behind.tokens["kim"], "next": "/"}
+        )
+        assert signed.status_code == 303
+        me = browser.get("/me", headers={"X-Request-Id": "web-me-1"})
+        assert me.status_code == 200
+    line = logged(behind.home, "web-me-1")
+    assert line["viewer"] == "member" and line["viewer_id"] == behind.ids["kim"]
+    assert line["route"] == "/me" and line["client"] == "127.0.0.1"

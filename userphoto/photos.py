@@ -265,13 +265,28 @@ class Photos:
 
     def _notify(self, user: User, event: str) -> None:
         """Tell listeners of a committed change. The change stands whatever they do: a
-        listener that fails (its store read lost its connection, say) is logged, and what it
-        would have done happens on the next request or the next sync."""
+        listener whose store call lost its connection (queuing the directory write-back, say)
+        is tried again for as long as a read-back would be; one that still fails is logged as
+        an error naming what was missed, and the write is answered as the success it is."""
         for listener in self.listeners:
-            try:
-                listener(user, event)
-            except Exception:
-                log.exception("after a committed %s of %s: a listener failed", event, user.id)
+            for wait in (0.0, *READ_BACK_WAITS):
+                time.sleep(wait)
+                try:
+                    listener(user, event)
+                    break
+                except StoreUnavailable:
+                    continue
+                except Exception:
+                    log.exception("after a committed %s of %s: a listener failed", event, user.id)
+                    break
+            else:
+                log.error(
+                    "after a committed %s of %s: %s could not reach the store; what it does "
+                    "after a change (for write-back: queue the directory update) did not happen",
+                    event,
+                    user.id,
+                    getattr(listener, "__qualname__", type(listener).__name__),
+                )
 
     @staticmethod
     def _read_back(read: Callable[[], T], committed: Callable[[T], bool]) -> T | None:
