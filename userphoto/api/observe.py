@@ -1,16 +1,20 @@
 """The operator's view of a serving process: one access-log line per request, and metrics.
 
 Access log (`[server] access_log = "json" | "logfmt" | "off"`, default json; to stderr unless
-`[server] access_log_file` names a file). A line holds the time, method, route template,
-target user id, status, bytes, duration, viewer kind and cache hit/miss — never a header, a
-token, a path with an address in it, or a query string (so no signed URL's signature).
-Lines are formatted and written in batches, at least every second (the change follower
-flushes them); a line's fields come in this order: time, ms, then the rest.
+`[server] access_log_file` names a file). A line holds the time, duration, request id,
+client address (`api/proxies.py`), method, route template, target user id, status, bytes,
+viewer kind and viewer's user id, and cache hit/miss — never a header, a token, a path with
+an address in it, or a query string (so no signed URL's signature). Every request has its
+line, whatever its fate (a bug's 500 included). Lines are formatted and written in batches,
+at least every second (the change follower flushes them); a line's fields come in this
+order: time, ms, request_id, client, then the rest.
 
 Metrics in the Prometheus text format (`GET /metrics`, for admins or `[server] metrics_allow`
-address ranges): requests by route and status, latency histograms, cache hits, misses,
-evictions and invalidations, cache bytes, the miss pools' queue depths, miss build time and
-the store read time within it.
+address ranges), rendered by prometheus_client: requests by route and status, latency
+histograms, cache hits, misses, evictions and invalidations, cache bytes, the miss pools'
+queue depths, miss build time and the store read time within it (all counted by hand on the
+hot path, see `Metrics`); the image worker pool; the directory sync as recorded in the store;
+the process; the version.
 """
 
 from __future__ import annotations
