@@ -4,6 +4,7 @@ httpx through it, GETs, the public avatar cache, and the limits nginx enforces."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from tests.support.images import noise_jpeg
 from tests.support.net import free_port
-from tests.support.server import addr, seed, start_server, stop_server
+from tests.support.server import addr, seed, serve_log, start_server, stop_server
 from tests.support.tls import self_signed
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "deploy" / "nginx.conf"
@@ -47,6 +48,7 @@ class Front:
     cert: Path
     tokens: dict[str, str]
     tmp: Path
+    home: Path  # userphoto's data folder (its log: serve.log)
 
 
 def site_config(tmp: Path, upstream: int, https: int, http: int, cert: Path, key: Path) -> str:
@@ -77,7 +79,8 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
         pytest.skip("nginx is not installed (scripts/setup.sh installs nginx-light)")
     home = tmp_path_factory.mktemp("nginx-home")
     tokens, *_rest = seed(home)
-    proc, base = start_server(home)
+    # As documented: userphoto believes the forwarded headers of the proxy on loopback.
+    proc, base = start_server(home, {"USERPHOTO_SERVER_TRUSTED_PROXIES": '["127.0.0.1/32"]'})
     # nginx workers run unprivileged when the tests run as root: a folder they can reach
     # (pytest's own are private to root) with temp and cache folders they may write.
     tmp = Path(tempfile.mkdtemp(prefix="userphoto-nginx-"))
@@ -109,7 +112,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
                 err = nginx.stderr.read().decode() if nginx.stderr else ""
                 raise RuntimeError(f"nginx did not start: {err}")
             time.sleep(0.1)
-        yield Front(url, f"http://127.0.0.1:{http}", cert, tokens, tmp)
+        yield Front(url, f"http://127.0.0.1:{http}", cert, tokens, tmp, home)
     finally:
         nginx.terminate()
         nginx.wait(10)
@@ -189,3 +192,31 @@ def test_the_access_log_leaves_query_strings_out(front: Front) -> None:
     time.sleep(0.2)
     log = (front.tmp / "access.log").read_text()
     assert "/avatar/" in log and "SECRET-SIGNATURE" not in log
+
+
+def test_userphoto_sees_the_client_scheme_and_request_id_nginx_forwards(front: Front) -> None:
+    """The client connects from 127.0.0.2; nginx (on 127.0.0.1, a trusted proxy) forwards its
+    address, https and its request id, and keeps /metrics to loopback."""
+    transport = httpx.HTTPTransport(local_address="127.0.0.2", verify=str(front.cert))
+    with httpx.Client(transport=transport, timeout=10) as client:
+        photo = client.get(
+            f"{front.base}/v1/users/{addr('ada')}/photo?size=64",
+            headers={"Authorization": f"Bearer {front.tokens['bob']}"},
+        )
+        page = client.get(f"{front.base}/signin")
+        metrics = client.get(f"{front.base}/metrics")
+    assert photo.status_code == 200 and page.status_code == 200
+    assert "secure" in page.headers["set-cookie"].lower()  # userphoto saw https
+    assert metrics.status_code == 403  # nginx: not from loopback
+    request_id = photo.headers["x-request-id"]  # nginx's $request_id, returned by userphoto
+    assert len(request_id) == 32
+    deadline = time.monotonic() + 5
+    line = None
+    while line is None and time.monotonic() < deadline:
+        for text in serve_log(front.home).read_text().splitlines():
+            if f'"request_id":"{request_id}"' in text and '"route"' in text:
+                line = json.loads(text)
+        time.sleep(0.1)
+    assert line is not None, "userphoto logged no line with nginx's request id"
+    assert line["client"] == "127.0.0.2" and line["viewer"] == "member"
+    assert f"id={request_id}" in (front.tmp / "access.log").read_text()

@@ -24,7 +24,7 @@ def log_lines(served: Served, wanted: int, route: str, since: int) -> list[dict]
             f.seek(since)
             text = f.read().decode()
         lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-        mine = [line for line in lines if line["route"] == route]
+        mine = [line for line in lines if line.get("route") == route]  # access-log lines
         if len(mine) >= wanted or time.monotonic() > deadline:
             return mine
         time.sleep(0.2)
@@ -58,7 +58,8 @@ def test_metrics_health_and_readiness(served: Served) -> None:
     assert metrics.status_code == 200  # loopback is in the default metrics_allow
     text = metrics.text
     assert 'userphoto_requests_total{route="/v1/users/{user}/photo",status="200"}' in text
-    assert 'userphoto_request_seconds_bucket{route="/v1/users/{user}/photo",le="+Inf"}' in text
+    # prometheus_client writes `le` first; Prometheus reads labels in any order.
+    assert 'userphoto_request_seconds_bucket{le="+Inf",route="/v1/users/{user}/photo"}' in text
     for name in (
         "userphoto_cache_hits_total",
         "userphoto_cache_misses_total",
@@ -92,3 +93,49 @@ def test_metrics_outside_the_allowed_range_need_an_admin(served: Served) -> None
             assert admin.status_code == 200 and "userphoto_cache_bytes" in admin.text
     finally:
         server.close()
+
+
+def test_metrics_cover_workers_sync_process_and_version(served: Served) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from userphoto import __version__
+    from userphoto.directory import status
+    from userphoto.directory.status import SyncReport
+
+    app = served.app()
+    try:
+        report = SyncReport(mode="delta", added=2, updated=3, photos_new=1, ok=True)
+        report.finished = report.started
+        status.record(app.store, report)
+        failed = SyncReport(mode="full", error="directory unreachable")
+        failed.finished = failed.started
+        status.record(app.store, failed)
+    finally:
+        app.close()
+    served.get(f"/v1/users/{addr('ada')}/photo?size=64", "bob")
+    text = served.client.get("/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # parses: valid
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in families.values()
+        for s in family.samples
+    }
+    assert samples[("userphoto_image_workers_busy", ())] == 0
+    assert ("userphoto_image_workers_queued", ()) in samples
+    assert samples[("userphoto_image_workers", ())] >= 1
+    assert samples[("userphoto_image_refusals_total", (("reason", "queue_full"),))] == 0
+    assert ("userphoto_image_worker_kills_total", ()) in samples
+    assert samples[("userphoto_directory_sync_changes", (("mode", "delta"),))] == 6
+    assert samples[("userphoto_directory_sync_failed", (("mode", "delta"),))] == 0
+    assert samples[("userphoto_directory_sync_failed", (("mode", "full"),))] == 1
+    assert 0 <= samples[("userphoto_directory_sync_lag_seconds", ())] < 600
+    assert samples[("process_resident_memory_bytes", ())] > 0
+    assert samples[("process_cpu_seconds_total", ())] > 0
+    build = [k for k in samples if k[0] == "userphoto_build_info"]
+    assert len(build) == 1 and ("version", __version__) in build[0][1]
+    assert (
+        samples[
+            ("userphoto_requests_total", (("route", "/v1/users/{user}/photo"), ("status", "200")))
+        ]
+        >= 1
+    )

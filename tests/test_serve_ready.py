@@ -203,8 +203,8 @@ def test_request_records_are_never_lost_between_batches(
             began = time.perf_counter()
             for n in range(total):
                 status = 200 if n % 3 else 304
-                what = ("GET", "/test/{n}", None, status, 0, "hit", "member")
-                server.requests.record(began, what)
+                what = ("GET", "/test/{n}", None, status, 0, "hit", "member", None)
+                server.requests.record(began, what, f"r{n}", "127.0.0.1")
             done.set()
 
         serving = threading.Thread(target=serve)
@@ -220,7 +220,7 @@ def test_request_records_are_never_lost_between_batches(
         }
         assert counted == {200: total * 2 // 3, 304: total // 3}
         assert flushes > 1
-        assert 'userphoto_request_seconds_count{route="/test/{n}"} 30000' in text
+        assert 'userphoto_request_seconds_count{route="/test/{n}"} 30000.0' in text
     finally:
         server.close()
 

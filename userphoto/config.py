@@ -137,6 +137,10 @@ KEYS = (
     Key("server", "access_log_file", STR, "", "access log file; empty: standard error"),
     Key("server", "metrics_allow", STRS, ["127.0.0.0/8", "::1/128"],
         "address ranges that may read /metrics without an admin token"),
+    Key("server", "trusted_proxies", STRS, [],
+        "reverse proxies (CIDRs) whose X-Forwarded-For/-Proto/-Host or Forwarded headers "
+        "are believed: the client address, https and the public host",
+        example=["127.0.0.1/32", "::1/128"]),
     Key("server", "domains", STRS, [],
         "this organization's mail domains: a partner's JWT must have one of them as aud",
         example=["contoso.example"]),

@@ -9,6 +9,8 @@ change after it committed.
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +18,14 @@ from typing import Any, Protocol, TypeVar
 
 from . import imaging
 from .config import Settings
-from .errors import AccountUnavailable, NoPhoto, NoPreview, StoreError, UnknownUser
+from .errors import (
+    AccountUnavailable,
+    NoPhoto,
+    NoPreview,
+    StoreError,
+    StoreUnavailable,
+    UnknownUser,
+)
 from .imaging import CropSuggester
 from .model import (
     MASTER_MAX,
@@ -33,6 +42,10 @@ from .resolve import choose_size
 from .store import Store
 
 REJECTED = "photo.rejected"  # audit action of an upload that failed validation
+# After a write's connection was lost, how long to keep asking whether it committed (s).
+READ_BACK_WAITS = (0.1, 0.3, 0.6, 1.0)
+
+log = logging.getLogger("userphoto.photos")
 
 # Called after a committed change: (user, event) where event is "saved", "removed", ...
 Listener = Callable[[User, str], None]
@@ -161,7 +174,24 @@ class Photos:
         `render_options`)."""
         self.check_account(user)
         state = PhotoState.PREVIEW if preview else PhotoState.SAVED
-        photo = self.store.put_photo(user.id, rendered, state, actor=actor, via=via)
+        began = datetime.now(UTC)
+        try:
+            photo = self.store.put_photo(user.id, rendered, state, actor=actor, via=via)
+        except StoreUnavailable:
+            # The connection died at or after COMMIT: the photo may be stored. It is ours
+            # when the current photo has these bytes and was written after we began.
+            found = self._read_back(
+                lambda: self.store.get_photo(user.id, state),
+                lambda p: (
+                    p is not None
+                    and p.source_hash == rendered.source.sha256
+                    and p.created >= began.replace(microsecond=0)
+                ),
+            )
+            if found is None:
+                raise
+            log.warning("%s's upload lost its connection at COMMIT; read back: stored", user.id)
+            photo = found
         self._notify(user, "previewed" if preview else "saved")
         return photo
 
@@ -215,7 +245,15 @@ class Photos:
     # --- Remove-UserPhoto --------------------------------------------------------------------
     def remove(self, key: str, *, actor: str = "admin", via: str = "cli") -> None:
         user = self.user(key)
-        self.store.remove_photo(user.id, actor=actor, via=via)
+        try:
+            self.store.remove_photo(user.id, actor=actor, via=via)
+        except StoreUnavailable:
+            # Removed by us or not, no saved photo is what was asked for: only then say so.
+            gone = self._read_back(
+                lambda: self.store.get_photo(user.id) is None, lambda nothing: bool(nothing)
+            )
+            if gone is None:
+                raise
         self._notify(user, "removed")
 
     def clear_record(self, key: str, *, actor: str = "admin", via: str = "cli") -> bool:
@@ -226,8 +264,44 @@ class Photos:
         return cleared
 
     def _notify(self, user: User, event: str) -> None:
+        """Tell listeners of a committed change. The change stands whatever they do: a
+        listener whose store call lost its connection (queuing the directory write-back, say)
+        is tried again for as long as a read-back would be; one that still fails is logged as
+        an error naming what was missed, and the write is answered as the success it is."""
         for listener in self.listeners:
-            listener(user, event)
+            for wait in (0.0, *READ_BACK_WAITS):
+                time.sleep(wait)
+                try:
+                    listener(user, event)
+                    break
+                except StoreUnavailable:
+                    continue
+                except Exception:
+                    log.exception("after a committed %s of %s: a listener failed", event, user.id)
+                    break
+            else:
+                log.error(
+                    "after a committed %s of %s: %s could not reach the store; what it does "
+                    "after a change (for write-back: queue the directory update) did not happen",
+                    event,
+                    user.id,
+                    getattr(listener, "__qualname__", type(listener).__name__),
+                )
+
+    @staticmethod
+    def _read_back(read: Callable[[], T], committed: Callable[[T], bool]) -> T | None:
+        """What `read()` returns once `committed` holds for it; None when it does not, or
+        when the store stays unreachable for every try (then the write's fate is unknown
+        here, and the caller answers 503: retrying a photo upload is harmless)."""
+        for wait in READ_BACK_WAITS:
+            time.sleep(wait)
+            try:
+                value = read()
+            except StoreUnavailable:
+                continue
+            return value if committed(value) else None
+        log.warning("a write lost its connection and could not be read back")
+        return None
 
 
 def _inline(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -227,6 +227,10 @@ class WorkerPool:
         self._slots = threading.Semaphore(self.size)
         self._waiting = 0
         self._closed = False
+        # For /metrics (`stats`): jobs running now, refusals by reason, workers killed.
+        self._busy = 0
+        self._refused: dict[str, int] = {}
+        self._kills = 0
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -278,6 +282,7 @@ class WorkerPool:
     def _retire(self, worker: _Worker, *, kill: bool) -> None:
         with self._lock:
             self._all.discard(worker)
+            self._kills += kill
         worker.kill() if kill else worker.stop()
 
     # --- jobs ------------------------------------------------------------------------------
@@ -286,6 +291,7 @@ class WorkerPool:
         if not self._slots.acquire(blocking=False):
             with self._lock:
                 if self._waiting >= self.max_waiting:
+                    self._count_refusal("queue_full")
                     raise WorkersBusy(
                         "Every image worker is busy and the queue is full; try again shortly.",
                         retry_after=RETRY_AFTER,
@@ -297,14 +303,36 @@ class WorkerPool:
                 with self._lock:
                     self._waiting -= 1
             if not got:
+                self._count_refusal("queue_timeout")
                 raise WorkersBusy(
                     f"No image worker was free for {self.queue_wait:.0f} s; try again shortly.",
                     retry_after=RETRY_AFTER,
                 )
+        with self._lock:
+            self._busy += 1
         try:
             return self._run(fn, args, kwargs)
         finally:
+            with self._lock:
+                self._busy -= 1
             self._slots.release()
+
+    # --- the operator's view ---------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """A snapshot for /metrics: size, busy, queued, refusals by reason, kills."""
+        with self._lock:
+            return {
+                "size": self.size,
+                "alive": len(self._all),
+                "busy": self._busy,
+                "queued": self._waiting,
+                "refused": dict(self._refused),
+                "kills": self._kills,
+            }
+
+    def _count_refusal(self, reason: str) -> None:
+        with self._lock:
+            self._refused[reason] = self._refused.get(reason, 0) + 1
 
     def _run(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
         worker = self._take()
@@ -349,6 +377,7 @@ class WorkerPool:
         self._retire(worker, kill=True)
         if code in (-signal.SIGPROF, -signal.SIGXCPU):
             raise self._too_slow()
+        self._count_refusal("crashed")
         log.warning("image worker %s ended mid-job (exit code %s)", worker.process.pid, code)
         raise ImageError(
             ImageErrorKind.CRASHED,
@@ -357,6 +386,7 @@ class WorkerPool:
         )
 
     def _too_slow(self) -> ImageError:
+        self._count_refusal("too_slow")
         return ImageError(
             ImageErrorKind.TOO_COSTLY,
             f"This image needs more than {self.cpu_seconds:g} s to decode; export it as a "
@@ -364,6 +394,7 @@ class WorkerPool:
         )
 
     def _too_big(self) -> ImageError:
+        self._count_refusal("too_big")
         return ImageError(
             ImageErrorKind.TOO_COSTLY,
             f"This image needs more than {self.memory // (1024 * 1024)} MB to decode; export "

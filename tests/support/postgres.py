@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,8 +96,15 @@ class PgProxy:
     """A loopback TCP proxy in front of PostgreSQL that can go down and come back on the same
     port: the database going away for a while, without stopping the shared server."""
 
+    # A simple-protocol COMMIT, as psycopg sends one (Query message: 'Q', length, text).
+    COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
+
     def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)):
         self.target = target
+        # `lose_commit_replies` > 0: the next COMMIT reaches the database and commits, but
+        # its connection is cut before the reply comes back (an acknowledgement lost).
+        self.lose_commit_replies = 0
+        self.lost = 0
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -142,12 +150,22 @@ class PgProxy:
                 continue
             with self._lock:
                 self._sockets.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            muted = threading.Event()  # set: this connection's replies are dropped
+            for a, b, out in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, out, muted), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, out: bool, muted: threading.Event
+    ) -> None:
         try:
             while data := source.recv(65536):
+                if out and self.COMMIT in data and self._take_loss():
+                    muted.set()
+                    sink.sendall(data)
+                    time.sleep(0.5)  # the database commits; its reply goes nowhere
+                    return
+                if not out and muted.is_set():
+                    continue
                 sink.sendall(data)
         except OSError:
             pass
@@ -155,6 +173,14 @@ class PgProxy:
             for s in (source, sink):
                 with contextlib.suppress(OSError):
                     s.close()
+
+    def _take_loss(self) -> bool:
+        with self._lock:
+            if self.lose_commit_replies <= 0:
+                return False
+            self.lose_commit_replies -= 1
+            self.lost += 1
+            return True
 
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

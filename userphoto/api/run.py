@@ -28,9 +28,12 @@ HEAD_BUFFER = 64 * 1024  # request heads beyond this get 431
 def create_app() -> Any:
     """The RSGI app of one worker process (granian imports and calls this in each worker)."""
     from ..app import App
+    from .logs import configure
     from .server import PhotoServer
 
-    server = PhotoServer(App.load(os.environ.get("USERPHOTO_HOME") or None))
+    app = App.load(os.environ.get("USERPHOTO_HOME") or None)
+    configure(str(app.settings.get("server", "access_log", "json")))  # structured lines
+    server = PhotoServer(app)
     # The cyclic garbage collector was the largest single cost of the serving process under
     # cache misses (py-spy, --gil): every cached answer is a few container objects that live
     # long, so collections came often and walked the growing cache. What exists at start-up

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import sys
@@ -48,9 +49,11 @@ from .cache import (
     relation,
 )
 from .common import Req, Services
+from .logs import REQUEST_ID, request_id
 from .lookup import Lookup, user_tokens
 from .observe import AccessLog, Metrics, Requests
-from .site import create_site
+from .proxies import CLIENT, TrustedProxies
+from .site import REQUEST_ID_KEY, VIEWER, create_site
 
 log = logging.getLogger("userphoto.api")
 
@@ -147,7 +150,8 @@ class MissPool:
             raise Busy()
         loop = asyncio.get_running_loop()
         self.depth += 1
-        future: Future[Any] = self.executor.submit(build)
+        # The build's log lines carry the request id of the request that started it.
+        future: Future[Any] = self.executor.submit(contextvars.copy_context().run, build)
         wrapped = asyncio.wrap_future(future, loop=loop)
         self.inflight[key] = wrapped
         try:
@@ -219,6 +223,7 @@ class PhotoServer:
         self.metrics = Metrics(self)
         self.access = AccessLog.from_settings(settings)
         self.requests = Requests(self.metrics, self.access)
+        self.proxies = TrustedProxies.from_settings(settings)
         self._queries: dict[str, tuple] = {}
         self.follower = Follower(self, app.store.generation())
         self.cache.seq = self.follower.seq
@@ -377,14 +382,35 @@ class PhotoServer:
     # --- RSGI (granian) ----------------------------------------------------------------------
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         began = time.perf_counter()
+        headers = scope.headers
+        rid = request_id(headers.get("x-request-id"))
+        REQUEST_ID.set(rid)  # this request's task, and the threads it hands work to
+        peer = scope.client.rpartition(":")[0].strip("[]")  # granian: "address:port"
+        client = peer
+        if self.proxies.nets:
+            client = self.proxies.resolve(peer, lambda name: _joined(headers, name))[0]
+        try:
+            await self._rsgi(scope, proto, began, rid, client)
+        except Exception:
+            # Whatever went wrong, the request is answered (if it still can be), logged and
+            # counted: an operator sees every request's fate.
+            log.exception("unexpected error serving %s %s", scope.method, scope.path)
+            body = b"Internal error.\n"
+            with contextlib.suppress(Exception):
+                proto.response_bytes(500, _plain_headers(rid), body)
+            what = (scope.method, "-", None, 500, len(body), "-", None, None)
+            self.requests.record(began, what, rid, client)
+
+    async def _rsgi(self, scope: Any, proto: Any, began: float, rid: str, client: str) -> None:
         path: str = scope.path
         method: str = scope.method
         headers = scope.headers
         hosts = len(headers.get_all("host"))
         if hosts > 1 or (hosts == 0 and scope.http_version == "1.1"):
             # RFC 9112 §3.2: exactly one Host in HTTP/1.1 (HTTP/2 carries :authority).
-            proto.response_bytes(400, [("content-type", "text/plain")], _NO_HOST)
-            self.requests.record(began, (method, "-", None, 400, len(_NO_HOST), "-", "-"))
+            proto.response_bytes(400, _plain_headers(rid), _NO_HOST)
+            refused = (method, "-", None, 400, len(_NO_HOST), "-", "-", None)
+            self.requests.record(began, refused, rid, client)
             return
         if method in _GET_HEAD:
             for prefix, surface in self.surfaces:
@@ -415,23 +441,40 @@ class PhotoServer:
                             _bytes_headers(headers),
                         )
                         kind = viewer.kind if viewer is not None else "invalid"
+                    rid_header = ("x-request-id", rid)
                     if answer.not_modified_for(headers.get("if-none-match")):
-                        proto.response_empty(304, answer.rsgi_not_modified())
+                        proto.response_empty(304, [*answer.rsgi_not_modified(), rid_header])
                         status, size = 304, 0
                     elif method == "HEAD":  # the length a GET would have, and no body
                         length = ("content-length", str(len(answer.body)))
-                        proto.response_empty(answer.status, [*answer.rsgi_headers(), length])
+                        proto.response_empty(
+                            answer.status, [*answer.rsgi_headers(), length, rid_header]
+                        )
                         status, size = answer.status, 0
                     else:
-                        proto.response_bytes(answer.status, answer.rsgi_headers(), answer.body)
+                        proto.response_bytes(
+                            answer.status, [*answer.rsgi_headers(), rid_header], answer.body
+                        )
                         status, size = answer.status, len(answer.body)
                     self.requests.record(
-                        began, (method, surface.route, answer.target, status, size, state, kind)
+                        began,
+                        (
+                            method,
+                            surface.route,
+                            answer.target,
+                            status,
+                            size,
+                            state,
+                            kind,
+                            viewer.user_id if viewer is not None else None,
+                        ),
+                        rid,
+                        client,
                     )
                     return
-        await self._rsgi_asgi(scope, proto, began)
+        await self._rsgi_asgi(scope, proto, began, rid, client)
 
-    async def _rsgi_asgi(self, scope: Any, proto: Any, began: float) -> None:
+    async def _rsgi_asgi(self, scope: Any, proto: Any, began: float, rid: str, client: str) -> None:
         """Everything else through the ASGI app: the RSGI scope and body as ASGI messages."""
         raw_path, _, _ = scope.path.partition("?")
         asgi_scope: Scope = {
@@ -450,7 +493,9 @@ class PhotoServer:
             "client": _addr(scope.client),
             "server": _addr(scope.server),
             "extensions": {},
+            REQUEST_ID_KEY: rid,
         }
+        self.proxies.rewrite(asgi_scope)  # the site sees the public scheme, host and client
         body_iter = proto.__aiter__()
         responded = False
         deadline = time.monotonic() + self.body_timeout  # the whole body, not per chunk
@@ -483,6 +528,7 @@ class PhotoServer:
                 for k, v in start.get("headers", [])
                 if k.lower() != b"content-length"
             ]
+            headers.append(("x-request-id", rid))
             body = b"".join(chunks)
             if status in (204, 304) or scope.method == "HEAD":
                 if scope.method == "HEAD" and status not in (204, 304):
@@ -502,7 +548,13 @@ class PhotoServer:
                 if not message.get("more_body", False):
                     respond()
 
-        await self(asgi_scope, receive, send)
+        try:
+            await self(asgi_scope, receive, send)
+        except Exception:  # the site's own handler answers its errors; this is a bug's
+            log.exception("unexpected error serving %s %s", scope.method, scope.path)
+            if not responded:
+                start.clear()
+                chunks.clear()
         if not responded:
             if not start:
                 start.update({"status": 500, "headers": [(b"content-type", b"text/plain")]})
@@ -512,8 +564,9 @@ class PhotoServer:
         body = b"".join(chunks)
         route = asgi_scope.get("userphoto.route") or _site_route(asgi_scope)
         target = asgi_scope.get("userphoto.target")
-        viewer = asgi_scope.get("userphoto.viewer")
-        self.requests.record(began, (scope.method, route, target, status, len(body), "-", viewer))
+        kind, viewer_id = _site_viewer(asgi_scope)
+        what = (scope.method, route, target, status, len(body), "-", kind, viewer_id)
+        self.requests.record(began, what, rid, asgi_scope.get(CLIENT) or client)
 
     # --- ASGI --------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -555,7 +608,7 @@ class PhotoServer:
         except UserPhotoError as exc:
             await self._refuse(send, receive, surface.error(exc))
             return
-        scope["userphoto.viewer"] = writer.kind.value
+        scope["userphoto.viewer"] = writer
         if writer.kind is ViewerKind.ANONYMOUS and method in ("PUT", "POST", "PATCH"):
             refusal = UserPhotoError("Changing a photo needs a bearer token.", status=401)
             refusal.code = "unauthorized"
@@ -598,13 +651,49 @@ class PhotoServer:
     def _write(self, surface: Surface, req: Req) -> Answer:
         answer = guarded(surface, req)  # bounded by the image worker pool, not a lock here
         if answer.status < 400:
-            self.follower.catch_up()  # the writer sees its own write on its next request
+            # The writer sees its own write on its next request. The write has committed:
+            # whatever happens here, the answer stands (the follower applies it next read).
+            try:
+                self.follower.catch_up()
+            except Exception:
+                log.warning("after a committed %s %s: catching up failed", req.method, req.path)
         return answer
 
 
 def _credential_key(header: str | bytes | None) -> str:
     text = header.decode("latin-1") if isinstance(header, bytes) else (header or "")
     return text.strip()
+
+
+def _joined(headers: Any, name: str) -> str | None:
+    """An RSGI request header's values joined by commas (as a list header), or None."""
+    values = headers.get_all(name)
+    return ",".join(values) if values else None
+
+
+def _plain_headers(rid: str) -> list[tuple[str, str]]:
+    return [("content-type", "text/plain"), ("x-request-id", rid)]
+
+
+def _site_viewer(scope: Scope) -> tuple[str | None, str | None]:
+    """(viewer kind, viewer's user id) of a request the bridge passed on: the writer of a
+    photo write, else the site's header or session viewer, when the request had one."""
+    viewer = scope.get("userphoto.viewer")
+    if not isinstance(viewer, Viewer):
+        state = scope.get("state") or {}
+        viewer = state.get("viewer")
+        if viewer is None and state.get("prepared") is not None:
+            viewer = state["prepared"][1]
+        header = scope.get(VIEWER)
+        if not isinstance(viewer, Viewer) or (
+            viewer.kind is ViewerKind.ANONYMOUS and isinstance(header, Viewer)
+        ):
+            viewer = header
+    if isinstance(viewer, Viewer):
+        return viewer.kind.value, viewer.user_id
+    if isinstance(scope.get(VIEWER), UserPhotoError):
+        return "invalid", None
+    return None, None
 
 
 def _first_wins(pairs: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:

@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import Forbidden, UserPhotoError
 from ..model import Viewer
 from .common import Services
+from .proxies import CLIENT, ProxyHeaders, TrustedProxies
 
 log = logging.getLogger("userphoto.api")
 _NO_STORE = {"cache-control": "no-store"}
@@ -53,6 +54,17 @@ def services_of(request: Request) -> Services:
 
 
 VIEWER = "userphoto.header_viewer"  # scope key: the header's Viewer, or the error it raised
+REQUEST_ID_KEY = "userphoto.request_id"  # scope key: the request's id (api/logs.py)
+
+
+def client_of(request: Request) -> str:
+    """The client's address as believed (`[server] trusted_proxies`, api/proxies.py): for
+    anything that records who asked, such as an audit entry."""
+    return str(request.scope.get(CLIENT) or (request.client.host if request.client else ""))
+
+
+def request_id_of(request: Request) -> str | None:
+    return request.scope.get(REQUEST_ID_KEY)
 
 
 def viewer_of(request: Request) -> Viewer:
@@ -170,7 +182,7 @@ async def _metrics(request: Request) -> Response:
         if not viewer.admin:
             raise Forbidden("Metrics are for admins or [server] metrics_allow addresses.")
     return Response(
-        server.metrics.render(),
+        await asyncio.to_thread(server.metrics.render),  # it reads the store's sync status
         media_type="text/plain; version=0.0.4",
         headers={"cache-control": "no-store"},
     )
@@ -227,4 +239,7 @@ def create_site(
     site = Starlette(routes=routes, exception_handlers=handlers)
     site.state.services = services
     site.state.server = server
-    return Credentials(site, services)
+    # Behind a trusted proxy the site sees the public scheme, host and client (the server's
+    # bridge has done so already for the requests it passes on; this covers plain ASGI).
+    proxies = TrustedProxies.from_settings(services.app.settings)
+    return ProxyHeaders(Credentials(site, services), proxies)
