@@ -253,3 +253,123 @@ def test_web_pictures_answer_as_the_native_api_for_the_session(
             page = anonymous.get(f"/web/users/{uid}/photo?size=96")
             api = httpx.get(f"{web.base}/v1/users/{uid}/photo?size=96", timeout=10)
             assert page.status_code == api.status_code
+
+
+# --- sessions every node shares (keys and records in the store) --------------------------------
+def _put(client: httpx.Client, cookie: str) -> None:
+    """The browser's cookie jar holds exactly this session cookie (a copied one)."""
+    client.cookies.clear()
+    client.cookies.set(COOKIE, cookie, domain="photos.test", path="/")
+
+
+def _nodes(web: Web, count: int) -> list:
+    """`count` serving processes' sites on the web fixture's one SQLite file (no file copied
+    between them; each builds its own App, as a second node does)."""
+    from userphoto.api.server import PhotoServer
+
+    return [PhotoServer(web.app(), poll=False) for _ in range(count)]
+
+
+def test_a_second_node_opens_the_first_nodes_cookie(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("USERPHOTO_WEB_SESSION_RECHECK", "0")  # every request looks at the store
+    one, two = _nodes(web, 2)
+    opts = {"base_url": "http://photos.test", "follow_redirects": False}
+    with TestClient(one.site, **opts) as a, TestClient(two.site, **opts) as b:
+        csrf = csrf_of(a.get("/signin").text)
+        r = a.post("/signin", data={"csrf": csrf, "token": web.tokens["bob"]})
+        assert r.status_code == 303, r.text
+        copied = a.cookies[COOKIE]
+        _put(b, copied)
+        page = b.get("/me")
+        assert page.status_code == 200 and "bob@contoso.test" in page.text
+        # A write on node two with the CSRF token node one's session carries: not a 403.
+        signout = b.post("/signout", data={"csrf": csrf_of(page.text)})
+        assert signout.status_code == 303 and signout.headers["location"] == "/signin"
+        # The cookie copied before sign-out opens nothing any more, on either node.
+        for client in (a, b):
+            _put(client, copied)
+            r = client.get("/me")
+            assert r.status_code == 303 and r.headers["location"].startswith("/signin"), r.text
+
+
+def test_the_idle_lifetime_ends_a_session(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("USERPHOTO_WEB_SESSION_RECHECK", "0")
+    monkeypatch.setenv("USERPHOTO_WEB_SESSION_IDLE", "1")
+    (node,) = _nodes(web, 1)
+    with TestClient(node.site, base_url="http://photos.test", follow_redirects=False) as c:
+        csrf = csrf_of(c.get("/signin").text)
+        assert c.post("/signin", data={"csrf": csrf, "token": web.tokens["kim"]}).status_code == 303
+        assert c.get("/me").status_code == 200
+        time.sleep(1.2)
+        assert c.get("/me").status_code == 303  # unused for longer than session_idle
+
+
+def test_an_old_key_file_is_adopted_so_sessions_survive_the_upgrade(tmp_path) -> None:
+    import json
+
+    from cryptography.fernet import Fernet
+    from starlette.testclient import TestClient
+
+    from userphoto import auth
+    from userphoto.api.server import PhotoServer
+    from userphoto.app import App
+    from userphoto.config import Settings
+    from userphoto.model import User
+
+    home = tmp_path / "home"
+    home.mkdir()
+    old_key = Fernet.generate_key()
+    (home / KEY_FILE).write_bytes(old_key)
+    app = App(Settings.load(home))
+    app.store.add_user(User(id="id-eve", address="eve@contoso.test", display_name="Eve"))
+    _record, token = auth.create_token(app.store, "eve@contoso.test")
+    # A signed-in cookie as the previous release made it: no session record.
+    before = {"csrf": "c" * 43, "method": "token", "credential": token}
+    cookie = Fernet(old_key).encrypt(json.dumps(before).encode()).decode()
+    server = PhotoServer(app, poll=False)
+    with TestClient(server.site, base_url="http://photos.test", follow_redirects=False) as c:
+        _put(c, cookie)
+        page = c.get("/me")
+        assert page.status_code == 200 and "eve@contoso.test" in page.text
+        upgraded = c.cookies[COOKIE]
+        assert upgraded != cookie  # now sealed with the store's key, naming a stored session
+        assert c.post("/signout", data={"csrf": csrf_of(page.text)}).status_code == 303
+        _put(c, upgraded)
+        assert c.get("/me").status_code == 303
+    keys = app.store.session_keys()
+    assert [k for k in keys if k[1] == old_key.decode()], "the old key was adopted"
+    assert keys[0][1] != old_key.decode()  # but a new key seals
+    app.close()
+
+
+def test_an_expired_token_is_refused_with_the_reason(web: Web) -> None:
+    from datetime import timedelta
+
+    from userphoto import auth
+
+    app = web.app()
+    try:
+        _record, token = auth.create_token(
+            app.store, "pam@contoso.test", lifetime=timedelta(seconds=2)
+        )
+    finally:
+        app.close()
+    path = "/v1/whoami"
+    for _ in range(100):  # the server reloads credentials within its poll interval
+        r = httpx.get(web.base + path, headers={"Authorization": f"Bearer {token}"})
+        if r.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 200 and r.json()["kind"] == "member"
+    time.sleep(2.1)
+    r = httpx.get(web.base + path, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    error = r.json()["error"]
+    assert error["code"] == "token_expired" and "expired on" in error["message"]
+    assert token not in r.text
