@@ -123,9 +123,11 @@ def test_a_missing_admin_claim_is_named_and_logged(
     store = open_store(f"sqlite:///{tmp_path / 'userphoto.db'}", None)
     oidc = checker(provider, admin_values=("photo-admins",), scopes="openid email profile")
     claims = {"email": "boss@contoso.test", "sub": "boss"}  # no `groups`: no scope asked it
-    with caplog.at_level(logging.INFO, logger="userphoto.oidc"):
-        with pytest.raises(NotInDirectory) as refused:
-            oidc.identify(claims, store)
+    with (
+        caplog.at_level(logging.INFO, logger="userphoto.oidc"),
+        pytest.raises(NotInDirectory) as refused,
+    ):
+        oidc.identify(claims, store)
     message = refused.value.message
     assert refused.value.code == "admin_claim_missing"
     assert "'groups' claim" in message and "[oidc] scopes" in message
@@ -135,3 +137,31 @@ def test_a_missing_admin_claim_is_named_and_logged(
     with pytest.raises(NotInDirectory, match="no user with that address"):
         oidc.identify({**claims, "groups": ["staff"]}, store)
     store.close()
+
+
+def test_public_url_builds_the_callback_and_is_checked_at_start(
+    provider: OpenIdProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from starlette.testclient import TestClient
+
+    from userphoto.api.server import PhotoServer
+    from userphoto.app import App
+    from userphoto.config import ConfigError, Settings
+
+    monkeypatch.setenv("USERPHOTO_OIDC_ISSUER", provider.issuer)
+    monkeypatch.setenv("USERPHOTO_OIDC_CLIENT_ID", "userphoto")
+    monkeypatch.setenv("USERPHOTO_OIDC_CLIENT_SECRET", SECRET)
+    for bad in ("photos.contoso.test", "ftp://photos.contoso.test", "https://p.test/?a=1"):
+        monkeypatch.setenv("USERPHOTO_SERVER_PUBLIC_URL", bad)
+        with pytest.raises(ConfigError, match="public_url"):
+            PhotoServer(App(Settings.load(tmp_path)), poll=False)
+    monkeypatch.setenv("USERPHOTO_SERVER_PUBLIC_URL", "https://photos.contoso.test/")
+    server = PhotoServer(App(Settings.load(tmp_path)), poll=False)
+    # The request arrives under the proxy's upstream name; the provider must see ours.
+    with TestClient(server.site, base_url="http://userphoto", follow_redirects=False) as c:
+        r = c.get("/signin/oidc")
+    assert r.status_code == 303, r.text
+    sent = parse_qs(urlsplit(r.headers["location"]).query)
+    assert sent["redirect_uri"] == ["https://photos.contoso.test/signin/oidc/callback"]

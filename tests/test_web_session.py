@@ -367,6 +367,16 @@ def test_an_expired_token_is_refused_with_the_reason(web: Web) -> None:
             break
         time.sleep(0.05)
     assert r.status_code == 200 and r.json()["kind"] == "member"
+    app = web.app()
+    try:  # the use is recorded (by a background thread of the server)
+        for _ in range(100):
+            used = {t.id: t.last_used for t in app.store.list_tokens()}[_record.id]
+            if used is not None:
+                break
+            time.sleep(0.02)
+        assert used is not None
+    finally:
+        app.close()
     time.sleep(2.1)
     r = httpx.get(web.base + path, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401

@@ -5,10 +5,10 @@ installed by scripts/setup.sh with `npm ci`), run by Node.js on a loopback port.
 for its discovery document. `rotate()` restarts it on the same port with a new key (the old
 one gone), as a provider rotating its keys does; `publish(keys, max_age)` restarts it with
 exactly these (kid, key) pairs (the first signs) and its key set served with
-Cache-Control max-age, to retire a key or reuse a key id for new material. `tamper(mode)` switches the provider's
-test-only token post-processing on (see provider.mjs) for the cases a correct provider never
-produces. `private_key` is the current signing key, for tests that mint a token the way the
-provider would (an expired access token).
+Cache-Control max-age, to retire a key or reuse a key id for new material. `tamper(mode)`
+switches the provider's test-only token post-processing on (see provider.mjs) for the cases
+a correct provider never produces. `private_key` is the current signing key, for tests that
+mint a token the way the provider would (an expired access token).
 """
 
 from __future__ import annotations
@@ -151,9 +151,7 @@ class OpenIdProvider:
         r = httpx.get(f"{self.issuer}/__test/mode", params={"mode": mode}, timeout=5)
         assert r.status_code == 200 and r.json()["mode"] == mode
 
-    def sign(
-        self, claims: dict[str, Any], key: tuple[str, rsa.RSAPrivateKey] | None = None
-    ) -> str:
+    def sign(self, claims: dict[str, Any], key: tuple[str, rsa.RSAPrivateKey] | None = None) -> str:
         """A token signed with the provider's current key (or `key`: kid and private key),
         as the provider would sign it."""
         kid, private = key or (self.kid, self.private_key)
