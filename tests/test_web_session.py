@@ -383,3 +383,58 @@ def test_an_expired_token_is_refused_with_the_reason(web: Web) -> None:
     error = r.json()["error"]
     assert error["code"] == "token_expired" and "expired on" in error["message"]
     assert token not in r.text
+
+
+def test_leaving_the_directory_ends_the_users_sessions(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from starlette.testclient import TestClient
+
+    from userphoto import auth
+    from userphoto.api.server import PhotoServer
+    from userphoto.app import App
+    from userphoto.config import Settings
+    from userphoto.model import User
+
+    monkeypatch.setenv("USERPHOTO_WEB_SESSION_RECHECK", "0")
+    home = tmp_path / "home"
+    home.mkdir()
+    app = App(Settings.load(home))
+    user = app.store.add_user(User(id="id-lea", address="lea@contoso.test", display_name="Lea"))
+    _record, token = auth.create_token(app.store, user.address)
+    server = PhotoServer(app, poll=False)
+    with TestClient(server.site, base_url="http://photos.test", follow_redirects=False) as c:
+        csrf = csrf_of(c.get("/signin").text)
+        assert c.post("/signin", data={"csrf": csrf, "token": token}).status_code == 303
+        assert c.get("/me").status_code == 200
+        stored = app.store.find_user(user.id)
+        assert stored is not None
+        app.store.update_user(replace(stored, directory_gone=True))  # the sync saw them go
+        r = c.get("/me")
+        assert r.status_code == 303 and r.headers["location"].startswith("/signin")
+    app.close()
+
+
+def test_session_keys_rotate_and_the_previous_key_still_opens(tmp_path) -> None:
+    from cryptography.fernet import Fernet, InvalidToken
+
+    from userphoto.store import open_store
+    from userphoto.web.session import SessionKeys
+
+    store = open_store(f"sqlite:///{tmp_path / 'userphoto.db'}")
+    keys = SessionKeys(store, 1.0, tmp_path)
+    ((_id, first, _at),) = store.session_keys()
+    time.sleep(0.8)
+    sealed = keys.seal(b"before")  # sealed near the end of the first key's turn
+    time.sleep(0.3)
+    assert keys.due
+    keys.refresh()
+    assert len(store.session_keys()) == 2  # rotated: a new key seals ...
+    assert keys.open(sealed) == b"before"  # ... and the previous one still opens
+    with pytest.raises(InvalidToken):
+        Fernet(first.encode()).decrypt(keys.seal(b"after").encode())
+    # Another node reading the same store opens what this one sealed.
+    assert SessionKeys(store, 1.0, tmp_path).open(keys.seal(b"x")) == b"x"
+    store.close()

@@ -158,7 +158,7 @@ class Sessions:
         services.prepare.append(self.prepare)
 
     @property
-    def store_(self) -> Store:
+    def _store(self) -> Store:
         return self.services.app.store
 
     # --- the store's record of a sign-in ---------------------------------------------------
@@ -175,14 +175,14 @@ class Sessions:
             now,
             now + self.lifetime,
         )
-        self.store_.start_session(record)
+        self._store.start_session(record)
         self._remember(record.id, True)
         return fresh(method, credential, record.id)
 
     def end(self, session: Session) -> None:
         """End a sign-in on every node (blocking: off the loop)."""
         if session.sid:
-            self.store_.end_session(session.sid)
+            self._store.end_session(session.sid)
             self._remember(session.sid, False)
 
     def _remember(self, sid: str, alive: bool) -> None:
@@ -199,11 +199,11 @@ class Sessions:
 
     def _alive(self, sid: str) -> bool:
         """Look at the session in the store (and record its use, at most once a minute)."""
-        record = self.store_.get_session(sid)
+        record = self._store.get_session(sid)
         now = time.time()
         alive = record is not None and now - record.seen < self.idle
         if alive and record is not None and now - record.seen >= TOUCH_EVERY:
-            self.store_.touch_session(sid, now)
+            self._store.touch_session(sid, now)
         self._remember(sid, alive)
         return alive
 
