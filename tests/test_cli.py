@@ -231,3 +231,12 @@ def test_tokens_expire_and_list_expiry_and_last_use(run_cli: RunCli, ada: str) -
     assert all(t["last_used"] is None and not t["expired"] for t in listed.values())
     text = run_cli("token", "list").stdout.decode()
     assert "expires never" in text and "last used never" in text
+
+
+def test_serve_refuses_a_bad_public_url_in_one_line(run_cli: RunCli) -> None:
+    run_cli("init")
+    for bad in ("photos.contoso.example", "https://photos.contoso.example/#top"):
+        r = run_cli("serve", check=False, env={"USERPHOTO_SERVER_PUBLIC_URL": bad})
+        err = r.stderr.decode()
+        assert r.returncode == 1 and "[server] public_url" in err, err
+        assert "Traceback" not in err
