@@ -208,3 +208,35 @@ def test_home_option_overrides_environment(run_cli: RunCli, tmp_path: Path) -> N
     other = tmp_path / "elsewhere"
     run_cli("--home", str(other), "init")
     assert (other / "userphoto.toml").exists()
+
+
+def test_tokens_expire_and_list_expiry_and_last_use(run_cli: RunCli, ada: str) -> None:
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    default = run_cli("token", "create", ada)
+    assert default.stdout.decode().startswith("upt_")
+    assert "expires" in default.stderr.decode()
+    run_cli("token", "create", "it@contoso.example", "--admin", "--expires", "12h")
+    run_cli("token", "create", "ops@contoso.example", "--admin", "--expires", "never")
+    bad = run_cli("token", "create", ada, "--expires", "soon", check=False)
+    assert bad.returncode != 0 and "--expires 'soon'" in bad.stderr.decode()
+    listed = {t["address"]: t for t in json.loads(run_cli("token", "list", "--json").stdout)}
+    now = datetime.now(UTC)
+    days90 = datetime.fromisoformat(listed[ada]["expires"]) - now
+    assert timedelta(days=89, hours=23) < days90 <= timedelta(days=90)  # [server] token_days
+    hours12 = datetime.fromisoformat(listed["it@contoso.example"]["expires"]) - now
+    assert timedelta(hours=11, minutes=59) < hours12 <= timedelta(hours=12)
+    assert listed["ops@contoso.example"]["expires"] is None
+    assert all(t["last_used"] is None and not t["expired"] for t in listed.values())
+    text = run_cli("token", "list").stdout.decode()
+    assert "expires never" in text and "last used never" in text
+
+
+def test_serve_refuses_a_bad_public_url_in_one_line(run_cli: RunCli) -> None:
+    run_cli("init")
+    for bad in ("photos.contoso.example", "https://photos.contoso.example/#top"):
+        r = run_cli("serve", check=False, env={"USERPHOTO_SERVER_PUBLIC_URL": bad})
+        err = r.stderr.decode()
+        assert r.returncode == 1 and "[server] public_url" in err, err
+        assert "Traceback" not in err

@@ -226,6 +226,11 @@ def test_unknown_user_gets_a_clear_page(page: Any, site: Site) -> None:
     oidc_sign_in(page, site, "stranger@contoso.test")
     refused(page, site, "no user with that address or alias")
     shot(page, "oidc-unknown-user")
+    # The server logs the refusal: one line with the reason, never a token or code.
+    log = (site.home / "serve.log").read_text()
+    lines = [line for line in log.splitlines() if "sign-in refused (oidc, unknown_user)" in line]
+    assert lines and "stranger@contoso.test" in lines[-1]
+    assert "eyJ" not in log  # no JWT in the log
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from cryptography.fernet import Fernet
 
 from tests.support.net import free_port
 from userphoto import auth
@@ -25,9 +24,22 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.demo import portrait
 from userphoto.model import Picture, User, Visibility
-from userphoto.web.session import COOKIE, fresh, load_key
+from userphoto.store import WebSession
+from userphoto.web.session import COOKIE, Session, SessionKeys, fresh
 
 PHOTO = "/v1/users/ada@ready.test/photo?size=96"
+
+
+def signed_in(app: App, token: str, address: str) -> tuple[Session, str]:
+    """A token session as sign-in records it (in the store), and its cookie, sealed with
+    the store's session keys as the server does."""
+    now = time.time()
+    record = WebSession(f"sid-{now}", address, None, None, now, now, now + 3600)
+    app.store.start_session(record)
+    session = fresh("token", token, record.id)
+    lifetime = float(app.settings.get("web", "session_lifetime"))
+    keys = SessionKeys(app.store, lifetime, app.settings.home)
+    return session, keys.seal(json.dumps(asdict(session)).encode())
 
 
 class Live:
@@ -163,8 +175,7 @@ def test_a_slow_first_token_check_does_not_block_cached_gets(
             if how == "header":  # the site's API: a token never seen before
                 results["first"] = live.get("/v1/whoami", tokens["bo"])
             else:  # a web page signed in with that token (the session cookie names it)
-                session = json.dumps(asdict(fresh("token", tokens["bo"]))).encode()
-                cookie = Fernet(load_key(app.settings.home)).encrypt(session).decode()
+                _session, cookie = signed_in(app, tokens["bo"], "bo@ready.test")
                 results["first"] = live.get("/", cookies={COOKIE: cookie})
 
         visitor = threading.Thread(target=first_visit)
@@ -264,7 +275,6 @@ def test_web_pages_never_read_the_store_on_the_event_loop(
     server = PhotoServer(app, poll=False)
     live = Live(server)
     guard.loop_thread = live.thread  # uvicorn runs its event loop there
-    key = load_key(app.settings.home)
     try:
         for token, pages in (
             (tokens["ada"], ["/", "/me", "/web/users/u-ada/photo?size=96"]),
@@ -279,8 +289,7 @@ def test_web_pages_never_read_the_store_on_the_event_loop(
                 ],
             ),
         ):
-            session = fresh("token", token)
-            cookie = Fernet(key).encrypt(json.dumps(asdict(session)).encode()).decode()
+            session, cookie = signed_in(app, token, "someone@ready.test")
             jar = {COOKIE: cookie}
             for page in pages:
                 answer = live.get(page, cookies=jar)

@@ -44,8 +44,8 @@ def test_cookie_flags(client: httpx.Client, web: Web) -> None:
     assert r.headers["x-frame-options"] == "DENY"
     assert "script-src 'self'" in r.headers["content-security-policy"]
     assert r.headers["cache-control"] == "no-store"
-    key = web.home / KEY_FILE
-    assert key.exists() and key.stat().st_mode & 0o077 == 0  # owner-only
+    # The session keys live in the store, shared by every node: no key file in the folder.
+    assert not (web.home / KEY_FILE).exists()
 
 
 def test_secure_flag_over_https(web: Web) -> None:
@@ -253,3 +253,188 @@ def test_web_pictures_answer_as_the_native_api_for_the_session(
             page = anonymous.get(f"/web/users/{uid}/photo?size=96")
             api = httpx.get(f"{web.base}/v1/users/{uid}/photo?size=96", timeout=10)
             assert page.status_code == api.status_code
+
+
+# --- sessions every node shares (keys and records in the store) --------------------------------
+def _put(client: httpx.Client, cookie: str) -> None:
+    """The browser's cookie jar holds exactly this session cookie (a copied one)."""
+    client.cookies.clear()
+    client.cookies.set(COOKIE, cookie, domain="photos.test", path="/")
+
+
+def _nodes(web: Web, count: int) -> list:
+    """`count` serving processes' sites on the web fixture's one SQLite file (no file copied
+    between them; each builds its own App, as a second node does)."""
+    from userphoto.api.server import PhotoServer
+
+    return [PhotoServer(web.app(), poll=False) for _ in range(count)]
+
+
+def test_a_second_node_opens_the_first_nodes_cookie(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("USERPHOTO_WEB_SESSION_RECHECK", "0")  # every request looks at the store
+    one, two = _nodes(web, 2)
+    opts = {"base_url": "http://photos.test", "follow_redirects": False}
+    with TestClient(one.site, **opts) as a, TestClient(two.site, **opts) as b:
+        csrf = csrf_of(a.get("/signin").text)
+        r = a.post("/signin", data={"csrf": csrf, "token": web.tokens["bob"]})
+        assert r.status_code == 303, r.text
+        copied = a.cookies[COOKIE]
+        _put(b, copied)
+        page = b.get("/me")
+        assert page.status_code == 200 and "bob@contoso.test" in page.text
+        # A write on node two with the CSRF token node one's session carries: not a 403.
+        signout = b.post("/signout", data={"csrf": csrf_of(page.text)})
+        assert signout.status_code == 303 and signout.headers["location"] == "/signin"
+        # The cookie copied before sign-out opens nothing any more, on either node.
+        for client in (a, b):
+            _put(client, copied)
+            r = client.get("/me")
+            assert r.status_code == 303 and r.headers["location"].startswith("/signin"), r.text
+
+
+def test_the_idle_lifetime_ends_a_session(web: Web, monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("USERPHOTO_WEB_SESSION_RECHECK", "0")
+    monkeypatch.setenv("USERPHOTO_WEB_SESSION_IDLE", "1")
+    (node,) = _nodes(web, 1)
+    with TestClient(node.site, base_url="http://photos.test", follow_redirects=False) as c:
+        csrf = csrf_of(c.get("/signin").text)
+        assert c.post("/signin", data={"csrf": csrf, "token": web.tokens["kim"]}).status_code == 303
+        assert c.get("/me").status_code == 200
+        time.sleep(1.2)
+        assert c.get("/me").status_code == 303  # unused for longer than session_idle
+
+
+def test_an_old_key_file_is_adopted_so_sessions_survive_the_upgrade(tmp_path) -> None:
+    import json
+
+    from cryptography.fernet import Fernet
+    from starlette.testclient import TestClient
+
+    from userphoto import auth
+    from userphoto.api.server import PhotoServer
+    from userphoto.app import App
+    from userphoto.config import Settings
+    from userphoto.model import User
+
+    home = tmp_path / "home"
+    home.mkdir()
+    old_key = Fernet.generate_key()
+    (home / KEY_FILE).write_bytes(old_key)
+    app = App(Settings.load(home))
+    app.store.add_user(User(id="id-eve", address="eve@contoso.test", display_name="Eve"))
+    _record, token = auth.create_token(app.store, "eve@contoso.test")
+    # A signed-in cookie as the previous release made it: no session record.
+    before = {"csrf": "c" * 43, "method": "token", "credential": token}
+    cookie = Fernet(old_key).encrypt(json.dumps(before).encode()).decode()
+    server = PhotoServer(app, poll=False)
+    with TestClient(server.site, base_url="http://photos.test", follow_redirects=False) as c:
+        _put(c, cookie)
+        page = c.get("/me")
+        assert page.status_code == 200 and "eve@contoso.test" in page.text
+        upgraded = c.cookies[COOKIE]
+        assert upgraded != cookie  # now sealed with the store's key, naming a stored session
+        assert c.post("/signout", data={"csrf": csrf_of(page.text)}).status_code == 303
+        _put(c, upgraded)
+        assert c.get("/me").status_code == 303
+    keys = app.store.session_keys()
+    assert [k for k in keys if k[1] == old_key.decode()], "the old key was adopted"
+    assert keys[0][1] != old_key.decode()  # but a new key seals
+    app.close()
+
+
+def test_an_expired_token_is_refused_with_the_reason(web: Web) -> None:
+    from datetime import timedelta
+
+    from userphoto import auth
+
+    app = web.app()
+    try:
+        _record, token = auth.create_token(
+            app.store, "pam@contoso.test", lifetime=timedelta(seconds=2)
+        )
+    finally:
+        app.close()
+    path = "/v1/whoami"
+    for _ in range(100):  # the server reloads credentials within its poll interval
+        r = httpx.get(web.base + path, headers={"Authorization": f"Bearer {token}"})
+        if r.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 200 and r.json()["kind"] == "member"
+    app = web.app()
+    try:  # the use is recorded (by a background thread of the server)
+        for _ in range(100):
+            used = {t.id: t.last_used for t in app.store.list_tokens()}[_record.id]
+            if used is not None:
+                break
+            time.sleep(0.02)
+        assert used is not None
+    finally:
+        app.close()
+    time.sleep(2.1)
+    r = httpx.get(web.base + path, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    error = r.json()["error"]
+    assert error["code"] == "token_expired" and "expired on" in error["message"]
+    assert token not in r.text
+
+
+def test_leaving_the_directory_ends_the_users_sessions(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from starlette.testclient import TestClient
+
+    from userphoto import auth
+    from userphoto.api.server import PhotoServer
+    from userphoto.app import App
+    from userphoto.config import Settings
+    from userphoto.model import User
+
+    monkeypatch.setenv("USERPHOTO_WEB_SESSION_RECHECK", "0")
+    home = tmp_path / "home"
+    home.mkdir()
+    app = App(Settings.load(home))
+    user = app.store.add_user(User(id="id-lea", address="lea@contoso.test", display_name="Lea"))
+    _record, token = auth.create_token(app.store, user.address)
+    server = PhotoServer(app, poll=False)
+    with TestClient(server.site, base_url="http://photos.test", follow_redirects=False) as c:
+        csrf = csrf_of(c.get("/signin").text)
+        assert c.post("/signin", data={"csrf": csrf, "token": token}).status_code == 303
+        assert c.get("/me").status_code == 200
+        stored = app.store.find_user(user.id)
+        assert stored is not None
+        app.store.update_user(replace(stored, directory_gone=True))  # the sync saw them go
+        r = c.get("/me")
+        assert r.status_code == 303 and r.headers["location"].startswith("/signin")
+    app.close()
+
+
+def test_session_keys_rotate_and_the_previous_key_still_opens(tmp_path) -> None:
+    from cryptography.fernet import Fernet, InvalidToken
+
+    from userphoto.store import open_store
+    from userphoto.web.session import SessionKeys
+
+    store = open_store(f"sqlite:///{tmp_path / 'userphoto.db'}")
+    keys = SessionKeys(store, 1.0, tmp_path)
+    ((_id, first, _at),) = store.session_keys()
+    time.sleep(0.8)
+    sealed = keys.seal(b"before")  # sealed near the end of the first key's turn
+    time.sleep(0.3)
+    assert keys.due
+    keys.refresh()
+    assert len(store.session_keys()) == 2  # rotated: a new key seals ...
+    assert keys.open(sealed) == b"before"  # ... and the previous one still opens
+    with pytest.raises(InvalidToken):
+        Fernet(first.encode()).decrypt(keys.seal(b"after").encode())
+    # Another node reading the same store opens what this one sealed.
+    assert SessionKeys(store, 1.0, tmp_path).open(keys.seal(b"x")) == b"x"
+    store.close()

@@ -1,7 +1,10 @@
 """Who is asking: bearer tokens for members and admins, JWTs for federation partners.
 
 - Member/admin tokens are random strings (`upt_…`); the store keeps only their SHA-256, so a
-  leaked database reveals no usable token. `userphoto token create ADDRESS [--admin]`.
+  leaked database reveals no usable token. `userphoto token create ADDRESS [--admin]
+  [--expires 90d]`: a token expires (`[server] token_days` by default) and is then refused
+  with 401 saying so. Its last use is recorded at most once a minute per process, by a
+  background thread (never a write on the request's path).
 - A partner organization is registered with `userphoto partner add DOMAIN` (a shared secret,
   HS256) or `--public-key FILE` (RS256/ES256). Its users present a JWT with `iss` = the
   partner domain, `sub` = their address (in that domain), `aud` = one of our domains and
@@ -22,10 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -47,7 +52,10 @@ from .store import Store
 if TYPE_CHECKING:
     from .oidc import OidcProvider
 
+log = logging.getLogger(__name__)
+
 TOKEN_PREFIX = "upt_"
+USE_EVERY = 60.0  # seconds between writes of one token's last use (per process)
 _CACHE_LIMIT = 20_000  # distinct credentials remembered between reloads
 _CACHE_KEY_MAX = 4096  # longer credentials are verified every time, never remembered
 
@@ -63,8 +71,11 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(store: Store, address: str, *, admin: bool = False) -> tuple[ApiToken, str]:
-    """A new token for ADDRESS; returns the record and the token (shown once, never stored)."""
+def create_token(
+    store: Store, address: str, *, admin: bool = False, lifetime: timedelta | None = None
+) -> tuple[ApiToken, str]:
+    """A new token for ADDRESS, valid for `lifetime` (None: forever); returns the record and
+    the token (shown once, never stored)."""
     address = normalize_address(address)
     if not is_address(address):
         raise InvalidArgument(f"{address!r} is not an address like name@example.org.")
@@ -74,12 +85,14 @@ def create_token(store: Store, address: str, *, admin: bool = False) -> tuple[Ap
             "admin tokens (--admin) may belong to any address."
         )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    created = datetime.now(UTC).replace(microsecond=0)
     record = ApiToken(
         id=secrets.token_hex(4),
         digest=token_digest(token),
         address=address,
         admin=admin,
-        created=datetime.now(UTC),
+        created=created,
+        expires=created + lifetime if lifetime is not None else None,
     )
     store.add_token(record)
     return record, token
@@ -136,8 +149,12 @@ class Authenticator:
         self.extra_domains = extra_domains
         self.oidc = oidc
         self._loaded = _Loaded({}, {}, [])
-        # Normalized credential -> (viewer, valid-until); dropped on every reload.
-        self._seen: dict[str, tuple[Viewer, float]] = {}
+        # Normalized credential -> (viewer, valid-until, token id or ""); dropped on reload.
+        self._seen: dict[str, tuple[Viewer, float, str]] = {}
+        # Token id -> monotonic time its use was last noted; ids waiting to be written.
+        self._noted: dict[str, float] = {}
+        self._unwritten: dict[str, datetime] = {}
+        self._writing = threading.Lock()
         self.reload()
 
     def reload(self) -> None:
@@ -164,11 +181,14 @@ class Authenticator:
         if (remembered := self._remembered(credential)) is not None:
             return remembered
         viewer, until = self._verify(credential)
+        token_id = ""
+        if credential.count(".") != 2 and (token_id := self.token_id(credential) or ""):
+            self._note_use(token_id)
         if len(credential) <= _CACHE_KEY_MAX:
             seen = self._seen
             while len(seen) >= _CACHE_LIMIT:  # the oldest entry goes; never a wipe
                 del seen[next(iter(seen))]
-            seen[credential] = (viewer, until)
+            seen[credential] = (viewer, until, token_id)
         return viewer
 
     def peek(self, header: bytes | str | None) -> Viewer | None:
@@ -183,23 +203,45 @@ class Authenticator:
             return remembered
         if credential.count(".") == 2:
             return None
-        digest = token_digest(credential)
-        record = self._loaded.tokens.get(digest)
-        if record is None or not hmac.compare_digest(record.digest, digest):
-            raise Unauthorized("The bearer token is not valid (unknown or revoked).")
+        self._record(credential)  # raises for an unknown, revoked or expired token
         return None
 
     def _remembered(self, credential: str) -> Viewer | None:
         """The viewer a credential was verified as, while that still holds."""
         hit = self._seen.get(credential)
         if hit is not None and (hit[1] == _FOREVER or hit[1] > time.time()):
+            if hit[2]:
+                self._note_use(hit[2])
             return hit[0]
         return None
+
+    def token_id(self, token: str) -> str | None:
+        """The id of a member/admin token we hold (None for anything else)."""
+        record = self._loaded.tokens.get(token_digest(token))
+        return record.id if record is not None else None
+
+    def _note_use(self, token_id: str) -> None:
+        """Remember that a token was used; written by a thread, at most once a minute."""
+        now = time.monotonic()
+        if now - self._noted.get(token_id, -USE_EVERY) < USE_EVERY:
+            return
+        self._noted[token_id] = now
+        self._unwritten[token_id] = datetime.now(UTC)
+        threading.Thread(target=self._write_uses, name="token-use", daemon=True).start()
+
+    def _write_uses(self) -> None:
+        with self._writing:
+            while self._unwritten:
+                token_id, at = self._unwritten.popitem()
+                try:
+                    self.store.touch_token(token_id, at)
+                except Exception as exc:  # bookkeeping only: never fail a request for it
+                    log.warning("could not record token %s's last use: %s", token_id, exc)
 
     def forget_user(self, user_id: str) -> None:
         """A change to one user: drop only the remembered credentials of that user."""
         seen = self._seen
-        for key in [k for k, (viewer, _until) in list(seen.items()) if viewer.user_id == user_id]:
+        for key in [k for k, (viewer, _u, _t) in list(seen.items()) if viewer.user_id == user_id]:
             seen.pop(key, None)
 
     def knows_domains(self, user: Any) -> bool:
@@ -217,17 +259,30 @@ class Authenticator:
             if self.oidc is not None and self.oidc.issued(token):
                 return self._provider(token)
             return self._partner(token)
+        record = self._record(token)
+        until = record.expires.timestamp() if record.expires is not None else _FOREVER
+        if record.admin:
+            user = self.store.find_user(record.address)
+            return Viewer(ViewerKind.ADMIN, record.address, user.id if user else None), until
+        user = self.store.find_user(record.address)
+        if user is None:
+            raise Unauthorized("The bearer token's user no longer exists.")
+        return Viewer(ViewerKind.MEMBER, record.address, user.id), until
+
+    def _record(self, token: str) -> ApiToken:
+        """The stored record of a member/admin token that is valid now, else Unauthorized."""
         digest = token_digest(token)
         record = self._loaded.tokens.get(digest)
         if record is None or not hmac.compare_digest(record.digest, digest):
             raise Unauthorized("The bearer token is not valid (unknown or revoked).")
-        if record.admin:
-            user = self.store.find_user(record.address)
-            return Viewer(ViewerKind.ADMIN, record.address, user.id if user else None), _FOREVER
-        user = self.store.find_user(record.address)
-        if user is None:
-            raise Unauthorized("The bearer token's user no longer exists.")
-        return Viewer(ViewerKind.MEMBER, record.address, user.id), _FOREVER
+        if record.expired(datetime.now(UTC)):
+            assert record.expires is not None
+            raise Unauthorized(
+                f"The bearer token {record.id} expired on {record.expires:%Y-%m-%d %H:%M} UTC; "
+                "ask for a new one (`userphoto token create`).",
+                code="token_expired",
+            )
+        return record
 
     def _provider(self, token: str) -> tuple[Viewer, float]:
         from .oidc import NotInDirectory, OidcError

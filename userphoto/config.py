@@ -141,6 +141,13 @@ KEYS = (
         "reverse proxies (CIDRs) whose X-Forwarded-For/-Proto/-Host or Forwarded headers "
         "are believed: the client address, https and the public host",
         example=["127.0.0.1/32", "::1/128"]),
+    Key("server", "public_url", STR, "",
+        "this site's address as browsers see it (required behind a reverse proxy); the OIDC "
+        "callback and sign-out return addresses are built from it",
+        example="https://photos.contoso.example"),
+    Key("server", "token_days", INT, 90,
+        "days a new API token lasts unless `token create --expires` says otherwise (0: never "
+        "expires)"),
     Key("server", "domains", STRS, [],
         "this organization's mail domains: a partner's JWT must have one of them as aud",
         example=["contoso.example"]),
@@ -153,6 +160,15 @@ KEYS = (
         secret=True),
     Key("web", "secure_cookies", BOOL, False,
         "mark session cookies Secure even over http (behind a TLS-terminating proxy)"),
+    Key("web", "session_lifetime", FLOAT, 43200.0,
+        "seconds a sign-in lasts at most (absolute lifetime); also how often session keys "
+        "rotate"),
+    Key("web", "session_idle", FLOAT, 7200.0,
+        "seconds a sign-in lasts without being used (idle lifetime; use is recorded at most "
+        "once a minute)"),
+    Key("web", "session_recheck", FLOAT, 5.0,
+        "seconds a process trusts its last look at a session; a sign-out on another node "
+        "counts here within this time"),
     Key("avatar", "default_url_allow", STRS, [],
         "URL prefixes a Libravatar d=URL default may start with (no open redirect)",
         example=["https://static.contoso.example/avatars/"]),
@@ -224,6 +240,9 @@ KEYS = (
         "where the provider sends people after sign-out; empty: this site's /signin"),
     Key("oidc", "jwks_min_refresh", FLOAT, 60.0,
         "seconds between key-set fetches on an unknown key id (key rotation)"),
+    Key("oidc", "jwks_max_age", FLOAT, 3600.0,
+        "seconds the provider's key set is kept at most (less when its Cache-Control / "
+        "Expires say so): a key it stops listing stops verifying within this time"),
     Key("oidc", "timeout", FLOAT, 5.0, "seconds for each call to the provider"),
     Key("oidc", "label", STR, "Sign in with your organization account",
         "the sign-in button's text"),
@@ -383,6 +402,25 @@ class Settings:
     @property
     def config_path(self) -> Path:
         return self.file or self.home / CONFIG_NAME
+
+    @property
+    def public_url(self) -> str:
+        """`[server] public_url` without a trailing slash ("" when unset), checked: an
+        absolute http(s) URL with no query or fragment."""
+        raw = str(self.get("server", "public_url") or "").strip()
+        if not raw:
+            return ""
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"[server] public_url must be an absolute http:// or https:// address like "
+                f"https://photos.contoso.example, not {raw!r}"
+            )
+        if parts.query or parts.fragment or "?" in raw or "#" in raw:
+            raise ConfigError(
+                f"[server] public_url may not have a query (?) or fragment (#): {raw!r}"
+            )
+        return raw.rstrip("/")
 
     @property
     def limits(self) -> Limits:

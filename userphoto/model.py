@@ -356,6 +356,11 @@ class ApiToken:
     address: str
     admin: bool
     created: datetime
+    expires: datetime | None = None  # None: never (tokens made before expiry existed)
+    last_used: datetime | None = None  # recorded at most once a minute per process
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires is not None and now >= self.expires
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,15 @@ access tokens issued for `[oidc] api_audience`).
 
 - Discovery: `<issuer>/.well-known/openid-configuration`, fetched on first use and kept; its
   `issuer` must equal the configured one exactly (OpenID Connect Discovery §4.3).
-- Keys: the provider's JWKS, kept in memory. A token signed with a key id we do not hold makes
-  us fetch the JWKS again (the provider rotated its keys), at most once per
-  `jwks_min_refresh` seconds, so a stream of forged key ids cannot make us hammer the provider.
+- Keys: the provider's JWKS, kept in memory for as long as its Cache-Control max-age (or
+  Expires) allows, never longer than `jwks_max_age` seconds nor shorter than
+  `jwks_min_refresh`; a key the provider stops listing stops verifying when the copy
+  expires. A token signed with a key id we do not hold makes us fetch the JWKS again (the
+  provider rotated its keys), and so does a signature that fails with a key id we hold (the
+  provider reused a key id for new key material) — each at most once per `jwks_min_refresh`
+  seconds, so a stream of forged tokens cannot make us hammer the provider. When the copy has
+  expired and the provider cannot be reached, tokens are refused (503), not checked with
+  keys that may have been withdrawn.
 - JOSE is PyJWT's: signature, `iss`, `aud`, `exp`/`iat` (30 s leeway), required claims. We
   add the `nonce` check (constant time) and the `azp` rule for several audiences. Only
   asymmetric algorithms are accepted (never `none` or HS*, whose key would be public here).
@@ -24,9 +30,12 @@ that every check of a token is read in one place.
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import hmac
 import json
+import logging
+import re
 import secrets
 import threading
 import time
@@ -46,6 +55,7 @@ from .store import Store
 # Asymmetric JWS algorithms only: the provider's public keys verify, nobody else can sign.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 USER_CLAIMS = ("email", "preferred_username", "upn")
+log = logging.getLogger(__name__)
 LEEWAY = 30  # seconds of clock difference tolerated on exp / iat / nbf
 
 
@@ -76,6 +86,7 @@ class OidcConfig:
     redirect_uri: str = ""  # "" = this site's /signin/oidc/callback
     post_logout_redirect_uri: str = ""  # "" = this site's /signin
     jwks_min_refresh: float = 60.0
+    jwks_max_age: float = 3600.0
     timeout: float = 5.0
     label: str = "Sign in with your organization account"
 
@@ -127,7 +138,12 @@ class OidcConfig:
             api_audience=str(settings.get("oidc", "api_audience", "")),
             redirect_uri=str(settings.get("oidc", "redirect_uri", "")),
             post_logout_redirect_uri=str(settings.get("oidc", "post_logout_redirect_uri", "")),
-            jwks_min_refresh=_seconds(section, "jwks_min_refresh", 60.0, where),
+            jwks_min_refresh=_seconds(
+                section, "jwks_min_refresh", settings.get("oidc", "jwks_min_refresh"), where
+            ),
+            jwks_max_age=_seconds(
+                section, "jwks_max_age", settings.get("oidc", "jwks_max_age"), where
+            ),
             timeout=_seconds(section, "timeout", 5.0, where),
             label=str(settings.get("oidc", "label", cls.label)),
         )
@@ -190,10 +206,14 @@ class OidcProvider:
         self._metadata: dict[str, Any] | None = None
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_fetched = 0.0  # monotonic time of the last JWKS fetch
+        self._keys_expire = 0.0  # monotonic time the copy may no longer be used
         self.jwks_fetches = 0  # how often the JWKS was fetched (the rate limit is tested)
 
     # --- provider documents ----------------------------------------------------------------
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
+        return self._get(url, what)[0]
+
+    def _get(self, url: str, what: str) -> tuple[dict[str, Any], httpx.Headers]:
         try:
             response = self._http.get(url, headers={"accept": "application/json"})
         except httpx.HTTPError as exc:
@@ -219,7 +239,7 @@ class OidcProvider:
                 code="oidc_unavailable",
                 status=503,
             )
-        return data
+        return data, response.headers
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -249,7 +269,7 @@ class OidcProvider:
         return [a for a in ALGORITHMS if a in offered] or ["RS256"]
 
     def _refresh_keys(self) -> None:
-        data = self._get_json(self.metadata["jwks_uri"], "key set (JWKS)")
+        data, headers = self._get(self.metadata["jwks_uri"], "key set (JWKS)")
         keys: dict[str, jwt.PyJWK] = {}
         try:
             for jwk in jwt.PyJWKSet.from_dict(data).keys:
@@ -259,21 +279,61 @@ class OidcProvider:
             pass  # no usable key at all: every token is refused below
         self._keys = keys
         self._keys_fetched = time.monotonic()
+        self._keys_expire = self._keys_fetched + self._keys_age(headers)
         self.jwks_fetches += 1
 
+    def _keys_age(self, headers: httpx.Headers) -> float:
+        """How long this copy of the key set may be used: the provider's caching headers,
+        within [jwks_min_refresh, jwks_max_age] (max age wins if they cross)."""
+        config = self.config
+        said: float | None = None
+        control = headers.get("cache-control", "").lower()
+        if "no-store" in control or "no-cache" in control:
+            said = 0.0
+        elif match := re.search(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", control):
+            said = float(match[1])
+        elif expires := headers.get("expires"):
+            try:
+                at = email.utils.parsedate_to_datetime(expires).timestamp()
+                date = headers.get("date")
+                now = email.utils.parsedate_to_datetime(date).timestamp() if date else time.time()
+                said = max(0.0, at - now)
+            except (TypeError, ValueError, OverflowError):
+                said = 0.0  # an invalid Expires means already expired (RFC 9111 §5.3)
+        age = config.jwks_max_age if said is None else min(said, config.jwks_max_age)
+        return max(age, min(config.jwks_min_refresh, config.jwks_max_age))
+
+    def _may_refetch(self) -> bool:
+        return (
+            not self._keys_fetched
+            or time.monotonic() - self._keys_fetched >= self.config.jwks_min_refresh
+        )
+
     def signing_key(self, kid: str) -> jwt.PyJWK:
-        """The key with this id; fetches the JWKS again on an unknown id (rate-limited)."""
+        """The key with this id; fetches the JWKS again when our copy expired, and on an
+        unknown id (rate-limited)."""
         with self._lock:
+            if not self._keys_fetched or time.monotonic() >= self._keys_expire:
+                self._refresh_keys()
             key = self._keys.get(kid)
-            if key is None:
-                stale = time.monotonic() - self._keys_fetched >= self.config.jwks_min_refresh
-                if not self._keys_fetched or stale:
-                    self._refresh_keys()
-                    key = self._keys.get(kid)
+            if key is None and self._may_refetch():
+                self._refresh_keys()
+                key = self._keys.get(kid)
             if key is None and not kid and len(self._keys) == 1:
                 key = next(iter(self._keys.values()))  # a token without kid, a one-key set
         if key is None:
             raise OidcError("The token is signed with a key the identity provider does not list.")
+        return key
+
+    def _refetched_key(self, kid: str, failed: jwt.PyJWK) -> jwt.PyJWK | None:
+        """After a signature failure: the key set again (rate-limited), and the key now
+        listed under `kid` if it is different material — a provider that reused a key id."""
+        with self._lock:
+            if self._keys.get(kid) is failed and self._may_refetch():
+                self._refresh_keys()
+            key = self._keys.get(kid)
+        if key is None or key is failed:
+            return None
         return key
 
     # --- the authorization code flow -------------------------------------------------------
@@ -341,9 +401,11 @@ class OidcProvider:
         alg = header.get("alg")
         if alg not in self.algorithms:
             raise OidcError(f"The {what} uses algorithm {str(alg)[:20]!r}, which is not accepted.")
-        key = self.signing_key(str(header.get("kid") or ""))
-        try:
-            claims = jwt.decode(
+        kid = str(header.get("kid") or "")
+        key = self.signing_key(kid)
+
+        def decode(key: jwt.PyJWK) -> dict[str, Any]:
+            return jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
@@ -352,6 +414,15 @@ class OidcProvider:
                 leeway=LEEWAY,
                 options={"require": ["iss", "aud", "exp", "iat", "sub"]},
             )
+
+        try:
+            try:
+                claims = decode(key)
+            except jwt.InvalidSignatureError:
+                newer = self._refetched_key(kid, key)
+                if newer is None:
+                    raise
+                claims = decode(newer)
         except jwt.ExpiredSignatureError:
             raise OidcError(f"The {what} has expired; sign in again.") from None
         except jwt.InvalidAudienceError:
@@ -412,6 +483,23 @@ class OidcProvider:
         address = normalize_address(value)
         admin = self.is_admin(claims)
         user = store.find_user(address) if is_address(address) else None
+        missing = self.config.admin_values and self.config.admin_claim not in claims
+        if missing:
+            log.info(
+                "the provider's token for %s has no %r claim (admin_claim): nobody can be "
+                "recognised as an admin; check [oidc] scopes",
+                address[:120],
+                self.config.admin_claim,
+            )
+        if user is None and not admin and missing:
+            raise NotInDirectory(
+                f"You signed in as {address[:120]}, who is not a user here, and the identity "
+                f"provider's token has no {self.config.admin_claim!r} claim, which says who "
+                f"is an administrator ([oidc] admin_claim). Ask your administrator to release "
+                f"that claim to this application: usually by adding its scope to [oidc] "
+                f"scopes (now {self.config.scopes!r}), e.g. 'groups'.",
+                code="admin_claim_missing",
+            )
         if user is None and not admin:
             raise NotInDirectory(
                 f"You signed in as {address[:120]}, but this photo service has no user with "

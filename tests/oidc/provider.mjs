@@ -5,6 +5,7 @@
 //   OIDC_CLIENTS    JSON list of client metadata (client_id, client_secret, redirect_uris, ...)
 //   OIDC_GROUPS     JSON object: account -> list of groups (the `groups` claim)
 //   OIDC_RESOURCE   the API's resource indicator; access tokens for it are JWTs
+//   OIDC_JWKS_MAX_AGE  if set, the key set is served with Cache-Control: max-age=N
 // The login page is the provider's own development login (any password); the account id is
 // the login typed there, and an account that looks like an address gets it as `email`.
 //
@@ -23,6 +24,7 @@ const jwks = JSON.parse(readFileSync(process.env.OIDC_JWKS, 'utf8'));
 const clients = JSON.parse(process.env.OIDC_CLIENTS);
 const groups = JSON.parse(process.env.OIDC_GROUPS || '{}');
 const resource = process.env.OIDC_RESOURCE;
+const jwksMaxAge = process.env.OIDC_JWKS_MAX_AGE;
 
 function claimsOf(id) {
   const claims = { sub: id, preferred_username: id, name: id };
@@ -108,6 +110,9 @@ provider.use(async (ctx, next) => {
     return;
   }
   await next();
+  if (jwksMaxAge && ctx.path === '/jwks') {
+    ctx.set('Cache-Control', `public, max-age=${jwksMaxAge}`);
+  }
   if (mode && ctx.path === '/token' && ctx.body && ctx.body.id_token) {
     ctx.body = { ...ctx.body, id_token: await tamper(ctx.body.id_token) };
   }

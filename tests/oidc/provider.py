@@ -3,10 +3,12 @@ installed by scripts/setup.sh with `npm ci`), run by Node.js on a loopback port.
 
 `OpenIdProvider.start()` writes a fresh RSA signing key set, starts `provider.mjs` and waits
 for its discovery document. `rotate()` restarts it on the same port with a new key (the old
-one gone), as a provider rotating its keys does. `tamper(mode)` switches the provider's
-test-only token post-processing on (see provider.mjs) for the cases a correct provider never
-produces. `private_key` is the current signing key, for tests that mint a token the way the
-provider would (an expired access token).
+one gone), as a provider rotating its keys does; `publish(keys, max_age)` restarts it with
+exactly these (kid, key) pairs (the first signs) and its key set served with
+Cache-Control max-age, to retire a key or reuse a key id for new material. `tamper(mode)`
+switches the provider's test-only token post-processing on (see provider.mjs) for the cases
+a correct provider never produces. `private_key` is the current signing key, for tests that
+mint a token the way the provider would (an expired access token).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class OpenIdProvider:
     kid: str = ""
     proc: subprocess.Popen | None = None
     generation: int = 0
+    keys: list[tuple[str, rsa.RSAPrivateKey]] = field(default_factory=list)  # first signs
+    jwks_max_age: int | None = None
 
     @property
     def issuer(self) -> str:
@@ -65,13 +69,18 @@ class OpenIdProvider:
 
     def _write_keys(self) -> Path:
         self.generation += 1
-        self.private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.kid = f"test-key-{self.generation}"
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.private_key))
-        jwk.pop("key_ops", None)  # PyJWT writes ["sign"]; the provider also verifies with it
-        jwk.update(kid=self.kid, use="sig", alg="RS256")
+        if not self.keys:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            self.keys = [(f"test-key-{self.generation}", key)]
+        self.kid, self.private_key = self.keys[0]
+        jwks = []
+        for kid, key in self.keys:
+            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key))
+            jwk.pop("key_ops", None)  # PyJWT writes ["sign"]; the provider also verifies with it
+            jwk.update(kid=kid, use="sig", alg="RS256")
+            jwks.append(jwk)
         path = self.workdir / f"jwks-{self.generation}.json"
-        path.write_text(json.dumps({"keys": [jwk]}))
+        path.write_text(json.dumps({"keys": jwks}))
         path.chmod(0o600)
         return path
 
@@ -85,6 +94,8 @@ class OpenIdProvider:
             "OIDC_GROUPS": json.dumps(self.groups),
             "NODE_ENV": "test",
         }
+        if self.jwks_max_age is not None:
+            env["OIDC_JWKS_MAX_AGE"] = str(self.jwks_max_age)
         log = (self.workdir / f"provider-{self.generation}.log").open("wb")
         self.proc = subprocess.Popen(
             [node, str(SCRIPT)],
@@ -124,6 +135,15 @@ class OpenIdProvider:
 
     def rotate(self) -> None:
         """Restart with a brand-new signing key (the old one no longer listed)."""
+        self.keys = []
+        self.stop()
+        self.start()
+
+    def publish(
+        self, keys: list[tuple[str, rsa.RSAPrivateKey]], max_age: int | None = None
+    ) -> None:
+        """Restart listing exactly `keys` (the first signs), served with this max-age."""
+        self.keys, self.jwks_max_age = list(keys), max_age
         self.stop()
         self.start()
 
@@ -131,7 +151,9 @@ class OpenIdProvider:
         r = httpx.get(f"{self.issuer}/__test/mode", params={"mode": mode}, timeout=5)
         assert r.status_code == 200 and r.json()["mode"] == mode
 
-    def sign(self, claims: dict[str, Any]) -> str:
-        """A token signed with the provider's current key, as the provider would sign it."""
-        assert self.private_key is not None
-        return jwt.encode(claims, self.private_key, "RS256", headers={"kid": self.kid})
+    def sign(self, claims: dict[str, Any], key: tuple[str, rsa.RSAPrivateKey] | None = None) -> str:
+        """A token signed with the provider's current key (or `key`: kid and private key),
+        as the provider would sign it."""
+        kid, private = key or (self.kid, self.private_key)
+        assert private is not None
+        return jwt.encode(claims, private, "RS256", headers={"kid": kid})

@@ -52,6 +52,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
         click.echo(f"created the data folder {settings.home}", err=True)
     settings.home.mkdir(parents=True, exist_ok=True)
     ctx.app.store  # noqa: B018 - create and migrate the store once, before workers start
+    settings.public_url  # noqa: B018 - a bad [server] public_url is one clear line, here
     os.environ["USERPHOTO_HOME"] = str(settings.home)
     host = host or settings.get("server", "host")
     port = settings.get("server", "port") if port is None else port

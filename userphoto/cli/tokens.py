@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -16,32 +19,95 @@ def token() -> None:
     """Bearer tokens for members and admins (only a hash is stored)."""
 
 
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def lifetime(text: str | None, default_days: int) -> timedelta | None:
+    """`--expires`: 90d, 12h, 30m, 2w or `never`; unset: `[server] token_days` (0: never)."""
+    if text is None:
+        return timedelta(days=default_days) if default_days > 0 else None
+    if text.strip().lower() == "never":
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text.lower())
+    if not match or int(match[1]) == 0:
+        raise InvalidArgument(
+            f"--expires {text!r}: give a number and a unit (30m, 12h, 90d, 2w) or never."
+        )
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
 @token.command("create")
 @click.argument("address")
 @click.option("--admin", is_flag=True, help="May change anyone's photo (and use admin APIs).")
+@click.option(
+    "--expires",
+    metavar="AGE",
+    help="How long the token lasts: 30m, 12h, 90d, 2w or never "
+    "(default: [server] token_days, 90 days).",
+)
 @pass_ctx
-def token_create(ctx: Context, address: str, admin: bool) -> None:
+def token_create(ctx: Context, address: str, admin: bool, expires: str | None) -> None:
     """Print a new token for ADDRESS. It is shown once; store it safely.
 
     \b
     Examples:
       userphoto token create ada@contoso.example
-      userphoto token create it@contoso.example --admin
+      userphoto token create it@contoso.example --admin --expires 30d
+      userphoto token create backup@contoso.example --admin --expires never
       curl -H "Authorization: Bearer $(userphoto token create ada@contoso.example)" ...
     """
-    record, secret = auth.create_token(ctx.app.store, address, admin=admin)
+    app = ctx.app
+    lasts = lifetime(expires, int(app.settings.get("server", "token_days")))
+    record, secret = auth.create_token(app.store, address, admin=admin, lifetime=lasts)
     click.echo(secret)
     kind = "admin" if admin else "member"
-    click.echo(f"token {record.id}: {kind} {record.address}", err=True)
+    until = f"expires {record.expires:%Y-%m-%d %H:%M} UTC" if record.expires else "never expires"
+    click.echo(f"token {record.id}: {kind} {record.address}, {until}", err=True)
+
+
+def _when(value: datetime | None, none: str) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value else none
 
 
 @token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per token, in a list.")
 @pass_ctx
-def token_list(ctx: Context) -> None:
-    """List tokens (ids, owners, kinds; never the tokens themselves)."""
-    for t in ctx.app.store.list_tokens():
+def token_list(ctx: Context, as_json: bool) -> None:
+    """List tokens (ids, owners, kinds, created, expiry, last use; never the tokens).
+
+    Last use is recorded at most once a minute by each serving process.
+
+    \b
+    Examples:
+      userphoto token list
+      userphoto token list --json | jq '.[] | select(.expired)'
+    """
+    tokens = ctx.app.store.list_tokens()
+    now = datetime.now(UTC)
+    if as_json:
+        rows = [
+            {
+                "id": t.id,
+                "address": t.address,
+                "kind": "admin" if t.admin else "member",
+                "created": t.created.isoformat(),
+                "expires": t.expires.isoformat() if t.expires else None,
+                "expired": t.expired(now),
+                "last_used": t.last_used.isoformat() if t.last_used else None,
+            }
+            for t in tokens
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for t in tokens:
         kind = "admin" if t.admin else "member"
-        click.echo(f"{t.id}  {kind:6}  {t.address}  {t.created:%Y-%m-%d %H:%M}")
+        expiry = _when(t.expires, "never")
+        if t.expired(now):
+            expiry += " (expired)"
+        click.echo(
+            f"{t.id}  {kind:6}  {t.address}  created {_when(t.created, '')}  "
+            f"expires {expiry}  last used {_when(t.last_used, 'never')}"
+        )
 
 
 @token.command("revoke")

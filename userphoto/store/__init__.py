@@ -13,6 +13,7 @@ from .base import (
     StatusQuery,
     Store,
     UserQuery,
+    WebSession,
     address_hashes,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "StatusQuery",
     "Store",
     "UserQuery",
+    "WebSession",
     "address_hashes",
     "open_store",
     "redact",

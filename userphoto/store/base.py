@@ -127,6 +127,20 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class WebSession:
+    """A signed-in browser session as every node sees it (times: Unix seconds). The cookie
+    names it by `id`; ending it here ends it on every node."""
+
+    id: str
+    address: str
+    user_id: str | None  # the user it names (None: an admin outside the directory)
+    token_id: str | None  # signed in with this API token (revoking it ends the session)
+    created: float
+    seen: float  # last use, written at most once a minute (the idle lifetime counts from it)
+    expires: float  # the absolute lifetime's end
+
+
+@dataclass(frozen=True)
 class Table:
     """One table as `store copy` moves it: its columns, its key (the copy order) and the
     columns whose neutral Python type differs from str/int/bytes/None."""
@@ -171,11 +185,14 @@ TABLES: tuple[Table, ...] = (
     ),
     Table(
         "api_tokens",
-        ("id", "digest", "address", "admin", "created"),
+        ("id", "digest", "address", "admin", "created", "expires", "last_used"),
         ("id",),
-        times=frozenset({"created"}),
+        times=frozenset({"created", "expires", "last_used"}),
         flags=frozenset({"admin"}),
     ),
+    # Session keys move so that sessions survive a copy; the sessions themselves do not
+    # (a copy is a new deployment: people sign in again).
+    Table("session_keys", ("id", "key", "created"), ("id",)),
     Table(
         "partners",
         ("domain", "algorithm", "key", "created"),
@@ -336,6 +353,36 @@ class Store(ABC):
     @abstractmethod
     def delete_token(self, token_id: str) -> bool:
         """Revoke a token by its id; False if there was none."""
+
+    @abstractmethod
+    def touch_token(self, token_id: str, at: datetime) -> None:
+        """Record a token's last use (no change is published: nothing served depends on it)."""
+
+    # --- web sessions and their keys (shared by every node) ---------------------------------
+    @abstractmethod
+    def session_keys(self) -> list[tuple[str, str, float]]:
+        """Every session key as (id, key, created), newest first."""
+
+    @abstractmethod
+    def add_session_key(self, key_id: str, key: str, created: float) -> None: ...
+
+    @abstractmethod
+    def drop_session_keys(self, before: float) -> int:
+        """Forget keys created before `before` (aged out: nothing they signed is valid)."""
+
+    @abstractmethod
+    def start_session(self, session: WebSession) -> None:
+        """Record a new session (and forget those past their absolute lifetime)."""
+
+    @abstractmethod
+    def get_session(self, session_id: str) -> WebSession | None:
+        """The session, None when it ended, expired or its user left the directory."""
+
+    @abstractmethod
+    def touch_session(self, session_id: str, seen: float) -> None: ...
+
+    @abstractmethod
+    def end_session(self, session_id: str) -> bool: ...
 
     @abstractmethod
     def put_partner(self, partner: Partner) -> None:

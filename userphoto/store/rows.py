@@ -233,6 +233,8 @@ def token(row: Row, codec: Codec) -> ApiToken:
         row["address"],
         bool(row["admin"]),
         codec.read_time(row["created"]),  # type: ignore[arg-type]  # NOT NULL
+        codec.read_time(row["expires"]),
+        codec.read_time(row["last_used"]),
     )
 
 

@@ -9,11 +9,19 @@
 - A member or admin bearer token typed into the form: checked by `Authenticator` exactly as
   an API request's would be, then kept in the encrypted session cookie (never in a URL, a
   page or a log). Tokens stay for the API and the CLI.
+- Every sign-in is recorded in the store (`Sessions.begin`) and sign-out deletes the record
+  (`Sessions.end`), so a copy of the cookie stops working on every node.
+- Every refusal is logged, one line with its reason (never a token or code), and the page
+  says the same reason in plain words.
+- The provider's callback and sign-out return addresses are built from `[server]
+  public_url` when set (required behind a reverse proxy, whose upstream name the request
+  would otherwise carry), else from the request's own URL.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import replace
 
 from starlette.concurrency import run_in_threadpool
@@ -23,9 +31,11 @@ from starlette.routing import BaseRoute, Route
 
 from ..errors import UserPhotoError
 from ..model import Viewer, ViewerKind
-from ..oidc import Identity, OidcProvider, Pending, id_token_of, session_credential
+from ..oidc import OidcProvider, Pending, id_token_of, session_credential
 from .context import Web, local_path, read_form
-from .session import fresh
+from .session import Session, fresh
+
+log = logging.getLogger(__name__)
 
 CALLBACK = "/signin/oidc/callback"
 
@@ -81,17 +91,20 @@ class SignInPages:
         back = form.get("next", "")
         if not token:
             return self._form(request, "Paste your token (it starts with upt_).", 400, back)
+        sessions = self.web.sessions
         try:
             # A token's first check reads the store: never on the event loop.
             viewer = await run_in_threadpool(self.web.services.auth.from_token, token)
         except UserPhotoError as exc:
+            log.warning("sign-in refused (token, %s): %s", exc.code, exc.message)
             return self._form(request, exc.message, 401, back)
         if viewer.kind not in (ViewerKind.MEMBER, ViewerKind.ADMIN):
+            log.warning("sign-in refused (token): a %s token cannot sign in", viewer.kind.value)
             return self._form(
                 request, "Only member and admin tokens can sign in to these pages.", 403, back
             )
         # A brand-new session: new CSRF token, nothing carried over from before sign-in.
-        request.state.session = fresh("token", token)
+        request.state.session = await run_in_threadpool(sessions.begin, viewer, "token", token)
         request.state.viewer = viewer
         return self._signed_in(request, viewer, form.get("next", ""))
 
@@ -103,12 +116,17 @@ class SignInPages:
         return self.web.renderer.redirect(request, target)
 
     # --- OpenID Connect ------------------------------------------------------------------------
+    def _site(self, request: Request) -> str:
+        """This site's address as browsers see it: `[server] public_url`, else the request's."""
+        return self.web.sessions.public_url or str(request.base_url).rstrip("/")
+
     def _redirect_uri(self, request: Request) -> str:
         assert self.oidc is not None
-        return self.oidc.config.redirect_uri or str(request.base_url).rstrip("/") + CALLBACK
+        return self.oidc.config.redirect_uri or self._site(request) + CALLBACK
 
-    def _refused(self, request: Request, message: str, status: int) -> Response:
-        """A sign-in that did not happen: the reason on the sign-in page, and no session."""
+    def _refused(self, request: Request, message: str, status: int, code: str = "oidc") -> Response:
+        """A sign-in that did not happen: logged, the reason on the sign-in page, no session."""
+        log.warning("sign-in refused (oidc, %s): %s", code, message)
         request.state.session = fresh()
         return self._form(request, message, status)
 
@@ -122,7 +140,7 @@ class SignInPages:
                 lambda: oidc.start(self._redirect_uri(request), next_path)
             )
         except UserPhotoError as exc:
-            return self._refused(request, exc.message, exc.status)
+            return self._refused(request, exc.message, exc.status, exc.code)
         session = self.web.sessions.current(request)
         request.state.session = replace(session, pending=pending.dumps())
         return self.web.renderer.redirect(request, url)
@@ -157,20 +175,22 @@ class SignInPages:
             return self._refused(request, "The identity provider sent no code; start again.", 400)
         redirect_uri = self._redirect_uri(request)
 
-        def finish() -> tuple[str, Identity]:
+        sessions = self.web.sessions
+
+        def finish() -> tuple[Session, Viewer]:
             tokens = oidc.exchange(code, pending.verifier, redirect_uri)
             id_token = tokens["id_token"]
             claims = oidc.verify_id_token(id_token, pending.nonce)
             identity = oidc.identify(claims, self.web.services.app.store)
-            return session_credential(identity, id_token), identity
+            viewer = identity.viewer()
+            # A brand-new session: new CSRF token, nothing carried over from before sign-in.
+            return sessions.begin(viewer, "oidc", session_credential(identity, id_token)), viewer
 
         try:
-            credential, identity = await run_in_threadpool(finish)
+            session, viewer = await run_in_threadpool(finish)
         except UserPhotoError as exc:
-            return self._refused(request, exc.message, exc.status)
-        # A brand-new session: new CSRF token, nothing carried over from before sign-in.
-        request.state.session = fresh("oidc", credential)
-        viewer = identity.viewer()
+            return self._refused(request, exc.message, exc.status, exc.code)
+        request.state.session = session
         request.state.viewer = viewer
         return self._signed_in(request, viewer, pending.next)
 
@@ -178,11 +198,12 @@ class SignInPages:
         form = await read_form(request)
         self.web.sessions.check_csrf(request, form)
         before = self.web.sessions.current(request)
+        await run_in_threadpool(self.web.sessions.end, before)  # on every node
         request.state.session = fresh()
         self.web.sessions.flash(request, "Signed out.")
         if before.method == "oidc" and self.oidc is not None:
             oidc = self.oidc
-            back = oidc.config.post_logout_redirect_uri or str(request.base_url) + "signin"
+            back = oidc.config.post_logout_redirect_uri or self._site(request) + "/signin"
             try:
                 url = await run_in_threadpool(
                     lambda: oidc.end_session_url(id_token_of(before.credential), back)

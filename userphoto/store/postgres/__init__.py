@@ -10,7 +10,8 @@ One module a job, joined here into `PostgresStore`: `schema` (tables, migrations
 are kept), `connection` (pools, the read replica, transactions, publishing changes), `users`,
 `serving` (one read per serving cache miss),
 `status` (the listing and org-wide walks), `photos`, `thumbnails` (the directory slot),
-`credentials`, `audit`, `state`, `changes` (the change feed), `leases`, `writeback` (the
+`credentials`, `sessions` (web sessions and their keys), `audit`, `state`, `changes` (the
+change feed), `leases`, `writeback` (the
 queue) and `dump` (`store copy`).
 """
 
@@ -25,6 +26,7 @@ from .leases import Leases
 from .photos import Photos
 from .schema import MIGRATIONS
 from .serving import ServingReads
+from .sessions import WebSessions
 from .state import AdapterState
 from .status import PhotoStatuses
 from .thumbnails import DirectoryThumbnails
@@ -41,6 +43,7 @@ class PostgresStore(
     Photos,
     DirectoryThumbnails,
     Credentials,
+    WebSessions,
     AuditLog,
     AdapterState,
     ChangeFeed,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ...model import ApiToken, Partner
 from .. import rows
 from ..base import ChangeKind
@@ -15,14 +17,16 @@ class Credentials(PostgresBase):
     def add_token(self, token: ApiToken) -> None:
         with self._tx() as tx:
             tx.conn.execute(
-                "INSERT INTO api_tokens VALUES (%s, %s, %s, %s, %s)",
-                (token.id, token.digest, token.address, token.admin, token.created),
+                "INSERT INTO api_tokens (id, digest, address, admin, created, expires) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (token.id, token.digest, token.address, token.admin, token.created, token.expires),
             )
             tx.changes.append((ChangeKind.CREDENTIALS, None))
 
     def list_tokens(self) -> list[ApiToken]:
         found = self._all_named(
-            "SELECT id, digest, address, admin, created FROM api_tokens ORDER BY created, id"
+            "SELECT id, digest, address, admin, created, expires, last_used FROM api_tokens "
+            "ORDER BY created, id"
         )
         return [rows.token(r, CODEC) for r in found]
 
@@ -32,6 +36,10 @@ class Credentials(PostgresBase):
             if gone:
                 tx.changes.append((ChangeKind.CREDENTIALS, None))
             return bool(gone)
+
+    def touch_token(self, token_id: str, at: datetime) -> None:
+        with self._tx() as tx:  # no change published: nothing served depends on it
+            tx.conn.execute("UPDATE api_tokens SET last_used = %s WHERE id = %s", (at, token_id))
 
     def put_partner(self, partner: Partner) -> None:
         with self._tx() as tx:

@@ -133,6 +133,30 @@ MIGRATIONS: list[str] = [
             AND url ~ '^[!-~]+$', false)
     $$;
     """,
+    # 4: what every node shares about the web pages and tokens: the session keys (newest
+    # signs), the signed-in sessions (revocable on every node) and token expiry / last use.
+    # Session times are Unix seconds (compared with the node's clock, as a cookie's are).
+    """
+    CREATE TABLE session_keys (
+        id TEXT PRIMARY KEY,
+        key TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        user_id TEXT,
+        token_id TEXT REFERENCES api_tokens(id) ON DELETE CASCADE,
+        created DOUBLE PRECISION NOT NULL,
+        seen DOUBLE PRECISION NOT NULL,
+        expires DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    CREATE INDEX web_sessions_token ON web_sessions(token_id);
+    CREATE INDEX web_sessions_expires ON web_sessions(expires);
+    ALTER TABLE api_tokens ADD COLUMN expires TIMESTAMPTZ;
+    ALTER TABLE api_tokens ADD COLUMN last_used TIMESTAMPTZ;
+    """,
 ]
 
 

@@ -3,7 +3,8 @@
 One module a job, joined here into `SQLiteStore`: `schema` (tables, migrations, how values are
 written), `connection` (connections, transactions, errors), `users`, `serving` (one read per
 serving cache miss), `status` (the listing and org-wide walks), `photos`, `thumbnails` (the
-directory slot), `credentials`, `audit`, `state`, `changes` (the change feed), `leases`,
+directory slot), `credentials`, `sessions` (web sessions and their keys), `audit`, `state`,
+`changes` (the change feed), `leases`,
 `writeback` (the queue) and `dump` (`store copy`).
 """
 
@@ -18,6 +19,7 @@ from .leases import Leases
 from .photos import Photos
 from .schema import MIGRATIONS
 from .serving import ServingReads
+from .sessions import WebSessions
 from .state import AdapterState
 from .status import PhotoStatuses
 from .thumbnails import DirectoryThumbnails
@@ -34,6 +36,7 @@ class SQLiteStore(
     Photos,
     DirectoryThumbnails,
     Credentials,
+    WebSessions,
     AuditLog,
     AdapterState,
     ChangeFeed,

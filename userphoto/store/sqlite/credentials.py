@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ...model import ApiToken, Partner
 from .. import rows as shared
 from ..base import ChangeKind
@@ -16,14 +18,23 @@ class Credentials(SQLiteBase):
     def add_token(self, token: ApiToken) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?)",
-                (token.id, token.digest, token.address, int(token.admin), _ts(token.created)),
+                "INSERT INTO api_tokens (id, digest, address, admin, created, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    token.id,
+                    token.digest,
+                    token.address,
+                    int(token.admin),
+                    _ts(token.created),
+                    _ts(token.expires),
+                ),
             )
             self._changed(db, ChangeKind.CREDENTIALS, [None])
 
     def list_tokens(self) -> list[ApiToken]:
         rows = self._db.execute(
-            "SELECT id, digest, address, admin, created FROM api_tokens ORDER BY created, id"
+            "SELECT id, digest, address, admin, created, expires, last_used FROM api_tokens "
+            "ORDER BY created, id"
         ).fetchall()
         return [shared.token(r, CODEC) for r in rows]
 
@@ -33,6 +44,10 @@ class Credentials(SQLiteBase):
             if gone:
                 self._changed(db, ChangeKind.CREDENTIALS, [None])
             return bool(gone)
+
+    def touch_token(self, token_id: str, at: datetime) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE api_tokens SET last_used = ? WHERE id = ?", (_ts(at), token_id))
 
     def put_partner(self, partner: Partner) -> None:
         with self._tx() as db:

@@ -139,6 +139,30 @@ MIGRATIONS: list[str] = [
     ALTER TABLE photos ADD COLUMN crop_confidence REAL NOT NULL DEFAULT 1.0;
     ALTER TABLE photos ADD COLUMN crop_note TEXT NOT NULL DEFAULT '';
     """,
+    # 6: what every node shares about the web pages and tokens: the session keys (newest
+    # signs), the signed-in sessions (revocable on every node) and token expiry / last use.
+    # Times are Unix seconds, as the leases'. A removed token takes its sessions along.
+    """
+    CREATE TABLE session_keys (
+        id TEXT PRIMARY KEY,
+        key TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        user_id TEXT,
+        token_id TEXT REFERENCES api_tokens(id) ON DELETE CASCADE,
+        created REAL NOT NULL,
+        seen REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    CREATE INDEX web_sessions_token ON web_sessions(token_id);
+    CREATE INDEX web_sessions_expires ON web_sessions(expires);
+    ALTER TABLE api_tokens ADD COLUMN expires TEXT;
+    ALTER TABLE api_tokens ADD COLUMN last_used TEXT;
+    """,
 ]
 
 

@@ -1,0 +1,68 @@
+"""The embedded store's web sessions and session keys (shared by every process on the file)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from ..base import WebSession
+from .connection import SQLiteBase
+
+_COLUMNS = "id, address, user_id, token_id, created, seen, expires"
+
+
+class WebSessions(SQLiteBase):
+    """Signed-in sessions (revocable everywhere) and the keys their cookies are sealed with."""
+
+    def session_keys(self) -> list[tuple[str, str, float]]:
+        rows = self._db.execute(
+            "SELECT id, key, created FROM session_keys ORDER BY created DESC, id"
+        ).fetchall()
+        return [(r[0], r[1], float(r[2])) for r in rows]
+
+    def add_session_key(self, key_id: str, key: str, created: float) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO session_keys VALUES (?, ?, ?)", (key_id, key, created))
+
+    def drop_session_keys(self, before: float) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM session_keys WHERE created < ?", (before,)).rowcount
+
+    def start_session(self, session: WebSession) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM web_sessions WHERE expires <= ?", (session.created,))
+            db.execute(
+                f"INSERT INTO web_sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.id,
+                    session.address,
+                    session.user_id,
+                    session.token_id,
+                    session.created,
+                    session.seen,
+                    session.expires,
+                ),
+            )
+
+    def get_session(self, session_id: str) -> WebSession | None:
+        # A user who left the directory is signed out everywhere, as if removed.
+        row = self._db.execute(
+            "SELECT s.id, s.address, s.user_id, s.token_id, s.created, s.seen, s.expires "
+            "FROM web_sessions s LEFT JOIN users u ON u.id = s.user_id "
+            "WHERE s.id = ? AND s.expires > ? "
+            "AND (s.user_id IS NULL OR (u.id IS NOT NULL AND u.directory_gone = 0))",
+            (session_id, time.time()),
+        ).fetchone()
+        return _session(row) if row else None
+
+    def touch_session(self, session_id: str, seen: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE web_sessions SET seen = ? WHERE id = ?", (seen, session_id))
+
+    def end_session(self, session_id: str) -> bool:
+        with self._tx() as db:
+            return bool(db.execute("DELETE FROM web_sessions WHERE id = ?", (session_id,)).rowcount)
+
+
+def _session(row: sqlite3.Row) -> WebSession:
+    return WebSession(row[0], row[1], row[2], row[3], float(row[4]), float(row[5]), float(row[6]))
