@@ -87,6 +87,9 @@ def test_values_nothing_foresaw_are_reported_never_a_crash(run_cli: RunCli, home
          "has port '99999' in 'postgresql://u@db:99999/x'; a port is 1 to 65535"),
         ('[store]\nurl = "postgresql://u@[::1/x"\n', None),  # odd, but libpq's to judge
         ('[store]\nurl = "sqlite:///"\n', "store.url in {file} needs a file path"),
+        ('[directory]\nuri = "ldap://dc"\nbase_dn = "dc=x"\n'
+         "account_state = { attribute = 1979-05-27T07:32:00Z }\n",
+         "directory.account_state must be a table with `attribute`"),
         ("[limits]\njob_cpu_seconds = -1\n", "job_cpu_seconds in {file} must be more than 0"),
     ]  # fmt: skip
     for toml, message in cases:
@@ -164,7 +167,7 @@ def test_files_must_exist_and_secret_ones_be_private(run_cli: RunCli, home: Path
         '[directory]\nuri = "ldap://dc"\nbase_dn = "dc=x"\nbind_password_file = "bind-password"\n',
     )
     proc = run_cli("config", "check", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 1 and proc.stderr.decode().count("error:") == 1, output(proc)
     assert f"directory.bind_password_file names {secret}, which is not a file" in output(proc)
     secret.write_text(SECRET)
     secret.chmod(0o644)
@@ -240,6 +243,12 @@ def test_store_failures_are_one_line_with_the_cause_and_the_fix(
         assert proc.returncode == 1, output(proc)
         assert "store: FAILED: The PostgreSQL database at" in proc.stdout.decode()
         assert fix in proc.stdout.decode()
+    # `serve` at start: the same line, before it listens.
+    proc = run_cli(
+        "serve", "--port", str(free_port()), check=False, env={"USERPHOTO_STORE_URL": url}
+    )
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and f"createdb -O postgres {name}" in lines[0]
     # `store copy --to` a missing database: the same line.
     proc = run_cli("store", "copy", "--to", url, check=False)
     assert proc.returncode == 1 and f"createdb -O postgres {name}" in proc.stderr.decode()

@@ -678,7 +678,9 @@ def toml_value(value: Any) -> str:
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(value)
+    if hasattr(value, "isoformat"):  # TOML dates and times, as written
+        return str(value.isoformat())
+    return toml_value(str(value))
 
 
 def default_toml() -> str:

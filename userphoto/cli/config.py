@@ -107,7 +107,9 @@ def _parsed(settings: conf.Settings, errors: list[str]) -> tuple[Any, Any]:
         try:
             parsed.append(parse(settings))
         except UserPhotoError as exc:
-            errors.append(str(exc))
+            # A file already reported missing (its key leads that line) is not said twice.
+            if not any(e.split(" ", 1)[0] in str(exc) for e in errors):
+                errors.append(str(exc))
             parsed.append(None)
         except Exception as exc:  # a value nothing foresaw: reported, never a traceback
             errors.append(f"[{name}] has a value that cannot be used ({type(exc).__name__})")
