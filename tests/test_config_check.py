@@ -191,6 +191,12 @@ def test_files_must_exist_and_secret_ones_be_private(run_cli: RunCli, home: Path
     ) in proc.stderr.decode()
     write_config(home, "[server]\nport = 8081\n", mode=0o644)
     assert "warning" not in output(run_cli("config", "check"))
+    # A store made readable by others (before `init` made it private): a warning too.
+    (home / "userphoto.db").chmod(0o644)
+    assert (
+        f"warning: the store (token hashes, partners' signing secrets): {home / 'userphoto.db'} "
+        "is readable by others (mode 0644)"
+    ) in run_cli("config", "check").stderr.decode()
     # A missing TLS key file: `serve` refuses it with the words of `config check`.
     (home / "cert.pem").write_text("not read")
     write_config(home, '[server]\ntls_cert = "cert.pem"\ntls_key = "missing.key"\n')

@@ -118,6 +118,15 @@ def postgres_url(value: str) -> str | None:
     return None
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a sqlite:/// URL (sqlite:///./x: relative), or None for another store."""
+    if not url.startswith(SQLITE_PREFIX):
+        return None
+    rest = url.removeprefix("sqlite://")
+    path = Path(rest[1:] if rest.startswith("/./") else rest).expanduser()
+    return Path(os.path.realpath(path))  # the default's "////home/..." as "/home/..."
+
+
 PORT = between(0, 65535)
 SECONDS = positive
 
@@ -526,6 +535,9 @@ class Settings:
             elif key.path == SECRET_FILE:
                 yield from _exposed(path, name)
         yield from self._config_file_problems()
+        store = sqlite_file(self.store_url)
+        if store is not None and store.is_file():  # made before `init` made it 0600
+            yield from _exposed(store, "the store (token hashes, partners' signing secrets)")
 
     def _in_use(self, section: str) -> bool:
         switch = {"directory": "uri", "oidc": "issuer"}.get(section)

@@ -145,13 +145,12 @@ def _connected(settings: conf.Settings, directory: Any, oidc: Any) -> bool:
 
 
 def _discover(config: Any) -> str:
+    import httpx
+
     from ..oidc import OidcProvider
 
-    provider = OidcProvider(config)
-    try:
-        _ = provider.metadata
-    finally:
-        provider._http.close()
+    with httpx.Client(timeout=config.timeout, follow_redirects=False) as http:
+        _ = OidcProvider(config, http).metadata
     return f"discovery document of {config.issuer}"
 
 

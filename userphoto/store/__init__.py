@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import POSTGRES_PREFIXES, SQLITE_PREFIX, postgres_url, store_url
+from ..config import POSTGRES_PREFIXES, SQLITE_PREFIX, postgres_url, sqlite_file, store_url
 from ..errors import UserPhotoError
 from ..redaction import redact
 from .base import (
@@ -70,7 +70,7 @@ def reach(url: str, *, read: bool = False) -> str:
         import sqlite3
         from pathlib import Path
 
-        path = Path(os.path.realpath(Path(url.removeprefix("sqlite://")).expanduser()))
+        path = sqlite_file(url) or Path()
         if not path.exists():
             if not os.access(path.parent, os.W_OK):
                 raise UserPhotoError(f"{path} does not exist and {path.parent} is not writable.")
