@@ -140,7 +140,7 @@ class Key:
     help: str
     example: Any = None
     secret: bool = False  # never printed: masked by `config check`
-    # What else a value must be, beyond its kind (a range, a URL scheme): `rules` below.
+    # What else a value must be, beyond its kind (a range, a URL scheme): the rules above.
     rule: Rule | None = None
     # Keys of the same section this one needs when set ("a|b": either will do).
     needs: tuple[str, ...] = ()
@@ -647,8 +647,8 @@ NOT_SET, EMPTY = "(not set)", "(empty)"
 def mask(key: Key, value: Any) -> Any:
     """A secret's value as it may be shown: never the secret itself, but whether it is set
     ("(not set)", "(empty)"); of a store URL, everything but its passwords."""
-    if not key.secret:
-        return value
+    if not key.secret:  # not a secret, but a URL may still carry a password
+        return redact(value) if isinstance(value, str) and "://" in value else value
     if value is None:
         return NOT_SET
     if value == "":
