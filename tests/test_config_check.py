@@ -120,6 +120,11 @@ def test_secrets_are_never_printed(run_cli: RunCli, home: Path) -> None:
     proc = run_cli("config", "check")
     assert SECRET not in output(proc)
     assert 'url = "postgresql://u:********@a.example:5432,b.example/x"' in output(proc)
+    # Any setting's URL, secret or not, is shown without its password.
+    write_config(home, f'[avatar]\ndefault_url_allow = ["https://u:{SECRET}@cdn.example/a/"]\n')
+    proc = run_cli("config", "check")
+    assert SECRET not in output(proc)
+    assert 'default_url_allow = ["https://u:********@cdn.example/a/"]   # file' in output(proc)
     # A keyword DSN: refused (not a URL) without echoing its password, by every command.
     write_config(home, f'[store]\nurl = "host=db.example user=u password={SECRET}"\n')
     for args in (("user", "list"), ("config", "check")):

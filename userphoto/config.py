@@ -648,7 +648,9 @@ def mask(key: Key, value: Any) -> Any:
     """A secret's value as it may be shown: never the secret itself, but whether it is set
     ("(not set)", "(empty)"); of a store URL, everything but its passwords."""
     if not key.secret:  # not a secret, but a URL may still carry a password
-        return redact(value) if isinstance(value, str) and "://" in value else value
+        if isinstance(value, list):
+            return [_url_shown(v) for v in value]
+        return _url_shown(value)
     if value is None:
         return NOT_SET
     if value == "":
@@ -656,6 +658,10 @@ def mask(key: Key, value: Any) -> Any:
     if key.rule in (store_url, postgres_url) and isinstance(value, str):
         return redact(value)
     return "********"
+
+
+def _url_shown(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) and "://" in value else value
 
 
 def _user() -> str:
