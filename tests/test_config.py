@@ -66,6 +66,17 @@ def test_every_key_the_code_reads_is_declared_and_documented() -> None:
         assert f"`{key.name}`" in docs and key.env in docs
 
 
+def test_every_rule_of_the_declaration_names_declared_keys_and_passes_the_defaults() -> None:
+    """`needs` names keys of the same section; every default (and example) obeys its rule."""
+    for key in config.KEYS:
+        for need in key.needs:
+            for name in need.split("|"):
+                assert name in config.BY_SECTION[key.section], (key.name, name)
+        for value in (key.default, key.example):
+            if key.rule is not None and value not in (None, ""):
+                assert key.rule(value) is None, (key.name, value)
+
+
 def test_directory_defaults_match_the_declaration() -> None:
     """DirectoryConfig is the parsed form; its defaults must be the declared ones."""
     fields = {

@@ -30,7 +30,7 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.settings.make_home()
         return open_store(self.settings.store_url, self.settings.store_read_url)
 
     @cached_property

@@ -50,7 +50,8 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
     settings = ctx.app.settings
     if not settings.home.is_dir():
         click.echo(f"created the data folder {settings.home}", err=True)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.make_home()
+    settings.require_files()  # a missing TLS key or secret file: the error `config check` shows
     ctx.app.store  # noqa: B018 - create and migrate the store once, before workers start
     settings.public_url  # noqa: B018 - a bad [server] public_url is one clear line, here
     os.environ["USERPHOTO_HOME"] = str(settings.home)

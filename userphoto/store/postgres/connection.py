@@ -3,6 +3,8 @@ their changes, migrations."""
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 import weakref
@@ -19,6 +21,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ...errors import Conflict, StoreUnavailable
 from ...model import AuditEntry
+from ...redaction import redact
 from ..base import ChangeKind, Store
 from .schema import MIGRATIONS
 
@@ -35,14 +38,102 @@ KEEP_CHANGES = 100_000
 KEEP_CHANGES_FOR = "24 hours"
 
 
+# psycopg_pool logs each failed reconnect (several lines, libpq's own) through Python's
+# last-resort handler when nothing is configured; the store reports failures itself, in one
+# line with the cause and the fix (`connect_failure`).
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+
+
+def _info(url: str) -> dict[str, Any]:
+    try:
+        return conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return {}
+
+
 def describe(url: str) -> str:
     """host:port/dbname of a connection URL: for messages (never the password)."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
+    info = _info(url)
+    if not info:
         return "the configured PostgreSQL database"
     host = info.get("host") or "localhost"
     return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
+
+
+# libpq's connection errors carry no SQLSTATE: they are recognized by their text. Each names
+# the fix; `{user}` and `{db}` are the URL's role and database.
+_CAUSES = (
+    (r'database "(?P<db>[^"]+)" does not exist',
+     'database "{db}" does not exist; create it: createdb -O {user} {db}'),
+    (r'role "(?P<user>[^"]+)" does not exist',
+     'role "{user}" does not exist; create it: createuser {user}'),
+    (r'password authentication failed for user "(?P<user>[^"]+)"',
+     'wrong password for role "{user}"; correct it in [store] url or ~/.pgpass'),
+    (r"no password supplied",
+     'role "{user}" needs a password; put it in ~/.pgpass (or the [store] url)'),
+    (r"no pg_hba\.conf entry",
+     "the server refuses this client (pg_hba.conf); allow this host and role there"),
+    (r'permission denied for database "(?P<db>[^"]+)"',
+     'role "{user}" may not connect to database "{db}"; GRANT CONNECT ON DATABASE {db} TO {user}'),
+    (r"Connection refused",
+     "not reachable (connection refused); start PostgreSQL there, or correct the host and "
+     "port in [store] url"),
+    (r"failed to resolve host '(?P<host>[^']*)'",
+     "not reachable: host {host} is unknown; correct the host in [store] url"),
+    (r"timeout expired|timed out",
+     "not reachable (no answer in time); check the host, the port and any firewall between"),
+    (r"too many clients|remaining connection slots",
+     "the server has no connection slots left; raise max_connections or close others"),
+    (r"the database system is (starting up|shutting down|in recovery mode)",
+     "the server is starting or stopping; retry in a moment"),
+)  # fmt: skip
+
+
+def connect_failure(url: str, exc: BaseException) -> str:
+    """Why connecting to `url` failed and what to do, in one line without any password."""
+    where = describe(url)
+    if isinstance(exc, PoolTimeout):
+        return (
+            f"The PostgreSQL database at {where} gave no connection in time (every pooled "
+            "connection busy, or the server stopped answering); check that it is running, "
+            "then retry."
+        )
+    text = str(exc)
+    info = _info(url)
+    fields = {
+        "user": info.get("user") or _os_user(),
+        "db": info.get("dbname") or info.get("user") or _os_user(),
+        "host": info.get("host") or "localhost",
+    }
+    for pattern, advice in _CAUSES:
+        found = re.search(pattern, text)
+        if found:
+            fields.update({k: v for k, v in found.groupdict().items() if v})
+            return f"The PostgreSQL database at {where}: {advice.format(**fields)}."
+    # Something else: libpq's first line, without its "connection failed: ..." preamble.
+    line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    line = line.rpartition("failed: ")[2] or line
+    return (
+        f"The PostgreSQL database at {where}: not reachable ({redact(line)}); check that it "
+        "is running, then retry."
+    )
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "userphoto"
+
+
+def probe(url: str, timeout: float = 2.0) -> None:
+    """Connect once and leave: StoreUnavailable with the cause and the fix if that fails."""
+    try:
+        psycopg.Connection.connect(url, connect_timeout=max(1, int(timeout))).close()
+    except psycopg.Error as exc:
+        raise StoreUnavailable(connect_failure(url, exc)) from None
 
 
 @dataclass
@@ -76,6 +167,9 @@ class PostgresBase(Store):
         self.url = url
         self.where = describe(url)
         self._timeout = timeout
+        # One plain connection first: a missing database or role is one clear line now,
+        # not a pool retrying in the background and a timeout later.
+        probe(url, timeout)
         self._local = threading.local()
         self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
             weakref.WeakKeyDictionary()
@@ -135,10 +229,7 @@ class PostgresBase(Store):
             ConnectionPool.check_connection(conn)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        return StoreUnavailable(
-            f"The PostgreSQL database at {self.where} is not reachable ({type(exc).__name__}); "
-            "check that it is running, then retry."
-        )
+        return StoreUnavailable(connect_failure(self.url, exc))
 
     # The read replica: reads go there once it has replayed every change this store knows of.
     def _saw(self, seq: int) -> None:

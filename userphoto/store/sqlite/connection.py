@@ -21,6 +21,19 @@ def _writable(path: str) -> bool:
     return os.access(path, os.W_OK) and os.access(Path(path).absolute().parent, os.W_OK)
 
 
+def _create_private(path: str) -> None:
+    """A new store file readable by this user only: it holds token hashes and partners'
+    signing secrets. SQLite gives its -wal and -shm files the database file's mode."""
+    if path == ":memory:" or path.startswith("file:") or Path(path).exists():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass  # another process made it meanwhile
+    except OSError:
+        pass  # a missing or read-only folder: connecting says so, as its own error
+
+
 # How long a write waits for another process's write transaction before it is refused
 # (503 + Retry-After on the API): long enough for any ordinary write, short enough that a
 # held lock answers instead of piling up requests.
@@ -39,6 +52,7 @@ class SQLiteBase(Store):
         self.path = str(path)
         self._local = threading.local()
         self.read_only = False  # set when the file or its folder cannot be written
+        _create_private(self.path)
         self._migrate()
 
     # --- plumbing ----------------------------------------------------------------------
