@@ -7,18 +7,32 @@ of tens of megapixels), never stored. Pool tests run real worker processes.
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from tests.support.images import encode, png_header_bomb, png_rgba, scan_bomb
-from tests.support.jobs import allocate, crash, cv2_ready, nap, pid, refuse, spin, timed_nap
+from tests.support.jobs import (
+    allocate,
+    crash,
+    cv2_ready,
+    die_quietly,
+    nap,
+    pid,
+    refuse,
+    spin,
+    timed_nap,
+)
 from userphoto import imaging
-from userphoto.errors import WorkersBusy
+from userphoto.errors import WorkersBusy, WorkersUnavailable
 from userphoto.imaging import ImageError, ImageErrorKind, Limits
 from userphoto.workers import WorkerPool
 
@@ -184,3 +198,77 @@ def test_a_full_queue_is_refused_at_once() -> None:
 def test_workers_start_with_opencv_loaded(pool: WorkerPool) -> None:
     # The first job in a fresh worker finds cv2 (and its data files) imported already.
     assert pool.run(cv2_ready) is True
+
+
+# --- limits inherited from outside (systemd LimitAS=, ulimit -v, prlimit) --------------------
+UNDER_LIMIT = """
+import json, sys
+from tests.support.jobs import allocate
+from userphoto import imaging
+from userphoto.demo import portrait
+from userphoto.errors import UserPhotoError
+from userphoto.workers import WorkerPool
+
+if __name__ == "__main__":
+    pool = WorkerPool(1, memory=256 * 2**20)
+    out = {}
+    try:
+        pool.start()
+        out["problems"] = pool.problems
+        out["rendered"] = pool.run(imaging.render, portrait(2, 900, 900)).source.width
+        try:
+            pool.run(allocate, 400 * 2**20)
+        except UserPhotoError as exc:
+            out["refused"] = [exc.code, exc.status, exc.message]
+        out["after"] = pool.run(allocate, 16 * 2**20)
+    finally:
+        pool.close()
+    print(json.dumps(out))
+"""
+
+
+def run_under_prlimit(tmp_path: Path, limit: int) -> dict:
+    script = tmp_path / "under_limit.py"
+    script.write_text(UNDER_LIMIT)
+    root = Path(__file__).parent.parent
+    done = subprocess.run(
+        ["prlimit", f"--as={limit}", sys.executable, str(script)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_workers_lower_their_limits_under_an_inherited_hard_limit(tmp_path: Path) -> None:
+    out = run_under_prlimit(tmp_path, 4 * 1024 * MB)
+    assert out["problems"] == []
+    assert out["rendered"] == 900
+    # Over its own budget, under the inherited limit: the job's refusal, as without one.
+    assert out["refused"][:2] == ["image_too_costly", 422]
+    assert out["after"] == 16 * MB
+
+
+def test_a_limit_too_tight_for_the_budget_is_reported_and_never_blamed_on_the_file(
+    tmp_path: Path,
+) -> None:
+    # A worker's address space (Pillow, OpenCV, the face models) is ~400 MB: 600 MB of hard
+    # limit leaves a job less than its 256 MB budget.
+    out = run_under_prlimit(tmp_path, 600 * MB)
+    assert len(out["problems"]) == 1 and "RLIMIT_AS" in out["problems"][0]
+    assert "of its 256 MB budget" in out["problems"][0]
+    assert out["rendered"] == 900  # a normal photo fits in what is left
+    code, status, message = out["refused"]
+    assert (code, status) == ("image_workers_failed", 503)
+    assert "not a problem with the photo" in message
+    assert out["after"] == 16 * MB
+
+
+def test_a_worker_killed_from_outside_is_not_blamed_on_the_file(pool: WorkerPool) -> None:
+    with pytest.raises(WorkersUnavailable) as refused:
+        pool.run(die_quietly)
+    assert refused.value.status == 503 and "not a problem with the photo" in refused.value.message
+    assert pool.run(pid) > 0

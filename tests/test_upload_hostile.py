@@ -25,10 +25,12 @@ JPEG = {"Content-Type": "image/jpeg"}
 
 
 @contextmanager
-def server(home: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Served, int]]:
+def server(
+    home: Path, env: dict[str, str] | None = None, wrap: list[str] | None = None
+) -> Iterator[tuple[Served, int]]:
     """A seeded server of its own; yields it and its process id."""
     tokens, secret, rsa_key, ec_key, ids = seed(home)
-    proc, base = start_server(home, env)
+    proc, base = start_server(home, env, wrap=wrap)
     served = Served(base, home, tokens, secret, rsa_key, ec_key, ids)
     served.client.timeout = httpx.Timeout(120)
     try:
@@ -178,3 +180,18 @@ def test_a_scan_bomb_is_refused_from_its_first_bytes(tmp_path: Path) -> None:
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 422"), answer[:200]
     assert b"image_too_costly" in answer and b"baseline JPEG" in answer
+
+
+def test_under_a_hard_memory_limit_a_normal_photo_is_stored(tmp_path: Path) -> None:
+    """`prlimit --as=4G` (what systemd LimitAS= or `ulimit -v` set): the workers lower their
+    own limits under the inherited hard one instead of failing to raise it."""
+    with server(tmp_path / "home", wrap=["prlimit", f"--as={4 * 1024 * MB}"]) as (served, pid):
+        with open(f"/proc/{pid}/limits") as f:
+            assert any(line.startswith("Max address space") and "4294967296" in line for line in f)
+        r = put(served, "ada", portrait(3, 900, 900))
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while (ready := served.client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.2)
+        assert "degraded" not in ready.json()  # 4 GB leaves every job its whole budget

@@ -84,6 +84,21 @@ class WorkersBusy(UserPhotoError):
     retry_after = 2
 
 
+NOT_THE_FILE = (
+    "This is not a problem with the photo: try again later, and tell the administrator if it "
+    "keeps happening."
+)
+
+
+class WorkersUnavailable(UserPhotoError):
+    """The image workers failed for a reason of the server's (a limit they cannot set, a
+    worker that will not start or was killed): never answered as the user's bad file."""
+
+    code = "image_workers_failed"
+    status = 503
+    retry_after = 30
+
+
 class StoreError(UserPhotoError):
     """The store cannot do what was asked for a reason outside the request (disk, lock)."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import warnings
 from collections.abc import Callable
 from typing import Protocol, cast
@@ -198,25 +199,31 @@ def too_many_scans(data: bytes) -> ImageError | None:
     )
 
 
+# A marker is FF then a byte that is neither 00 (a stuffed data byte) nor FF (fill): the last
+# FF of a run counts, as in libjpeg's next_marker(), which skips any other bytes on the way.
+_MARKER = re.compile(rb"\xff[^\x00\xff]")
+# Entropy-coded data ends at a marker that is not a restart (RSTn is read inside the scan).
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def jpeg_scans(data: bytes, stop: int = MAX_JPEG_SCANS + 1) -> int:
     """How many scans (SOS segments) a JPEG holds, counting no further than `stop`.
 
-    Walks the marker segments and skips each scan's entropy-coded data to the next real
-    marker, so it costs one pass over the bytes and no decoding.
+    Follows the marker structure the way libjpeg reads it: bytes that are not a marker
+    where one should be (junk, FF 00, fill bytes) are skipped to the next marker, not taken
+    as the end, so padding cannot hide scans the decoder would still run. Each scan's
+    entropy-coded data is skipped to the next marker that is not a restart. One C-speed
+    search per segment and no decoding.
     """
     n = len(data)
     i = 2  # after SOI
     scans = 0
-    while i + 1 < n:
-        if data[i] != 0xFF:
-            break  # not a marker where one must be: let the decoder report the damage
+    while (found := _MARKER.search(data, i)) is not None:
+        i = found.start()
         marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
         if marker == 0xD9:  # EOI
             break
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+        if 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):  # no length
             i += 2
             continue
         if i + 3 >= n:
@@ -228,18 +235,10 @@ def jpeg_scans(data: bytes, stop: int = MAX_JPEG_SCANS + 1) -> int:
         scans += 1
         if scans >= stop:
             break
-        # Entropy-coded data: 0xFF00 is a stuffed byte, 0xFFD0..D7 a restart, 0xFFFF fill.
-        j = end
-        while True:
-            j = data.find(b"\xff", j)
-            if j < 0 or j + 1 >= n:
-                return scans
-            following = data[j + 1]
-            if following == 0 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-                j += 1
-                continue
+        found = _SCAN_END.search(data, end)
+        if found is None:
             break
-        i = j
+        i = found.start()
     return scans
 
 
