@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.support.images import encode, png_header_bomb, png_rgba, scan_bomb
+from tests.support.images import encode, png_header_bomb, png_rgba, scan_bomb, scan_segments
 from tests.support.jobs import (
     allocate,
     crash,
@@ -32,6 +32,7 @@ from tests.support.jobs import (
     timed_nap,
 )
 from userphoto import imaging
+from userphoto.demo import portrait
 from userphoto.errors import WorkersBusy, WorkersUnavailable
 from userphoto.imaging import ImageError, ImageErrorKind, Limits
 from userphoto.workers import WorkerPool
@@ -272,3 +273,81 @@ def test_a_worker_killed_from_outside_is_not_blamed_on_the_file(pool: WorkerPool
         pool.run(die_quietly)
     assert refused.value.status == 503 and "not a problem with the photo" in refused.value.message
     assert pool.run(pid) > 0
+
+
+# --- scan bombs with padding: counted the way libjpeg reads them ------------------------------
+def marker_starts(data: bytes) -> list[int]:
+    """Where each marker after SOI begins (header segments, scans, EOI), walking the file."""
+    starts, i = [], 2
+    while i < len(data):
+        i = data.index(b"\xff", i)
+        marker = data[i + 1]
+        starts.append(i)
+        if marker == 0xD9:
+            return starts
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # skip entropy-coded data (stuffed FF 00, restarts FF D0..D7)
+            while data[(i := data.index(b"\xff", i)) + 1] == 0 or 0xD0 <= data[i + 1] <= 0xD7:
+                i += 2
+    return starts
+
+
+def padded(data: bytes, junk: bytes) -> bytes:
+    """`junk` before every marker but the first (the sniffed FF D8 FF must stay)."""
+    out, last = [], 0
+    for start in marker_starts(data)[1:]:
+        out += [data[last:start], junk]
+        last = start
+    return b"".join([*out, data[last:]])
+
+
+def restart_bomb(repeats: int, side: int) -> bytes:
+    """A scan bomb whose scans hold restart markers (FF D0..D7) every block."""
+    data = encode(
+        Image.new("RGB", (side, side), (120, 130, 140)),
+        "JPEG",
+        progressive=True,
+        restart_marker_blocks=1,
+    )
+    scans = scan_segments(data)
+    start, end = scans[-2]
+    return data[: scans[-1][1]] + data[start:end] * repeats + data[scans[-1][1] :]
+
+
+JUNK = {
+    "one zero byte": b"\x00",
+    "stuffed FF 00": b"\xff\x00",
+    "junk bytes": b"\x12\x34\x56\x78",
+    "fill bytes": b"\xff" * 7,
+    "stuffing then fill": b"\xff\x00\xff\xff",
+    "a run of zeros": b"\x00" * 300,
+}
+
+
+@pytest.mark.parametrize("junk", JUNK.values(), ids=JUNK.keys())
+@pytest.mark.parametrize("kind", ["progressive", "restarts"])
+def test_a_padded_scan_bomb_is_refused_before_decoding(kind: str, junk: bytes) -> None:
+    small = scan_bomb(40, side=256) if kind == "progressive" else restart_bomb(40, side=256)
+    # libjpeg reads past the padding and decodes every scan: the padding hides nothing.
+    with Image.open(io.BytesIO(padded(small, junk))) as decoded:
+        assert decoded.convert("RGB").getpixel((100, 100)) == (120, 130, 140)
+    assert imaging.jpeg_scans(padded(small, junk), stop=1000) == imaging.jpeg_scans(small, 1000)
+    # As many repeats as the upload limit holds (a restart in every block makes scans big).
+    repeats = (3_500_000 // (60 + len(junk))) if kind == "progressive" else 80  # at 1600²
+    bomb = padded(scan_bomb(repeats) if kind == "progressive" else restart_bomb(80, 1600), junk)
+    assert 3_000_000 < len(bomb) <= Limits().max_bytes
+    started = time.process_time()
+    with pytest.raises(ImageError) as refused:
+        imaging.render(bomb)
+    assert refused.value.code == "image_too_costly", refused.value.message
+    assert time.process_time() - started < 2  # from the markers, not a 10 s decode
+
+
+@pytest.mark.parametrize("junk", JUNK.values(), ids=JUNK.keys())
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_padded_ordinary_jpegs_are_accepted(progressive: bool, junk: bytes) -> None:
+    photo = Image.open(io.BytesIO(portrait(4, 900, 1200)))
+    data = encode(photo, "JPEG", progressive=progressive, quality=90)
+    assert imaging.jpeg_scans(padded(data, junk)) == (10 if progressive else 1)
+    rendered = imaging.render(padded(data, junk))
+    assert (rendered.source.width, rendered.source.height) == (900, 1200)
