@@ -24,7 +24,14 @@ from typing import Protocol, cast
 import simplejpeg
 from PIL import Image, ImageCms
 
-from .errors import ImageError, ImageErrorKind
+from .errors import (
+    ImageError,
+    ImageErrorKind,
+    too_large,
+    too_many_pixels,
+    too_small,
+    unsupported_type,
+)
 from .model import (
     DIRECTORY_LIMIT,
     HD_SIZES,
@@ -118,28 +125,16 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
     if not data:
         raise ImageError(ImageErrorKind.EMPTY, "The file is empty.")
     if len(data) > limits.max_bytes:
-        # Bounded readers stop one byte past the limit: all that is known is "more than".
-        size = _mb(len(data)) if len(data) > limits.max_bytes + 1 else "over the limit"
-        raise ImageError(
-            ImageErrorKind.TOO_LARGE,
-            f"The file is {size}; the limit is {_mb(limits.max_bytes)}. "
-            "Export a smaller JPEG (648×648 is plenty).",
-        )
+        raise too_large(limits.max_bytes)
     kind = sniff(data)
     if kind is None:
-        raise ImageError(
-            ImageErrorKind.UNSUPPORTED_TYPE,
-            f"This file is {_describe_unknown(data)}. Upload a JPEG, PNG, GIF, WebP or AVIF photo.",
-        )
+        raise unsupported_type(_describe_unknown(data))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[kind])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(
-            ImageErrorKind.TOO_MANY_PIXELS,
-            f"The image has far too many pixels; the limit is {limits.max_pixels:,}.",
-        ) from None
+        raise too_many_pixels(limits.max_pixels) from None
     except Exception as exc:
         raise ImageError(
             ImageErrorKind.CORRUPT,
@@ -147,17 +142,9 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
         ) from None
     width, height = image.size
     if width * height > limits.max_pixels:
-        raise ImageError(
-            ImageErrorKind.TOO_MANY_PIXELS,
-            f"The image is {width}×{height} ({width * height:,} pixels); "
-            f"the limit is {limits.max_pixels:,}. Scale it down first.",
-        )
+        raise too_many_pixels(limits.max_pixels, width, height)
     if min(width, height) < limits.min_side:
-        raise ImageError(
-            ImageErrorKind.TOO_SMALL,
-            f"The image is {width}×{height}; photos must be at least "
-            f"{limits.min_side}×{limits.min_side} (648×648 is recommended).",
-        )
+        raise too_small(width, height, limits.min_side)
     if kind == "JPEG" and (costly := too_many_scans(data)) is not None:
         raise costly
     return image, kind
@@ -302,10 +289,6 @@ def _detail(exc: Exception) -> str:
     if not text or isinstance(exc, Image.UnidentifiedImageError) or " object at 0x" in text:
         return ""
     return f" ({text})"
-
-
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
 
 
 def _orientation(image: Image.Image, loaded: bool = False) -> int:
