@@ -6,7 +6,10 @@ own memory high-water mark (VmHWM) can be read from /proc and its settings varie
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,9 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from PIL import Image
 
-from tests.support.images import png_rgba, scan_bomb
-from tests.support.server import Served, addr, seed, start_server, stop_server
+from tests.support.images import encode, png_rgba, scan_bomb
+from tests.support.server import BIN, Served, addr, seed, start_server, stop_server
+from userphoto import errors
 from userphoto.demo import portrait
 
 MB = 1024 * 1024
@@ -195,3 +200,63 @@ def test_under_a_hard_memory_limit_a_normal_photo_is_stored(tmp_path: Path) -> N
             assert time.monotonic() < deadline, ready.text
             time.sleep(0.2)
         assert "degraded" not in ready.json()  # 4 GB leaves every job its whole budget
+
+
+def web_session(served: Served) -> tuple[httpx.Client, str]:
+    """An admin's signed-in browser session (cookie) and its CSRF token."""
+    web = httpx.Client(base_url=served.base, timeout=60)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/signin").text)
+    assert csrf
+    web.post("/signin", data={"csrf": csrf[1], "token": served.tokens["admin"], "next": "/"})
+    page = re.search(r'name="csrf-token" content="([^"]+)"', web.get("/admin").text)
+    assert page, "not signed in"
+    return web, page[1]
+
+
+LIMIT_CASES = {
+    "over the size limit": (b"\xff\xd8\xff" + bytes(5 * MB), errors.too_large(4 * MB)),
+    "too small": (encode(Image.new("RGB", (30, 20)), "PNG"), errors.too_small(30, 20, 48)),
+    "too many pixels": (png_rgba(7746, 7746), errors.too_many_pixels(50_000_000, 7746, 7746)),
+    "not an image": (b"my photo, honest\n" * 20, errors.unsupported_type("text, not an image")),
+}
+
+
+def test_each_limit_reads_the_same_on_the_web_the_cli_the_api_and_graph(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with server(home) as (served, _pid):
+        web, csrf = web_session(served)
+        for name, (body, expected) in LIMIT_CASES.items():
+            answers = {
+                "api": put(served, "ada", body),
+                "graph": served.request(
+                    "PUT",
+                    f"/v1.0/users/{addr('ada')}/photo/$value",
+                    "admin",
+                    content=body,
+                    headers={"Content-Type": "image/png"},
+                ),
+                "web": web.post(
+                    f"/web/users/{served.ids['ada']}/preview",
+                    content=body,
+                    headers={"X-CSRF-Token": csrf},
+                ),
+            }
+            for surface, r in answers.items():
+                assert r.status_code == expected.status, (name, surface, r.text)
+                if surface == "graph":  # Graph's own error shape, with the same words
+                    assert r.json()["error"]["message"] == expected.message, (name, r.text)
+                else:
+                    assert r.json()["error"]["code"] == expected.code, (name, surface, r.text)
+                    assert r.json()["error"]["message"] == expected.message, (name, surface)
+            photo = tmp_path / "photo.bin"
+            photo.write_bytes(body)
+            cli = subprocess.run(
+                [str(BIN / "userphoto"), "set", addr("ada"), str(photo)],
+                env={**os.environ, "USERPHOTO_HOME": str(home)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert cli.returncode != 0
+            assert expected.message in cli.stderr, (name, cli.stderr)
+        web.close()

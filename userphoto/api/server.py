@@ -645,7 +645,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 def _too_large(limit: int) -> UserPhotoError:
-    return too_large(limit)  # the words every surface uses
+    # The words every surface uses; not an ImageError, so it is answered without reading on.
+    words = too_large(limit)
+    return UserPhotoError(words.message, code=words.code, status=words.status)
 
 
 def _refusal(surface: Surface, exc: UserPhotoError) -> Answer:
