@@ -260,3 +260,89 @@ def test_each_limit_reads_the_same_on_the_web_the_cli_the_api_and_graph(tmp_path
             assert cli.returncode != 0
             assert expected.message in cli.stderr, (name, cli.stderr)
         web.close()
+
+
+def tree_rss(root: int) -> int:
+    """Resident memory of a process and all its descendants (server, forkserver, workers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    found, frontier = {root}, {root}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    total = 0
+    for pid in found:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total
+
+
+def test_a_burst_of_large_web_previews_is_bounded_and_memory_comes_back(tmp_path: Path) -> None:
+    """Six previews at once of a 15 MB body: each refused (413) once it passes max_bytes,
+    none held whole, and the process tree's memory after the burst is what it was before."""
+    big = b"\xff\xd8\xff" + os.urandom(15 * MB)
+    with server(tmp_path / "home") as (served, pid):
+        web, csrf = web_session(served)
+        url = f"/web/users/{served.ids['ada']}/preview"
+        assert web.post(
+            url, content=portrait(3, 900, 900), headers={"X-CSRF-Token": csrf}
+        ).is_success
+        time.sleep(1)
+        before = peak = tree_rss(pid)
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss(pid))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with ThreadPoolExecutor(6) as senders:
+            answers = list(
+                senders.map(
+                    lambda _: web.post(url, content=big, headers={"X-CSRF-Token": csrf}), range(6)
+                )
+            )
+        time.sleep(1)
+        done.set()
+        sampler.join()
+        after = tree_rss(pid)
+        web.close()
+    assert [r.status_code for r in answers] == [413] * 6
+    assert {r.json()["error"]["message"] for r in answers} == {errors.too_large(4 * MB).message}
+    # Unbounded, the burst held 6 × 16 MB and its copies (+230 MB, 157 MB of it kept).
+    assert peak - before < 64 * MB, (before, peak)
+    assert after - before < 32 * MB, (before, after)
+
+
+def test_web_previews_share_the_uploads_back_pressure(tmp_path: Path) -> None:
+    env = {"USERPHOTO_WORKERS_PROCESSES": "1", "USERPHOTO_WORKERS_QUEUE": "0"}
+    slow = scan_bomb(20)  # a few seconds of decoding, within every limit
+    with server(tmp_path / "home", env) as (served, _):
+        web, csrf = web_session(served)
+        first: list[httpx.Response] = []
+        busy = threading.Thread(target=lambda: first.append(put(served, "ada", slow)))
+        busy.start()
+        time.sleep(0.5)
+        r = web.post(
+            f"/web/users/{served.ids['bob']}/preview",
+            content=portrait(5, 600, 600),
+            headers={"X-CSRF-Token": csrf},
+        )
+        busy.join()
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "busy"
+        assert int(r.headers["retry-after"]) > 0
+        assert first[0].status_code == 200, first[0].text
+        web.close()
