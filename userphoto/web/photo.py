@@ -166,6 +166,7 @@ class PhotoPages:
             "cannot_reason": reason,
             "previews": PREVIEWS,
             "max_mb": f"{limits.max_bytes / (1024 * 1024):.0f}",
+            "max_bytes": limits.max_bytes,
             "min_side": limits.min_side,
             "sd_only": user.account is Account.SD_ONLY,
             "sd_max": SD_MAX,
