@@ -281,10 +281,11 @@ def main() -> None:
                 Phase("25 MP RGBA PNG (within budget)", png_rgba(5000, 5000), args.senders),
                 Phase("unloaded again", None, 0),
             ]
+            # First, on fresh workers: the tree's figure is the burst's, not earlier phases'.
+            burst = preview_burst(base, tokens["admin"], ids["ada"], proc.pid)
             for phase in phases:
                 run_phase(phase, base, tokens, proc.pid, args.seconds)
             single, eight = uploads(base, tokens)
-            burst = preview_burst(base, tokens["admin"], ids["ada"], proc.pid)
         finally:
             stop_server(proc)
 
