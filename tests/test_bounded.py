@@ -351,3 +351,17 @@ def test_padded_ordinary_jpegs_are_accepted(progressive: bool, junk: bytes) -> N
     assert imaging.jpeg_scans(padded(data, junk)) == (10 if progressive else 1)
     rendered = imaging.render(padded(data, junk))
     assert (rendered.source.width, rendered.source.height) == (900, 1200)
+
+
+def test_the_widest_valid_webp_renders_within_one_jobs_memory() -> None:
+    """Pillow would hold ~750 MB for it (two animation canvases); the still-WebP decode fits
+    the default 256 MB job under the worker's RLIMIT_AS."""
+    data = encode(Image.new("RGB", (16383, 3000), (100, 150, 200)), "WEBP", quality=80)
+    workers = WorkerPool(1, memory=Limits().job_memory)
+    try:
+        rendered = workers.run(imaging.render, data)
+        assert (rendered.source.width, rendered.source.height) == (16383, 3000)
+        directory = workers.run(imaging.reencode_directory_photo, data)
+        assert directory[1:] == (648, 119)  # the whole picture, not cropped
+    finally:
+        workers.close()
