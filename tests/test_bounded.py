@@ -228,9 +228,9 @@ if __name__ == "__main__":
 """
 
 
-def run_under_prlimit(tmp_path: Path, limit: int) -> dict:
+def run_under_prlimit(tmp_path: Path, limit: int, code: str = UNDER_LIMIT) -> dict:
     script = tmp_path / "under_limit.py"
-    script.write_text(UNDER_LIMIT)
+    script.write_text(code)
     root = Path(__file__).parent.parent
     done = subprocess.run(
         ["prlimit", f"--as={limit}", sys.executable, str(script)],
@@ -266,6 +266,33 @@ def test_a_limit_too_tight_for_the_budget_is_reported_and_never_blamed_on_the_fi
     assert (code, status) == ("image_workers_failed", 503)
     assert "not a problem with the photo" in message
     assert out["after"] == 16 * MB
+
+
+NO_ROOM_TO_START = """
+import json
+from userphoto import imaging
+from userphoto.demo import portrait
+from userphoto.errors import UserPhotoError
+from userphoto.workers import WorkerPool
+
+if __name__ == "__main__":
+    pool = WorkerPool(1)
+    try:
+        pool.run(imaging.render, portrait(2, 900, 900))
+        print(json.dumps({"refused": None}))
+    except UserPhotoError as exc:
+        print(json.dumps({"refused": [exc.code, exc.status, exc.message]}))
+    finally:
+        pool.close()
+"""
+
+
+def test_workers_that_cannot_even_import_are_a_server_failure(tmp_path: Path) -> None:
+    # 300 MB: the worker's imports (OpenCV, the face models) fail (MemoryError) before it
+    # could take a job. The upload is answered 503 "could not process", not 422 "bad file".
+    code, status, message = run_under_prlimit(tmp_path, 300 * MB, NO_ROOM_TO_START)["refused"]
+    assert (code, status) == ("image_workers_failed", 503)
+    assert "not a problem with the photo" in message
 
 
 def test_a_worker_killed_from_outside_is_not_blamed_on_the_file(pool: WorkerPool) -> None:

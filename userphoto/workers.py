@@ -219,7 +219,15 @@ class _Worker:
             name="userphoto-image-worker",
             daemon=True,
         )
-        self.process.start()
+        try:
+            self.process.start()
+        except (OSError, EOFError) as exc:  # the forkserver itself is gone or cannot fork
+            child.close()
+            self.conn.close()
+            raise WorkersUnavailable(
+                f"The server could not process this image: no image worker can start ({exc}). "
+                f"{NOT_THE_FILE}"
+            ) from None
         child.close()
         self.jobs = 0
         self.problems: list[str] = []  # limits it cannot enforce (see `_limit_problems`)
