@@ -346,3 +346,17 @@ def test_web_previews_share_the_uploads_back_pressure(tmp_path: Path) -> None:
         assert int(r.headers["retry-after"]) > 0
         assert first[0].status_code == 200, first[0].text
         web.close()
+
+
+def test_a_hard_limit_too_tight_for_the_budget_shows_in_readyz(tmp_path: Path) -> None:
+    """560 MB of address space leaves a worker (~400 MB mapped) less than its 256 MB job
+    budget: the server still serves uploads and says why it is degraded."""
+    with server(tmp_path / "home", wrap=["prlimit", f"--as={560 * MB}"]) as (served, _pid):
+        deadline = time.monotonic() + 30
+        while (ready := served.client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.2)
+        (reason,) = ready.json()["degraded"]
+        assert "RLIMIT_AS" in reason and "of its 256 MB budget" in reason
+        r = put(served, "ada", portrait(3, 900, 900))
+        assert r.status_code == 200, r.text
