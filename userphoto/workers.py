@@ -167,7 +167,10 @@ def _run_job(fn: Callable[..., Any], args: tuple, kwargs: dict, memory: int, cpu
         return ("ok", fn(*args, **kwargs))
     except MemoryError:
         if granted < memory:  # the inherited limit, not the file, left too little room
-            return ("server", f"the server's memory limit left this job {granted // 2**20} MB")
+            return (
+                "server",
+                f"the server's memory limit left this job {max(0, granted) // 2**20} MB",
+            )
         return ("memory", None)
     except Exception as exc:
         return ("error", exc)
