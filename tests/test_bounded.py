@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -392,3 +393,33 @@ def test_the_widest_valid_webp_renders_within_one_jobs_memory() -> None:
         assert directory[1:] == (648, 119)  # the whole picture, not cropped
     finally:
         workers.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_scan_bomb_with_random_padding_at_every_boundary_is_refused(seed: int) -> None:
+    """Different junk at each marker boundary (bytes that are not FF, FF 00 pairs, fill runs),
+    drawn from a seeded generator: libjpeg still decodes the small one, the count matches."""
+    rng = np.random.default_rng(seed)
+
+    def junk() -> bytes:
+        kind = rng.integers(3)
+        if kind == 0:
+            return bytes(rng.integers(0, 0xFF, rng.integers(1, 9)).tolist())  # never FF
+        if kind == 1:
+            return b"\xff\x00" * int(rng.integers(1, 4))
+        return b"\xff" * int(rng.integers(1, 6))
+
+    def pad(data: bytes) -> bytes:
+        out, last = [], 0
+        for start in marker_starts(data)[1:]:
+            out += [data[last:start], junk()]
+            last = start
+        return b"".join([*out, data[last:]])
+
+    small = pad(scan_bomb(40, side=256))
+    with Image.open(io.BytesIO(small)) as decoded:
+        assert decoded.convert("RGB").getpixel((100, 100)) == (120, 130, 140)
+    assert imaging.jpeg_scans(small, stop=1000) == 50
+    with pytest.raises(ImageError) as refused:
+        imaging.render(pad(scan_bomb(40_000)))
+    assert refused.value.code == "image_too_costly"
