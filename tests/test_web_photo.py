@@ -271,3 +271,23 @@ def test_a_phone_photo_over_the_size_limit_is_shrunk_in_the_browser(page: Any, w
     shot(page, "web-photo-shrunk")
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("Preview discarded").wait_for()
+
+
+def test_an_over_limit_file_the_browser_cannot_shrink_gets_the_standard_words(
+    page: Any, web: Web
+) -> None:
+    """Not a picture the browser can decode: it goes as it is, and the server's 413 (read no
+    further than the limit) reaches the page as the same words the CLI and API use."""
+    from userphoto.errors import too_large
+
+    limit = web.app().settings.limits.max_bytes
+    junk = b"\xff\xd8\xff" + bytes(limit + 1024)
+    sign_in(page, web, "ada")
+    page.set_input_files(
+        "#file", files=[{"name": "big.jpg", "mimeType": "image/jpeg", "buffer": junk}]
+    )
+    error = page.locator("#upload-error")
+    error.wait_for(state="visible", timeout=30_000)
+    assert error.inner_text() == too_large(limit).message
+    assert page.locator("#shrink-note").is_hidden()
+    assert page.locator("#preview").is_hidden()
