@@ -186,6 +186,66 @@ def uploads(base: str, tokens: dict[str, str]) -> tuple[float, float]:
         return single, time.perf_counter() - t
 
 
+def padded_scan_bomb() -> bytes:
+    """The 3.5 MB scan bomb with a stray 00 before every scan: libjpeg skips it and decodes
+    every scan, so the refusal must not depend on markers being back to back."""
+    bomb = scan_bomb(55_000)
+    return bomb[:2] + bomb[2:].replace(b"\xff\xda", b"\x00\xff\xda")
+
+
+PREVIEW_BURST_LIMIT = 500 * MB  # the process tree's peak during six previews at once
+
+
+def preview_burst(base: str, admin_token: str, key: str, pid: int) -> tuple[int, int, int, list]:
+    """Six concurrent web previews of a 15 MB body (over max_bytes) and six of a real-looking
+    ~2 MB photo: the tree's RSS before, at peak and after (bytes), and the answers."""
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(6)
+    photo = Image.fromarray(rng.integers(0, 255, (1400, 1100, 3), dtype=np.uint8))
+    with tempfile.SpooledTemporaryFile() as f:
+        photo.save(f, "JPEG", quality=92)
+        f.seek(0)
+        normal = f.read()
+    big = b"\xff\xd8\xff" + os.urandom(15 * MB)
+    with httpx.Client(base_url=base, timeout=120) as web:
+        form = re.search(r'name="csrf" value="([^"]+)"', web.get("/signin").text)
+        assert form
+        web.post("/signin", data={"csrf": form[1], "token": admin_token, "next": "/"})
+        page = re.search(r'name="csrf-token" content="([^"]+)"', web.get("/admin").text)
+        assert page, "not signed in"
+        headers = {"X-CSRF-Token": page[1]}
+        url = f"/web/users/{key}/preview"
+        web.post(url, content=normal, headers=headers)  # warm
+        time.sleep(1)
+        rss = lambda: sum(status_kb(p, "VmRSS:") for p in tree(pid)) * 1024  # noqa: E731
+        before = peak = rss()
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, rss())
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(
+                pool.map(
+                    lambda b: web.post(url, content=b, headers=headers).status_code,
+                    [big] * 6 + [normal] * 6,
+                )
+            )
+        time.sleep(1)
+        stop.set()
+        sampler.join()
+    return before, peak, rss(), codes
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--send":
         send(*sys.argv[2:7])
@@ -198,7 +258,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
-        tokens = seed(home)[0]
+        seeded = seed(home)
+        tokens, ids = seeded[0], seeded[4]
         proc, base = start_server(home)
         try:
             with httpx.Client(base_url=base, timeout=60) as client:
@@ -211,6 +272,7 @@ def main() -> None:
             phases = [
                 Phase("unloaded", None, 0),
                 Phase("scan bomb, 3.5 MB (60,000 repeated scans)", scan_bomb(60_000), args.senders),
+                Phase("padded scan bomb (a 00 before each scan)", padded_scan_bomb(), args.senders),
                 Phase(
                     "32-scan progressive JPEG, 36 MP (allowed, ~1 s)", scan_bomb(22), args.senders
                 ),
@@ -219,6 +281,8 @@ def main() -> None:
                 Phase("25 MP RGBA PNG (within budget)", png_rgba(5000, 5000), args.senders),
                 Phase("unloaded again", None, 0),
             ]
+            # First, on fresh workers: the tree's figure is the burst's, not earlier phases'.
+            burst = preview_burst(base, tokens["admin"], ids["ada"], proc.pid)
             for phase in phases:
                 run_phase(phase, base, tokens, proc.pid, args.seconds)
             single, eight = uploads(base, tokens)
@@ -243,6 +307,14 @@ def main() -> None:
     print(
         f"\n8 concurrent uploads: {eight:.2f} s; one alone: {single:.2f} s; "
         f"ratio {eight / single:.2f} (serialized would be 8.00; ideal 8/cores = {8 / cores:.2f})"
+    )
+    before, peak, after, codes = burst
+    verdict = "ok" if peak < PREVIEW_BURST_LIMIT else "OVER"
+    print(
+        f"\n6 + 6 concurrent web previews (15 MB, ~2 MB): answers {dict(Counter(codes))}; "
+        f"tree RSS {before / MB:.0f} MB before, peak {peak / MB:.0f} MB "
+        f"(limit {PREVIEW_BURST_LIMIT / MB:.0f} MB: {verdict}), {after / MB:.0f} MB after "
+        f"(peak / before {peak / before:.2f}, after / before {after / before:.2f})"
     )
 
 

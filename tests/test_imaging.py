@@ -339,3 +339,54 @@ def test_scan_markers_bound_the_scans_of_a_jpeg_arriving_in_chunks() -> None:
         assert markers.bound >= exact > imaging.MAX_JPEG_SCANS
     assert imaging.too_many_scans(bomb) is not None
     assert imaging.too_many_scans(bomb[: len(bomb) // 2]) is not None  # a prefix tells
+
+
+# --- WebP: decoded without Pillow's animation canvases --------------------------------------
+def webp_vp8x(width: int, height: int, *, animated: bool = False) -> bytes:
+    """A WebP whose extended header claims width×height (no image data follows)."""
+    flags = 0x02 if animated else 0
+    body = b"VP8X" + (10).to_bytes(4, "little") + bytes([flags, 0, 0, 0])
+    body += (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WEBP" + body
+
+
+def test_the_widest_valid_webp_is_accepted() -> None:
+    """16383 px is WebP's largest side: 49 MP, under max_pixels, is a photo, not damaged."""
+    data = encode(Image.new("RGB", (16383, 3000), (100, 150, 200)), "WEBP", quality=80)
+    rendered = imaging.render(data)
+    assert (rendered.source.format, rendered.source.width, rendered.source.height) == (
+        "WEBP",
+        16383,
+        3000,
+    )
+    assert rendered.crop.size == 3000
+    assert mean(decode(rendered.renditions[648])) == pytest.approx([100, 150, 200], abs=6)
+
+
+def test_a_webp_header_over_the_limits_is_refused_before_any_canvas() -> None:
+    err = refused(webp_vp8x(16383, 16383))
+    assert err.kind is ImageErrorKind.TOO_MANY_PIXELS and "16383×16383" in err.message
+    err = refused(webp_vp8x(16383, 3000, animated=True))  # Pillow's canvases: ~750 MB
+    assert err.kind is ImageErrorKind.TOO_COSTLY
+    assert refused(webp_vp8x(40, 4000)).kind is ImageErrorKind.TOO_SMALL
+    assert refused(webp_vp8x(900, 900)).kind is ImageErrorKind.CORRUPT  # no image data
+
+
+def test_a_webp_keeps_its_orientation_alpha_and_animation_rules() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = two_tone(200, 100)  # left red, right blue; upright: red on top
+    data = encode(stored, "WEBP", quality=95, exif=exif.tobytes())
+    image, source, _scale = imaging.normalize(data)
+    assert (source.width, source.height) == (100, 200) == image.size
+    assert mean(image, (0, 0, 100, 90)) == pytest.approx([255, 0, 0], abs=12)
+    half = encode(Image.new("RGBA", (300, 300), (0, 0, 255, 128)), "WEBP", lossless=True)
+    assert mean(decode(imaging.render(half).renditions[96])) == pytest.approx(
+        [127, 127, 255], abs=6
+    )  # flattened on white
+    frames = [Image.new("RGB", (300, 300), c) for c in ((255, 0, 0), (0, 255, 0))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:])
+    assert mean(decode(imaging.render(buf.getvalue()).renditions[96])) == pytest.approx(
+        [255, 0, 0], abs=10
+    )

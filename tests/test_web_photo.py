@@ -228,3 +228,66 @@ def test_phone_photo_with_exif_rotation_crops_upright(page: Any, web: Web) -> No
     assert crop_box["y"] + crop_box["height"] <= image_box["y"] + image_box["height"] + 1
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("Preview discarded").wait_for()
+
+
+def test_a_phone_photo_over_the_size_limit_is_shrunk_in_the_browser(page: Any, web: Web) -> None:
+    """A camera-sized, noisy, sideways-stored JPEG over [limits] max_bytes: the page shrinks
+    it upright (longest side 2048) under the limit, uploads that, and says it did."""
+    import numpy as np
+    from skimage import data
+
+    rng = np.random.default_rng(48)
+    upright = Image.fromarray(data.astronaut()[:384]).resize((3200, 2400), Image.Resampling.BICUBIC)
+    pixels = np.asarray(upright, dtype=np.int16) + rng.normal(0, 24, (2400, 3200, 3))
+    noisy = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, as a phone does
+    buf = io.BytesIO()
+    noisy.rotate(90, expand=True).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    photo = buf.getvalue()
+    limit = web.app().settings.limits.max_bytes
+    assert len(photo) > limit  # the server alone would refuse it (413)
+
+    sign_in(page, web, "pam")
+    page.set_input_files(
+        "#file", files=[{"name": "IMG_0001.jpg", "mimeType": "image/jpeg", "buffer": photo}]
+    )
+    page.locator("#crop").wait_for(state="visible", timeout=60_000)
+    wait_preview(page)
+    assert page.locator("#upload-error").is_hidden()
+    note = page.locator("#shrink-note")
+    assert note.is_visible()
+    assert f"Your photo was {len(photo) / 2**20:.1f} MB" in note.inner_text()
+    assert "shrank it to 2048×1536 px" in note.inner_text()
+    assert "of 2048×1536." in page.locator("#crop-text").inner_text()
+    app = web.app()
+    try:
+        preview = app.store.get_photo(web.ids["pam"], PhotoState.PREVIEW)
+        assert preview is not None
+        assert (preview.source_width, preview.source_height) == (2048, 1536)  # upright
+        assert preview.source_format == "JPEG"
+    finally:
+        app.close()
+    shot(page, "web-photo-shrunk")
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Preview discarded").wait_for()
+
+
+def test_an_over_limit_file_the_browser_cannot_shrink_gets_the_standard_words(
+    page: Any, web: Web
+) -> None:
+    """Not a picture the browser can decode: it goes as it is, and the server's 413 (read no
+    further than the limit) reaches the page as the same words the CLI and API use."""
+    from userphoto.errors import too_large
+
+    limit = web.app().settings.limits.max_bytes
+    junk = b"\xff\xd8\xff" + bytes(limit + 1024)
+    sign_in(page, web, "ada")
+    page.set_input_files(
+        "#file", files=[{"name": "big.jpg", "mimeType": "image/jpeg", "buffer": junk}]
+    )
+    error = page.locator("#upload-error")
+    error.wait_for(state="visible", timeout=30_000)
+    assert error.inner_text() == too_large(limit).message
+    assert page.locator("#shrink-note").is_hidden()
+    assert page.locator("#preview").is_hidden()

@@ -84,6 +84,21 @@ class WorkersBusy(UserPhotoError):
     retry_after = 2
 
 
+NOT_THE_FILE = (
+    "This is not a problem with the photo: try again later, and tell the administrator if it "
+    "keeps happening."
+)
+
+
+class WorkersUnavailable(UserPhotoError):
+    """The image workers failed for a reason of the server's (a limit they cannot set, a
+    worker that will not start or was killed): never answered as the user's bad file."""
+
+    code = "image_workers_failed"
+    status = 503
+    retry_after = 30
+
+
 class StoreError(UserPhotoError):
     """The store cannot do what was asked for a reason outside the request (disk, lock)."""
 
@@ -160,3 +175,50 @@ class ImageError(UserPhotoError):
 
     def __reduce__(self) -> tuple:  # crosses from worker processes
         return (ImageError, (self.kind, self.message))
+
+
+# --- the image limits, worded once -----------------------------------------------------------
+# Every surface (web page, CLI, native API, Graph) refuses with these words, whichever layer
+# sees the problem first (a bounded body reader, the header checks).
+ACCEPTED_FORMATS = "JPEG, PNG, GIF, WebP or AVIF"
+
+
+def size_text(n: int) -> str:
+    """Bytes as people read them: 4.0 MB, 812 KB."""
+    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
+
+
+def too_large(limit: int) -> ImageError:
+    """Over `[limits] max_bytes`. No size is named: bounded readers stop one byte past it."""
+    return ImageError(
+        ImageErrorKind.TOO_LARGE,
+        f"The file is larger than the {size_text(limit)} limit. "
+        "Export a smaller JPEG (648×648 is plenty).",
+    )
+
+
+def too_many_pixels(limit: int, width: int | None = None, height: int | None = None) -> ImageError:
+    size = (
+        f"is {width}×{height} ({width * height:,} pixels)"
+        if width and height
+        else "has far too many pixels"
+    )
+    return ImageError(
+        ImageErrorKind.TOO_MANY_PIXELS,
+        f"The image {size}; the limit is {limit:,} pixels. Scale it down first.",
+    )
+
+
+def too_small(width: int, height: int, min_side: int) -> ImageError:
+    return ImageError(
+        ImageErrorKind.TOO_SMALL,
+        f"The image is {width}×{height}; photos must be at least {min_side}×{min_side} "
+        "(648×648 is recommended).",
+    )
+
+
+def unsupported_type(what: str, accepted: str = ACCEPTED_FORMATS) -> ImageError:
+    """`what` says what the file is ("a GIF image", "a PDF, not an image")."""
+    return ImageError(
+        ImageErrorKind.UNSUPPORTED_TYPE, f"This file is {what}. Upload a {accepted} photo."
+    )

@@ -16,14 +16,22 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import warnings
 from collections.abc import Callable
 from typing import Protocol, cast
 
 import simplejpeg
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageFile
 
-from .errors import ImageError, ImageErrorKind
+from .errors import (
+    ImageError,
+    ImageErrorKind,
+    too_large,
+    too_many_pixels,
+    too_small,
+    unsupported_type,
+)
 from .model import (
     DIRECTORY_LIMIT,
     HD_SIZES,
@@ -117,49 +125,139 @@ def _open(data: bytes, limits: Limits) -> tuple[Image.Image, str]:
     if not data:
         raise ImageError(ImageErrorKind.EMPTY, "The file is empty.")
     if len(data) > limits.max_bytes:
-        # Bounded readers stop one byte past the limit: all that is known is "more than".
-        size = _mb(len(data)) if len(data) > limits.max_bytes + 1 else "over the limit"
-        raise ImageError(
-            ImageErrorKind.TOO_LARGE,
-            f"The file is {size}; the limit is {_mb(limits.max_bytes)}. "
-            "Export a smaller JPEG (648×648 is plenty).",
-        )
+        raise too_large(limits.max_bytes)
     kind = sniff(data)
     if kind is None:
-        raise ImageError(
-            ImageErrorKind.UNSUPPORTED_TYPE,
-            f"This file is {_describe_unknown(data)}. Upload a JPEG, PNG, GIF, WebP or AVIF photo.",
-        )
+        raise unsupported_type(_describe_unknown(data))
+    still_webp = False
+    if kind == "WEBP" and (header := webp_header(data)) is not None:
+        # Pillow allocates a WebP's whole canvas (twice) when it opens the file: the limits
+        # are checked from the RIFF header first, and a still picture never goes to Pillow.
+        width, height, _alpha, animated = header
+        _check_size(width, height, limits)
+        if animated and width * height * _PILLOW_WEBP_BYTES > limits.job_memory:
+            raise _too_costly(width * height * _PILLOW_WEBP_BYTES, limits)
+        still_webp = not animated
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[kind])
+            image = (
+                _StillWebP(io.BytesIO(data))
+                if still_webp
+                else Image.open(io.BytesIO(data), formats=[kind])
+            )
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(
-            ImageErrorKind.TOO_MANY_PIXELS,
-            f"The image has far too many pixels; the limit is {limits.max_pixels:,}.",
-        ) from None
+        raise too_many_pixels(limits.max_pixels) from None
     except Exception as exc:
         raise ImageError(
             ImageErrorKind.CORRUPT,
             f"The {kind} file is damaged and cannot be read{_detail(exc)}.",
         ) from None
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise ImageError(
-            ImageErrorKind.TOO_MANY_PIXELS,
-            f"The image is {width}×{height} ({width * height:,} pixels); "
-            f"the limit is {limits.max_pixels:,}. Scale it down first.",
-        )
-    if min(width, height) < limits.min_side:
-        raise ImageError(
-            ImageErrorKind.TOO_SMALL,
-            f"The image is {width}×{height}; photos must be at least "
-            f"{limits.min_side}×{limits.min_side} (648×648 is recommended).",
-        )
+    _check_size(*image.size, limits)
     if kind == "JPEG" and (costly := too_many_scans(data)) is not None:
         raise costly
     return image, kind
+
+
+def _check_size(width: int, height: int, limits: Limits) -> None:
+    if width * height > limits.max_pixels:
+        raise too_many_pixels(limits.max_pixels, width, height)
+    if min(width, height) < limits.min_side:
+        raise too_small(width, height, limits.min_side)
+
+
+# --- WebP ------------------------------------------------------------------------------------
+# Pillow decodes every WebP through libwebp's animation decoder, which holds two full RGBA
+# canvases beside the image: measured 758 MB for a 16383×3000 still. A still picture is
+# decoded by OpenCV's libwebp instead, into one full-size BGR buffer reduced at once (145 MB
+# for the same file at 1/8 scale), so the largest valid WebP fits in one job's budget.
+_PILLOW_WEBP_BYTES = 16  # per pixel, measured (above); only animated WebP still goes there
+
+
+def webp_header(data: bytes) -> tuple[int, int, bool, bool] | None:
+    """(width, height, has alpha, animated) from a WebP's first chunk, or None if unreadable."""
+    if len(data) < 30:
+        return None
+    fourcc, payload = data[12:16], 20
+    if fourcc == b"VP8X":
+        flags = data[payload]
+        width = 1 + int.from_bytes(data[24:27], "little")
+        height = 1 + int.from_bytes(data[27:30], "little")
+        return width, height, bool(flags & 0x10), bool(flags & 0x02)
+    if fourcc == b"VP8 " and data[payload + 3 : payload + 6] == b"\x9d\x01\x2a":
+        width = int.from_bytes(data[payload + 6 : payload + 8], "little") & 0x3FFF
+        height = int.from_bytes(data[payload + 8 : payload + 10], "little") & 0x3FFF
+        return width, height, False, False
+    if fourcc == b"VP8L" and data[payload] == 0x2F:
+        bits = int.from_bytes(data[payload + 1 : payload + 5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool((bits >> 28) & 1), False
+    return None
+
+
+def _riff_chunk(data: bytes, fourcc: bytes) -> bytes | None:
+    i = 12
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i + 4 : i + 8], "little")
+        if data[i : i + 4] == fourcc:
+            return data[i + 8 : i + 8 + size]
+        i += 8 + size + (size & 1)
+    return None
+
+
+class _StillWebP(ImageFile.ImageFile):
+    """A still WebP known from its header (size, alpha, ICC profile, EXIF) and not decoded;
+    `decode` gives its pixels at a reduced scale."""
+
+    format = "WEBP"
+    format_description = "WebP image"
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        self._data = self.fp.read()
+        header = webp_header(self._data)
+        assert header is not None
+        width, height, alpha, _animated = header
+        self._size = (width, height)
+        self._mode = "RGBA" if alpha else "RGB"
+        for key, fourcc in (("icc_profile", b"ICCP"), ("exif", b"EXIF")):
+            if (value := _riff_chunk(self._data, fourcc)) is not None:
+                self.info[key] = value
+
+    def decode(self, factor: int) -> Image.Image:
+        """The pixels at 1/`factor` scale (1, 2, 4 or 8), each side rounded down."""
+        import cv2  # here: loaded once per image worker (preloaded), never by the serving path
+        import numpy as np
+
+        buffer = np.frombuffer(self._data, np.uint8)
+        if self.mode == "RGBA":  # no reduced decode with alpha: full size, then reduced
+            pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+            if pixels is not None and factor > 1:
+                size = (math.ceil(self.width / factor), math.ceil(self.height / factor))
+                pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+            convert = cv2.COLOR_BGRA2RGBA
+        else:
+            reduced = {
+                1: cv2.IMREAD_COLOR,
+                2: cv2.IMREAD_REDUCED_COLOR_2,
+                4: cv2.IMREAD_REDUCED_COLOR_4,
+                8: cv2.IMREAD_REDUCED_COLOR_8,
+            }
+            pixels = cv2.imdecode(buffer, reduced[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+            convert = cv2.COLOR_BGR2RGB
+        if pixels is None or pixels.ndim != 3:
+            raise OSError("libwebp could not decode it")
+        image = Image.fromarray(cv2.cvtColor(pixels, convert))
+        image.info = dict(self.info)  # the ICC profile and EXIF, for orientation and colour
+        return image
+
+
+def _still_webp_bytes(image: Image.Image, factor: int) -> int:
+    """Peak memory of `_StillWebP.decode`: the full-size buffer and the reduced copies."""
+    w, h = image.size
+    out = math.ceil(w / factor) * math.ceil(h / factor)
+    if image.mode == "RGBA":
+        return w * h * 4 * 2 + out * 4 * 3
+    return w * h * 3 + out * 3 * 2 + out * 4
 
 
 class ScanMarkers:
@@ -198,25 +296,31 @@ def too_many_scans(data: bytes) -> ImageError | None:
     )
 
 
+# A marker is FF then a byte that is neither 00 (a stuffed data byte) nor FF (fill): the last
+# FF of a run counts, as in libjpeg's next_marker(), which skips any other bytes on the way.
+_MARKER = re.compile(rb"\xff[^\x00\xff]")
+# Entropy-coded data ends at a marker that is not a restart (RSTn is read inside the scan).
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def jpeg_scans(data: bytes, stop: int = MAX_JPEG_SCANS + 1) -> int:
     """How many scans (SOS segments) a JPEG holds, counting no further than `stop`.
 
-    Walks the marker segments and skips each scan's entropy-coded data to the next real
-    marker, so it costs one pass over the bytes and no decoding.
+    Follows the marker structure the way libjpeg reads it: bytes that are not a marker
+    where one should be (junk, FF 00, fill bytes) are skipped to the next marker, not taken
+    as the end, so padding cannot hide scans the decoder would still run. Each scan's
+    entropy-coded data is skipped to the next marker that is not a restart. One C-speed
+    search per segment and no decoding.
     """
     n = len(data)
     i = 2  # after SOI
     scans = 0
-    while i + 1 < n:
-        if data[i] != 0xFF:
-            break  # not a marker where one must be: let the decoder report the damage
+    while (found := _MARKER.search(data, i)) is not None:
+        i = found.start()
         marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
         if marker == 0xD9:  # EOI
             break
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+        if 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):  # no length
             i += 2
             continue
         if i + 3 >= n:
@@ -228,18 +332,10 @@ def jpeg_scans(data: bytes, stop: int = MAX_JPEG_SCANS + 1) -> int:
         scans += 1
         if scans >= stop:
             break
-        # Entropy-coded data: 0xFF00 is a stuffed byte, 0xFFD0..D7 a restart, 0xFFFF fill.
-        j = end
-        while True:
-            j = data.find(b"\xff", j)
-            if j < 0 or j + 1 >= n:
-                return scans
-            following = data[j + 1]
-            if following == 0 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-                j += 1
-                continue
+        found = _SCAN_END.search(data, end)
+        if found is None:
             break
-        i = j
+        i = found.start()
     return scans
 
 
@@ -257,6 +353,8 @@ def decoded_bytes(image: Image.Image, kind: str, scale: float = 1.0) -> int:
     plus its reduction and one converted copy of that.
     """
     w, h = image.size
+    if isinstance(image, _StillWebP):
+        return _still_webp_bytes(image, _webp_factor(scale))
     if kind == "JPEG":
         factor = 1
         while factor < 8 and factor * 2 <= scale:
@@ -289,12 +387,23 @@ def _sampled_share(image: Image.Image) -> float:
 def _check_memory(image: Image.Image, kind: str, scale: float, limits: Limits) -> None:
     need = decoded_bytes(image, kind, scale)
     if need > limits.job_memory:
-        raise ImageError(
-            ImageErrorKind.TOO_COSTLY,
-            f"This image needs more than {limits.job_memory // (1024 * 1024)} MB to decode "
-            f"(about {need // (1024 * 1024)} MB); export it as a baseline JPEG "
-            "(648×648 is plenty).",
-        )
+        raise _too_costly(need, limits)
+
+
+def _too_costly(need: int, limits: Limits) -> ImageError:
+    return ImageError(
+        ImageErrorKind.TOO_COSTLY,
+        f"This image needs more than {limits.job_memory // (1024 * 1024)} MB to decode "
+        f"(about {need // (1024 * 1024)} MB); export it as a baseline JPEG "
+        "(648×648 is plenty).",
+    )
+
+
+def _webp_factor(scale: float) -> int:
+    factor = 1
+    while factor < 8 and factor * 2 <= scale:
+        factor *= 2
+    return factor
 
 
 def _detail(exc: Exception) -> str:
@@ -303,10 +412,6 @@ def _detail(exc: Exception) -> str:
     if not text or isinstance(exc, Image.UnidentifiedImageError) or " object at 0x" in text:
         return ""
     return f" ({text})"
-
-
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
 
 
 def _orientation(image: Image.Image, loaded: bool = False) -> int:
@@ -366,14 +471,17 @@ _REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBa", "La", "CMYK", "I", "F")
 def _load(image: Image.Image, kind: str, scale_hint: float, limits: Limits) -> Image.Image:
     """Decode to pixels at the smallest scale that loses nothing we need.
 
-    JPEG decodes at 1/2, 1/4 or 1/8 scale directly (`draft`); other formats decode at full
-    size and are box-reduced at once (`_reduce`), so only one full-size copy ever exists.
+    JPEG decodes at 1/2, 1/4 or 1/8 scale directly (`draft`), a still WebP likewise
+    (`_StillWebP`); other formats decode at full size and are box-reduced at once
+    (`_reduce`), so only one full-size copy ever exists.
     """
     _check_memory(image, kind, scale_hint, limits)
     if kind == "JPEG" and scale_hint > 1:
         w, h = image.size
         image.draft(image.mode, (math.ceil(w / scale_hint), math.ceil(h / scale_hint)))
     try:
+        if isinstance(image, _StillWebP):
+            return image.decode(_webp_factor(scale_hint))
         image.load()
     except MemoryError:
         raise  # the worker pool turns this into its "needs more than N MB" refusal
@@ -473,7 +581,8 @@ def normalize(
     # earlier would make Pillow decode the whole image before the memory check.
     orientation = _orientation(image, loaded=True)
     uw, uh = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-    image = _reduce(image, kind, hint)
+    # What the decode did not reduce yet (a still WebP comes reduced by a power of two).
+    image = _reduce(image, kind, hint * image.width / width)
     if orientation in _TRANSPOSE:
         # By the orientation read before reducing: a reduced copy no longer carries EXIF.
         image = image.transpose(_TRANSPOSE[orientation])
@@ -534,7 +643,9 @@ def render(
 
     # Map the box into the decoded image and cut it out.
     left, top = box.x / scale, box.y / scale
-    side = box.size / scale
+    # One scale maps both sides, but a decode at 1/n rounds each side up on its own: a box
+    # as tall as the picture can come out a fraction of a pixel taller than the decode.
+    side = min(box.size / scale, image.width - left, image.height - top)
     square = image.resize(
         (min(max_size, max(1, round(side))),) * 2,
         Image.Resampling.LANCZOS,

@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from typing import Any, TypeVar
 
-from .errors import ImageError, ImageErrorKind, WorkersBusy
+from .errors import NOT_THE_FILE, ImageError, ImageErrorKind, WorkersBusy, WorkersUnavailable
 
 log = logging.getLogger("userphoto.workers")
 
@@ -58,6 +58,8 @@ STARTUP_SECONDS = 60.0  # a worker imports nothing (the forkserver did); this is
 
 _RLIM_INFINITY = resource.RLIM_INFINITY
 _PR_SET_PDEATHSIG = 1
+# Signals a native decoder dies of when the bytes it reads lead it astray: the file's fault.
+_DECODER_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
 
 
 def context() -> ForkServerContext:
@@ -110,6 +112,75 @@ def _cpu_used() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+# A worker's job limits are soft limits lowered for the job and put back after it. The
+# hard limits are the ones the worker inherited (systemd LimitAS=, `ulimit -v`, prlimit) and
+# are never touched: an unprivileged process cannot raise a hard limit once lowered, and a
+# soft limit above the hard one is refused (EINVAL), so each job's limit is capped there.
+_JOB_LIMITS = (resource.RLIMIT_AS, resource.RLIMIT_CPU)
+
+
+def _lower(which: int, want: int) -> int:
+    """Set the soft limit `which` to `want`, capped at the inherited hard limit; what was set."""
+    _soft, hard = resource.getrlimit(which)
+    value = want if hard == _RLIM_INFINITY else min(want, hard)
+    resource.setrlimit(which, (value, hard))
+    return value
+
+
+def _limit_problems(memory: int) -> list[str]:
+    """What keeps this worker from enforcing its job limits as configured, in words (empty
+    when nothing does). Checked once at start, so the operator hears of it before any job."""
+    problems = []
+    inherited = {which: resource.getrlimit(which) for which in _JOB_LIMITS}
+    try:
+        granted = _lower(resource.RLIMIT_AS, _address_space() + memory) - _address_space()
+        if granted < memory:
+            problems.append(
+                f"the inherited address-space limit (RLIMIT_AS hard "
+                f"{inherited[resource.RLIMIT_AS][1] // 2**20} MB, from LimitAS= or ulimit -v) "
+                f"leaves an image job {max(0, granted) // 2**20} MB of its "
+                f"{memory // 2**20} MB budget"
+            )
+    except (OSError, ValueError) as exc:
+        problems.append(f"the image workers cannot set a memory limit per job ({exc})")
+    try:
+        _lower(resource.RLIMIT_CPU, math.ceil(_cpu_used()) + 3600)
+    except (OSError, ValueError) as exc:
+        problems.append(f"the image workers cannot set a CPU limit per job ({exc})")
+    for which, (soft, hard) in inherited.items():
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(which, (soft, hard))
+    return problems
+
+
+def _run_job(fn: Callable[..., Any], args: tuple, kwargs: dict, memory: int, cpu: float) -> Any:
+    """One job under its limits; ("ok", result), ("error", exc), ("memory", None) when the
+    job went over its budget, or ("server", why) for a failure that is not the job's."""
+    inherited = {which: resource.getrlimit(which)[0] for which in _JOB_LIMITS}
+    try:
+        granted = _lower(resource.RLIMIT_AS, _address_space() + memory) - _address_space()
+        _lower(resource.RLIMIT_CPU, math.ceil(_cpu_used() + cpu) + 1)
+    except (OSError, ValueError):
+        granted = memory  # said at start (`_limit_problems`); the CPU timer still bounds the job
+    signal.setitimer(signal.ITIMER_PROF, cpu)  # SIGPROF's default: terminate
+    try:
+        return ("ok", fn(*args, **kwargs))
+    except MemoryError:
+        if granted < memory:  # the inherited limit, not the file, left too little room
+            return (
+                "server",
+                f"the server's memory limit left this job {max(0, granted) // 2**20} MB",
+            )
+        return ("memory", None)
+    except Exception as exc:
+        return ("error", exc)
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        for which, soft in inherited.items():
+            with contextlib.suppress(OSError, ValueError):
+                resource.setrlimit(which, (soft, resource.getrlimit(which)[1]))
+
+
 def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: float) -> None:
     """A worker's life: warm up, then run jobs one at a time under their limits."""
     die_with(owner)
@@ -121,7 +192,10 @@ def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: float) -> Non
     from .facecrop import warm_up
 
     warm_up()  # the face detector's models, loaded before the first job is timed
-    conn.send("ready")
+    problems = _limit_problems(memory)
+    for problem in problems:
+        log.warning("image worker %s: %s", os.getpid(), problem)
+    conn.send(("ready", problems))
     while True:
         try:
             job = conn.recv()
@@ -130,25 +204,12 @@ def _serve(conn: Connection, owner: int, memory: int, cpu_seconds: float) -> Non
         if job is None:
             return
         fn, args, kwargs = job
-        resource.setrlimit(resource.RLIMIT_AS, (_address_space() + memory, _RLIM_INFINITY))
-        cpu_limit = math.ceil(_cpu_used() + cpu_seconds) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_limit, _RLIM_INFINITY))
-        signal.setitimer(signal.ITIMER_PROF, cpu_seconds)  # SIGPROF's default: terminate
-        try:
-            result: tuple[str, Any] = ("ok", fn(*args, **kwargs))
-        except MemoryError:
-            result = ("memory", None)
-        except Exception as exc:
-            result = ("error", exc)
-        finally:
-            signal.setitimer(signal.ITIMER_PROF, 0)
-            resource.setrlimit(resource.RLIMIT_AS, (_RLIM_INFINITY, _RLIM_INFINITY))
-            resource.setrlimit(resource.RLIMIT_CPU, (_RLIM_INFINITY, _RLIM_INFINITY))
+        result = _run_job(fn, args, kwargs, memory, cpu_seconds)
         try:
             conn.send(result)
         except Exception as exc:  # an unpicklable result or error: say so, don't hang
             conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
-        if result[0] == "memory":
+        if result[0] in ("memory", "server"):
             return  # the heap may be fragmented after a failed allocation: start afresh
 
 
@@ -161,19 +222,30 @@ class _Worker:
             name="userphoto-image-worker",
             daemon=True,
         )
-        self.process.start()
+        try:
+            self.process.start()
+        except (OSError, EOFError) as exc:  # the forkserver itself is gone or cannot fork
+            child.close()
+            self.conn.close()
+            raise WorkersUnavailable(
+                f"The server could not process this image: no image worker can start ({exc}). "
+                f"{NOT_THE_FILE}"
+            ) from None
         child.close()
         self.jobs = 0
+        self.problems: list[str] = []  # limits it cannot enforce (see `_limit_problems`)
         try:
-            ready = self.conn.poll(STARTUP_SECONDS) and self.conn.recv() == "ready"
+            hello = self.conn.recv() if self.conn.poll(STARTUP_SECONDS) else None
         except (EOFError, OSError):
-            ready = False
-        if not ready:
+            hello = None
+        if not (isinstance(hello, tuple) and hello[0] == "ready"):
             self.kill()
-            raise RuntimeError(
-                f"an image worker did not start (exit code {self.process.exitcode}); "
-                "see the log above"
+            log.error("an image worker did not start (exit code %s)", self.process.exitcode)
+            raise WorkersUnavailable(
+                "The server could not process this image: its image workers do not start "
+                f"(exit code {self.process.exitcode}). {NOT_THE_FILE}"
             )
+        self.problems = list(hello[1])
 
     def rss(self) -> int:
         try:
@@ -231,6 +303,13 @@ class WorkerPool:
         self._busy = 0
         self._refused: dict[str, int] = {}
         self._kills = 0
+        self._problems: list[str] = []
+
+    @property
+    def problems(self) -> list[str]:
+        """Limits the workers cannot enforce as configured (for the log and /readyz)."""
+        with self._lock:
+            return list(self._problems)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -262,6 +341,10 @@ class WorkerPool:
         with self._lock:
             if not self._closed:
                 self._all.add(worker)
+            new = [p for p in worker.problems if p not in self._problems]
+            self._problems.extend(new)
+        for problem in new:  # once per pool: the worker's own log line may go nowhere
+            log.warning("image workers run degraded: %s", problem)
         return worker
 
     def _take(self) -> _Worker:
@@ -359,6 +442,12 @@ class WorkerPool:
             if not worker.process.is_alive():
                 self._died(worker)
         worker.jobs += 1
+        if status == "server":
+            self._retire(worker, kill=False)
+            log.error("image worker could not run a job: %s", value)
+            raise WorkersUnavailable(
+                f"The server could not process this image: {value}. {NOT_THE_FILE}"
+            )
         if status == "memory":
             self._retire(worker, kill=False)
             raise self._too_big()
@@ -371,18 +460,25 @@ class WorkerPool:
         return value
 
     def _died(self, worker: _Worker) -> None:
-        """The worker ended mid-job: say why, as the caller's refusal."""
+        """The worker ended mid-job: say why, blaming the file only when a decoder crashed."""
         worker.process.join(5)
         code = worker.process.exitcode
         self._retire(worker, kill=True)
         if code in (-signal.SIGPROF, -signal.SIGXCPU):
             raise self._too_slow()
-        self._count_refusal("crashed")
         log.warning("image worker %s ended mid-job (exit code %s)", worker.process.pid, code)
-        raise ImageError(
-            ImageErrorKind.CRASHED,
-            "The image decoder failed on this file; export it again as a baseline JPEG "
-            "or a PNG and upload that.",
+        if code is not None and -code in _DECODER_CRASHES:
+            self._count_refusal("crashed")
+            raise ImageError(
+                ImageErrorKind.CRASHED,
+                "The image decoder failed on this file; export it again as a baseline JPEG "
+                "or a PNG and upload that.",
+            )
+        # Killed from outside (the OOM killer, an operator) or an exit of the worker's own:
+        # nothing says the file caused it.
+        raise WorkersUnavailable(
+            f"The server could not process this image: an image worker ended (exit code "
+            f"{code}). {NOT_THE_FILE}"
         )
 
     def _too_slow(self) -> ImageError:

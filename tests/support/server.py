@@ -213,7 +213,9 @@ def start_server(
     scheme: str = "http",
     verify: str | bool = True,
     port: int | None = None,
+    wrap: list[str] | None = None,
 ) -> tuple[subprocess.Popen, str]:
+    """`userphoto serve` on a free port (`wrap`: a command it runs under, e.g. prlimit)."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -225,7 +227,15 @@ def start_server(
     log_path = serve_log(home)
     log = log_path.open("ab")
     proc = subprocess.Popen(
-        [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *(wrap or []),
+            str(BIN / "userphoto"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,

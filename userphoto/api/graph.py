@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from .. import imaging
-from ..errors import InvalidArgument, UserPhotoError
+from ..errors import InvalidArgument, UserPhotoError, unsupported_type
 from ..model import HD_SIZES, Account, ClientProfile, Viewer, ViewerKind
 from ..resolve import Resolution, Source, allowed_sizes
 from .cache import (
@@ -243,7 +243,7 @@ class GraphApi:
             )
         kind = imaging.sniff(req.body)
         if kind is not None and kind not in ("JPEG", "PNG"):
-            raise UserPhotoError(f"The body is {kind}; Graph accepts JPEG or PNG.", status=415)
+            raise unsupported_type(f"a {kind} image", accepted="JPEG or PNG")  # Graph's two
         photos = self.s.app.photos
         user = photos.user(key)
         may_write(viewer, user.id, self.s.app.settings.self_service)

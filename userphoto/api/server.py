@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl
 from .. import imaging
 from ..app import App
 from ..auth import Authenticator
-from ..errors import ImageError, UserPhotoError, WorkersBusy
+from ..errors import ImageError, UserPhotoError, WorkersBusy, too_large
 from ..model import Viewer, ViewerKind
 from ..store import Change, ChangeKind
 from .cache import (
@@ -734,11 +734,9 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 def _too_large(limit: int) -> UserPhotoError:
-    return UserPhotoError(
-        f"The upload is larger than the {limit:,}-byte limit ([limits] max_bytes).",
-        code="image_too_large",
-        status=413,
-    )
+    # The words every surface uses; not an ImageError, so it is answered without reading on.
+    words = too_large(limit)
+    return UserPhotoError(words.message, code=words.code, status=words.status)
 
 
 def _refusal(surface: Surface, exc: UserPhotoError) -> Answer:

@@ -161,10 +161,10 @@ async def _ready(request: Request) -> Response:
     behind = time.monotonic() - synced
     if behind > READY_STALE:
         return _not_ready(f"change feed not read for {behind:.0f} s")
-    return JSONResponse(
-        {"status": "ready", "change_seq": latest, "applied_seq": follower.seq},
-        headers=_NO_STORE,
-    )
+    body: dict[str, object] = {"status": "ready", "change_seq": latest, "applied_seq": follower.seq}
+    if problems := services.app.pool.problems:  # ready, but the image limits are not all set
+        body["degraded"] = problems
+    return JSONResponse(body, headers=_NO_STORE)
 
 
 def _not_ready(why: str) -> Response:

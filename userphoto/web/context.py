@@ -9,7 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..api.common import Services
-from ..errors import Forbidden, InvalidArgument, UserPhotoError
+from ..errors import Forbidden, InvalidArgument, UserPhotoError, too_large
+from ..imaging import MAX_JPEG_SCANS, ScanMarkers, too_many_scans
 from ..model import Viewer, ViewerKind
 from ..photos import Photos
 from .render import Renderer
@@ -85,20 +86,36 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 async def read_upload(request: Request, limit: int) -> bytes:
-    """A raw upload body. Up to 4× the limit is read so the image check can name the size;
-    beyond that the upload is cut off with the same kind of message."""
-    cap = limit * 4
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > cap:
-            raise UserPhotoError(
-                f"The file is larger than {cap // (1024 * 1024)} MB; the limit is "
-                f"{limit / (1024 * 1024):.1f} MB. Export a smaller JPEG (648×648 is plenty).",
-                code="image_too_large",
-                status=413,
-            )
-    return bytes(body)
+    """A raw upload body, held no further than one byte past `limit` ([limits] max_bytes).
+
+    Over the limit (declared or as it arrives) it is refused with the words every surface
+    uses, and a scan bomb as soon as its scans have arrived; the rest of a refused body is
+    read and dropped (up to another `limit`), so the browser reads the answer, not a reset.
+    """
+    declared = request.headers.get("content-length", "")
+    refusal: UserPhotoError | None = None
+    if declared.isdigit() and int(declared) > limit:
+        refusal = too_large(limit)
+    chunks: list[bytes] = []  # joined once: no buffer regrown (and left behind) per request
+    size, markers, checked = 0, ScanMarkers(), False
+    stream = request.stream()
+    async for chunk in stream:
+        size += len(chunk)
+        if refusal is not None:
+            if size > 2 * limit:
+                break
+            continue
+        if size > limit:
+            refusal, chunks = too_large(limit), []
+            continue
+        chunks.append(chunk)
+        if markers.feed(chunk) > MAX_JPEG_SCANS and not checked:
+            checked = True
+            if (costly := too_many_scans(b"".join(chunks))) is not None:
+                refusal, chunks = costly, []
+    if refusal is not None:
+        raise refusal
+    return b"".join(chunks)
 
 
 def local_path(path: str, default: str = "/me") -> str:

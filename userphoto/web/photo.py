@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..api.common import may_write
-from ..errors import InvalidArgument, UserPhotoError
+from ..errors import InvalidArgument, UserPhotoError, WorkersBusy
 from ..model import (
     MASTER_MAX,
     MEETING_SIZE,
@@ -83,6 +83,7 @@ class PhotoPages:
     def __init__(self, web: Web):
         self.web = web
         self.services = web.services
+        self._uploads = 0  # previews being read or waiting for an image worker
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -165,6 +166,7 @@ class PhotoPages:
             "cannot_reason": reason,
             "previews": PREVIEWS,
             "max_mb": f"{limits.max_bytes / (1024 * 1024):.0f}",
+            "max_bytes": limits.max_bytes,
             "min_side": limits.min_side,
             "sd_only": user.account is Account.SD_ONLY,
             "sd_max": SD_MAX,
@@ -198,12 +200,21 @@ class PhotoPages:
             crop = CropBox.parse(crop_text) if crop_text else None
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
-        data = await read_upload(request, self.services.app.settings.limits.max_bytes)
-        photo = await run_in_threadpool(
-            lambda: self.web.photos.set(
-                user.id, data, preview=True, crop=crop, actor=viewer.address or "?", via="web"
+        # The API's back-pressure: bodies held while waiting for an image worker are bounded
+        # by the workers and their queue; past that, 503 + Retry-After before reading one.
+        pool = self.services.app.pool
+        if self._uploads >= pool.size + pool.max_waiting:
+            raise WorkersBusy("Too many uploads are in progress; try again shortly.")
+        self._uploads += 1  # the event loop's thread only: no lock needed
+        try:
+            data = await read_upload(request, self.services.app.settings.limits.max_bytes)
+            photo = await run_in_threadpool(
+                lambda: self.web.photos.set(
+                    user.id, data, preview=True, crop=crop, actor=viewer.address or "?", via="web"
+                )
             )
-        )
+        finally:
+            self._uploads -= 1
         return JSONResponse(preview_payload(user, photo), headers=_NO_STORE)
 
     async def _form_action(self, request: Request, action: str) -> Response:

@@ -45,9 +45,67 @@
     if (f) start(f);
   });
 
+  // --- a photo over the size limit is shrunk here, not refused ------------------------------
+  // A phone photo is often a few MB over [limits] max_bytes; the server only keeps 648 px, so
+  // the page re-encodes it (upright, as the browser shows it) as a JPEG of at most SHRINK_SIDE
+  // px a side under the limit, and says so. A file the browser cannot decode goes as it is
+  // (the server then names the limit).
+  const SHRINK_SIDE = 2048;
+  const maxBytes = Number(app.dataset.maxBytes) || 0;
+  const shrinkNote = $("shrink-note");
+
+  function mb(n) { return `${(n / (1024 * 1024)).toFixed(1)} MB`; }
+
+  async function shrink(f) {
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(f, { imageOrientation: "from-image" });
+    } catch (e) {
+      return null;
+    }
+    const long = Math.max(bitmap.width, bitmap.height);
+    let side = Math.min(SHRINK_SIDE, long);
+    try {
+      for (let attempt = 0; attempt < 6; attempt++) {
+        const w = Math.max(1, Math.round(bitmap.width * side / long));
+        const h = Math.max(1, Math.round(bitmap.height * side / long));
+        const canvas = document.createElement("canvas");
+        canvas.width = w; canvas.height = h;
+        const ctx = canvas.getContext("2d");
+        ctx.fillStyle = "#fff";  // transparency flattened on white, as the server does
+        ctx.fillRect(0, 0, w, h);
+        ctx.imageSmoothingQuality = "high";
+        ctx.drawImage(bitmap, 0, 0, w, h);
+        for (const quality of [0.9, 0.82, 0.72]) {
+          const blob = await new Promise((done) => canvas.toBlob(done, "image/jpeg", quality));
+          if (blob && blob.size <= maxBytes) {
+            const name = (f.name || "photo").replace(/\.[^.]*$/, "") + ".jpg";
+            return { file: new File([blob], name, { type: "image/jpeg" }), width: w, height: h };
+          }
+        }
+        side = Math.round(side * 0.75);
+      }
+      return null;
+    } finally {
+      bitmap.close();
+    }
+  }
+
   async function start(f) {
-    chosen = f;
     showError("");
+    shrinkNote.hidden = true;
+    if (maxBytes && f.size > maxBytes) {
+      say(`This photo is ${mb(f.size)}, over the ${mb(maxBytes)} limit: shrinking it…`);
+      const small = await shrink(f);
+      if (small) {
+        shrinkNote.textContent = `Your photo was ${mb(f.size)}, over the ${mb(maxBytes)} limit, ` +
+          `so this page shrank it to ${small.width}×${small.height} px (${mb(small.file.size)}) ` +
+          "before uploading. That is still far more than the 648 px kept.";
+        shrinkNote.hidden = false;
+        f = small.file;
+      }
+    }
+    chosen = f;
     crop.hidden = true;
     const note = $("pending-note");
     if (note) note.remove();
