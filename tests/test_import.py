@@ -469,3 +469,129 @@ def test_renditions_stay_close_to_a_full_resolution_lanczos(org: App) -> None:
         with Image.open(io.BytesIO(jpeg)) as got:
             diff = np.abs(np.asarray(got.convert("RGB"), dtype=float) - ideal).mean()
         assert diff < (2.5 if size >= 240 else 5.5), (size, diff)
+
+
+# --- only regular files inside the folder are read ---------------------------------------------
+
+
+def _device(path: Path) -> None:
+    """A character device (/dev/zero's numbers) at `path`: needs root, which CI has."""
+    import stat as stat_module
+
+    try:
+        os.mknod(path, stat_module.S_IFCHR | 0o600, os.makedev(1, 5))
+    except PermissionError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("making a device node needs root (CI runs as root)")
+
+
+def test_links_fifos_and_devices_are_skipped_with_the_reason(
+    org: App, run_cli: RunCli, tmp_path: Path
+) -> None:
+    outside = write(tmp_path / "elsewhere", {"ghopper@contoso.example.jpg": photo(70)})
+    folder = write(tmp_path / "in", {"ada.lovelace@contoso.example.jpg": photo(71)})
+    # A link to a real photo outside the folder, named for a real user: never imported.
+    (folder / "ghopper@contoso.example.jpg").symlink_to(outside / "ghopper@contoso.example.jpg")
+    (folder / "jose.garcia@contoso.example.jpg").symlink_to("/dev/zero")
+    os.mkfifo(folder / "alan.turing@contoso.example.jpg")
+    _device(folder / "legacy.user@contoso.example.jpg")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    report = tmp_path / "report.csv"
+    proc = run_cli("import", str(folder), "--report", str(report), check=False)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()  # skipped files are not failures
+    rows = {r["file"]: r for r in csv.DictReader(report.open())}
+    assert rows["ada.lovelace@contoso.example.jpg"]["status"] == "imported"
+    for name, reason in [
+        ("ghopper@contoso.example.jpg", "symbolic link"),
+        ("jose.garcia@contoso.example.jpg", "symbolic link"),
+        ("alan.turing@contoso.example.jpg", "FIFO"),
+        ("legacy.user@contoso.example.jpg", "device"),
+        ("linked", "symbolic link"),
+    ]:
+        assert rows[name]["status"] == "skipped", rows[name]
+        assert reason in rows[name]["detail"], rows[name]
+        assert any(ln.startswith("skipped") and name in ln for ln in out.splitlines()), out
+    assert set(org.store.saved_photo_hashes()) == {"u-ada"}
+    assert "1 imported" in out and "5 skipped" in out
+
+
+def test_read_regular_refuses_what_is_swapped_in_after_the_listing(tmp_path: Path) -> None:
+    """The checks at read time, not only at listing time: a file replaced by a link or FIFO
+    between the scan and the read is refused, without blocking or reading /dev/zero."""
+    folder = write(tmp_path / "f", {"a.jpg": b"jpeg bytes"})
+    sources = {s.name: s for s in bulk.scan(folder)}
+    assert sources["a.jpg"].read(100) == b"jpeg bytes"
+    (folder / "a.jpg").unlink()
+    (folder / "a.jpg").symlink_to("/dev/zero")
+    with pytest.raises(bulk.NotRegularFile, match="symbolic link"):
+        sources["a.jpg"].read(100)
+    (folder / "a.jpg").unlink()
+    os.mkfifo(folder / "a.jpg")
+    started = time.monotonic()
+    with pytest.raises(bulk.NotRegularFile, match="FIFO"):
+        sources["a.jpg"].read(100)
+    assert time.monotonic() - started < 5
+    with pytest.raises(bulk.NotRegularFile, match="device"):
+        bulk.read_regular("/dev/zero", 100)
+    # A linked parent folder: the last component is a plain file, but it lies outside.
+    outside = write(tmp_path / "out", {"b.jpg": b"secret"})
+    (folder / "sub").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(bulk.NotRegularFile, match="outside"):
+        bulk.read_regular(str(folder / "sub" / "b.jpg"), 100, inside=str(folder))
+    # The bounded read: never more than asked for.
+    big = write(tmp_path / "big", {"c.jpg": b"x" * 1000})
+    assert len(bulk.read_regular(str(big / "c.jpg"), 10)) == 10
+
+
+def test_report_csv_cells_are_never_formulas(org: App, run_cli: RunCli, tmp_path: Path) -> None:
+    names = ['=HYPERLINK("x.example","y").jpg', "+1.jpg", "-2.jpg", "@SUM(A1).jpg"]
+    folder = write(tmp_path / "f", {n: b"not an image" for n in names})
+    report = tmp_path / "report.csv"
+    run_cli("import", str(folder), "--report", str(report), check=False)
+    rows = list(csv.DictReader(report.open()))
+    assert sorted(r["file"] for r in rows) == sorted("'" + n for n in names)
+    assert all(r["status"] == "unmatched" for r in rows)
+    # The JSON report keeps the names as they are: it is not opened by a spreadsheet.
+    run_cli("import", str(folder), "--report", str(tmp_path / "r.json"), check=False)
+    assert sorted(r["file"] for r in json.loads((tmp_path / "r.json").read_text())) == sorted(names)
+    assert bulk.csv_cell("\tx") == "'\tx" and bulk.csv_cell("\rx") == "'\rx"
+    assert bulk.csv_cell("a=b") == "a=b" and bulk.csv_cell(3) == 3 and bulk.csv_cell("") == ""
+
+
+def test_restore_reads_only_regular_files_inside_the_export(
+    org: App, run_cli: RunCli, tmp_path: Path
+) -> None:
+    for i, address in enumerate(["ada.lovelace@contoso.example", "ghopper@contoso.example"]):
+        org.photos.set(address, photo(80 + i))
+    org.photos.set("jose.garcia@contoso.example", photo(82))
+    backup = tmp_path / "backup"
+    run_cli("export", str(backup))
+    (backup / "ada.lovelace@contoso.example.jpg").unlink()
+    (backup / "ada.lovelace@contoso.example.jpg").symlink_to("/dev/zero")
+    (backup / "ghopper@contoso.example.jpg").unlink()
+    os.mkfifo(backup / "ghopper@contoso.example.jpg")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    restored = App(Settings.load(fresh))
+    add_people(restored)
+    env = {**os.environ, "USERPHOTO_HOME": str(fresh)}
+    proc = subprocess.run(
+        [str(BIN / "userphoto"), "import", str(backup)], env=env, capture_output=True, timeout=60
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert "ada.lovelace@contoso.example: " in err and "symbolic link" in err
+    assert "ghopper@contoso.example: " in err and "FIFO" in err
+    assert "1 photos stored as exported" in proc.stdout.decode()
+    assert set(restored.store.saved_photo_hashes()) == {"u-jose"}
+    # A manifest that is a link is refused as a whole, with the reason.
+    manifest = backup / "userphoto-export.json"
+    manifest.rename(tmp_path / "m.json")
+    manifest.symlink_to(tmp_path / "m.json")
+    proc = subprocess.run(
+        [str(BIN / "userphoto"), "import", str(backup)], env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 1 and "symbolic link" in proc.stderr.decode()
+    restored.close()
