@@ -220,6 +220,12 @@ def export_photos(ctx: Context, directory: Path, size: int | None) -> None:
     visibility option, and each photo's crop box, crop reason and source hash.
     `userphoto import DIRECTORY` restores all of it, into a fresh store too, without
     cropping the photos again; other tools can still read the files by name.
+
+    \b
+    Examples:
+      userphoto export backup/                  every photo at its largest size
+      userphoto export small/ --size HR96x96    one size for another tool
+      userphoto import backup/                  restore it (into a fresh store too)
     """
     result = archive.export(ctx.app.store, directory, size)
     click.echo(

@@ -91,6 +91,11 @@ def doctor(ctx: Context, as_json: bool) -> None:
 
     Exits 1 when anything is at error level (for monitoring), 0 otherwise.
     `userphoto diagnose ADDRESS` then explains any single user.
+
+    \b
+    Examples:
+      userphoto doctor
+      userphoto doctor --json | jq '.findings'    for monitoring
     """
     app = ctx.app
     total = app.store.count_users()

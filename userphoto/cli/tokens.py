@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -13,7 +14,14 @@ from . import Context, cli, pass_ctx
 
 @cli.group()
 def token() -> None:
-    """Bearer tokens for members and admins (only a hash is stored)."""
+    """Bearer tokens for members and admins (only a hash is stored).
+
+    \b
+    Examples:
+      userphoto token create ada@contoso.example
+      userphoto token list
+      userphoto token revoke 3f2a9c
+    """
 
 
 @token.command("create")
@@ -38,7 +46,12 @@ def token_create(ctx: Context, address: str, admin: bool) -> None:
 @token.command("list")
 @pass_ctx
 def token_list(ctx: Context) -> None:
-    """List tokens (ids, owners, kinds; never the tokens themselves)."""
+    """List tokens (ids, owners, kinds; never the tokens themselves).
+
+    \b
+    Example:
+      userphoto token list
+    """
     for t in ctx.app.store.list_tokens():
         kind = "admin" if t.admin else "member"
         click.echo(f"{t.id}  {kind:6}  {t.address}  {t.created:%Y-%m-%d %H:%M}")
@@ -48,7 +61,12 @@ def token_list(ctx: Context) -> None:
 @click.argument("token_id")
 @pass_ctx
 def token_revoke(ctx: Context, token_id: str) -> None:
-    """Revoke the token with TOKEN_ID (from `token list`); servers drop it within a second."""
+    """Revoke the token with TOKEN_ID (from `token list`); servers drop it within a second.
+
+    \b
+    Example:
+      userphoto token revoke 3f2a9c
+    """
     if not ctx.app.store.delete_token(token_id):
         raise NotFound(f"No token {token_id!r}; `userphoto token list` shows them.")
     click.echo(f"revoked {token_id}")
@@ -56,7 +74,13 @@ def token_revoke(ctx: Context, token_id: str) -> None:
 
 @cli.group()
 def partner() -> None:
-    """Federation partners whose users present signed JWTs (external viewers)."""
+    """Federation partners whose users present signed JWTs (external viewers).
+
+    \b
+    Examples:
+      userphoto partner add fabrikam.example
+      userphoto partner list
+    """
 
 
 @partner.command("add")
@@ -74,6 +98,11 @@ def partner_add(ctx: Context, domain: str, public_key: Path | None) -> None:
     The partner's users send `Authorization: Bearer <JWT>` with iss=DOMAIN, sub=their
     address, aud=one of this organization's domains and exp. They see what external
     viewers may see (visibility 'everyone', never directory-only photos).
+
+    \b
+    Examples:
+      userphoto partner add fabrikam.example                 prints the HS256 secret
+      userphoto partner add fabrikam.example --public-key fabrikam.pem
     """
     pem = None
     if public_key is not None:
@@ -88,10 +117,25 @@ def partner_add(ctx: Context, domain: str, public_key: Path | None) -> None:
 
 
 @partner.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list: domain, algorithm, created.")
 @pass_ctx
-def partner_list(ctx: Context) -> None:
-    """List partners and their signature algorithms (never secrets)."""
-    for p in ctx.app.store.list_partners():
+def partner_list(ctx: Context, as_json: bool) -> None:
+    """List partners and their signature algorithms (never secrets).
+
+    \b
+    Examples:
+      userphoto partner list
+      userphoto partner list --json
+    """
+    partners = ctx.app.store.list_partners()
+    if as_json:
+        listing = [
+            {"domain": p.domain, "algorithm": p.algorithm, "created": p.created.isoformat()}
+            for p in partners
+        ]
+        click.echo(json.dumps(listing, indent=2))
+        return
+    for p in partners:
         click.echo(f"{p.domain}  {p.algorithm}  {p.created:%Y-%m-%d %H:%M}")
 
 
@@ -99,7 +143,12 @@ def partner_list(ctx: Context) -> None:
 @click.argument("domain")
 @pass_ctx
 def partner_remove(ctx: Context, domain: str) -> None:
-    """Stop accepting DOMAIN's tokens."""
+    """Stop accepting DOMAIN's tokens.
+
+    \b
+    Example:
+      userphoto partner remove fabrikam.example
+    """
     if not ctx.app.store.delete_partner(domain.strip().lower()):
         raise NotFound(f"No partner {domain!r}.")
     click.echo(f"removed {domain}")
