@@ -595,3 +595,100 @@ def test_restore_reads_only_regular_files_inside_the_export(
     )
     assert proc.returncode == 1 and "symbolic link" in proc.stderr.decode()
     restored.close()
+
+
+# --- the hint on unmatched files, and the mapping file -----------------------------------------
+
+
+def test_unmatched_display_names_hint_at_the_name_pattern(
+    org: App, run_cli: RunCli, tmp_path: Path
+) -> None:
+    folder = write(
+        tmp_path / "names",
+        {"Ada Lovelace.jpg": photo(90), "José García.jpg": photo(91), "nobody.jpg": photo(92)},
+    )
+    out = run_cli("import", str(folder), "--dry-run").stdout.decode()
+    lines = out.splitlines()
+    ada = next(ln for ln in lines if "Ada Lovelace.jpg" in ln)
+    assert ada.startswith("unmatched")
+    assert "2 files would match with --match '{name}'" in ada
+    assert "hint: 2 files would match with --match '{name}'" in out
+    # Following the hint matches them (the accent folded), and the hint is gone.
+    out = run_cli("import", str(folder), "--match", "{name}", "--dry-run").stdout.decode()
+    assert "Ada Lovelace.jpg -> ada.lovelace@" in out and "José García.jpg -> jose.garcia@" in out
+    assert "hint:" not in out
+
+
+def test_suggest_patterns_counts_only_single_matches(org: App) -> None:
+    from userphoto.matching import suggest_patterns
+
+    matcher = bulk.load_matcher(org.store, "{mail}")
+    # "Sam Smith" names two users: no pattern counts it; E1001 is Grace's employeeID.
+    found = suggest_patterns(["Sam Smith", "Grace Hopper", "e1001", "ghopper"], matcher, limit=5)
+    by_pattern = {s.pattern: s.matches for s in found}
+    assert by_pattern["{name}"] == 1
+    assert by_pattern["{employeeid}"] == 1 and by_pattern["{local}"] == 1
+    assert "{mail}" not in by_pattern  # the pattern in use is never suggested
+    assert suggest_patterns(["zzz"], matcher) == []
+
+
+def test_suggestions_count_what_the_matcher_would_match(org: App) -> None:
+    """The hint's shortcut (split names, look fields up) agrees with a real Matcher run of
+    every candidate, so `--match` as suggested matches exactly the counted files."""
+    from userphoto.matching import CANDIDATES, suggest_patterns
+
+    stems = [
+        "Ada Lovelace", "lovelace, ada", "Turing_Alan", "alan.turing", "Jose Garcia",
+        "garcía, josé", "Grace Hopper", "hopper_grace", "Sam Smith", "u-jose", "ghopper",
+        "Guido van Rossum", "nobody", "ada",
+    ]  # fmt: skip
+    matcher = bulk.load_matcher(org.store, "{mail}")
+    counted = {s.pattern: s.matches for s in suggest_patterns(stems, matcher, limit=99)}
+    for text in CANDIDATES[1:]:
+        real = Matcher(Pattern.parse(text), org.store.iter_users())
+        expected = sum(1 for stem in stems if len(real.match(stem)) == 1)
+        assert counted.get(text, 0) == expected, text
+    assert counted["{last}, {first}"] == 2 and counted["{name}"] == 3
+
+
+def test_mapping_file(org: App, run_cli: RunCli, tmp_path: Path) -> None:
+    folder = write(
+        tmp_path / "m",
+        {
+            "IMG_0001.jpg": photo(93),
+            "IMG_0002.jpg": photo(94),
+            "IMG_0003.jpg": photo(95),
+            "IMG_0004.jpg": photo(96),
+            "IMG_0005.jpg": photo(97),
+        },
+    )
+    mapping = tmp_path / "people.csv"
+    # Semicolons and a BOM, as Excel writes; a path and a different case in the file column.
+    mapping.write_text(
+        "\ufeffPhoto;User\n"
+        "IMG_0001.jpg;ada@contoso.example\n"  # an alias
+        "photos\\IMG_0002.JPG;E1001\n"  # an employee id
+        "IMG_0003.jpg;u-alan\n"  # a user id
+        "IMG_0004.jpg;ghost@contoso.example\n"  # nobody
+        "\n",
+        encoding="utf-8",
+    )
+    out = run_cli("import", str(folder), "--map", str(mapping)).stdout.decode()
+    assert "3 imported" in out and "2 unmatched" in out, out
+    assert "IMG_0004.jpg" in out and "line 5 names 'ghost@contoso.example'" in out
+    assert "'IMG_0005' is not in the map people.csv" in out
+    assert set(org.store.saved_photo_hashes()) == {"u-ada", "u-grace", "u-alan"}
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("File,User\nIMG_0001.jpg\nIMG_0002.jpg,\nIMG_0003.jpg,a@x\nIMG_0003.jpg,b@x\n")
+    proc = run_cli("import", str(folder), "--map", str(bad), check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert "line 2: expected a file name and a user" in err
+    assert "line 3: expected a file name and a user" in err
+    assert "line 5: 'IMG_0003.jpg' is mapped to 'b@x' here and to 'a@x' on line 4" in err
+    (tmp_path / "empty.csv").write_text("")
+    proc = run_cli("import", str(folder), "--map", str(tmp_path / "empty.csv"), check=False)
+    assert proc.returncode == 1 and "mapping file is empty" in proc.stderr.decode()
+    proc = run_cli("import", str(folder), "--map", str(mapping), "--match", "{name}", check=False)
+    assert proc.returncode == 2 and "not both" in proc.stderr.decode()

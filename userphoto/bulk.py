@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Protocol
 from . import imaging
 from .config import Settings
 from .errors import AccountUnavailable, ImageError
-from .matching import Matcher, Pattern
+from .matching import FileMatcher, MapMatcher, Matcher, Pattern, parse_map, suggest_patterns
 from .model import (
     Rendered,
 )
@@ -342,14 +342,19 @@ class Item:
 class Plan:
     items: list[Item]
     sources: dict[str, Source]  # by Item.file
+    hint: str = ""  # another --match that would match unmatched files, said once
 
     @property
     def pending(self) -> list[Item]:
         return [i for i in self.items if i.status is None]
 
 
-def plan(sources: list[Source], matcher: Matcher) -> Plan:
-    """Match every file to a user; settle the files that need no reading."""
+def plan(sources: list[Source], matcher: FileMatcher) -> Plan:
+    """Match every file to a user; settle the files that need no reading.
+
+    Unmatched files that another pattern would match (`Adele Vance.jpg` with `{name}`) say
+    so on their line, and the plan's `hint` says it once.
+    """
     items = [Item(s.name) for s in sources]
     by_user: dict[str, list[Item]] = {}
     for source, item in zip(sources, items, strict=True):
@@ -359,7 +364,7 @@ def plan(sources: list[Source], matcher: Matcher) -> Plan:
         users = matcher.match(source.stem)
         if not users:
             item.status = Status.UNMATCHED
-            item.detail = f"no user matches {source.stem!r} with {matcher.pattern.text}"
+            item.detail = matcher.unmatched(source.stem)
         elif len(users) > 1:
             item.status = Status.AMBIGUOUS
             item.detail = "matches " + ", ".join(u.address for u in users)
@@ -378,7 +383,23 @@ def plan(sources: list[Source], matcher: Matcher) -> Plan:
             for item in group:
                 item.status = Status.DUPLICATE
                 item.detail = f"{len(group)} files name {item.user}: {names}"
-    return Plan(items, {s.name: s for s in sources})
+    the_plan = Plan(items, {s.name: s for s in sources})
+    if isinstance(matcher, Matcher):
+        _hint(the_plan, matcher)
+    return the_plan
+
+
+def _hint(the_plan: Plan, matcher: Matcher) -> None:
+    unmatched = [i for i in the_plan.items if i.status is Status.UNMATCHED]
+    stems = [the_plan.sources[i.file].stem for i in unmatched]
+    suggestions = suggest_patterns(stems, matcher, limit=1)
+    if not suggestions:
+        return
+    best = suggestions[0]
+    files = "file" if best.matches == 1 else "files"
+    the_plan.hint = f"{best.matches} {files} would match with --match '{best.pattern}'"
+    for item in unmatched:
+        item.detail += f" — {the_plan.hint}"
 
 
 class Progress(Protocol):
@@ -556,3 +577,22 @@ def write_report(items: list[Item], path: Path) -> None:
 
 def load_matcher(store: Store, pattern: str) -> Matcher:
     return Matcher(Pattern.parse(pattern), store.iter_users())
+
+
+MAP_LIMIT = 64 << 20  # a mapping file of a million rows is far less
+
+
+def load_map(store: Store, path: Path) -> MapMatcher:
+    """A matcher from a mapping file (CSV: header, then file name, user per line)."""
+    try:
+        data = read_regular(str(path), MAP_LIMIT + 1)
+    except OSError as exc:
+        raise ValueError(f"Cannot read the mapping file {path}: {exc.strerror or exc}.") from None
+    if len(data) > MAP_LIMIT:
+        raise ValueError(f"The mapping file {path} is larger than {MAP_LIMIT >> 20} MiB.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")  # Excel's "CSV" in Western locales
+    rows = parse_map(text)
+    return MapMatcher(rows, store.iter_users(), source=f"the map {path.name}")
