@@ -19,7 +19,12 @@ from .photos import size_param
 @click.option(
     "--viewer", metavar="ADDRESS", help="Who looks: a member's (or partner user's) address."
 )
-@click.option("--external", metavar="DOMAIN", help="Who looks: a user of this partner domain.")
+@click.option(
+    "--external",
+    metavar="DOMAIN",
+    help="Who looks: a user of this domain; without --token their request carries no "
+    "credential (answered as an anonymous one), with it the token decides.",
+)
 @click.option("--anonymous", is_flag=True, help="Who looks: an anonymous caller (Libravatar, web).")
 @click.option(
     "--token", metavar="JWT", help="Check the credential a caller presents (e.g. a partner JWT)."
