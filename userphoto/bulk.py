@@ -173,7 +173,9 @@ def _member_skip(info: zipfile.ZipInfo) -> str:
     """Why a zip member is not read ("" for a plain file with a plain name)."""
     name = info.filename
     mode = info.external_attr >> 16
-    if not name.isprintable() or name.startswith("/") or ".." in PurePosixPath(name).parts:
+    if not name.isprintable():
+        return "a name with control characters"
+    if name.startswith("/") or ".." in PurePosixPath(name).parts:
         return "a name that leads outside the archive's folder"
     # A symlink or device as unzip would make it (many writers leave the type bits 0).
     if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
