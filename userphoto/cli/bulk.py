@@ -107,7 +107,9 @@ def import_photos(
     with a photo identical to the user's saved one are skipped, so re-running is safe and
     resumes an interrupted import. Bad files are reported; they never stop the run. Exits 1
     when a file was invalid or could not be stored. --dry-run decodes and checks each file
-    as the import does (it only renders nothing), and exits 1 when one is invalid.
+    as the import does (it only renders nothing), and exits 1 when one is invalid. Only
+    regular files inside PATH are read: links, FIFOs and devices are listed as skipped, with
+    the reason, and never opened. Unmatched files say when another --match would match them.
 
     \b
     Examples:
@@ -115,7 +117,7 @@ def import_photos(
       userphoto import photos.zip --match '{first}.{last}'
       userphoto import hr-export/ --match '{employeeID}' --on-conflict replace --report r.csv
       userphoto import new-hires/ --review sheet.html       then check the crops at a glance
-      userphoto import photos/ --map people.csv --dry-run  file name -> address or employee id
+      userphoto import photos/ --map people.csv --dry-run   file name -> address or employee id
       userphoto import backup/                              restore a `userphoto export`
                                                             (users, settings, crops as they were)
     """
