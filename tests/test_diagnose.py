@@ -232,15 +232,62 @@ def test_directory_only_photo_is_invisible_to_external_viewers(
     assert shows(verdict(sh, ADDR, "--external", "fabrikam.example"))
 
 
+def _jwt(secret: str, iss: str = "fabrikam.example") -> str:
+    import time
+
+    import jwt
+
+    claims = {"iss": iss, "sub": f"pia@{iss}", "aud": "contoso.example", "exp": time.time() + 300}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _statuses(v: dict) -> set[int]:
+    return {a["status"] for a in v["surfaces"]}
+
+
 def test_partner_not_configured(sh: Cli, ada: User, photo_file: str) -> None:
+    """Who the viewer is, what the APIs answer and the causes agree (issue #24): without a
+    token the request carries no credential and gets what an anonymous one gets; the
+    partner's token is what is refused with 401 until the partner is added."""
     sh("set", ADDR, photo_file)
     sh("user", "set", ADDR, "--visibility", "everyone")
     v = verdict(sh, ADDR, "--external", "fabrikam.example")
-    assert v["symptom"]["code"] == "others_cannot_see" and v["sees"]["source"] == "none"
+    assert "fabrikam.example" in v["viewer"] and "carries no credential" in v["viewer"]
+    assert "anonymous" in v["viewer"]
+    assert v["sees"]["source"] == "hd" and _statuses(v) == {200}  # what --anonymous gets
+    anonymous = verdict(sh, ADDR, "--anonymous")
+    assert v["surfaces"] == anonymous["surfaces"] and v["steps"] == anonymous["steps"]
     found = cause(v, "partner_not_configured")
+    assert "401" in found["message"] and "anonymous viewers" in found["message"]
     assert found["fix"] == ["userphoto partner add fabrikam.example"]
-    apply_fix(sh, found["fix"], photo_file)
-    assert shows(verdict(sh, ADDR, "--external", "fabrikam.example"))
+
+    # With the partner's token: refused (401), and said so in all three places.
+    token = _jwt("fabrikam's own secret, long enough for HS256")
+    v = verdict(sh, ADDR, "--external", "fabrikam.example", "--token", token)
+    assert v["symptom"]["code"] == "others_cannot_see" and v["sees"]["source"] == "none"
+    assert "token is refused" in v["viewer"] and _statuses(v) == {401}
+    refused = cause(v, "token_invalid")
+    assert refused["fix"] == ["userphoto partner add fabrikam.example"]
+
+    secret = sh("partner", "add", "fabrikam.example").splitlines()[0].strip()
+    v = verdict(sh, ADDR, "--external", "fabrikam.example", "--token", _jwt(secret))
+    assert shows(v) and _statuses(v) == {200}
+    assert v["viewer"].startswith("pia@fabrikam.example, a user of partner fabrikam.example")
+    assert not [c for c in v["causes"] if c["level"] == "error"]
+    # A registered partner's user without a token: still a request without a credential.
+    v = verdict(sh, ADDR, "--external", "fabrikam.example")
+    assert "carries no credential" in v["viewer"] and v["surfaces"] == anonymous["surfaces"]
+
+
+def test_viewer_kinds_read_as_english(sh: Cli, ada: User, photo_file: str) -> None:
+    sh("set", ADDR, photo_file)
+    sh("user", "set", ADDR, "--visibility", "everyone")
+    for args in (("--anonymous",), ("--external", "fabrikam.example"), ()):
+        text = sh("diagnose", ADDR, *args)
+        assert " a anonymous" not in text and " a admin" not in text, text
+    assert "admits an anonymous viewer" in sh("diagnose", ADDR, "--anonymous")
+    sh("user", "set", ADDR, "--visibility", "organization")
+    assert "the viewer is an anonymous" in sh("diagnose", ADDR, "--anonymous")
 
 
 @pytest.mark.parametrize(

@@ -168,3 +168,30 @@ def test_self_service_disabled_over_http(served_policy_off: Served, tmp_path: Pa
     s.wait_for(
         lambda: s.get(f"/v1/users/{kim}/photo?size=96", "kim").headers.get("x-photo-source") == "hd"
     )
+
+
+@pytest.mark.parametrize("external", ["partner.example", "stranger.example"])
+def test_external_viewer_without_a_token_is_predicted_as_the_server_answers(
+    served: Served, external: str
+) -> None:
+    """`diagnose --external DOMAIN` without --token: the request carries no credential, so
+    the prediction is what the running server answers a request without one (issue #24:
+    it used to predict 401 everywhere while calling the viewer anonymous)."""
+    import hashlib
+
+    for local in ("ada", "bob", "cy", "dee", "fay"):
+        address = addr(local)
+        r = served.client.get(
+            "/v1/admin/diagnose",
+            params={"target": address, "external": external},
+            headers=served.headers("admin"),
+        )
+        v = r.json()
+        assert "carries no credential" in v["viewer"], v["viewer"]
+        known = external == "partner.example"
+        assert ("partner_not_configured" in [c["code"] for c in v["causes"]]) is not known
+        md5 = hashlib.md5(address.encode()).hexdigest()
+        for answer in v["surfaces"]:
+            path = answer["request"].removeprefix("GET ").replace(f"MD5({address})", md5)
+            real = served.client.get(path, follow_redirects=False)  # no credential at all
+            assert real.status_code == answer["status"], (local, answer, real.status_code)

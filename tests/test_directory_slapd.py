@@ -462,6 +462,16 @@ def test_malformed_directory_photos(home: Path, seeded: Slapd, run_cli: RunCli) 
     assert "not a usable image" in shown and "102,400" in shown
     user_view = run_cli("sync", "--status", "--user", address(1)).stdout.decode()
     assert "problem with the directory's value:" in user_view and "102,400" in user_view
+    # The same facts as JSON (`--json`), from the same store.
+    import json
+
+    status = json.loads(run_cli("sync", "--status", "--json").stdout)
+    delta = status["runs"]["delta"]  # what the text showed: the run's problems, as recorded
+    assert delta["ok"] is True and any("102,400" in p for p in delta["problems"])
+    facts = json.loads(run_cli("sync", "--status", "--user", address(1), "--json").stdout)
+    assert facts["address"] == address(1) and facts["source"] == "directory"
+    assert facts["dn"] and "102,400" in facts["directory_photo"]["problem"]
+    assert facts["directory_photo"]["usable"] is True  # the last good photo is still served
 
     # A good photo again clears the problem.
     set_photo_in_ldap(seeded, 0, photo(0, 3))

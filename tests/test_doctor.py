@@ -86,6 +86,8 @@ def old_doctor(store: Store) -> DoctorReport:
     for status in store.iter_photo_status(batch=7):  # small batches: the keyset walk too
         report.users += 1
         found = old_user_findings(status)
+        report.flagged += any(CHECKS[c].level.value != "info" for c in found)
+        report.problem_people += any(CATALOGUE[c].problem for c in found)
         for code in found:
             report.counts[code] += 1
             examples = report.examples.setdefault(code, [])
@@ -244,6 +246,17 @@ def test_problems_filter_is_the_rule(org: App) -> None:
     rows = org.store.list_photo_status(query)
     assert {r.user.address for r in rows} == want and want
     assert org.store.count_photo_status(query) == len(want)
+    # The doctor says how many people that is, by the same rule (the admin page's box).
+    report = doctor(org)
+    assert report.problem_people == len(want)
+    assert report.to_dict()["people_with_problems"] == len(want)
+    flagged = sum(
+        1
+        for s in org.store.iter_photo_status()
+        if any(CHECKS[c].level.value != "info" for c in old_user_findings(s))
+    )
+    assert len(want) < report.flagged == flagged < sum(report.counts.values())
+    assert f"about {flagged:,} people; {len(want):,} of them" in report.text()
 
 
 def test_facts_keys_round_trip() -> None:

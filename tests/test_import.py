@@ -469,3 +469,226 @@ def test_renditions_stay_close_to_a_full_resolution_lanczos(org: App) -> None:
         with Image.open(io.BytesIO(jpeg)) as got:
             diff = np.abs(np.asarray(got.convert("RGB"), dtype=float) - ideal).mean()
         assert diff < (2.5 if size >= 240 else 5.5), (size, diff)
+
+
+# --- only regular files inside the folder are read ---------------------------------------------
+
+
+def _device(path: Path) -> None:
+    """A character device (/dev/zero's numbers) at `path`: needs root, which CI has."""
+    import stat as stat_module
+
+    try:
+        os.mknod(path, stat_module.S_IFCHR | 0o600, os.makedev(1, 5))
+    except PermissionError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("making a device node needs root (CI runs as root)")
+
+
+def test_links_fifos_and_devices_are_skipped_with_the_reason(
+    org: App, run_cli: RunCli, tmp_path: Path
+) -> None:
+    outside = write(tmp_path / "elsewhere", {"ghopper@contoso.example.jpg": photo(70)})
+    folder = write(tmp_path / "in", {"ada.lovelace@contoso.example.jpg": photo(71)})
+    # A link to a real photo outside the folder, named for a real user: never imported.
+    (folder / "ghopper@contoso.example.jpg").symlink_to(outside / "ghopper@contoso.example.jpg")
+    (folder / "jose.garcia@contoso.example.jpg").symlink_to("/dev/zero")
+    os.mkfifo(folder / "alan.turing@contoso.example.jpg")
+    _device(folder / "legacy.user@contoso.example.jpg")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    report = tmp_path / "report.csv"
+    proc = run_cli("import", str(folder), "--report", str(report), check=False)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()  # skipped files are not failures
+    rows = {r["file"]: r for r in csv.DictReader(report.open())}
+    assert rows["ada.lovelace@contoso.example.jpg"]["status"] == "imported"
+    for name, reason in [
+        ("ghopper@contoso.example.jpg", "symbolic link"),
+        ("jose.garcia@contoso.example.jpg", "symbolic link"),
+        ("alan.turing@contoso.example.jpg", "FIFO"),
+        ("legacy.user@contoso.example.jpg", "device"),
+        ("linked", "symbolic link"),
+    ]:
+        assert rows[name]["status"] == "skipped", rows[name]
+        assert reason in rows[name]["detail"], rows[name]
+        assert any(ln.startswith("skipped") and name in ln for ln in out.splitlines()), out
+    assert set(org.store.saved_photo_hashes()) == {"u-ada"}
+    assert "1 imported" in out and "5 skipped" in out
+
+
+def test_read_regular_refuses_what_is_swapped_in_after_the_listing(tmp_path: Path) -> None:
+    """The checks at read time, not only at listing time: a file replaced by a link or FIFO
+    between the scan and the read is refused, without blocking or reading /dev/zero."""
+    folder = write(tmp_path / "f", {"a.jpg": b"jpeg bytes"})
+    sources = {s.name: s for s in bulk.scan(folder)}
+    assert sources["a.jpg"].read(100) == b"jpeg bytes"
+    (folder / "a.jpg").unlink()
+    (folder / "a.jpg").symlink_to("/dev/zero")
+    with pytest.raises(bulk.NotRegularFile, match="symbolic link"):
+        sources["a.jpg"].read(100)
+    (folder / "a.jpg").unlink()
+    os.mkfifo(folder / "a.jpg")
+    started = time.monotonic()
+    with pytest.raises(bulk.NotRegularFile, match="FIFO"):
+        sources["a.jpg"].read(100)
+    assert time.monotonic() - started < 5
+    with pytest.raises(bulk.NotRegularFile, match="device"):
+        bulk.read_regular("/dev/zero", 100)
+    # A linked parent folder: the last component is a plain file, but it lies outside.
+    outside = write(tmp_path / "out", {"b.jpg": b"secret"})
+    (folder / "sub").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(bulk.NotRegularFile, match="outside"):
+        bulk.read_regular(str(folder / "sub" / "b.jpg"), 100, inside=str(folder))
+    # The bounded read: never more than asked for.
+    big = write(tmp_path / "big", {"c.jpg": b"x" * 1000})
+    assert len(bulk.read_regular(str(big / "c.jpg"), 10)) == 10
+
+
+def test_report_csv_cells_are_never_formulas(org: App, run_cli: RunCli, tmp_path: Path) -> None:
+    names = ['=HYPERLINK("x.example","y").jpg', "+1.jpg", "-2.jpg", "@SUM(A1).jpg"]
+    folder = write(tmp_path / "f", {n: b"not an image" for n in names})
+    report = tmp_path / "report.csv"
+    run_cli("import", str(folder), "--report", str(report), check=False)
+    rows = list(csv.DictReader(report.open()))
+    assert sorted(r["file"] for r in rows) == sorted("'" + n for n in names)
+    assert all(r["status"] == "unmatched" for r in rows)
+    # The JSON report keeps the names as they are: it is not opened by a spreadsheet.
+    run_cli("import", str(folder), "--report", str(tmp_path / "r.json"), check=False)
+    assert sorted(r["file"] for r in json.loads((tmp_path / "r.json").read_text())) == sorted(names)
+    assert bulk.csv_cell("\tx") == "'\tx" and bulk.csv_cell("\rx") == "'\rx"
+    assert bulk.csv_cell("a=b") == "a=b" and bulk.csv_cell(3) == 3 and bulk.csv_cell("") == ""
+
+
+def test_restore_reads_only_regular_files_inside_the_export(
+    org: App, run_cli: RunCli, tmp_path: Path
+) -> None:
+    for i, address in enumerate(["ada.lovelace@contoso.example", "ghopper@contoso.example"]):
+        org.photos.set(address, photo(80 + i))
+    org.photos.set("jose.garcia@contoso.example", photo(82))
+    backup = tmp_path / "backup"
+    run_cli("export", str(backup))
+    (backup / "ada.lovelace@contoso.example.jpg").unlink()
+    (backup / "ada.lovelace@contoso.example.jpg").symlink_to("/dev/zero")
+    (backup / "ghopper@contoso.example.jpg").unlink()
+    os.mkfifo(backup / "ghopper@contoso.example.jpg")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    restored = App(Settings.load(fresh))
+    add_people(restored)
+    env = {**os.environ, "USERPHOTO_HOME": str(fresh)}
+    proc = subprocess.run(
+        [str(BIN / "userphoto"), "import", str(backup)], env=env, capture_output=True, timeout=60
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert "ada.lovelace@contoso.example: " in err and "symbolic link" in err
+    assert "ghopper@contoso.example: " in err and "FIFO" in err
+    assert "1 photos stored as exported" in proc.stdout.decode()
+    assert set(restored.store.saved_photo_hashes()) == {"u-jose"}
+    # A manifest that is a link is refused as a whole, with the reason.
+    manifest = backup / "userphoto-export.json"
+    manifest.rename(tmp_path / "m.json")
+    manifest.symlink_to(tmp_path / "m.json")
+    proc = subprocess.run(
+        [str(BIN / "userphoto"), "import", str(backup)], env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 1 and "symbolic link" in proc.stderr.decode()
+    restored.close()
+
+
+# --- the hint on unmatched files, and the mapping file -----------------------------------------
+
+
+def test_unmatched_display_names_hint_at_the_name_pattern(
+    org: App, run_cli: RunCli, tmp_path: Path
+) -> None:
+    folder = write(
+        tmp_path / "names",
+        {"Ada Lovelace.jpg": photo(90), "José García.jpg": photo(91), "nobody.jpg": photo(92)},
+    )
+    out = run_cli("import", str(folder), "--dry-run").stdout.decode()
+    lines = out.splitlines()
+    ada = next(ln for ln in lines if "Ada Lovelace.jpg" in ln)
+    assert ada.startswith("unmatched")
+    assert "2 files would match with --match '{name}'" in ada
+    assert "hint: 2 files would match with --match '{name}'" in out
+    # Following the hint matches them (the accent folded), and the hint is gone.
+    out = run_cli("import", str(folder), "--match", "{name}", "--dry-run").stdout.decode()
+    assert "Ada Lovelace.jpg -> ada.lovelace@" in out and "José García.jpg -> jose.garcia@" in out
+    assert "hint:" not in out
+
+
+def test_suggest_patterns_counts_only_single_matches(org: App) -> None:
+    from userphoto.matching import suggest_patterns
+
+    matcher = bulk.load_matcher(org.store, "{mail}")
+    # "Sam Smith" names two users: no pattern counts it; E1001 is Grace's employeeID.
+    found = suggest_patterns(["Sam Smith", "Grace Hopper", "e1001", "ghopper"], matcher, limit=5)
+    by_pattern = {s.pattern: s.matches for s in found}
+    assert by_pattern["{name}"] == 1
+    assert by_pattern["{employeeid}"] == 1 and by_pattern["{local}"] == 1
+    assert "{mail}" not in by_pattern  # the pattern in use is never suggested
+    assert suggest_patterns(["zzz"], matcher) == []
+
+
+def test_suggestions_count_what_the_matcher_would_match(org: App) -> None:
+    """The hint's shortcut (split names, look fields up) agrees with a real Matcher run of
+    every candidate, so `--match` as suggested matches exactly the counted files."""
+    from userphoto.matching import CANDIDATES, suggest_patterns
+
+    stems = [
+        "Ada Lovelace", "lovelace, ada", "Turing_Alan", "alan.turing", "Jose Garcia",
+        "garcía, josé", "Grace Hopper", "hopper_grace", "Sam Smith", "u-jose", "ghopper",
+        "Guido van Rossum", "nobody", "ada",
+    ]  # fmt: skip
+    matcher = bulk.load_matcher(org.store, "{mail}")
+    counted = {s.pattern: s.matches for s in suggest_patterns(stems, matcher, limit=99)}
+    for text in CANDIDATES[1:]:
+        real = Matcher(Pattern.parse(text), org.store.iter_users())
+        expected = sum(1 for stem in stems if len(real.match(stem)) == 1)
+        assert counted.get(text, 0) == expected, text
+    assert counted["{last}, {first}"] == 2 and counted["{name}"] == 3
+
+
+def test_mapping_file(org: App, run_cli: RunCli, tmp_path: Path) -> None:
+    folder = write(
+        tmp_path / "m",
+        {
+            "IMG_0001.jpg": photo(93),
+            "IMG_0002.jpg": photo(94),
+            "IMG_0003.jpg": photo(95),
+            "IMG_0004.jpg": photo(96),
+            "IMG_0005.jpg": photo(97),
+        },
+    )
+    mapping = tmp_path / "people.csv"
+    # Semicolons and a BOM, as Excel writes; a path and a different case in the file column.
+    mapping.write_text(
+        "\ufeffPhoto;User\n"
+        "IMG_0001.jpg;ada@contoso.example\n"  # an alias
+        "photos\\IMG_0002.JPG;E1001\n"  # an employee id
+        "IMG_0003.jpg;u-alan\n"  # a user id
+        "IMG_0004.jpg;ghost@contoso.example\n"  # nobody
+        "\n",
+        encoding="utf-8",
+    )
+    out = run_cli("import", str(folder), "--map", str(mapping)).stdout.decode()
+    assert "3 imported" in out and "2 unmatched" in out, out
+    assert "IMG_0004.jpg" in out and "line 5 names 'ghost@contoso.example'" in out
+    assert "'IMG_0005' is not in the map people.csv" in out
+    assert set(org.store.saved_photo_hashes()) == {"u-ada", "u-grace", "u-alan"}
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("File,User\nIMG_0001.jpg\nIMG_0002.jpg,\nIMG_0003.jpg,a@x\nIMG_0003.jpg,b@x\n")
+    proc = run_cli("import", str(folder), "--map", str(bad), check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert "line 2: expected a file name and a user" in err
+    assert "line 3: expected a file name and a user" in err
+    assert "line 5: 'IMG_0003.jpg' is mapped to 'b@x' here and to 'a@x' on line 4" in err
+    (tmp_path / "empty.csv").write_text("")
+    proc = run_cli("import", str(folder), "--map", str(tmp_path / "empty.csv"), check=False)
+    assert proc.returncode == 1 and "mapping file is empty" in proc.stderr.decode()
+    proc = run_cli("import", str(folder), "--map", str(mapping), "--match", "{name}", check=False)
+    assert proc.returncode == 2 and "not both" in proc.stderr.decode()

@@ -23,6 +23,16 @@ def test_directory_search_and_filters(page: Any, web: Web) -> None:
     )
     page.locator("#doctor .doctor-body, #doctor .notice").first.wait_for()
     shot(page, "web-admin-directory")
+    # The Doctor box says whom its counts are about, and how many people Problems lists.
+    box = page.locator("#doctor .doctor-people")
+    assert "errors and warnings are about" in box.inner_text()
+    flagged = int(box.locator(".people-count").inner_text().replace(",", ""))
+    problem_people = int(box.locator(".problem-count").inner_text().replace(",", ""))
+    # ... as many people as the listing shows an error or warning for.
+    findings = page.locator("table.users tbody tr").evaluate_all(
+        "rows => rows.filter(r => r.querySelector('span.finding')).length"
+    )
+    assert findings == flagged, (findings, flagged)
 
     page.get_by_label("Search by name or address").fill("lovelace")
     page.get_by_role("button", name="Search").click()
@@ -42,9 +52,10 @@ def test_directory_search_and_filters(page: Any, web: Web) -> None:
     for row in page.locator("table.users tbody tr").all():
         assert "Directory" in row.inner_text()
 
-    page.get_by_role("link", name="Problems").click()
+    page.get_by_role("link", name="Problems", exact=True).first.click()
     page.wait_for_url("**filter=problems")
     rows = names(page)
+    assert len(rows) == problem_people > 0  # the box and the filter count the same people
     assert "Mia Broken" in rows and "Jon Disabled" in rows and "Ada Lovelace" not in rows
     broken = page.locator("tr", has_text="Mia Broken")
     assert "over the 100 KB" in broken.inner_text() or "unusable" in broken.inner_text()

@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import imaging
+from .bulk import read_regular
 from .config import Settings
 from .errors import UserPhotoError
 from .model import (
@@ -29,6 +30,7 @@ from .store import Store
 
 MANIFEST = "userphoto-export.json"
 MANIFEST_FORMAT = "userphoto-export/1"
+MANIFEST_LIMIT = 1 << 30  # ample for a million users; a bound, so /dev/zero cannot be read
 
 
 @dataclass
@@ -120,7 +122,8 @@ def export(store: Store, directory: Path, size: int | None = None) -> Exported:
 
 
 def is_export(path: Path) -> bool:
-    return path.is_dir() and (path / MANIFEST).is_file()
+    """A folder holding a manifest (a link or FIFO by that name is refused by `restore`)."""
+    return path.is_dir() and (path / MANIFEST).exists()
 
 
 @dataclass
@@ -141,7 +144,10 @@ def restore(path: Path, photos: Photos, settings: Settings, *, actor: str = "adm
     manifest's settings; a photo whose source hash is already the saved one is left alone.
     """
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        text = read_regular(str(path / MANIFEST), MANIFEST_LIMIT + 1, inside=str(path))
+        if len(text) > MANIFEST_LIMIT:
+            raise ValueError(f"larger than {MANIFEST_LIMIT // 2**20} MiB")
+        manifest = json.loads(text.decode("utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path / MANIFEST} is not a readable export manifest: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
@@ -203,7 +209,12 @@ def _restore_photo(
         result.unchanged += 1
         return
     name = PurePosixPath(record["file"]).name  # never a path out of the export folder
-    data = (path / name).read_bytes()
+    # Only a regular file inside the folder, never past the upload limit: a link to
+    # /dev/zero or a FIFO in its place is refused, not read until memory runs out.
+    limit = settings.limits.max_bytes
+    data = read_regular(str(path / name), limit + 1, inside=str(path))
+    if len(data) > limit:
+        raise ValueError(f"{name} is larger than the {limit}-byte upload limit; not read")
     info = imaging.inspect(data, settings.limits)
     # The exported square, whole (an explicit crop: no face detection).
     rendered = photos.render(user, data, crop=imaging.centre_crop(info.width, info.height))

@@ -17,6 +17,7 @@ Import runs in three steps:
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Protocol
 from . import imaging
 from .config import Settings
 from .errors import AccountUnavailable, ImageError
-from .matching import Matcher, Pattern
+from .matching import FileMatcher, MapMatcher, Matcher, Pattern, parse_map, suggest_patterns
 from .model import (
     Rendered,
 )
@@ -64,11 +65,19 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"  # several files name the same user
     INVALID = "invalid-image"
     FAILED = "failed"  # the user cannot take a photo, or storing it failed
+    SKIPPED = "skipped"  # not a regular file inside the folder: a link, FIFO, device or socket
 
 
 # Dry-run wording: what a real run would do.
 WOULD = {Status.IMPORTED: "import", Status.REPLACED: "replace"}
-PROBLEMS = (Status.UNMATCHED, Status.AMBIGUOUS, Status.DUPLICATE, Status.INVALID, Status.FAILED)
+PROBLEMS = (
+    Status.UNMATCHED,
+    Status.AMBIGUOUS,
+    Status.DUPLICATE,
+    Status.INVALID,
+    Status.FAILED,
+    Status.SKIPPED,
+)
 
 # Files a file manager leaves behind; never photos, not worth an "unmatched" line.
 _IGNORED = {"thumbs.db", "desktop.ini", "userphoto-export.json"}  # (the last: an export's MANIFEST)
@@ -81,6 +90,8 @@ class Source:
     path: str
     member: str | None = None
     label: str = ""  # how reports name it: relative to the imported folder, or the member
+    root: str = ""  # the imported folder: the file must stay inside it when read
+    skip: str = ""  # why this entry is not read at all (a link, a FIFO, ...): reported as such
 
     @property
     def name(self) -> str:
@@ -93,20 +104,61 @@ class Source:
     def read(self, limit: int) -> bytes:
         """At most `limit` bytes: enough to refuse an oversized file without loading it."""
         if self.member is None:
-            return read_regular(self.path, limit)
+            return read_regular(self.path, limit, inside=self.root or None)
         with _zip(self.path).open(self.member) as f:
             return f.read(limit)
 
 
-def read_regular(path: str, limit: int) -> bytes:
-    """At most `limit` bytes of a regular file; anything else (a FIFO, a device) is refused.
+class NotRegularFile(OSError):
+    """A path that is not a plain file inside the folder being read: never opened for data."""
 
-    Opened non-blocking, so a FIFO put where a file was listed cannot hang the reader.
+
+def not_regular(mode: int) -> str:
+    """Why a file of this type is not read, or "" for a regular file."""
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link (links are never followed)"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a regular file"
+    if stat.S_ISDIR(mode):
+        return "a folder, not a regular file"
+    return "not a regular file"
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether `path`'s folder resolves inside `folder` (its last part is O_NOFOLLOW's)."""
+    real = os.path.realpath(os.path.dirname(path))
+    root = os.path.realpath(folder)
+    return os.path.commonpath([real, root]) == root
+
+
+def read_regular(path: str, limit: int, *, inside: str | None = None) -> bytes:
+    """At most `limit` bytes of a regular file; a link, FIFO or device is refused.
+
+    The last component is opened with O_NOFOLLOW (a link fails instead of being followed),
+    non-blocking (a FIFO put where a file was listed cannot hang the reader), and the opened
+    file is checked with fstat, so a file swapped after the listing is still caught. With
+    `inside`, a path that resolves outside that folder (a linked parent folder) is refused.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if inside is not None and not _inside(path, inside):
+        raise NotRegularFile(f"{printable(path)} leads outside {printable(inside)}; not read")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFile(
+                f"{printable(path)} is a symbolic link (links are never followed)"
+            ) from None
+        raise
     with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{printable(path)} is not a regular file")
+        reason = not_regular(os.fstat(fd).st_mode)
+        if reason:
+            raise NotRegularFile(f"{printable(path)} is {reason}")
         return f.read(limit)
 
 
@@ -117,17 +169,18 @@ def printable(name: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in name)
 
 
-def _plain_member(info: zipfile.ZipInfo) -> bool:
-    """A zip member that is a plain file with a plain name (no link, no path tricks)."""
+def _member_skip(info: zipfile.ZipInfo) -> str:
+    """Why a zip member is not read ("" for a plain file with a plain name)."""
     name = info.filename
     mode = info.external_attr >> 16
-    return (
-        name.isprintable()
-        and not name.startswith("/")
-        and ".." not in PurePosixPath(name).parts
-        # A symlink or device as unzip would make it (many writers leave the type bits 0).
-        and stat.S_IFMT(mode) in (0, stat.S_IFREG)
-    )
+    if not name.isprintable():
+        return "a name with control characters"
+    if name.startswith("/") or ".." in PurePosixPath(name).parts:
+        return "a name that leads outside the archive's folder"
+    # A symlink or device as unzip would make it (many writers leave the type bits 0).
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
+        return not_regular(mode)
+    return ""
 
 
 _zips: dict[str, zipfile.ZipFile] = {}
@@ -145,35 +198,51 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.lower() in _IGNORED
 
 
-def _regular(path: str) -> bool:
-    """Only regular files are imported: a FIFO would block the reader, a device never ends."""
+def _why_skipped(path: str) -> str:
+    """Only regular files are imported: a link may point anywhere, a FIFO would block the
+    reader, a device never ends. (Looked at without following links.)"""
     try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
+        return not_regular(os.lstat(path).st_mode)
+    except OSError as exc:
+        return f"cannot look at it: {exc.strerror or exc}"
+
+
+def _folder(path: Path) -> list[Source]:
+    found: list[Source] = []
+    root = str(path)
+    for folder, dirs, files in os.walk(path):  # never descends into a linked folder
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]):
+            if _hidden(name):
+                continue
+            full = os.path.join(folder, name)
+            label = printable(os.path.relpath(full, path))
+            found.append(Source(full, label=label, root=root, skip=_why_skipped(full)))
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+    return found
 
 
 def scan(path: Path) -> list[Source]:
-    """Every candidate file under a folder (recursively) or in a zip, in name order."""
+    """Every candidate file under a folder (recursively) or in a zip, in name order.
+
+    Links, FIFOs, devices and sockets are listed with the reason they are skipped, so the
+    report names them; they are never opened.
+    """
     if path.is_dir():
-        found: list[Source] = []
-        for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found += [
-                Source(full, label=printable(os.path.relpath(full, path)))
-                for f in sorted(files)
-                if not _hidden(f) and _regular(full := os.path.join(root, f))
-            ]
-        return found
+        return _folder(path)
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             return [
-                Source(str(path), info.filename, label=info.filename)
+                Source(
+                    str(path),
+                    info.filename,
+                    label=printable(info.filename),
+                    skip=_member_skip(info),
+                )
                 for info in sorted(archive.infolist(), key=lambda i: i.filename)
                 if not info.is_dir()
                 and not _hidden(PurePosixPath(info.filename).name)
                 and not info.filename.startswith("__MACOSX/")
-                and _plain_member(info)
             ]
     if path.exists():
         raise ValueError(f"{path} is neither a folder nor a zip archive.")
@@ -275,21 +344,29 @@ class Item:
 class Plan:
     items: list[Item]
     sources: dict[str, Source]  # by Item.file
+    hint: str = ""  # another --match that would match unmatched files, said once
 
     @property
     def pending(self) -> list[Item]:
         return [i for i in self.items if i.status is None]
 
 
-def plan(sources: list[Source], matcher: Matcher) -> Plan:
-    """Match every file to a user; settle the files that need no reading."""
+def plan(sources: list[Source], matcher: FileMatcher) -> Plan:
+    """Match every file to a user; settle the files that need no reading.
+
+    Unmatched files that another pattern would match (`Adele Vance.jpg` with `{name}`) say
+    so on their line, and the plan's `hint` says it once.
+    """
     items = [Item(s.name) for s in sources]
     by_user: dict[str, list[Item]] = {}
     for source, item in zip(sources, items, strict=True):
+        if source.skip:
+            item.status, item.detail = Status.SKIPPED, source.skip
+            continue
         users = matcher.match(source.stem)
         if not users:
             item.status = Status.UNMATCHED
-            item.detail = f"no user matches {source.stem!r} with {matcher.pattern.text}"
+            item.detail = matcher.unmatched(source.stem)
         elif len(users) > 1:
             item.status = Status.AMBIGUOUS
             item.detail = "matches " + ", ".join(u.address for u in users)
@@ -308,7 +385,23 @@ def plan(sources: list[Source], matcher: Matcher) -> Plan:
             for item in group:
                 item.status = Status.DUPLICATE
                 item.detail = f"{len(group)} files name {item.user}: {names}"
-    return Plan(items, {s.name: s for s in sources})
+    the_plan = Plan(items, {s.name: s for s in sources})
+    if isinstance(matcher, Matcher):
+        _hint(the_plan, matcher)
+    return the_plan
+
+
+def _hint(the_plan: Plan, matcher: Matcher) -> None:
+    unmatched = [i for i in the_plan.items if i.status is Status.UNMATCHED]
+    stems = [the_plan.sources[i.file].stem for i in unmatched]
+    suggestions = suggest_patterns(stems, matcher, limit=1)
+    if not suggestions:
+        return
+    best = suggestions[0]
+    files = "file" if best.matches == 1 else "files"
+    the_plan.hint = f"{best.matches} {files} would match with --match '{best.pattern}'"
+    for item in unmatched:
+        item.detail += f" — {the_plan.hint}"
 
 
 class Progress(Protocol):
@@ -452,6 +545,26 @@ def summary(items: Iterable[Item]) -> Counter[Status]:
     return Counter(i.status for i in items if i.status is not None)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (`=HYPERLINK(...)`).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a leading formula character gets a ' before
+    it (the OWASP advice for CSV injection). Numbers and empty cells are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(path: Path, rows: list[dict[str, object]], fieldnames: list[str]) -> None:
+    """Every CSV the project writes goes through here, so no cell is a formula."""
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+
+
 def write_report(items: list[Item], path: Path) -> None:
     """JSON when the name ends in .json, else CSV; one row per file."""
     rows = [
@@ -461,11 +574,27 @@ def write_report(items: list[Item], path: Path) -> None:
     if path.suffix.lower() == ".json":
         path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["file"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, rows, list(rows[0]) if rows else ["file"])
 
 
 def load_matcher(store: Store, pattern: str) -> Matcher:
     return Matcher(Pattern.parse(pattern), store.iter_users())
+
+
+MAP_LIMIT = 64 << 20  # a mapping file of a million rows is far less
+
+
+def load_map(store: Store, path: Path) -> MapMatcher:
+    """A matcher from a mapping file (CSV: header, then file name, user per line)."""
+    try:
+        data = read_regular(str(path), MAP_LIMIT + 1)
+    except OSError as exc:
+        raise ValueError(f"Cannot read the mapping file {path}: {exc.strerror or exc}.") from None
+    if len(data) > MAP_LIMIT:
+        raise ValueError(f"The mapping file {path} is larger than {MAP_LIMIT >> 20} MiB.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")  # Excel's "CSV" in Western locales
+    rows = parse_map(text)
+    return MapMatcher(rows, store.iter_users(), source=f"the map {path.name}")

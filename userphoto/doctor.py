@@ -26,6 +26,7 @@ from .findings import (
     Level,
     UserFacts,
     cause,
+    is_problem,
 )
 from .findings import user_findings as rule
 from .model import GUESSES, MEETING_SIZE, Picture
@@ -79,6 +80,10 @@ class DoctorReport:
     worst: list[tuple[str, list[str]]] = field(default_factory=list)
     org: list[Cause] = field(default_factory=list)
     seconds: float = 0.0
+    # Counts are findings (one person can have several); these say how many people they are
+    # about, and how many of them the admin listing's Problems filter shows (the same rule).
+    flagged: int = 0  # people with an error or warning (the admin listing's Findings column)
+    problem_people: int = 0  # people with a finding marked `problem`
 
     @property
     def errors(self) -> int:
@@ -89,6 +94,8 @@ class DoctorReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "users": self.users,
+            "people_flagged": self.flagged,
+            "people_with_problems": self.problem_people,
             "seconds": round(self.seconds, 3),
             "errors": self.errors,
             "findings": [
@@ -129,6 +136,10 @@ class DoctorReport:
         if self.worst:
             lines.append("Worst offenders:")
             lines += [f"  {a}: {', '.join(f)}" for a, f in self.worst]
+        lines.append(
+            f"Errors and warnings are about {self.flagged:,} people; {self.problem_people:,} "
+            "of them with a problem to fix (the admin page's Problems filter)."
+        )
         lines.append(f"{self.errors} error(s). `userphoto diagnose ADDRESS` explains any one user.")
         return "\n".join(lines)
 
@@ -156,6 +167,10 @@ def doctor(
     for group in groups:
         report.users += group.users
         found = rule(group.facts)
+        if any(CHECKS[c].level is not Level.INFO for c in found):
+            report.flagged += group.users
+        if is_problem(group.facts):  # the Problems filter's rule (facts_sql.problems_sql)
+            report.problem_people += group.users
         for i, code in enumerate(found):
             report.counts[code] += group.users
             firsts.setdefault(code, []).extend((a, i) for a in group.first[:EXAMPLES])

@@ -133,8 +133,9 @@ CATALOGUE: dict[str, Finding] = {
             "partner_not_configured",
             Level.ERROR,
             "viewer's organization is not a federation partner",
-            "{domain} is not a federation partner, so its users' tokens are refused and they "
-            "see only what anonymous viewers see (photos with visibility 'everyone').",
+            "{domain} is not a federation partner: a token its users present is refused (401), "
+            "and without one they are answered as anonymous viewers are (photos with "
+            "visibility 'everyone' only).",
             ("userphoto partner add {domain}",),
             "Send the printed secret to the partner's administrator; their users then present "
             "JWTs signed with it.",

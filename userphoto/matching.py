@@ -12,6 +12,7 @@ Fields: `mail` (primary address and aliases), `local` (their part before `@`), `
 
 from __future__ import annotations
 
+import csv
 import itertools
 import re
 import unicodedata
@@ -122,6 +123,7 @@ class Matcher:
 
     def __init__(self, pattern: Pattern, users: Iterable[User]):
         self.pattern = pattern
+        self.describe = pattern.text
         self.users: dict[str, User] = {}
         self._index: dict[str, set[str]] = defaultdict(set)
         attributes: set[str] = set()
@@ -142,3 +144,202 @@ class Matcher:
         """The users a file name (without extension) names; several means ambiguous."""
         ids = self._index.get(fold(stem), set())
         return sorted((self.users[i] for i in ids), key=lambda u: u.address)
+
+    def unmatched(self, stem: str) -> str:
+        """Why a file is unmatched, for its report line."""
+        return f"no user matches {stem!r} with {self.pattern.text}"
+
+
+# --- which pattern would have matched: the hint on unmatched files ---------------------------
+
+# Tried in this order; the first ones are the common ways photo folders are named.
+CANDIDATES = (
+    "{mail}",
+    "{local}",
+    "{name}",
+    "{first}.{last}",
+    "{first} {last}",
+    "{first}_{last}",
+    "{last}, {first}",
+    "{last}_{first}",
+    "{id}",
+)
+ATTRIBUTE_CANDIDATES = ("employeeid", "employeenumber", "samaccountname", "uid", "cn")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    pattern: str
+    matches: int  # how many of the unmatched names it matches to exactly one user
+
+
+def suggest_patterns(stems: Iterable[str], matcher: Matcher, limit: int = 2) -> list[Suggestion]:
+    """Other patterns that would match the names `matcher` left unmatched, best first.
+
+    Each candidate counts only the names it matches to exactly one user (an ambiguous match
+    imports nothing either). Rather than rendering every candidate for every user, each
+    field's values are indexed once and each name is split by the candidate's literals, so
+    the cost is about one Matcher's, however many candidates there are.
+    """
+    wanted = [fold(s) for s in stems]
+    if not wanted or not matcher.users:
+        return []
+    users = matcher.users.values()
+    attributes = {k.lower() for u in users for k in u.attributes}
+    texts = [*CANDIDATES, *(f"{{{a}}}" for a in ATTRIBUTE_CANDIDATES if a in attributes)]
+    patterns = [Pattern.parse(t) for t in texts]
+    fields = {f for p in patterns for f in p.fields}
+    index: dict[str, dict[str, set[str]]] = {f: defaultdict(set) for f in fields}
+    for user in users:
+        for f in fields:
+            for value in field_values(user, f):
+                index[f][fold(value)].add(user.id)
+    found: list[Suggestion] = []
+    for pattern in patterns:
+        if (pattern.fields, pattern.literals) == (matcher.pattern.fields, matcher.pattern.literals):
+            continue  # the pattern in use
+        # Folded as names are, but keeping spaces (fold strips them at the ends).
+        literals = ["".join(fold(c) if c.strip() else c for c in lit) for lit in pattern.literals]
+        count = 0
+        for name in wanted:
+            ids: set[str] = set()
+            for values in _splits(name, literals):
+                found_ids = set.intersection(
+                    *(index[f].get(v, set()) for f, v in zip(pattern.fields, values, strict=True))
+                )
+                ids |= found_ids
+            count += len(ids) == 1
+        if count:
+            found.append(Suggestion(pattern.text, count))
+    found.sort(key=lambda s: -s.matches)  # stable: ties keep the order above
+    return found[:limit]
+
+
+def _splits(name: str, literals: list[str]) -> Iterable[tuple[str, ...]]:
+    """Every way `name` reads as literals[0] v1 literals[1] v2 ... with non-empty values."""
+    first, last = literals[0], literals[-1]
+    if not name.startswith(first) or not name.endswith(last) or len(name) < len(first + last):
+        return
+    body = name[len(first) : len(name) - len(last)]
+    middle = literals[1:-1]
+
+    def walk(rest: str, seps: list[str]) -> Iterable[tuple[str, ...]]:
+        if not seps:
+            if rest:
+                yield (rest,)
+            return
+        sep, start = seps[0], 1
+        while (at := rest.find(sep, start)) != -1:
+            for tail in walk(rest[at + len(sep) :], seps[1:]):
+                yield (rest[:at], *tail)
+            start = at + 1
+
+    yield from walk(body, middle)
+
+
+# --- a mapping file: file name -> user, as AD Photo Editor and CodeTwo take ------------------
+
+
+class MapError(ValueError):
+    """A mapping file that cannot be used as it is: the message names the line(s)."""
+
+
+@dataclass(frozen=True)
+class MapRow:
+    line: int  # 1-based, the header being line 1
+    file: str  # as written in the map
+    key: str  # an address, alias, user id or employee id
+
+
+def _delimiter(header: str) -> str:
+    """Comma, semicolon (Excel in many locales) or tab: whichever the header uses most."""
+    return max(",;\t", key=header.count) if any(d in header for d in ",;\t") else ","
+
+
+def parse_map(text: str) -> list[MapRow]:
+    """The rows of a mapping file: a header row, then `file name, user` per line.
+
+    The user is a mail address, alias, user id or employee id. A file name may carry a
+    folder and an extension; rows are matched on the name without either. Raises MapError
+    naming every bad line (at most 10): a missing column, an empty cell, the same file
+    mapped to two different users.
+    """
+    text = text.removeprefix("\ufeff")  # Excel's byte-order mark
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise MapError("The mapping file is empty; expected a header row, then file,user rows.")
+    reader = csv.reader(lines, delimiter=_delimiter(lines[0]))
+    next(reader)  # the header row: its names are free (File,Mail / Photo;EmployeeID ...)
+    rows: list[MapRow] = []
+    problems: list[str] = []
+    seen: dict[str, MapRow] = {}
+    for number, cells in enumerate(reader, start=2):
+        cells = [c.strip() for c in cells]
+        if not any(cells):
+            continue  # blank lines are fine
+        if len(cells) < 2 or not cells[0] or not cells[1]:
+            problems.append(f"line {number}: expected a file name and a user, got {cells!r}")
+            continue
+        row = MapRow(number, cells[0], cells[1])
+        stem = map_stem(row.file)
+        earlier = seen.get(stem)
+        if earlier is not None and fold(earlier.key) != fold(row.key):
+            problems.append(
+                f"line {number}: {row.file!r} is mapped to {row.key!r} here and to "
+                f"{earlier.key!r} on line {earlier.line}"
+            )
+            continue
+        seen[stem] = row
+        rows.append(row)
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise MapError("The mapping file has bad rows: " + "; ".join(problems[:10]) + more)
+    if not rows:
+        raise MapError("The mapping file has a header row but no file,user rows.")
+    return rows
+
+
+def map_stem(file: str) -> str:
+    """A map's file name as import compares it: no folder, no extension, folded."""
+    name = file.replace("\\", "/").rpartition("/")[2]
+    stem, dot, _ext = name.rpartition(".")
+    return fold(stem if dot and stem else name)
+
+
+class MapMatcher:
+    """Matches files by a mapping file instead of a pattern: the same interface as Matcher."""
+
+    def __init__(self, rows: list[MapRow], users: Iterable[User], source: str = "the map"):
+        self.describe = source
+        self.users: dict[str, User] = {}
+        keys: dict[str, set[str]] = defaultdict(set)
+        for user in users:
+            self.users[user.id] = user
+            values = [*user.addresses, user.id]
+            employee = _attribute(user, "employeeid")
+            if employee:
+                values.append(employee)
+            for value in values:
+                keys[fold(value)].add(user.id)
+        self.rows = {map_stem(r.file): r for r in rows}
+        self._keys = keys
+
+    def row(self, stem: str) -> MapRow | None:
+        return self.rows.get(fold(stem))
+
+    def match(self, stem: str) -> list[User]:
+        row = self.row(stem)
+        if row is None:
+            return []
+        ids = self._keys.get(fold(row.key), set())
+        return sorted((self.users[i] for i in ids), key=lambda u: u.address)
+
+    def unmatched(self, stem: str) -> str:
+        """Why a file is unmatched, for its report line."""
+        row = self.row(stem)
+        if row is None:
+            return f"{stem!r} is not in {self.describe}"
+        return f"{self.describe} line {row.line} names {row.key!r}, who is no user here"
+
+
+FileMatcher = Matcher | MapMatcher  # what import matches file names with

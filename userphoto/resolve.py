@@ -130,10 +130,16 @@ def visibility(user: User, viewer: Viewer) -> tuple[bool, str]:
         return False, "the user's visibility is 'nobody'"
     if user.visibility is Visibility.ORGANIZATION and not viewer.internal:
         return False, (
-            f"visibility is 'organization' and the viewer is {viewer.kind.value} "
+            f"visibility is 'organization' and the viewer is {with_article(viewer.kind.value)} "
             "(external viewers need visibility 'everyone')"
         )
-    return True, f"visibility '{user.visibility.value}' admits a {viewer.kind.value} viewer"
+    kind = with_article(viewer.kind.value)
+    return True, f"visibility '{user.visibility.value}' admits {kind} viewer"
+
+
+def with_article(word: str) -> str:
+    """'a partner', 'an anonymous', 'an admin': for sentences that name a kind of viewer."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def allowed_sizes(sizes: Sequence[int], cap: int | None) -> list[int]:

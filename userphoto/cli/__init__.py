@@ -91,7 +91,7 @@ def cli(ctx: click.Context, home: Path | None) -> None:
     """userphoto: contact photos that work everywhere, and say why when they don't.
 
     \b
-    Start here:
+    Examples (start here):
       userphoto init                      create the data folder and config
       userphoto demo                      load the contoso.example demo organization
       userphoto user list                 who is there

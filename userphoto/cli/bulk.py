@@ -51,6 +51,14 @@ def _summary(items: list[Item], dry_run: bool) -> str:
     "{employeeID} or {sAMAccountName}. Case- and accent-insensitive; aliases count.",
 )
 @click.option(
+    "--map",
+    "mapping",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Match by a mapping file instead of --match: CSV with a header row, then one "
+    "'file name, user' per line; the user is a mail address, alias, user id or employee id "
+    "(the files AD Photo Editor and CodeTwo take). Comma, semicolon or tab separated.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Show matched / unmatched / ambiguous / invalid files; write nothing.",
@@ -86,6 +94,7 @@ def import_photos(
     ctx: Context,
     path: Path,
     pattern: str,
+    mapping: Path | None,
     dry_run: bool,
     on_conflict: str,
     jobs: int,
@@ -98,7 +107,9 @@ def import_photos(
     with a photo identical to the user's saved one are skipped, so re-running is safe and
     resumes an interrupted import. Bad files are reported; they never stop the run. Exits 1
     when a file was invalid or could not be stored. --dry-run decodes and checks each file
-    as the import does (it only renders nothing), and exits 1 when one is invalid.
+    as the import does (it only renders nothing), and exits 1 when one is invalid. Only
+    regular files inside PATH are read: links, FIFOs and devices are listed as skipped, with
+    the reason, and never opened. Unmatched files say when another --match would match them.
 
     \b
     Examples:
@@ -106,6 +117,7 @@ def import_photos(
       userphoto import photos.zip --match '{first}.{last}'
       userphoto import hr-export/ --match '{employeeID}' --on-conflict replace --report r.csv
       userphoto import new-hires/ --review sheet.html       then check the crops at a glance
+      userphoto import photos/ --map people.csv --dry-run   file name -> address or employee id
       userphoto import backup/                              restore a `userphoto export`
                                                             (users, settings, crops as they were)
     """
@@ -113,8 +125,14 @@ def import_photos(
     if archive.is_export(path) and not dry_run:
         _restore(ctx, path)
         return
+    if mapping is not None and pattern != DEFAULT_PATTERN:
+        raise click.UsageError("Give --match or --map, not both.")
     try:
-        matcher = bulk.load_matcher(app.store, pattern)
+        matcher = (
+            bulk.load_map(app.store, mapping)
+            if mapping is not None
+            else bulk.load_matcher(app.store, pattern)
+        )
         sources = bulk.scan(path)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
@@ -160,6 +178,8 @@ def import_photos(
             more = "see --report" if report else "list them with --report FILE"
             click.echo(f"... and {len(lines) - limit} more {status.value} ({more})")
     counts = bulk.summary(items)
+    if the_plan.hint:
+        click.echo(f"hint: {the_plan.hint}" + ("" if dry_run else " (preview it with --dry-run)"))
     if dry_run:
         click.echo(f"dry run, nothing written. {_summary(items, True)}")
         if counts[Status.INVALID]:
@@ -220,6 +240,12 @@ def export_photos(ctx: Context, directory: Path, size: int | None) -> None:
     visibility option, and each photo's crop box, crop reason and source hash.
     `userphoto import DIRECTORY` restores all of it, into a fresh store too, without
     cropping the photos again; other tools can still read the files by name.
+
+    \b
+    Examples:
+      userphoto export backup/                  every photo at its largest size
+      userphoto export small/ --size HR96x96    one size for another tool
+      userphoto import backup/                  restore it (into a fresh store too)
     """
     result = archive.export(ctx.app.store, directory, size)
     click.echo(

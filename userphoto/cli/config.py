@@ -17,7 +17,13 @@ from . import Context, cli, pass_ctx, require_data_folder
 
 @cli.group("config")
 def config_group() -> None:
-    """Check userphoto.toml and USERPHOTO_* overrides; print the settings reference."""
+    """Check userphoto.toml and USERPHOTO_* overrides; print the settings reference.
+
+    \b
+    Examples:
+      userphoto config check
+      userphoto config docs > docs/configuration.md
+    """
 
 
 @config_group.command("check")

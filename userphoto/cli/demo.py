@@ -23,6 +23,11 @@ def demo(ctx: Context) -> None:
 
     Ends with the address `userphoto serve` will listen on and two fresh tokens to sign in
     or call the APIs with: an admin's and a member's (adele.vance@contoso.example).
+
+    \b
+    Examples:
+      userphoto demo
+      userphoto --home /tmp/try demo && userphoto --home /tmp/try serve    a throwaway trial
     """
     app = ctx.app
     if app.settings.write_default():

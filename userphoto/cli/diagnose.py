@@ -19,7 +19,12 @@ from .photos import size_param
 @click.option(
     "--viewer", metavar="ADDRESS", help="Who looks: a member's (or partner user's) address."
 )
-@click.option("--external", metavar="DOMAIN", help="Who looks: a user of this partner domain.")
+@click.option(
+    "--external",
+    metavar="DOMAIN",
+    help="Who looks: a user of this domain; without --token their request carries no "
+    "credential (answered as an anonymous one), with it the token decides.",
+)
 @click.option("--anonymous", is_flag=True, help="Who looks: an anonymous caller (Libravatar, web).")
 @click.option(
     "--token", metavar="JWT", help="Check the credential a caller presents (e.g. a partner JWT)."
@@ -91,6 +96,11 @@ def doctor(ctx: Context, as_json: bool) -> None:
 
     Exits 1 when anything is at error level (for monitoring), 0 otherwise.
     `userphoto diagnose ADDRESS` then explains any single user.
+
+    \b
+    Examples:
+      userphoto doctor
+      userphoto doctor --json | jq '.findings'    for monitoring
     """
     app = ctx.app
     total = app.store.count_users()

@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 
 @cli.group("directory")
 def directory() -> None:
-    """Write photos straight into the directory and check the connection."""
+    """Write photos straight into the directory and check the connection.
+
+    \b
+    Examples:
+      userphoto directory check
+      userphoto directory upload ada@contoso.example ada.jpg
+      userphoto directory push ada@contoso.example
+    """
 
 
 @directory.command("upload")
@@ -92,7 +99,12 @@ def _find_dn(ctx: Context, client: DirectoryClient, address: str) -> str:
 @directory.command("check")
 @pass_ctx
 def check(ctx: Context) -> None:
-    """Connect, bind and count the users the filter matches (nothing is written)."""
+    """Connect, bind and count the users the filter matches (nothing is written).
+
+    \b
+    Example:
+      userphoto directory check
+    """
     from ..directory.client import DirectoryClient
     from ..directory.entry import Flavour
 
@@ -122,6 +134,10 @@ def push(ctx: Context, address: str) -> None:
 
     What write-back does on every save, on demand and whatever `writeback` says: it brings a
     directory photo that disagrees with the HD photo back in step.
+
+    \b
+    Example:
+      userphoto directory push ada@contoso.example
     """
     from ..directory.writeback import WriteBack
 

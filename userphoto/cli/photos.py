@@ -122,6 +122,12 @@ def get_photo(ctx: Context, address: str, size: int | None, preview: bool, outpu
     """Write ADDRESS's saved photo (or --preview) as a JPEG.
 
     A size the photo was never rendered at gives the largest one below it, as EWS does.
+
+    \b
+    Examples:
+      userphoto get ada@contoso.example -o ada.jpg
+      userphoto get ada@contoso.example --size HR96x96 -o ada-96.jpg
+      userphoto get ada@contoso.example --preview -o - | display -    the pending preview
     """
     ctx.user(address)  # unknown: near-miss suggestions, as `diagnose` gives
     _photo, chosen, data = ctx.app.photos.get(address, size=size, preview=preview)
@@ -146,6 +152,11 @@ def remove_photo(ctx: Context, address: str, clear_record: bool) -> None:
 
     The record stops viewers falling back to the directory thumbnail (as
     Remove-UserPhoto does); `--clear-record` lifts it.
+
+    \b
+    Examples:
+      userphoto remove ada@contoso.example
+      userphoto remove ada@contoso.example --clear-record    the directory photo shows again
     """
     photos = ctx.app.photos
     ctx.user(address)  # unknown: near-miss suggestions, as `diagnose` gives

@@ -15,6 +15,12 @@ def init(ctx: Context) -> None:
 
     Safe to run again: existing configuration and data are kept, and the store's schema is
     migrated to the current version.
+
+    \b
+    Examples:
+      userphoto init
+      userphoto --home /srv/userphoto init      another data folder
+      USERPHOTO_HOME=/srv/userphoto userphoto init
     """
     settings = ctx.app.settings
     created = settings.write_default()

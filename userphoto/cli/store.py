@@ -12,7 +12,12 @@ from . import Context, cli, pass_ctx
 
 @cli.group("store")
 def store_group() -> None:
-    """The store behind this deployment: SQLite (embedded) or PostgreSQL (many nodes)."""
+    """The store behind this deployment: SQLite (embedded) or PostgreSQL (many nodes).
+
+    \b
+    Example:
+      userphoto store copy --to postgresql://userphoto@db.contoso.example/userphoto
+    """
 
 
 @store_group.command("copy")

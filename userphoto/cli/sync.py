@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
 import threading
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import UserPhotoError
+from ..model import User
 from ..store import Store
 from . import Context, cli, pass_ctx
 
@@ -42,6 +44,7 @@ def directory_config(ctx: Context) -> DirectoryConfig:
 @click.option("--watch", is_flag=True, help="Keep running: pick up changes within seconds.")
 @click.option("--status", "show_status", is_flag=True, help="Show the last runs and problems.")
 @click.option("--user", "user_key", metavar="ADDRESS", help="With --status: one user's sync facts.")
+@click.option("--json", "as_json", is_flag=True, help="With --status: the same facts as JSON.")
 @click.option(
     "--force", is_flag=True, help="With --full: mark users gone even beyond delete_guard."
 )
@@ -55,16 +58,22 @@ def sync(
     user_key: str | None,
     force: bool,
     verbose: bool,
+    as_json: bool,
 ) -> None:
     """Sync users and their thumbnailPhoto from the directory into userphoto.
 
-    \b
     Without options: a delta since the last run (a full sync the first time).
+
+    \b
+    Examples:
       userphoto sync --full          initial load; marks users gone from the directory
       userphoto sync                 what changed since the last run
       userphoto sync --watch         continuously: changes pushed by OpenLDAP (syncprov),
                                      else polled every watch_interval
       userphoto sync --status        last full/delta/watch runs, counts, errors
+      userphoto sync --status --json the same as JSON, for monitoring
+      userphoto sync --status --user ada@contoso.example
+                                     one user's directory facts (--json too)
 
     The directory photo fills the directory-thumbnail slot only: once a user has an HD photo,
     the HD store is authoritative. Unchanged photos and users are not rewritten.
@@ -79,8 +88,13 @@ def sync(
         raise click.UsageError("--force only applies to --full (the run that marks users gone).")
     if user_key and not show_status:
         raise click.UsageError("--user goes with --status.")
+    if as_json and not show_status:
+        raise click.UsageError("--json goes with --status.")
     if show_status:
-        _status(ctx.app.store, user_key)
+        if as_json:
+            click.echo(json.dumps(_status_record(ctx.app.store, user_key), indent=2))
+        else:
+            _status(ctx.app.store, user_key)
         return
     from ..directory.sync import SyncEngine
 
@@ -210,12 +224,63 @@ def _status(store: Store, user_key: str | None) -> None:
         )
 
 
-def _user_status(store: Store, key: str) -> None:
+def _status_record(store: Store, user_key: str | None) -> dict[str, Any]:
+    """What `sync --status` prints, as data: the recorded runs, the lease, or one user."""
+    from ..directory import status
+
+    if user_key:
+        return _user_record(store, user_key)
+    lease = store.get_lease(LEASE)
+    return {
+        "runs": status.load(store),  # "full", "delta", "watch", "last_ok_<mode>" as recorded
+        "pending_writebacks": len(store.pending_writebacks()),
+        "active_sync": None
+        if lease is None
+        else {
+            "holder": lease.holder,
+            "since": lease.since.isoformat(timespec="seconds"),
+            "expires": lease.expires.isoformat(timespec="seconds"),
+            "renewing": lease.expires >= datetime.now(UTC),
+        },
+    }
+
+
+def _find(store: Store, key: str) -> User:
     from ..errors import UnknownUser
 
     user = store.find_user(key)
     if user is None:
         raise UnknownUser(f"No user {key!r}.")
+    return user
+
+
+def _user_record(store: Store, key: str) -> dict[str, Any]:
+    user = _find(store, key)
+    a = user.attributes
+    thumb = store.get_directory_thumbnail(user.id)
+    return {
+        "address": user.address,
+        "source": user.source,
+        "directory_gone": user.directory_gone,
+        "dn": a.get("dn"),
+        "directory_id": a.get("directory_id"),
+        "directory_changed": a.get("directory_changed"),
+        "directory_photo": None
+        if thumb is None
+        else {
+            "usable": bool(thumb.jpeg),
+            "width": thumb.width,
+            "height": thumb.height,
+            "written_by_us": thumb.written_by_us,
+            "raw_size": thumb.raw_size,
+            "seen": thumb.seen.isoformat(timespec="seconds"),
+            "problem": thumb.problem or None,
+        },
+    }
+
+
+def _user_status(store: Store, key: str) -> None:
+    user = _find(store, key)
     a = user.attributes
     click.echo(
         f"{user.address}: source {user.source}"

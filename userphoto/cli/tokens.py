@@ -16,7 +16,14 @@ from . import Context, cli, pass_ctx
 
 @cli.group()
 def token() -> None:
-    """Bearer tokens for members and admins (only a hash is stored)."""
+    """Bearer tokens for members and admins (only a hash is stored).
+
+    \b
+    Examples:
+      userphoto token create ada@contoso.example
+      userphoto token list
+      userphoto token revoke 3f2a9c
+    """
 
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -114,7 +121,12 @@ def token_list(ctx: Context, as_json: bool) -> None:
 @click.argument("token_id")
 @pass_ctx
 def token_revoke(ctx: Context, token_id: str) -> None:
-    """Revoke the token with TOKEN_ID (from `token list`); servers drop it within a second."""
+    """Revoke the token with TOKEN_ID (from `token list`); servers drop it within a second.
+
+    \b
+    Example:
+      userphoto token revoke 3f2a9c
+    """
     if not ctx.app.store.delete_token(token_id):
         raise NotFound(f"No token {token_id!r}; `userphoto token list` shows them.")
     click.echo(f"revoked {token_id}")
@@ -122,7 +134,13 @@ def token_revoke(ctx: Context, token_id: str) -> None:
 
 @cli.group()
 def partner() -> None:
-    """Federation partners whose users present signed JWTs (external viewers)."""
+    """Federation partners whose users present signed JWTs (external viewers).
+
+    \b
+    Examples:
+      userphoto partner add fabrikam.example
+      userphoto partner list
+    """
 
 
 @partner.command("add")
@@ -140,6 +158,11 @@ def partner_add(ctx: Context, domain: str, public_key: Path | None) -> None:
     The partner's users send `Authorization: Bearer <JWT>` with iss=DOMAIN, sub=their
     address, aud=one of this organization's domains and exp. They see what external
     viewers may see (visibility 'everyone', never directory-only photos).
+
+    \b
+    Examples:
+      userphoto partner add fabrikam.example                 prints the HS256 secret
+      userphoto partner add fabrikam.example --public-key fabrikam.pem
     """
     pem = None
     if public_key is not None:
@@ -154,10 +177,25 @@ def partner_add(ctx: Context, domain: str, public_key: Path | None) -> None:
 
 
 @partner.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list: domain, algorithm, created.")
 @pass_ctx
-def partner_list(ctx: Context) -> None:
-    """List partners and their signature algorithms (never secrets)."""
-    for p in ctx.app.store.list_partners():
+def partner_list(ctx: Context, as_json: bool) -> None:
+    """List partners and their signature algorithms (never secrets).
+
+    \b
+    Examples:
+      userphoto partner list
+      userphoto partner list --json
+    """
+    partners = ctx.app.store.list_partners()
+    if as_json:
+        listing = [
+            {"domain": p.domain, "algorithm": p.algorithm, "created": p.created.isoformat()}
+            for p in partners
+        ]
+        click.echo(json.dumps(listing, indent=2))
+        return
+    for p in partners:
         click.echo(f"{p.domain}  {p.algorithm}  {p.created:%Y-%m-%d %H:%M}")
 
 
@@ -165,7 +203,12 @@ def partner_list(ctx: Context) -> None:
 @click.argument("domain")
 @pass_ctx
 def partner_remove(ctx: Context, domain: str) -> None:
-    """Stop accepting DOMAIN's tokens."""
+    """Stop accepting DOMAIN's tokens.
+
+    \b
+    Example:
+      userphoto partner remove fabrikam.example
+    """
     if not ctx.app.store.delete_partner(domain.strip().lower()):
         raise NotFound(f"No partner {domain!r}.")
     click.echo(f"removed {domain}")

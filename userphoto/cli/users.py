@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import click
@@ -30,7 +31,13 @@ def _check_url(picture: Picture, url: str | None) -> None:
 
 @cli.group()
 def user() -> None:
-    """Add, list, show and change users (accounts, picture options, visibility)."""
+    """Add, list, show and change users (accounts, picture options, visibility).
+
+    \b
+    Examples:
+      userphoto user list --search ada
+      userphoto user show ada@contoso.example
+    """
 
 
 @user.command("add")
@@ -75,8 +82,9 @@ def user_add(
 @click.option("--search", default="", help="Only users whose address, alias or name contains this.")
 @click.option("--limit", default=1000, show_default=True)
 @click.option("--offset", default=0)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: users, total, offset.")
 @pass_ctx
-def user_list(ctx: Context, search: str, limit: int, offset: int) -> None:
+def user_list(ctx: Context, search: str, limit: int, offset: int, as_json: bool) -> None:
     """List users, one a line, under a header:
 
     \b
@@ -86,9 +94,27 @@ def user_list(ctx: Context, search: str, limit: int, offset: int) -> None:
       VISIBILITY  who may see it: everyone, organization, nobody
       PHOTO       "photo" when an HD photo is saved, "-" when not
       NAME        display name
+
+    --json prints {"users": [...], "total": N, "offset": N, "limit": N}, each user with
+    address, id, name, aliases, account, picture, visibility and photo (true / false).
+
+    \b
+    Examples:
+      userphoto user list
+      userphoto user list --search vance
+      userphoto user list --json | jq -r '.users[] | select(.photo | not) | .address'
     """
     store = ctx.app.store
     users = store.list_users(UserQuery(search, offset, limit))
+    if as_json:
+        listing = {
+            "users": [_user_record(u, store.get_photo(u.id) is not None) for u in users],
+            "total": store.count_users(search),
+            "offset": offset,
+            "limit": limit,
+        }
+        click.echo(json.dumps(listing, indent=2, ensure_ascii=False))
+        return
     if not users:
         click.echo(
             "no users"
@@ -110,6 +136,19 @@ def user_list(ctx: Context, search: str, limit: int, offset: int) -> None:
         click.echo(f"... {total - offset - len(users)} more (use --offset/--limit)")
 
 
+def _user_record(u: User, photo: bool) -> dict[str, object]:
+    return {
+        "address": u.address,
+        "id": u.id,
+        "name": u.display_name,
+        "aliases": list(u.aliases),
+        "account": u.account.value,
+        "picture": u.picture.value,
+        "visibility": u.visibility.value,
+        "photo": photo,
+    }
+
+
 def _row(account: str, picture: str, visibility: str, photo: str, name: str) -> str:
     return f"{account:<8}  {picture:<7}  {visibility:<12}  {photo:<5}  {name}"
 
@@ -118,7 +157,12 @@ def _row(account: str, picture: str, visibility: str, photo: str, name: str) -> 
 @click.argument("address")
 @pass_ctx
 def user_show(ctx: Context, address: str) -> None:
-    """Show one user: settings, current photo, preview, removal record, directory thumbnail."""
+    """Show one user: settings, current photo, preview, removal record, directory thumbnail.
+
+    \b
+    Example:
+      userphoto user show ada@contoso.example
+    """
     app = ctx.app
     u = ctx.user(address)
     photo = app.store.get_photo(u.id)

@@ -61,8 +61,9 @@ def diagnose(
     client = ClientProfile(client)
     causes: list[Cause] = []
     who, who_text = viewer_of(app, viewer, external, anonymous, token, causes)
-    # An unknown partner's users present tokens this server refuses: they get a 401.
-    refused = any(c.code in ("token_invalid", "partner_not_configured") for c in causes)
+    # Only a presented token that is refused gets a 401; a request without one is anonymous
+    # (an unknown partner's users get a 401 when they send their token, and say so).
+    refused = any(c.code == "token_invalid" for c in causes)
 
     user = app.store.find_user(target)
     if user is None:

@@ -106,7 +106,8 @@ class Diagnosis:
         if self.symptom:
             lines += ["", f"Symptom: {self.symptom.heading}"]
         if self.causes:
-            lines += ["", "Causes:" if self.symptom else "Notes:"]
+            # Anything at error level is a cause, even when the photo shows for this viewer.
+            lines += ["", "Causes:" if self.symptom or self.errors else "Notes:"]
             for cause in self.causes:
                 label = f"{cause.level.value}, the user's choice" if cause.choice else cause.level
                 lines.append(f"  [{label}] {cause.message}")

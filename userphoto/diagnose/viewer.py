@@ -21,25 +21,43 @@ def viewer_of(
     token: str | None,
     causes: list[Cause],
 ) -> tuple[Viewer, str]:
-    """The viewer and how to name it; credential problems are added to `causes`."""
+    """The viewer and how to name it; credential problems are added to `causes`.
+
+    The viewer is what the server makes of the request: a request without a credential is
+    answered as an anonymous one, whoever sends it (an --external viewer without --token);
+    with a token, the token decides (a refused one is a 401, whatever else is said).
+    """
     store = app.store
     partners = {p.domain for p in store.list_partners()}
+    domain = external.strip().lower().lstrip("@") if external else None
     if token:
         try:
             who = Authenticator(store).from_token(token)
         except Unauthorized as exc:
-            causes.append(token_cause(exc.message, external))
-            return ANONYMOUS, "a caller whose token is refused"
-        return who, f"{who.kind.value} {who.address}"
+            causes.append(token_cause(exc.message, domain))
+            if domain:
+                return ANONYMOUS, f"a user of {domain} whose token is refused (401)"
+            return ANONYMOUS, "a caller whose token is refused (401)"
+        if who.kind is ViewerKind.PARTNER:
+            text = f"{who.address}, a user of partner {who.partner} (by its token)"
+            if domain and who.partner != domain:
+                text += f"; the token is {who.partner}'s, not {domain}'s"
+            return who, text
+        return who, f"{who.kind.value} {who.address} (by the token)"
     if anonymous:
         return ANONYMOUS, "an anonymous viewer"
-    if external:
-        domain = external.strip().lower().lstrip("@")
+    if domain:
+        # No token: the request carries no credential, so the server answers it as it
+        # answers anyone's (the same as --anonymous). --token JWT checks the partner's token.
         if domain not in partners:
             causes.append(cause("partner_not_configured", domain=domain))
-            return ANONYMOUS, f"a user of {domain} (not a federation partner)"
-        return Viewer(ViewerKind.PARTNER, f"someone@{domain}", None, domain), (
-            f"a user of partner {domain}"
+            return ANONYMOUS, (
+                f"a user of {domain} (not a federation partner) whose request carries no "
+                "credential, so it is answered as an anonymous one"
+            )
+        return ANONYMOUS, (
+            f"a user of partner {domain} whose request carries no credential, so it is "
+            "answered as an anonymous one (--token JWT: as the partner's user)"
         )
     if address:
         found = store.find_user(address)
@@ -52,7 +70,10 @@ def viewer_of(
             )
         if domain not in store.domains():
             causes.append(cause("partner_not_configured", domain=domain))
-            return ANONYMOUS, f"{address} (not a federation partner)"
+            return ANONYMOUS, (
+                f"{address} (not a federation partner), whose request carries no credential "
+                "it could have, so it is answered as an anonymous one"
+            )
         return Viewer(ViewerKind.MEMBER, address.lower(), None), f"member {address}"
     return Viewer(ViewerKind.MEMBER), "a member of the organization"
 
