@@ -23,13 +23,22 @@ from ..config import Settings
 from ..errors import UserPhotoError
 
 HEAD_BUFFER = 64 * 1024  # request heads beyond this get 431
+# The `serve` process, for its workers to die with (internal: not a USERPHOTO_ setting).
+MAIN_PID = "_USERPHOTO_SERVE_PID"
 
 
 def create_app() -> Any:
     """The RSGI app of one worker process (granian imports and calls this in each worker)."""
     from ..app import App
+    from ..workers import die_with
     from .server import PhotoServer
 
+    # granian does not end its workers when the main process is killed outright (`kill -9`
+    # runs no handler): they would go on serving, re-parented to init, and hold the port.
+    # A parent-death signal plus a watchdog on the main process's pid (in case it died
+    # before this line) end this worker with it; its image workers end with it in turn.
+    if main := os.environ.get(MAIN_PID):
+        die_with(int(main))
     server = PhotoServer(App.load(os.environ.get("USERPHOTO_HOME") or None))
     # The cyclic garbage collector was the largest single cost of the serving process under
     # cache misses (py-spy, --gil): every cached answer is a few container objects that live
@@ -67,6 +76,7 @@ def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     from granian.server import Server
 
     tls = tls_paths(settings)
+    os.environ[MAIN_PID] = str(os.getpid())  # inherited by the workers (see create_app)
     server = Server(
         "userphoto.api.run:create_app",
         address=host,
