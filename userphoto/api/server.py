@@ -73,6 +73,11 @@ BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([s
 _GET_HEAD = frozenset({"GET", "HEAD"})
 _UNKNOWN = object()
 _NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
+_BAD_FRAMING = (
+    b"Transfer-Encoding must be exactly `chunked` (HTTP/1.1), once, and without "
+    b"Content-Length.\n"
+)
+_BAD_FRAMING_HEADERS = [("content-type", "text/plain"), ("connection", "close")]
 
 
 class Surface(Protocol):
@@ -386,6 +391,13 @@ class PhotoServer:
             proto.response_bytes(400, [("content-type", "text/plain")], _NO_HOST)
             self.requests.record(began, (method, "-", None, 400, len(_NO_HOST), "-", "-"))
             return
+        if "transfer-encoding" in headers and not _plain_chunked(headers, scope.http_version):
+            # The server accepts any list ending in `chunked` (and drops a Content-Length
+            # beside it); a proxy in front may frame the same bytes differently (request
+            # smuggling). Refused, and the connection closed: its body is never read.
+            proto.response_bytes(400, _BAD_FRAMING_HEADERS, _BAD_FRAMING)
+            self.requests.record(began, (method, "-", None, 400, len(_BAD_FRAMING), "-", "-"))
+            return
         if method in _GET_HEAD:
             for prefix, surface in self.surfaces:
                 if path.startswith(prefix):
@@ -478,15 +490,20 @@ class PhotoServer:
             nonlocal responded
             responded = True
             status = start.get("status", 500)
-            headers = [
-                (k.decode("latin-1"), v.decode("latin-1"))
-                for k, v in start.get("headers", [])
-                if k.lower() != b"content-length"
-            ]
+            headers = []
+            declared = None  # the app's own Content-Length: a HEAD's only source of it
+            for k, v in start.get("headers", []):
+                if k.lower() == b"content-length":
+                    declared = v.decode("latin-1")
+                else:
+                    headers.append((k.decode("latin-1"), v.decode("latin-1")))
             body = b"".join(chunks)
             if status in (204, 304) or scope.method == "HEAD":
                 if scope.method == "HEAD" and status not in (204, 304):
-                    headers.append(("content-length", str(len(body))))
+                    # A file answers HEAD without its bytes (Starlette's FileResponse): the
+                    # length it declares is the GET's; other handlers send the body anyway.
+                    length = declared if declared is not None and not body else str(len(body))
+                    headers.append(("content-length", length))
                 proto.response_empty(status, headers)
             else:
                 proto.response_bytes(status, headers, body)
@@ -600,6 +617,18 @@ class PhotoServer:
         if answer.status < 400:
             self.follower.catch_up()  # the writer sees its own write on its next request
         return answer
+
+
+def _plain_chunked(headers: Any, version: str) -> bool:
+    """The one Transfer-Encoding framing accepted: a single `chunked`, in HTTP/1.1, with no
+    Content-Length (RFC 9112 §6.1: anything else is faulty or ambiguous framing)."""
+    values = headers.get_all("transfer-encoding")
+    return (
+        version == "1.1"
+        and len(values) == 1
+        and values[0].strip().lower() == "chunked"
+        and "content-length" not in headers
+    )
 
 
 def _credential_key(header: str | bytes | None) -> str:
