@@ -23,6 +23,8 @@ from ..config import Settings
 from ..errors import UserPhotoError
 
 HEAD_BUFFER = 64 * 1024  # request heads beyond this get 431
+H2_STREAMS = 16  # HTTP/2 streams open at once per connection (granian's default: 200)
+H2_SEND_BUFFER = 64 * 1024  # bytes queued per HTTP/2 stream ahead of the client's window
 # The `serve` process, for its workers to die with (internal: not a USERPHOTO_ setting).
 MAIN_PID = "_USERPHOTO_SERVE_PID"
 
@@ -71,7 +73,7 @@ def tls_paths(settings: Settings) -> tuple[Path, Path] | None:
 def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     """Serve until SIGTERM or Ctrl-C (in-flight requests finish first, within a bound)."""
     from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, TaskImpl
-    from granian.http import HTTP1Settings
+    from granian.http import HTTP1Settings, HTTP2Settings
     from granian.log import LogLevels
     from granian.server import Server
 
@@ -101,6 +103,15 @@ def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
             header_read_timeout=int(float(settings.get("server", "header_timeout", 10)) * 1000),
             keep_alive=True,
             max_buffer_size=HEAD_BUFFER,
+        ),
+        # HTTP/2 (over TLS, or h2c on a plain port): each open stream holds its whole answer
+        # until the client reads it, so a client that opens streams and never reads held
+        # 200 answers per connection (+49 MB for 240 KB photos). 16 streams bound that to
+        # 16 answers; a browser queues the rest. HTTP/1.1 needs nothing: the server reads
+        # the next pipelined request only once the previous answer is written out.
+        http2_settings=HTTP2Settings(
+            max_concurrent_streams=H2_STREAMS,
+            max_send_buffer_size=H2_SEND_BUFFER,
         ),
         ssl_cert=tls[0] if tls else None,
         ssl_key=tls[1] if tls else None,
