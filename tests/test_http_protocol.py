@@ -103,7 +103,7 @@ def test_malformed_and_oversized_heads(served: Served) -> None:
 def test_head_of_a_static_file_says_the_length_get_sends(served: Served) -> None:
     got = talk(served, get("/web/static/site.css", close=True))
     headed = talk(served, get("/web/static/site.css", close=True).replace(b"GET", b"HEAD", 1))
-    head, _, body = got.partition(b"\r\n\r\n")
+    _head, _, body = got.partition(b"\r\n\r\n")
     assert statuses(got) == statuses(headed) == [200] and len(body) > 10_000
     length = re.search(rb"content-length: (\d+)", headed)
     assert length and int(length[1]) == len(body), headed

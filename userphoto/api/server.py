@@ -74,8 +74,7 @@ _GET_HEAD = frozenset({"GET", "HEAD"})
 _UNKNOWN = object()
 _NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
 _BAD_FRAMING = (
-    b"Transfer-Encoding must be exactly `chunked` (HTTP/1.1), once, and without "
-    b"Content-Length.\n"
+    b"Transfer-Encoding must be exactly `chunked` (HTTP/1.1), once, and without Content-Length.\n"
 )
 _BAD_FRAMING_HEADERS = [("content-type", "text/plain"), ("connection", "close")]
 
