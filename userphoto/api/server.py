@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -70,6 +71,7 @@ QUERY_MEMO_LIMIT = 20_000  # raw query strings remembered with their normalized 
 QUERY_MEMO_MAX_LEN = 256
 FEED_BATCH = 10_000  # changes one feed read returns at most (Store.changes_since's limit)
 BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
+OUTSIDE_MISS_GRID = 0.005  # s: outsiders' misses are answered on this grid (photo_miss)
 _GET_HEAD = frozenset({"GET", "HEAD"})
 _UNKNOWN = object()
 _NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
@@ -356,6 +358,8 @@ class PhotoServer:
     ) -> Answer:
         """Build a missing answer in the pool (one build per key at once) and cache it."""
         self.cache.misses += 1
+        loop = asyncio.get_running_loop()
+        began = loop.time()  # the loop's clock: its timers fire on it (uvloop: whole ms)
         req = Req(method, path, query.encode("latin-1", "replace"), headers, viewer)
         started = self.cache.seq
         pool = self.pool if viewer.internal else self.outside_pool
@@ -368,6 +372,15 @@ class PhotoServer:
             return _BUSY
         if answer.cacheable:
             self.cache.put(key, relation(viewer, answer.target), answer, started, tokens)
+        if not viewer.internal:
+            # Outsiders' misses are answered on a 5 ms grid from their start: a hidden user's
+            # miss reads and resolves the user, an unknown address's stops at the read, and
+            # the difference (30-80 µs) would tell an anonymous client who exists
+            # (bench/hidden_timing.py). Costs outsiders' first request per key; hits are not
+            # touched. Timed on the loop's own clock, so when the timer fires does not
+            # depend on how long the build took.
+            steps = max(1, math.ceil((loop.time() - began) / OUTSIDE_MISS_GRID))
+            await asyncio.sleep(round(began + steps * OUTSIDE_MISS_GRID - loop.time(), 3))
         return answer
 
     def _build(self, surface: Surface, req: Req) -> tuple[Answer, tuple[str, ...]]:
