@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,15 +54,13 @@ class Front:
     tokens: dict[str, str]
 
 
-@pytest.fixture(scope="module")
-def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
+@contextmanager
+def nginx_front(base: str, tokens: dict[str, str], worker_connections: int) -> Iterator[Front]:
+    """Debian's nginx with the documented site file in front of the server at `base`."""
     if shutil.which("nginx") is None:
         if os.environ.get("CI"):
             pytest.fail("nginx is missing (scripts/setup.sh installs nginx-light)")
         pytest.skip("nginx is not installed (scripts/setup.sh installs nginx-light)")
-    home = tmp_path_factory.mktemp("nginx-limits-home")
-    tokens, *_rest = seed(home)
-    proc, base = start_server(home)
     tmp = Path(tempfile.mkdtemp(prefix="userphoto-nginx-limits-"))
     tmp.chmod(0o755)
     for name in ("cache", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -70,12 +69,11 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     cert, key = self_signed(tmp)
     https, http = free_port(), free_port()
     upstream = int(base.rsplit(":", 1)[1])
-    config = site_config(tmp, upstream, https, http, cert, key)
-    # Every client address of the test may connect (the documented file listens on one).
-    (tmp / "userphoto.conf").write_text(
-        config.replace(f"listen 127.0.0.1:{https} ssl http2;", f"listen {https} ssl http2;")
+    (tmp / "userphoto.conf").write_text(site_config(tmp, upstream, https, http, cert, key))
+    main = MAIN.format(tmp=tmp).replace(
+        "worker_connections 4096;", f"worker_connections {worker_connections};"
     )
-    (tmp / "nginx.conf").write_text(MAIN.format(tmp=tmp))
+    (tmp / "nginx.conf").write_text(main)
     nginx = subprocess.Popen(
         ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
         stdout=subprocess.DEVNULL,
@@ -99,8 +97,25 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     finally:
         nginx.terminate()
         nginx.wait(10)
-        stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    home = tmp_path_factory.mktemp("nginx-limits-home")
+    tokens, *_rest = seed(home)
+    proc, base = start_server(home)
+    try:
+        yield base, tokens
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def front(upstream: tuple[str, dict[str, str]]) -> Iterator[Front]:
+    """nginx with the documented main setting (worker_connections 4096)."""
+    with nginx_front(*upstream, worker_connections=4096) as f:
+        yield f
 
 
 TLS = ssl.create_default_context()
@@ -181,3 +196,39 @@ def test_a_new_client_is_served_fast_beside_1000_idle_and_512_busy(front: Front)
     assert {status for status, _ in results} == {200}, results
     seconds = sorted(s for _, s in results)
     assert seconds[len(seconds) // 2] < 0.1, seconds  # the median new client under 100 ms
+
+
+def test_when_connections_run_short_idle_keep_alive_ones_are_closed_first(
+    upstream: tuple[str, dict[str, str]],
+) -> None:
+    """nginx with room for 64 connections (upstream ones included) and 60 idle keep-alive
+    clients: new clients are still served, and it is idle keep-alive connections that go."""
+    with nginx_front(*upstream, worker_connections=64) as small:
+        idle = []
+        for n in range(60):
+            sock = connect(small, f"127.0.4.{1 + n}")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status_within(sock, 5) == 200  # answered, and kept alive
+            idle.append(sock)
+        try:
+            results = [timed_get(small, f"127.0.5.{n}") for n in range(1, 11)]
+            assert {status for status, _ in results} == {200}, results
+            time.sleep(0.3)  # the closing FINs arrive
+            closed = sum(1 for sock in idle if _closed(sock))
+            assert closed >= 1, "no idle keep-alive connection was closed to make room"
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def _closed(sock: ssl.SSLSocket) -> bool:
+    """Whether nginx has closed this connection (what is left of its answer read first)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(65536):
+            pass
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return False  # open, nothing more to read
+    except OSError:
+        return True
+    return True
