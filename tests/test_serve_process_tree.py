@@ -70,7 +70,7 @@ def test_kill_9_of_the_main_process_takes_its_workers_down(tmp_path: Path) -> No
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         # Both serving workers up with their image workers (/readyz waits for those).
-        while len({p for p in descendants(proc.pid)}) < 2 or not _ready(base):
+        while len(descendants(proc.pid)) < 2 or not _ready(base):
             assert proc.poll() is None and time.monotonic() < deadline, "never ready"
             time.sleep(0.2)
         tree = descendants(proc.pid)
@@ -81,14 +81,16 @@ def test_kill_9_of_the_main_process_takes_its_workers_down(tmp_path: Path) -> No
             left = sorted(p for p in tree if alive(p))
             assert time.monotonic() < deadline, f"5 s after kill -9: alive {left}"
             time.sleep(0.1)
+        tree = set()  # all gone: nothing left to clean up (their pids may be reused)
         again, _ = start_server(tmp_path, port=port)  # and the port can be bound again
         stop_server(again)
     finally:
         if proc.poll() is None:
             stop_server(proc)
-        for pid in tree:  # only if the test failed: what this test started
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        for pid in tree:  # only when the test failed: what it started and is still alive
+            if alive(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _ready(base: str) -> bool:
