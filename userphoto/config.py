@@ -146,6 +146,7 @@ def sqlite_file(url: str) -> Path | None:
 
 PORT = between(0, 65535)
 SECONDS = positive
+SERVE_SKIPS = frozenset({"USERPHOTO_DIRECTORY_BIND_PASSWORD_FILE"})  # files `serve` never reads
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,7 @@ KEYS = (
         "once a minute)", rule=SECONDS),
     Key("web", "session_recheck", FLOAT, 5.0,
         "seconds a process trusts its last look at a session; a sign-out on another node "
-        "counts here within this time", rule=SECONDS),
+        "counts here within this time (0: look every time)", rule=at_least(0)),
     Key("avatar", "default_url_allow", STRS, [],
         "URL prefixes a Libravatar d=URL default may start with (no open redirect)",
         example=["https://static.contoso.example/avatars/"], rule=web_urls),
@@ -558,12 +559,12 @@ class Settings:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.home / path
 
-    def file_problems(self) -> Iterator[tuple[str, str]]:
+    def file_problems(self, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
         """("error" | "warning", message) for every path setting (`Key.path`): a file that
         is missing or unreadable is an error; a secret file that others may read, a warning.
         Only sections in use are looked at ([directory] with a uri, [oidc] with an issuer)."""
         for key in KEYS:
-            if not key.path or not self._in_use(key.section):
+            if not key.path or not self._in_use(key.section) or key.env in skip:
                 continue
             path = self.path_of(key)
             if path is None:
@@ -602,7 +603,9 @@ class Settings:
 
     def require_files(self) -> None:
         """At startup (`serve`): the first file problem, as the error `config check` shows."""
-        for level, message in self.file_problems():
+        # `serve` never binds to the directory (without the password its write-backs are
+        # queued for the sync, which alone has it: docs/deployment.md).
+        for level, message in self.file_problems(skip=SERVE_SKIPS):
             if level == "error":
                 raise ConfigError(message)
 
