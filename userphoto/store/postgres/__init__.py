@@ -17,19 +17,19 @@ queue) and `dump` (`store copy`).
 
 from __future__ import annotations
 
-from .audit import AuditLog
+from ..shared.audit import AuditLog
+from ..shared.credentials import Credentials
+from ..shared.photos import Photos
+from ..shared.sessions import WebSessions
+from ..shared.state import AdapterState
+from ..shared.thumbnails import DirectoryThumbnails
 from .changes import ChangeFeed
 from .connection import describe
-from .credentials import Credentials
 from .dump import Dump
 from .leases import Leases
-from .photos import Photos
 from .schema import MIGRATIONS
 from .serving import ServingReads
-from .sessions import WebSessions
-from .state import AdapterState
-from .status import PhotoStatuses
-from .thumbnails import DirectoryThumbnails
+from .status import Facts
 from .users import Users
 from .writeback import WritebackQueue
 
@@ -38,7 +38,7 @@ __all__ = ["MIGRATIONS", "PostgresStore", "describe"]
 
 class PostgresStore(
     Users,
-    PhotoStatuses,
+    Facts,
     ServingReads,
     Photos,
     DirectoryThumbnails,

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +20,29 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ...errors import Conflict, StoreUnavailable
-from ...model import AuditEntry
 from ...redaction import redact
-from ..base import ChangeKind, Store
-from .schema import MIGRATIONS
+from ..base import ChangeKind
+from ..sql import Dialect, SQLStore
+from .schema import CODEC, MIGRATIONS
+
+DIALECT = Dialect(
+    name="postgresql",
+    mark="%s",
+    codec=CODEC,
+    like="LIKE ? ESCAPE ''",
+    lock=" FOR UPDATE",
+    bytewise=' COLLATE "C"',
+)
+_MARKED: dict[str, str] = {}
+
+
+def marked(sql: str) -> str:
+    """A shared statement with PostgreSQL's marks (`?` → `%s`), translated once per text."""
+    text = _MARKED.get(sql)
+    if text is None:
+        text = _MARKED[sql] = sql.replace("?", "%s")
+    return text
+
 
 CHANNEL = "userphoto_changes"
 # Advisory lock keys ("upho" + purpose): schema migrations, change numbering.
@@ -146,13 +165,32 @@ class _Tx:
     def user(self, user_id: str) -> None:
         self.changes.append((ChangeKind.USER, user_id))
 
+    # `sql.Tx`: shared statements, their marks made PostgreSQL's.
+    def one(self, sql: str, params: Any = ()) -> Any:
+        return self.conn.execute(marked(sql), params).fetchone()
 
-class PostgresBase(Store):
+    def all(self, sql: str, params: Any = ()) -> list[Any]:
+        return self.conn.execute(marked(sql), params).fetchall()
+
+    def run(self, sql: str, params: Any = ()) -> int:
+        return self.conn.execute(marked(sql), params).rowcount
+
+    def many(self, sql: str, params: Iterable[Any]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(marked(sql), params)
+
+    def insert(self, sql: str, params: Any) -> int:
+        row = self.conn.execute(marked(sql) + " RETURNING id", params).fetchone()
+        return row[0]  # type: ignore[index]
+
+    def changed(self, kind: ChangeKind, user_ids: Iterable[str | None] = (None,)) -> None:
+        self.changes.extend((kind, uid) for uid in user_ids)
+
+
+class PostgresBase(SQLStore):
     """What every job of the store stands on; `PostgresStore` (in `__init__`) joins them."""
 
-    # Every write records itself in the audit log: audit.py supplies this; declared here so
-    # that each job's module may call it.
-    _audit: Callable[[psycopg.Connection, AuditEntry], None]
+    dialect = DIALECT
 
     def __init__(
         self,
@@ -344,13 +382,15 @@ class PostgresBase(Store):
 
     # Reads take results in binary format: timestamps, arrays and jsonb load about a quarter
     # faster than from text (measured over org-wide status walks).
-    def _all(self, sql: str, params: Any = ()) -> list[tuple]:
-        with self._connection(read=True) as conn, conn.cursor(binary=True) as cur:
-            return cur.execute(sql, params).fetchall()
+    # Shared statements come with `?` marks: `marked` makes them ours (`%s` ones pass as
+    # they are). `primary`: a read that must see every commit (a sign-out) skips the replica.
+    def _all(self, sql: str, params: Any = (), *, primary: bool = False) -> list[tuple]:
+        with self._connection(read=not primary) as conn, conn.cursor(binary=True) as cur:
+            return cur.execute(marked(sql), params).fetchall()
 
-    def _one(self, sql: str, params: Any = ()) -> tuple | None:
-        with self._connection(read=True) as conn, conn.cursor(binary=True) as cur:
-            return cur.execute(sql, params).fetchone()
+    def _one(self, sql: str, params: Any = (), *, primary: bool = False) -> tuple | None:
+        with self._connection(read=not primary) as conn, conn.cursor(binary=True) as cur:
+            return cur.execute(marked(sql), params).fetchone()
 
     def _all_named(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         """`_all` with rows read by column name."""
@@ -358,7 +398,7 @@ class PostgresBase(Store):
             self._connection(read=True) as conn,
             conn.cursor(binary=True, row_factory=dict_row) as cur,
         ):
-            return cur.execute(sql, params).fetchall()
+            return cur.execute(marked(sql), params).fetchall()
 
     def _one_named(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
         """`_one` with the row read by column name."""
@@ -366,7 +406,7 @@ class PostgresBase(Store):
             self._connection(read=True) as conn,
             conn.cursor(binary=True, row_factory=dict_row) as cur,
         ):
-            return cur.execute(sql, params).fetchone()
+            return cur.execute(marked(sql), params).fetchone()
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -10,19 +10,19 @@ directory slot), `credentials`, `sessions` (web sessions and their keys), `audit
 
 from __future__ import annotations
 
-from .audit import AuditLog
+from ..shared.audit import AuditLog
+from ..shared.credentials import Credentials
+from ..shared.photos import Photos
+from ..shared.sessions import WebSessions
+from ..shared.state import AdapterState
+from ..shared.thumbnails import DirectoryThumbnails
 from .changes import ChangeFeed
 from .connection import BUSY_SECONDS
-from .credentials import Credentials
 from .dump import Dump
 from .leases import Leases
-from .photos import Photos
 from .schema import MIGRATIONS
 from .serving import ServingReads
-from .sessions import WebSessions
-from .state import AdapterState
-from .status import PhotoStatuses
-from .thumbnails import DirectoryThumbnails
+from .status import Facts
 from .users import Users
 from .writeback import WritebackQueue
 
@@ -31,7 +31,7 @@ __all__ = ["BUSY_SECONDS", "MIGRATIONS", "SQLiteStore"]
 
 class SQLiteStore(
     Users,
-    PhotoStatuses,
+    Facts,
     ServingReads,
     Photos,
     DirectoryThumbnails,

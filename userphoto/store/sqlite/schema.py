@@ -163,6 +163,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE api_tokens ADD COLUMN expires TEXT;
     ALTER TABLE api_tokens ADD COLUMN last_used TEXT;
     """,
+    # 7: the `generation` counter, replaced by the change feed in 3 and read by nothing since
+    """
+    DROP TABLE generation;
+    """,
 ]
 
 
