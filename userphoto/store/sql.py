@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from .base import ChangeKind, Store
 from .rows import Codec
+from .serving_sql import Spelling
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Dialect:
     like: str  # a case-sensitive LIKE with its mark (PostgreSQL: no escape character)
     lock: str  # the lock taken on a row read before writing it ("" where writes serialize)
     bytewise: str  # what makes text order byte-wise ("" where it already is)
+    serving: Spelling  # the serving read (one query per cache miss)
 
 
 def upsert(table: str, columns: Sequence[str], key: str) -> str:

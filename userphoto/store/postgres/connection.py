@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ...errors import Conflict, StoreUnavailable
 from ...redaction import redact
+from .. import serving_sql
 from ..base import ChangeKind
 from ..sql import Dialect, SQLStore
 from .schema import CODEC, MIGRATIONS
@@ -32,6 +33,7 @@ DIALECT = Dialect(
     like="LIKE ? ESCAPE ''",
     lock=" FOR UPDATE",
     bytewise=' COLLATE "C"',
+    serving=serving_sql.POSTGRES,
 )
 _MARKED: dict[str, str] = {}
 

@@ -43,6 +43,6 @@ class PhotoStatuses(SQLStore):
     def count_photo_status(self, query: StatusQuery | None = None) -> int:
         where, params = self._status_where(query)
         if not where:
-            return self._one("SELECT count(*) FROM users")[0]  # type: ignore[no-any-return]
+            return self._one("SELECT count(*) FROM users")[0]
         sql = f"SELECT count(*) FROM users u {STATUS_JOINS} {where}"
-        return self._one(sql, params)[0]  # type: ignore[no-any-return]
+        return self._one(sql, params)[0]

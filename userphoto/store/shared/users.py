@@ -86,4 +86,4 @@ class UserWrites(SQLStore):
 
     def count_users(self, search: str = "") -> int:
         where, params = self._search(search)
-        return self._one(f"SELECT count(*) FROM users u {where}", params)[0]  # type: ignore[no-any-return]
+        return self._one(f"SELECT count(*) FROM users u {where}", params)[0]

@@ -12,11 +12,20 @@ from typing import Any
 
 from ...errors import StoreError, StoreFull, StoreLocked, StoreReadOnly
 from ...resolve import usable_url
+from .. import serving_sql
 from ..base import ChangeKind
 from ..sql import Dialect, SQLStore
 from .schema import CODEC, MIGRATIONS
 
-DIALECT = Dialect(name="sqlite", mark="?", codec=CODEC, like="LIKE ?", lock="", bytewise="")
+DIALECT = Dialect(
+    name="sqlite",
+    mark="?",
+    codec=CODEC,
+    like="LIKE ?",
+    lock="",
+    bytewise="",
+    serving=serving_sql.SQLITE,
+)
 
 
 def _writable(path: str) -> bool:
