@@ -26,14 +26,15 @@ from ..base import ChangeKind
 from ..sql import Dialect, SQLStore
 from .schema import CODEC, MIGRATIONS
 
+# Statements take `?` marks (made `%s` by `marked`); LIKE has no escape character, as SQLite's.
 DIALECT = Dialect(
-    name="postgresql",
-    mark="%s",
-    codec=CODEC,
-    like="LIKE ? ESCAPE ''",
-    lock=" FOR UPDATE",
-    bytewise=' COLLATE "C"',
-    serving=serving_sql.POSTGRES,
+    "postgresql",
+    "%s",
+    CODEC,
+    "LIKE ? ESCAPE ''",
+    " FOR UPDATE",
+    ' COLLATE "C"',
+    serving_sql.POSTGRES,
 )
 _MARKED: dict[str, str] = {}
 

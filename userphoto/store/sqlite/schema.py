@@ -8,22 +8,9 @@ from typing import Any
 
 from ..rows import Codec
 from ..shared import tables
-from ..shared.tables import Types, ddl
+from ..shared.tables import ddl
 
-TYPES = Types(
-    id="INTEGER PRIMARY KEY",
-    ref="INTEGER",
-    address="TEXT",
-    time="TEXT",
-    flag="INTEGER",
-    false="0",
-    json="TEXT",
-    sizes="TEXT",
-    blob="BLOB",
-    real="REAL",
-    clock="REAL",
-    rowid=" WITHOUT ROWID",
-)
+TYPES = tables.SQLITE
 
 # Each entry moves the schema one version up; never change what a released one makes, append.
 # The tables both stores hold are written once (shared/tables.py).
