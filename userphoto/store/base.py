@@ -1,11 +1,11 @@
-"""The one store interface. SQLite is the embedded default; PostgreSQL implements the same.
+"""The store facade. SQLite is the embedded default; PostgreSQL implements the same.
 
 Callers never see SQL. Every write that changes an answer appends to a per-user change feed
 (`Change`, `changes_since`, `wait_for_changes`) in the same transaction; serving processes
 follow it and drop only what each change touches.
 
-Over 400 lines for a reason: it is one interface, each method with the contract both stores
-keep; split, the contract would be read in pieces.
+`Store` offers every role at once, each method with the contract both stores keep; the
+role-sized interfaces (`roles.py`) are what new code asks for.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..model import (
     ApiToken,
@@ -134,3 +134,34 @@ class ServingReads(Protocol):
     def serving(
         self, key: str, size: int | None = None, *, by_hash: bool = False
     ) -> Serving | None: ...
+
+
+if TYPE_CHECKING:
+    from .base import Store
+
+    def _the_store_plays_every_role(store: Store) -> list[object]:
+        """Checked by mypy, never run: the `Store` facade offers each role whole."""
+        users: Users = store
+        photos: PhotoVersions = store
+        slots: DirectorySlots = store
+        credentials: Credentials = store
+        sessions: Sessions = store
+        audit: Audit = store
+        feed: ChangeFeed = store
+        leases: Leases = store
+        queue: WritebackQueue = store
+        dump: Dump = store
+        serving: ServingReads = store
+        return [
+            users,
+            photos,
+            slots,
+            credentials,
+            sessions,
+            audit,
+            feed,
+            leases,
+            queue,
+            dump,
+            serving,
+        ]

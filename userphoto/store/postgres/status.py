@@ -14,5 +14,7 @@ class Facts(PhotoStatuses, PostgresBase):
         with self._connection(read=True) as conn, conn.transaction(), conn.cursor() as cur:
             for setting in facts_sql.POSTGRES_SETTINGS:
                 cur.execute(setting)
-            found = cur.execute(facts_sql.groups_sql("postgresql", "%s"), (first,)).fetchall()
+            found = cur.execute(
+                facts_sql.groups_sql(self.dialect.name, self.dialect.mark), (first,)
+            ).fetchall()
         return facts_sql.groups(found)

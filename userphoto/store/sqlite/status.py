@@ -11,5 +11,7 @@ class Facts(PhotoStatuses, SQLiteBase):
     """Users with their photo facts; the org-wide checks in one query."""
 
     def photo_facts(self, first: int = 10) -> list[facts_sql.FactsGroup]:
-        found = self._db.execute(facts_sql.groups_sql("sqlite", "?"), (first,)).fetchall()
+        found = self._db.execute(
+            facts_sql.groups_sql(self.dialect.name, self.dialect.mark), (first,)
+        ).fetchall()
         return facts_sql.groups(found)
