@@ -165,9 +165,6 @@ class _Tx:
     conn: psycopg.Connection
     changes: list[tuple[ChangeKind, str | None]] = field(default_factory=list)
 
-    def user(self, user_id: str) -> None:
-        self.changes.append((ChangeKind.USER, user_id))
-
     # `sql.Tx`: shared statements, their marks made PostgreSQL's.
     def one(self, sql: str, params: Any = ()) -> Any:
         return self.conn.execute(marked(sql), params).fetchone()

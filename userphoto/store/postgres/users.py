@@ -72,7 +72,7 @@ class Users(UserWrites, PostgresBase):
                         copy.write_row(
                             (at, actor, u.id, AuditAction.USER_ADD.value, via, u.address)
                         )
-            tx.changes.extend((ChangeKind.USER, u.id) for u in users)
+            tx.changed(ChangeKind.USER, [u.id for u in users])
         return users
 
     def find_user(self, key: str) -> User | None:

@@ -4,6 +4,7 @@ and lives in each backend."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..base import Table
@@ -43,40 +44,27 @@ class DumpRows(SQLStore):
 
     def _plain(self, table: Table, row: Any) -> tuple:
         """A row as plain values: datetimes, bools, dicts, int tuples."""
-        codec = self.dialect.codec
-        out = []
-        for column, value in zip(table.columns, row, strict=True):
-            if value is not None:
-                if column in table.times:
-                    value = codec.read_time(value)
-                elif column in table.flags:
-                    value = bool(value)
-                elif column in table.json:
-                    value = codec.read_json(value)
-                elif column in table.int_lists:
-                    value = codec.read_sizes(value)
-            out.append(value)
-        return tuple(out)
+        c = self.dialect.codec
+        return _converted(table, row, (c.read_time, bool, c.read_json, c.read_sizes))
 
     def _stored(self, table: Table, row: tuple) -> tuple:
         """A plain row as this database keeps it."""
-        codec = self.dialect.codec
-        out = []
-        for column, value in zip(table.columns, row, strict=True):
-            if value is not None:
-                if column in table.times:
-                    value = codec.write_time(value)
-                elif column in table.flags:
-                    value = codec.write_flag(value)
-                elif column in table.json:
-                    value = codec.write_json(value)
-                elif column in table.int_lists:
-                    value = codec.write_sizes(value)
-            out.append(value)
-        return tuple(out)
+        c = self.dialect.codec
+        return _converted(table, row, (c.write_time, c.write_flag, c.write_json, c.write_sizes))
 
     def _load_sql(self, table: Table) -> str:
         return (
             f"INSERT INTO {table.name} ({', '.join(table.columns)}) "
             f"VALUES ({', '.join('?' * len(table.columns))}) ON CONFLICT DO NOTHING"
         )
+
+
+def _converted(table: Table, row: Any, by_kind: tuple[Callable[[Any], Any], ...]) -> tuple:
+    """`row` with each time, flag, JSON and int-list column (in that order in `by_kind`)
+    converted; NULL stays NULL."""
+    kinds = (table.times, table.flags, table.json, table.int_lists)
+    convert = [
+        next((f for cols, f in zip(kinds, by_kind, strict=True) if c in cols), None)
+        for c in table.columns
+    ]
+    return tuple(v if v is None or f is None else f(v) for f, v in zip(convert, row, strict=True))
