@@ -43,7 +43,9 @@ def marked(sql: str) -> str:
     """A shared statement with PostgreSQL's marks (`?` → `%s`), translated once per text."""
     text = _MARKED.get(sql)
     if text is None:
-        text = _MARKED[sql] = sql.replace("?", "%s")
+        text = sql.replace("?", "%s")
+        if len(_MARKED) < 4096:  # the shared texts are a few hundred; never grow unbounded
+            _MARKED[sql] = text
     return text
 
 
