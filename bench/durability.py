@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from userphoto import facecrop, imaging  # noqa: E402
 from userphoto.demo import portrait  # noqa: E402
 from userphoto.model import PhotoState, User  # noqa: E402
+from userphoto.photos import put_photo  # noqa: E402
 from userphoto.store.sqlite import SQLiteStore  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def main() -> None:
                 store._db.execute(f"PRAGMA synchronous={mode}")
                 started = time.perf_counter()
                 for _ in range(args.writes):
-                    store.put_photo("u", rendered, PhotoState.SAVED, actor="bench", via="bench")
+                    put_photo(store, "u", rendered, PhotoState.SAVED, actor="bench", via="bench")
                 per_write[mode].append((time.perf_counter() - started) / args.writes)
         store.close()
     normal = statistics.median(per_write["NORMAL"]) * 1000

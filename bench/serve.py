@@ -42,6 +42,7 @@ from userphoto import auth  # noqa: E402
 from userphoto.app import App  # noqa: E402
 from userphoto.demo import portrait  # noqa: E402
 from userphoto.model import PhotoState, Rendered, User, Visibility  # noqa: E402
+from userphoto.photos import put_photo  # noqa: E402
 
 BIN = Path(sys.executable).parent
 ADDRESS = "bench.user@bench.example"
@@ -167,7 +168,7 @@ def prepare(home: Path, size: int) -> tuple[str, bytes]:
     with app.store.batch():
         app.store.add_users(cold)
         for u in cold:
-            app.store.put_photo(u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
+            put_photo(app.store, u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
     _record, token = auth.create_token(app.store, ADDRESS)
     app.close()
     return token, data

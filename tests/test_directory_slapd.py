@@ -141,11 +141,11 @@ def test_initial_full_sync_of_1000_users(home: Path, seeded: Slapd) -> None:
     assert app.store.get_photo(user.id) is None  # the directory photo never becomes the HD one
 
     # A second full sync rewrites nothing and leaves serving caches alone (status is not an answer).
-    generation = app.store.generation()
+    generation = app.store.latest_seq()
     again = engine_for(app).full()
     assert (again.added, again.updated, again.photos_new, again.unchanged) == (0, 0, 0, 1000)
     assert again.photos_unchanged == 1000
-    assert app.store.generation() == generation
+    assert app.store.latest_seq() == generation
     app.close()
 
 
@@ -180,10 +180,10 @@ def test_delta_after_10_changes(home: Path, seeded: Slapd) -> None:
         assert thumb is not None and thumb.raw_hash != before[i].raw_hash  # type: ignore[union-attr]
     assert app.store.find_user(address(6)).display_name == "Renamed 6"  # type: ignore[union-attr]
     # Nothing changed since: an idle delta writes nothing at all.
-    generation = app.store.generation()
+    generation = app.store.latest_seq()
     idle = engine.delta()
     assert idle.ok and not idle.changed
-    assert app.store.generation() == generation
+    assert app.store.latest_seq() == generation
     app.close()
 
 
@@ -331,9 +331,9 @@ def test_writeback_visible_through_ldapsearch_and_no_loop(home: Path, seeded: Sl
     assert report.ok and report.photos_new == 0 and report.photo_problems == 0
     assert app.store.get_directory_thumbnail(user.id).written_by_us  # type: ignore[union-attr]
     versions = len(app.store.photo_history(user.id))
-    generation = app.store.generation()
+    generation = app.store.latest_seq()
     assert not engine_for(app).delta().changed
-    assert app.store.generation() == generation
+    assert app.store.latest_seq() == generation
     assert len(app.store.photo_history(user.id)) == versions  # no photo loop either
 
     # An admin changes the directory photo: a real directory change, HD photo untouched.

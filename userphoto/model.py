@@ -299,12 +299,26 @@ class DirectoryFacts:
     height: int | None = None
 
 
+class AuditAction(StrEnum):
+    """What an audit line records (`AuditEntry.action`), each name spelled here only."""
+
+    USER_ADD = "user.add"
+    USER_UPDATE = "user.update"
+    PHOTO_SET = "photo.set"
+    PHOTO_PREVIEW = "photo.preview"
+    PHOTO_SAVE = "photo.save"
+    PHOTO_CANCEL = "photo.cancel"
+    PHOTO_REMOVE = "photo.remove"
+    PHOTO_CLEAR_RECORD = "photo.clear_record"
+    PHOTO_REJECTED = "photo.rejected"  # an upload that failed validation
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     actor: str
     user_id: str
-    action: str
+    action: str  # an AuditAction's value
     via: str
     detail: str = ""
 

@@ -230,7 +230,7 @@ class PhotoServer:
         self.requests = Requests(self.metrics, self.access)
         self.proxies = TrustedProxies.from_settings(settings)
         self._queries: dict[str, tuple] = {}
-        self.follower = Follower(self, app.store.generation())
+        self.follower = Follower(self, app.store.latest_seq())
         self.cache.seq = self.follower.seq
         if poll:
             self.follower.start()
