@@ -35,6 +35,7 @@ from userphoto.app import App  # noqa: E402
 from userphoto.config import Settings  # noqa: E402
 from userphoto.demo import portrait  # noqa: E402
 from userphoto.model import PhotoState, User, Visibility  # noqa: E402
+from userphoto.photos import put_photo  # noqa: E402
 
 SIZES = [48, 64, 96, 120, 240, 360, 432, 504, 648]
 
@@ -57,7 +58,7 @@ def seed(home: Path, users: int) -> None:
         with app.store.batch():
             app.store.add_users(hidden)
             for u in hidden:
-                app.store.put_photo(u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
+                put_photo(app.store, u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
     finally:
         app.close()
 
