@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..api.common import Services
-from ..errors import Forbidden, UserPhotoError
+from ..errors import Forbidden, StoreReadOnly, UserPhotoError
 from ..model import ANONYMOUS, Viewer
 from ..oidc import viewer_of_session
 from ..store import Store, WebSession
@@ -117,9 +117,15 @@ class SessionKeys:
             keys = self.store.session_keys()
             if not keys or now - keys[0][2] >= self.lifetime:
                 key = Fernet.generate_key().decode("ascii")
-                self.store.add_session_key(secrets.token_hex(8), key, now)
-                self.store.drop_session_keys(now - 2 * self.lifetime)
-                keys = self.store.session_keys()
+                try:
+                    self.store.add_session_key(secrets.token_hex(8), key, now)
+                    self.store.drop_session_keys(now - 2 * self.lifetime)
+                    keys = self.store.session_keys()
+                except StoreReadOnly:
+                    # A read-only data folder still serves; sign-in (which records a
+                    # session) is refused there anyway, so a key of this process's own
+                    # is enough until the store can be written again.
+                    keys = [("process", key, now), *keys]
             # A key opens what it sealed during its lifetime, for up to one lifetime more.
             usable = [k for k in keys if now - k[2] < 2 * self.lifetime]
             self._fernet = MultiFernet([Fernet(k[1].encode()) for k in usable])
