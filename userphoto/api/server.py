@@ -1,12 +1,13 @@
 """The serving application: a bare photo hot path in front of the Starlette site.
 
 `userphoto serve` runs it on granian (`api/run.py`) through the RSGI interface (`__rsgi__`);
-the same object is also a plain ASGI app (`__call__`) for any ASGI server. No HTTP framing
+the same object is also a plain ASGI app (`__call__`) for any ASGI server, whose photo GETs
+are bridged onto the one RSGI hot path (`_AsgiAsRsgi`). No HTTP framing
 is ours: the server parses, frames, times out and limits; this module decides the answers.
 
 Request flow for a photo GET (`/v1/users/`, `/v1.0/`, `/ews/`, `/avatar/`):
   Authorization header → Viewer (a dict hit after the first request with that credential)
-  → (path, normalized query) → target user id → + viewer relation → cached Answer
+  → (path, normalized query) → target user id → + viewer class → cached Answer
   → `If-None-Match` ? 304 : 200. No SQL, no image work, no framework in the steady state.
 A miss is built in a bounded thread pool (`MissPool`), never on the event loop, and one key
 is built once however many requests wait for it. Writes (PUT/DELETE) run in a worker thread.
@@ -40,14 +41,7 @@ from ..auth import Authenticator
 from ..errors import ImageError, UserPhotoError, WorkersBusy
 from ..model import Viewer, ViewerKind
 from ..store import Change, ChangeKind
-from .cache import (
-    RELATION_OF_KIND,
-    Answer,
-    AnswerCache,
-    error_answer,
-    plain_error,
-    relation,
-)
+from .cache import Answer, AnswerCache, error_answer, plain_error, relation
 from .common import Req, Services
 from .logs import REQUEST_ID, request_id
 from .lookup import Lookup, user_tokens
@@ -74,7 +68,6 @@ QUERY_MEMO_MAX_LEN = 256
 FEED_BATCH = 10_000  # changes one feed read returns at most (Store.changes_since's limit)
 BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
 _GET_HEAD = frozenset({"GET", "HEAD"})
-_UNKNOWN = object()
 _NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
 
 
@@ -271,26 +264,24 @@ class PhotoServer:
         """(path, known parameters sorted: first value each, names lower-cased), parsed
         the way `Req.query` parses, so every spelling of one request shares one entry."""
         normal = self._queries.get(query)
-        if normal is None:
-            seen: dict[str, str] = {}
-            for name, value in parse_qsl(query, keep_blank_values=True):
-                name = name.lower()
-                if name in KNOWN_PARAMS and name not in seen:
-                    seen[name] = value
-            normal = tuple(sorted(seen.items()))
-            if len(query) <= QUERY_MEMO_MAX_LEN and len(self._queries) < QUERY_MEMO_LIMIT:
-                self._queries[query] = normal
+        if normal is not None:
+            return (path, normal)
+        seen: dict[str, str] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            name = name.lower()
+            if name in KNOWN_PARAMS and name not in seen:
+                seen[name] = value
+        normal = tuple(sorted(seen.items()))
+        if len(query) <= QUERY_MEMO_MAX_LEN and len(self._queries) < QUERY_MEMO_LIMIT:
+            self._queries[query] = normal
         return (path, normal)
 
     def cached(self, path: str, query: str, viewer: Viewer) -> tuple[tuple, Answer | None]:
-        cache = self.cache
+        """(route key, the cached answer for this viewer or None)."""
         key = self.route_key(path, query)
-        if "/me/" in path or path.endswith("/me"):
+        if path.endswith("/me") or "/me/" in path:
             key = (*key, viewer.user_id)  # the target depends on who asks
-        target = cache.targets.get(key, _UNKNOWN)  # one read: the follower may drop it
-        if target is _UNKNOWN:
-            return key, None
-        return key, cache.get(key, relation(viewer, target))  # type: ignore[arg-type]
+        return key, self.cache.answer(key, viewer)
 
     def photo_hit(
         self, surface: Surface, path: str, query: str, auth_header: str | bytes | None
@@ -303,19 +294,7 @@ class PhotoServer:
             return surface.error(exc), None, ()
         if viewer is None:  # a credential to verify first (store read or signature check)
             return None, None, ()
-        # `cached`, inlined: this runs on every cached answer.
-        normal = self._queries.get(query)
-        key = (path, normal) if normal is not None else self.route_key(path, query)
-        if path.endswith("/me") or "/me/" in path:
-            key = (*key, viewer.user_id)  # the target depends on who asks
-        cache = self.cache
-        target = cache.targets.get(key, _UNKNOWN)  # one read: the follower may drop it
-        if target is _UNKNOWN:
-            return None, viewer, key
-        if target is not None and viewer.user_id == target:
-            answer = cache.get(key, "self")
-        else:
-            answer = cache.get(key, RELATION_OF_KIND[viewer.kind])
+        key, answer = self.cached(path, query, viewer)
         return answer, viewer, key
 
     async def photo_slow(
@@ -575,32 +554,24 @@ class PhotoServer:
             for prefix, surface in self.surfaces:
                 if path.startswith(prefix):
                     scope["userphoto.route"] = surface.route
-                    await self.photo(surface, scope, receive, send)
+                    if scope["method"] in _GET_HEAD:  # the one hot path, RSGI's
+                        bridged = _AsgiAsRsgi(scope)
+                        await self.__rsgi__(bridged, bridged)
+                        await bridged.send_to(send)
+                    else:
+                        await self.write(surface, scope, receive, send)
                     return
         elif scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         await self.site(scope, receive, send)
 
-    async def photo(self, surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
+    async def write(self, surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
+        """A photo PUT or DELETE (RSGI passes these on through `_rsgi_asgi`)."""
         headers = _first_wins(scope["headers"])
         method: str = scope["method"]
         path: str = scope["path"]
         auth_header = headers.get(b"authorization")
-        if method in _GET_HEAD:
-            query = scope["query_string"].decode("latin-1")
-            answer, viewer, key = self.photo_hit(surface, path, query, auth_header)
-            if answer is None and viewer is not None:
-                answer = await self.photo_miss(surface, method, path, query, viewer, key, headers)
-            elif answer is None:
-                answer, viewer, _state = await self.photo_slow(
-                    surface, method, path, query, auth_header, headers
-                )
-            elif viewer is not None:
-                self.cache.hits += 1
-            scope["userphoto.target"] = answer.target
-            await _send(send, answer, headers.get(b"if-none-match"), method == "HEAD")
-            return
         try:
             writer = self.auth.peek(auth_header)
             if writer is None:  # verifying needs the store or a signature check: off the loop
@@ -658,6 +629,55 @@ class PhotoServer:
             except Exception:
                 log.warning("after a committed %s %s: catching up failed", req.method, req.path)
         return answer
+
+
+class _RsgiHeaders:
+    """ASGI request headers read the way RSGI's are: `get` (the first value), `get_all`."""
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]):
+        self.all: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self.all.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self.all.get(name)
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        return self.all.get(name, [])
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(name, values[0]) for name, values in self.all.items()]
+
+
+class _AsgiAsRsgi:
+    """An ASGI photo GET as an RSGI scope and protocol at once, so ASGI servers run the one
+    RSGI hot path (`PhotoServer.__rsgi__`); `send_to` sends its answer as ASGI messages."""
+
+    def __init__(self, scope: Scope):
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query_string = scope["query_string"].decode("latin-1")
+        self.http_version = scope.get("http_version", "1.1")
+        self.scheme = scope.get("scheme", "http")
+        self.headers = _RsgiHeaders(scope["headers"])
+        host, port = scope.get("client") or ("", 0)
+        self.client = f"{host}:{port}"
+        self.status = 500
+        self.answer_headers: list[tuple[str, str]] = []
+        self.body = b""
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status, self.answer_headers, self.body = status, headers, body
+        self.answer_headers = [*headers, ("content-length", str(len(body)))]
+
+    def response_empty(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status, self.answer_headers, self.body = status, headers, b""
+
+    async def send_to(self, send: Send) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.answer_headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def _credential_key(header: str | bytes | None) -> str:
