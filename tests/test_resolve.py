@@ -305,9 +305,13 @@ def test_viewers_of_one_class_get_the_same_resolution_and_classes_differ() -> No
     twins = [(VIEWERS["member"], other_member), (VIEWERS["self"], other_self)]
     for picture, visibility in itertools.product(Picture, Visibility):
         target = User(
-            id="target", address="t@org.test", display_name="T", picture=picture, visibility=visibility,
+            id="target",
+            address="t@org.test",
+            display_name="T",
+            picture=picture,
+            visibility=visibility,
             picture_url="https://pics.example/t.jpg",
-        )  # fmt: skip
+        )
         for one, two in twins:
             assert viewer_class(one, target.id) == viewer_class(two, target.id)
             first = resolve(target, one, photo_sizes=HD_SIZES)
