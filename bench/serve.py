@@ -8,10 +8,13 @@ authenticated member, so the full path (token → viewer → cached answer) is m
    RSGI, access log on) and the same `PhotoServer` app on the other candidate servers:
    granian RSGI without the access log, granian ASGI, uvicorn + httptools (ASGI); and
    granian with a do-nothing RSGI app answering the same bytes (`serve_knobs.noop`): the
-   ceiling of any app on granian, measured in the same run.
+   ceiling of any app on granian, measured in the same run. Each round also prints our
+   CPU per cached hit over the do-nothing app's (goal: at most 1.15×).
 2. Cold misses: a fresh server per round, measured once /readyz says ready, asked for
    distinct users of 30,000 for 2 s (each at most once: more than 10,000 misses at the
-   rates seen here), against nginx serving 30,000 distinct files the same way.
+   rates seen here), against nginx serving 30,000 distinct files the same way, and against
+   the floor of a miss: the do-nothing app's CPU per request (measured right after, in the
+   same round) plus the bare SQL read of the miss's one query (goal: at most 2× the floor).
 3. Cached GETs from one client while 32 clients ask for random uncached
    `/avatar/<hash>?d=identicon&s=2048`: p99 against the unloaded p99.
 
