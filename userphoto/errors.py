@@ -66,6 +66,15 @@ class Conflict(UserPhotoError):
     status = 409
 
 
+class PhotoChanged(UserPhotoError):
+    """A rendition vanished between reading the photo and its bytes (a concurrent change)."""
+
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("The photo changed while it was read; retry.")
+
+
 class Forbidden(UserPhotoError):
     code = "forbidden"
     status = 403
