@@ -119,10 +119,10 @@ def test_meta_trace_speaks_of_the_viewer_who_asks_not_the_one_who_built_it(
         ("admin", "bob", "client=web&size=64"),
         ("bob", "admin", "client=web&size=48"),
     ):
-        kinds = {"admin": "admin", "bob": "member"}
+        kinds = {"admin": "an admin", "bob": "a member"}
         for who in (first, then, first, then):  # the second pair is served from the cache
             reason = visibility(who, query)
-            assert reason.endswith(f"admits a {kinds[who]} viewer"), (who, reason)
+            assert reason.endswith(f"admits {kinds[who]} viewer"), (who, reason)
 
 
 def test_native_directory_thumbnail_inside_only(served: Served) -> None:
