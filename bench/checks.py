@@ -7,7 +7,8 @@ synthetic but the backdrop a portrait is placed on):
 
 - good portraits: the astronaut (Eileen Collins, NASA, public domain) and the cameraman, each
   as shipped, mirrored, recompressed (q50, q75), scaled (0.75x, 1.5x of the original), a tighter
-  head-and-shoulders cut, placed off-centre in a 12 MP frame (face ~16% of the short side), a little darker (x0.8) and brighter (x1.2);
+  head-and-shoulders cut, placed off-centre in a 12 MP frame (face ~16% of the short side),
+  a little darker (x0.8) and brighter (x1.2);
 - non-portraits: scikit-image's cat, coffee, rocket, coins, Hubble field, horse, moon, brick,
   grass, gravel, retina, immunohistochemistry, page, text, clock, colorwheel, logo;
 - groups: no public-domain group photo ships offline, so groups are COMPOSED from real
@@ -107,8 +108,9 @@ def lfw_row(count: int, seed: int) -> Image.Image:
     canvas = backdrop(220 * count + 40, 360, seed)
     for i in range(count):
         tile = Image.fromarray((tiles[(seed * 7 + i) % 100] * 255).astype(np.uint8))
-        canvas.paste(tile.convert("RGB").resize((200, 200), Image.Resampling.BICUBIC),
-                     (20 + 220 * i, 80))
+        canvas.paste(
+            tile.convert("RGB").resize((200, 200), Image.Resampling.BICUBIC), (20 + 220 * i, 80)
+        )
     return canvas
 
 
@@ -126,16 +128,16 @@ def bad() -> Iterator[tuple[str, str, bytes]]:
             yield "one_face", f"group-lfw{count}-{seed}", jpeg(lfw_row(count, seed))
     for name, image, face in bases():
         for share in (0.025, 0.04, 0.06):
-            yield "sharpness", f"{name}-blur{share}", jpeg(
-                image.filter(ImageFilter.GaussianBlur(face * share))
+            yield (
+                "sharpness",
+                f"{name}-blur{share}",
+                jpeg(image.filter(ImageFilter.GaussianBlur(face * share))),
             )
         for k in (0.2, 0.3):
             yield "exposure", f"{name}-dark{k}", jpeg(ImageEnhance.Brightness(image).enhance(k))
         yield "exposure", f"{name}-bright2.2", jpeg(ImageEnhance.Brightness(image).enhance(2.2))
         for n, side in enumerate((160, 220, 280)):
-            yield "face_size", f"{name}-tiny{side}", jpeg(
-                placed(image, side, (1200, 800), 300 + n)
-            )
+            yield "face_size", f"{name}-tiny{side}", jpeg(placed(image, side, (1200, 800), 300 + n))
         for k in (1.0, 1.2):
             yield "face_size", f"{name}-closeup{k}", jpeg(closeup(image, face, k))
         for side in (160, 240):
@@ -182,7 +184,7 @@ def main() -> None:
         print(f"{kind:10} {name:28} failed={','.join(failed) or '-':28} {values}")
     print()
     print(f"{goods} good portraits, {bads} bad photos, {took / (goods + bads) * 1000:.0f} ms each")
-    print("| check | good portraits flagged | bad photos of its kind caught (by it, or as no face) |")
+    print("| check | good portraits flagged | bad photos of its kind caught (by it, or no face) |")
     print("|---|---|---|")
     for check in CHECK_NAMES:
         hit, of = caught[check]

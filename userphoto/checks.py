@@ -67,7 +67,10 @@ def _face_region(image: Image.Image, face: Face) -> np.ndarray:
 def sharpness(patch: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian over the patch's intensity variance."""
     lap = (
-        patch[1:-1, :-2] + patch[1:-1, 2:] + patch[:-2, 1:-1] + patch[2:, 1:-1]
+        patch[1:-1, :-2]
+        + patch[1:-1, 2:]
+        + patch[:-2, 1:-1]
+        + patch[2:, 1:-1]
         - 4 * patch[1:-1, 1:-1]
     )
     spread = float(patch.var())

@@ -704,8 +704,13 @@ class Settings:
             **{
                 name: self.get("policy", name)
                 for name in (
-                    "face_size_min", "face_size_max", "sharpness_min", "exposure_min",
-                    "exposure_max", "clipped_max", "resolution_min",
+                    "face_size_min",
+                    "face_size_max",
+                    "sharpness_min",
+                    "exposure_min",
+                    "exposure_max",
+                    "clipped_max",
+                    "resolution_min",
                 )
             },
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from .. import imaging
+from ..checks import summary
 from ..errors import InvalidArgument, UserPhotoError, unsupported_type
 from ..model import HD_SIZES, Account, ClientProfile, Viewer, ViewerKind
 from ..resolve import Resolution, Source, allowed_sizes
@@ -258,6 +259,8 @@ class GraphApi:
                 (b"x-userphoto-crop-reason", decision.reason.value.encode()),
                 (b"x-userphoto-crop-confidence", f"{decision.confidence:.3f}".encode()),
                 (b"x-userphoto-crop-guess", b"true" if decision.guess else b"false"),
+                # The automatic photo checks, `id=outcome, ...` (docs/checks.md).
+                (b"x-photo-checks", summary(photo.checks).encode()),
             ],
         )
 
