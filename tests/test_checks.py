@@ -65,7 +65,8 @@ def closeup() -> Image.Image:
     return astronaut().crop((175, 74, 275, 174)).resize((600, 600), Image.LANCZOS)
 
 
-def run(image: Image.Image, policy: CheckPolicy = CheckPolicy()) -> dict[str, CheckResult]:
+def run(image: Image.Image, policy: CheckPolicy | None = None) -> dict[str, CheckResult]:
+    policy = policy or CheckPolicy()
     options = RenderOptions(Limits(min_side=64), facecrop.suggest, 96, 648, 85, policy)
     return {r.id: r for r in options.render(jpeg(image)).checks}
 
