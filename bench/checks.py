@@ -8,7 +8,9 @@ synthetic but the backdrop a portrait is placed on):
 - good portraits: the astronaut (Eileen Collins, NASA, public domain) and the cameraman, each
   as shipped, mirrored, recompressed (q50, q75), scaled (0.75x, 1.5x of the original), a tighter
   head-and-shoulders cut, placed off-centre in a 12 MP frame (face ~16% of the short side),
-  a little darker (x0.8) and brighter (x1.2);
+  a little darker (x0.8) and brighter (x1.2); also q30, scaled 0.65x and 2x, turned 6 degrees
+  either way, gamma 0.8 and 1.25, contrast 0.8 and 1.25, grey, cut off-centre left and right,
+  and placed in a 1600x1100 frame;
 - non-portraits: scikit-image's cat, coffee, rocket, coins, Hubble field, horse, moon, brick,
   grass, gravel, retina, immunohistochemistry, page, text, clock, colorwheel, logo;
 - groups: no public-domain group photo ships offline, so groups are COMPOSED from real
@@ -101,6 +103,19 @@ def good() -> Iterator[tuple[str, bytes]]:
         yield f"{name}-12mp", jpeg(placed(image, 2400, (4000, 3000), 100 + n))
         yield f"{name}-darker", jpeg(ImageEnhance.Brightness(image).enhance(0.8))
         yield f"{name}-brighter", jpeg(ImageEnhance.Brightness(image).enhance(1.2))
+        yield f"{name}-q30", jpeg(image, 30)
+        yield f"{name}-0.65x", jpeg(scale(image, 0.65))
+        yield f"{name}-2x", jpeg(scale(image, 2.0))
+        for angle in (-6, 6):
+            yield f"{name}-rot{angle}", jpeg(image.rotate(angle, Image.Resampling.BICUBIC))
+        for gamma in (0.8, 1.25):
+            yield f"{name}-gamma{gamma}", jpeg(image.point(lambda v, g=gamma: 255 * (v / 255) ** g))
+        for k in (0.8, 1.25):
+            yield f"{name}-contrast{k}", jpeg(ImageEnhance.Contrast(image).enhance(k))
+        yield f"{name}-grey", jpeg(image.convert("L"))
+        yield f"{name}-left", jpeg(image.crop((0, 0, 400, 420)))
+        yield f"{name}-right", jpeg(image.crop((100, 0, 512, 440)))
+        yield f"{name}-wide", jpeg(placed(image, 1000, (1600, 1100), 200 + n))
 
 
 def lfw_row(count: int, seed: int) -> Image.Image:
