@@ -198,7 +198,10 @@ def main() -> None:
         values = " ".join(f"{r.id}={r.value:.3g}" for r in results)
         print(f"{kind:10} {name:28} failed={','.join(failed) or '-':28} {values}")
     print()
-    print(f"{goods} good portraits, {bads} bad photos, {took / (goods + bads) * 1000:.0f} ms each")
+    print(
+        f"{goods} good portraits, {bads} bad photos, "
+        f"{took / (goods + bads) * 1000:.0f} ms per photo through the whole render"
+    )
     print("| check | good portraits flagged | bad photos of its kind caught (by it, or no face) |")
     print("|---|---|---|")
     for check in CHECK_NAMES:

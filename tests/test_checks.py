@@ -205,3 +205,22 @@ def test_web_preview_shows_the_checks_in_plain_words(page: Any, web: Web) -> Non
     assert face.inner_text() == "OK: one face found."
     page.get_by_role("button", name="Cancel").click()
     page.get_by_text("Preview discarded").wait_for()
+
+
+def test_import_report_lists_the_checks_that_did_not_pass(
+    run_cli: RunCli, app: App, tmp_path: Path
+) -> None:
+    import json
+
+    for i in range(2):
+        app.store.add_user(User(id=f"u{i}", address=f"p{i}@example.org", display_name=f"P {i}"))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "p0@example.org.jpg").write_bytes(jpeg(astronaut()))
+    (folder / "p1@example.org.jpg").write_bytes(jpeg(blurred()))
+    report = tmp_path / "report.json"
+    out = run_cli("import", str(folder), "--jobs", "1", "--report", str(report)).stdout.decode()
+    assert "photo checks  p1@example.org.jpg -> p1@example.org" in out, out
+    rows = {r["file"]: r for r in json.loads(report.read_text())}
+    assert rows["p0@example.org.jpg"]["checks"] == ""
+    assert "sharpness=warn: the face is blurred" in rows["p1@example.org.jpg"]["checks"]
