@@ -187,7 +187,8 @@
     const box = $("checks"), list = $("checks-list");
     if (!box || !list) return;
     list.textContent = "";
-    const label = { pass: "OK", warn: "Warning", review: "Warning (an admin may review it)" };
+    // `review` is shown as a warning: approval does not exist yet (docs/checks.md).
+    const label = { pass: "OK", warn: "Warning", review: "Warning" };
     for (const c of checks) {
       const li = document.createElement("li");
       li.className = `check check-${c.outcome}`;
