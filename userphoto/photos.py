@@ -9,6 +9,7 @@ change after it committed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from . import imaging
+from . import checks, imaging
 from .config import Settings
 from .errors import (
     AccountUnavailable,
@@ -33,6 +34,7 @@ from .model import (
     Account,
     AuditAction,
     AuditEntry,
+    CheckPolicy,
     CropBox,
     Photo,
     PhotoState,
@@ -65,17 +67,23 @@ class RenderOptions:
     thumbnail_size: int
     max_size: int
     quality: int
+    checks: CheckPolicy | None = None  # the automatic photo checks ([policy]); None: none
 
     def render(self, data: bytes, crop: CropBox | None = None) -> Rendered:
-        return imaging.render(
+        rendered = imaging.render(
             data,
             limits=self.limits,
             crop=crop,
             suggest=self.suggest,
+            check=functools.partial(checks.run, self.checks) if self.checks else None,
             thumbnail_size=self.thumbnail_size,
             max_size=self.max_size,
             quality=self.quality,
         )
+        refused = checks.refusal(rendered.checks)
+        if refused is not None:  # raised in the worker: every upload path refuses alike
+            raise refused
+        return rendered
 
 
 class Runner(Protocol):
@@ -123,6 +131,7 @@ class Photos:
             thumbnail_size=self.settings.thumbnail_size,
             max_size=self.max_size(user),
             quality=self.settings.jpeg_quality,
+            checks=self.settings.check_policy,
         )
 
     def render(self, user: User, data: bytes, crop: CropBox | None = None) -> Rendered:
@@ -195,6 +204,7 @@ class Photos:
             log.warning("%s's upload lost its connection at COMMIT; read back: stored", user.id)
             photo = found
         self._notify(user, "previewed" if preview else "saved")
+        photo.checks = rendered.checks  # shown with the answer (not stored yet)
         return photo
 
     def save(self, key: str, *, actor: str = "admin", via: str = "cli") -> Photo:

@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from .. import answers, imaging
 from ..answers import Kind, Plan
+from ..checks import summary
 from ..errors import InvalidArgument, UserPhotoError, unsupported_type
 from ..model import HD_SIZES, Viewer, ViewerKind
 from ..resolve import Source
@@ -224,6 +225,8 @@ class GraphApi:
                 (b"x-userphoto-crop-reason", decision.reason.value.encode()),
                 (b"x-userphoto-crop-confidence", f"{decision.confidence:.3f}".encode()),
                 (b"x-userphoto-crop-guess", b"true" if decision.guess else b"false"),
+                # The automatic photo checks, `id=outcome, ...` (docs/checks.md).
+                (b"x-photo-checks", summary(photo.checks).encode()),
             ],
         )
 

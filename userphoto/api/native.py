@@ -146,6 +146,7 @@ class NativeApi:
                 "sizes": list(photo.sizes),
                 "crop": str(photo.crop),
                 "crop_decision": photo.crop_decision.as_json(),
+                "checks": [r.as_dict() for r in photo.checks],
                 "updated": datetime.now(UTC).isoformat(),
             },
             req.viewer,
