@@ -52,9 +52,10 @@ class App:
         from .workers import WorkerPool
 
         limits = self.settings.limits
-        queue = self.settings.get("workers", "queue")
+        workers = self.settings.workers
+        queue = workers.queue
         return WorkerPool(
-            self.settings.get("workers", "processes") or None,
+            workers.processes or None,
             memory=limits.job_memory,
             cpu_seconds=limits.job_cpu_seconds,
             queue=None if queue < 0 else queue,

@@ -108,8 +108,8 @@ class AccessLog:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessLog:
-        fmt = str(settings.get("server", "access_log", "json"))
-        target = settings.get("server", "access_log_file", "")
+        fmt = settings.server.access_log
+        target = settings.server.access_log_file
         fd = 2
         if target and fmt != "off":
             fd = os.open(str(target), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
@@ -212,7 +212,7 @@ class Metrics:
         self.latency: dict[str, Histogram] = {}
         self.builds = Histogram()
         self.store_reads = Histogram()
-        allow = server.app.settings.get("server", "metrics_allow", ["127.0.0.0/8", "::1/128"])
+        allow = server.app.settings.server.metrics_allow
         self.allow = [ipaddress.ip_network(str(a), strict=False) for a in allow]
         # A registry of this server's own (not the library's global one): several servers
         # may live in one process (tests), each with its own counts.

@@ -46,7 +46,7 @@ def demo(ctx: Context) -> None:
     # Fresh tokens every run: only their hashes are stored, so old ones cannot be shown again.
     _record, admin = auth.create_token(app.store, ADMIN, admin=True)
     _record, member = auth.create_token(app.store, MEMBER)
-    host, port = app.settings.get("server", "host"), app.settings.get("server", "port")
+    host, port = app.settings.server.host, app.settings.server.port
     click.echo(f"web pages and APIs (after `userphoto serve`): http://{host}:{port}/")
     click.echo(f"admin token  ({ADMIN}): {admin}")
     click.echo(f"member token ({MEMBER}): {member}")
