@@ -6,7 +6,7 @@ import click
 
 from .. import auth
 from .. import demo as demo_org
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 ADMIN = f"it@{demo_org.DOMAIN}"
 MEMBER = f"adele.vance@{demo_org.DOMAIN}"

@@ -8,7 +8,7 @@ import socket
 import click
 
 from ..errors import UserPhotoError
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 
 @cli.command("serve")

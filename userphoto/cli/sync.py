@@ -15,7 +15,7 @@ import click
 
 from ..errors import UserPhotoError
 from ..store import Store
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 if TYPE_CHECKING:  # LDAP code loads only when a sync command runs
     from ..directory.config import DirectoryConfig
@@ -112,6 +112,8 @@ def _holder() -> str:
 
 
 def _watch(ctx: Context, engine: SyncEngine) -> None:
+    from ..directory.sync.watch import watch as follow
+
     config = engine.config
     store = ctx.app.store
     stop = threading.Event()
@@ -138,7 +140,7 @@ def _watch(ctx: Context, engine: SyncEngine) -> None:
         )
         keeper.start()
         try:
-            engine.watch(cycle, after_cycle=after, drain=drain, announce=click.echo)
+            follow(engine, cycle, after_cycle=after, drain=drain, announce=click.echo)
         finally:
             cycle.set()
             keeper.join()

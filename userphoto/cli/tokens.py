@@ -11,7 +11,7 @@ import click
 
 from .. import auth
 from ..errors import InvalidArgument, NotFound
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 
 @cli.group()
