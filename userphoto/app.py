@@ -49,16 +49,12 @@ class App:
     @cached_property
     def pool(self) -> WorkerPool:
         """The image worker processes (started on first need; `serve` starts them at once)."""
-        from .workers import WorkerPool
+        from .workers import pool_for
 
-        limits = self.settings.limits
         workers = self.settings.workers
         queue = workers.queue
-        return WorkerPool(
-            workers.processes or None,
-            memory=limits.job_memory,
-            cpu_seconds=limits.job_cpu_seconds,
-            queue=None if queue < 0 else queue,
+        return pool_for(
+            self.settings.limits, workers.processes or None, None if queue < 0 else queue
         )
 
     @cached_property

@@ -83,8 +83,10 @@ def sync(
         _status(ctx.app.store, user_key)
         return
     from ..directory.sync import SyncEngine
+    from ..directory.sync.photos import use_pool
 
     config = directory_config(ctx)
+    use_pool(ctx.app.pool)  # directory photos in the App's pool, under the [limits] job limits
     engine = SyncEngine(ctx.app.store, config)
     if watch:
         _watch(ctx, engine)
