@@ -53,7 +53,8 @@ def test_set_get_remove_round_trip(run_cli: RunCli, ada: str, tmp_path: Path) ->
         "get", "al@contoso.example", "--size", "hr240X240", "-o", str(target)
     ).stdout.decode()
     assert "240×240" in out
-    assert Image.open(target).size == (240, 240)
+    with Image.open(target) as got:
+        assert got.size == (240, 240)
     run_cli("remove", ada)
     proc = run_cli("get", ada, "-o", str(target), check=False)
     assert proc.returncode == 1 and b"no photo" in proc.stderr

@@ -20,11 +20,20 @@ PACKAGE = REPO / "userphoto"
 
 
 def keys_read_by_the_code() -> set[tuple[str, str]]:
-    """Every (section, key) the code reads: `settings.get("section", "key", ...)` anywhere,
-    and the `[directory]` keys its parser reads (`get("key", ...)`, `raw.get("key")`)."""
+    """Every (section, key) the code reads: `settings.get("section", "key")` and the typed
+    views (`settings.server.port`) anywhere, and the `[directory]` keys its parser reads
+    (`get("key", ...)`, `raw.get("key")`)."""
     found: set[tuple[str, str]] = set()
     for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr in TYPED_VIEWS
+                and "settings" in ast.unparse(node.value.value)
+            ):
+                found.add((node.value.attr, node.attr))
         directory_parser = path == PACKAGE / "directory" / "config.py"
         if directory_parser:  # the keys of [directory] itself (not account_state's fields)
             tree = next(
@@ -53,6 +62,76 @@ def keys_read_by_the_code() -> set[tuple[str, str]]:
             elif directory_parser and ast.unparse(node.func) in ("get", "raw.get"):
                 found.add(("directory", strings[0]))
     return found
+
+
+TYPED_VIEWS = {
+    "server": config.ServerSettings,
+    "web": config.WebSettings,
+    "workers": config.WorkersSettings,
+    "avatar": config.AvatarSettings,
+    "oidc": config.OidcSettings,
+}
+KIND_TYPES = {
+    config.INT: "int",
+    config.FLOAT: "float",
+    config.BOOL: "bool",
+    config.STR: "str",
+    config.STRS: "tuple[str, ...]",
+}
+
+
+def settings_get_calls() -> list[tuple[str, int, str]]:
+    """(file, line, call) of every `<...settings>.get(...)` in the package, tests and bench."""
+    calls = []
+    for root in (PACKAGE, REPO / "tests", REPO / "bench"):
+        for path in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "get"
+                    and (
+                        ast.unparse(node.func.value).endswith("settings")
+                        or (path.name == "config.py" and ast.unparse(node.func.value) == "self")
+                    )
+                ):
+                    calls.append((str(path.relative_to(REPO)), node.lineno, ast.unparse(node)))
+    return calls
+
+
+def test_no_call_site_repeats_a_default() -> None:
+    """The declaration (`config.KEYS`) is the only place a default lives: `Settings.get`
+    takes none, and no caller passes one."""
+    calls = settings_get_calls()
+    assert any(c == "self.get(key.section, key.name)" for _, _, c in calls)  # the scan works
+    with_default = [c for c in calls if len(ast.parse(c[2], mode="eval").body.args) > 2]  # type: ignore[attr-defined]
+    assert not with_default, f"a default repeated at the call site: {with_default}"
+    with pytest.raises(TypeError):
+        config.Settings(Path("/nonexistent")).get("server", "port", 1)  # type: ignore[call-arg]
+
+
+def test_typed_views_are_the_declared_keys_with_their_types(tmp_path: Path) -> None:
+    """Each section's typed view has one field per declared key, of the key's kind, and
+    takes its values (defaults included) from the declaration."""
+    for section, view in TYPED_VIEWS.items():
+        declared = config.BY_SECTION[section]
+        fields = {f.name: f.type for f in dataclasses.fields(view)}
+        assert set(fields) == set(declared), section
+        for name, kind in fields.items():
+            assert kind == KIND_TYPES[declared[name].kind], (section, name, kind)
+        defaults = config.Settings(tmp_path).typed(view, section)
+        for name, key in declared.items():
+            value = getattr(defaults, name)
+            want = tuple(key.default) if isinstance(key.default, list) else key.default
+            assert value == want and type(value) is type(want), (section, name)
+    server = {"header_timeout": 3, "domains": ["a.example"]}
+    configured = config.Settings(tmp_path, {"server": server})
+    timeout = configured.server.header_timeout
+    assert timeout == 3.0 and type(timeout) is float
+    assert configured.server.domains == ("a.example",)
+    assert dataclasses.is_dataclass(configured.server)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        configured.server.port = 1  # type: ignore[misc]
 
 
 def test_every_key_the_code_reads_is_declared_and_documented() -> None:

@@ -67,7 +67,7 @@ def only_cause(v: dict) -> dict:
 
 
 def test_unknown_issuer_is_fixed_by_adding_the_partner(served: Served) -> None:
-    token = partner_jwt("their-own-secret", iss="latecomer.example")
+    token = partner_jwt("their-own-secret-not-the-one-we-know", iss="latecomer.example")
     assert photo_status(served, token) == 401
     cause = only_cause(ask(served, token, "latecomer.example"))
     assert "not a federation partner" in cause["message"]

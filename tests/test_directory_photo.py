@@ -163,3 +163,31 @@ def test_what_the_short_way_cannot_do_goes_through_the_pipeline(
             imaging.reencode_directory_photo(raw)
         assert len(calls) == len(unusual) + 1, name  # refused in the pipeline's words
         calls.pop()
+
+
+def test_sync_photos_run_in_the_pool_handed_in_under_its_job_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`userphoto sync` hands the App's pool to the directory photos (`use_pool`): they run
+    there, under its per-job limits, and no second pool is started."""
+    from userphoto.directory.sync import photos as sync_photos
+    from userphoto.model import Limits
+    from userphoto.workers import pool_for
+
+    monkeypatch.setattr(sync_photos, "_POOL", None)  # this process's pool, put back after
+    buf = io.BytesIO()  # small on the wire, 4 MB decoded: over a 1 MB job budget
+    Image.new("RGB", (1200, 1200), (40, 90, 200)).save(buf, "JPEG")
+    raw = buf.getvalue()
+    for memory, usable in ((2**20, False), (Limits().job_memory, True)):
+        pool = pool_for(Limits(job_memory=memory), 1)
+        try:
+            sync_photos.use_pool(pool)
+            assert sync_photos.photo_workers().pool is pool
+            prepared = sync_photos.prepare_one(raw, "thumbnailPhoto")
+            ran_there = bool(pool.pids())  # a worker of this pool (none left if it was killed)
+        finally:
+            pool.close()
+        if usable:
+            assert ran_there and prepared.problem is None and prepared.jpeg is not None
+        else:  # the pool's own refusal: the worker ran out of its 1 MB budget
+            assert prepared.problem is not None and "needs more than 1 MB" in prepared.problem

@@ -31,8 +31,8 @@ from userphoto import imaging
 from userphoto.app import App
 from userphoto.config import ConfigError, Settings
 from userphoto.directory import status
-from userphoto.directory import sync as sync_module
 from userphoto.directory.sync import SyncEngine
+from userphoto.directory.sync import pages as sync_pages
 from userphoto.directory.writeback import WriteBack
 from userphoto.model import Account, DirectoryThumbnail, PhotoState
 
@@ -242,7 +242,7 @@ def test_outage_mid_sync_fails_cleanly_then_resumes(
 ) -> None:
     # The full read runs ahead of the writes; keep it close behind them, so the directory
     # is still being read when it goes away after the third page is written.
-    monkeypatch.setattr(sync_module, "READ_AHEAD", 1)
+    monkeypatch.setattr(sync_pages, "READ_AHEAD", 1)
     app = make_app(home, seeded, page_size=100)
 
     def stop_after_third_page(number: int) -> None:

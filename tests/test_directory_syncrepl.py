@@ -31,6 +31,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.directory import status
 from userphoto.directory.status import SyncReport
+from userphoto.directory.sync.watch import watch as follow
 from userphoto.directory.syncrepl import COOKIE_KEY
 
 # Under CI a missing slapd fails these tests (the setup script installs it); elsewhere, skip.
@@ -52,7 +53,8 @@ def directory(tmp_path: Path) -> Iterator[Slapd]:
 
 
 class Watch:
-    """`SyncEngine.watch` in a thread of this process (so the test sees its reports)."""
+    """`sync.watch` (what `sync --watch` runs) in a thread of this process (the test sees
+    its reports)."""
 
     def __init__(self, app: App):
         self.app = app
@@ -60,8 +62,8 @@ class Watch:
         self.reports: list[SyncReport] = []
         self.announced: list[str] = []
         self.thread = threading.Thread(
-            target=engine_for(app).watch,
-            args=(self.stop,),
+            target=follow,
+            args=(engine_for(app), self.stop),
             kwargs={"after_cycle": self.reports.append, "announce": self.announced.append},
         )
 

@@ -692,3 +692,52 @@ def test_mapping_file(org: App, run_cli: RunCli, tmp_path: Path) -> None:
     assert proc.returncode == 1 and "mapping file is empty" in proc.stderr.decode()
     proc = run_cli("import", str(folder), "--map", str(mapping), "--match", "{name}", check=False)
     assert proc.returncode == 2 and "not both" in proc.stderr.decode()
+def test_a_library_import_gets_a_pool_of_its_own_under_the_job_limits(
+    org: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Photos` without a runner (a library caller, no App): the import starts the one kind
+    of image pool (`workers.py`) for itself, every file under the `[limits]` job limits, and
+    stops it after. A memory budget too small for any decode proves the limits apply."""
+    import contextlib
+
+    from userphoto.photos import Photos
+
+    pools = []
+    real = bulk.started_for
+
+    @contextlib.contextmanager
+    def recorded(limits, size=None):  # the real pool, remembered to look at afterwards
+        with real(limits, size) as pool:
+            pools.append((pool, pool.pids()))
+            yield pool
+
+    monkeypatch.setattr(bulk, "started_for", recorded)
+
+    def run(data: dict, files: dict[str, bytes]) -> dict[str, bulk.Item]:
+        settings = Settings(org.settings.home, data)
+        folder = write(tmp_path / str(len(pools)), files)
+        the_plan = bulk.plan(bulk.scan(folder), bulk.load_matcher(org.store, "{mail}"))
+        items = bulk.run(the_plan, Photos(org.store, settings), settings, jobs=2)
+        return {i.file: i for i in items}
+
+    items = run(
+        {},
+        {"ghopper@contoso.example.jpg": photo(70), "jose.garcia@contoso.example.jpg": photo(71)},
+    )
+    assert {i.status for i in items.values()} == {bulk.Status.IMPORTED}
+    pool, pids = pools[0]
+    assert pool.size == 2 and len(pids) == 2  # started for the import, `jobs` workers
+    assert pool.pids() == []  # ... and stopped after it
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            for _ in range(100):  # stopping is asynchronous: a moment to exit and be reaped
+                os.kill(pid, 0)
+                time.sleep(0.05)
+
+    [item] = run(
+        {"limits": {"job_memory_mb": 1}}, {"ada.lovelace@contoso.example.jpg": photo(72)}
+    ).values()
+    # The pool's own refusal (workers.WorkerPool: the worker ran out of its 1 MB budget).
+    assert item.status is bulk.Status.INVALID, item
+    assert "needs more than 1 MB to decode" in item.detail, item.detail
+    assert pools[1][0].memory == 2**20

@@ -37,7 +37,7 @@ def signed_in(app: App, token: str, address: str) -> tuple[Session, str]:
     record = WebSession(f"sid-{now}", address, None, None, now, now, now + 3600)
     app.store.start_session(record)
     session = fresh("token", token, record.id)
-    lifetime = float(app.settings.get("web", "session_lifetime"))
+    lifetime = app.settings.web.session_lifetime
     keys = SessionKeys(app.store, lifetime, app.settings.home)
     return session, keys.seal(json.dumps(asdict(session)).encode())
 

@@ -24,7 +24,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         home,
         {"USERPHOTO_SERVER_TLS_CERT": str(cert), "USERPHOTO_SERVER_TLS_KEY": str(key)},
         scheme="https",
-        verify=str(cert),
+        verify=ssl.create_default_context(cafile=str(cert)),
     )
     try:
         yield base, cert, tokens
@@ -35,7 +35,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 def test_https_answers_photos_with_a_verified_certificate(tls_server) -> None:
     base, cert, tokens = tls_server
     assert base.startswith("https://")
-    with httpx.Client(base_url=base, verify=str(cert), timeout=10) as client:
+    trusted = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(base_url=base, verify=trusted, timeout=10) as client:
         r = client.get(
             f"/v1/users/{addr('ada')}/photo?size=96",
             headers={"Authorization": f"Bearer {tokens['bob']}"},

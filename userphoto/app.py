@@ -51,15 +51,12 @@ class App:
     @cached_property
     def pool(self) -> WorkerPool:
         """The image worker processes (started on first need; `serve` starts them at once)."""
-        from .workers import WorkerPool
+        from .workers import pool_for
 
-        limits = self.settings.limits
-        queue = self.settings.get("workers", "queue")
-        return WorkerPool(
-            self.settings.get("workers", "processes") or None,
-            memory=limits.job_memory,
-            cpu_seconds=limits.job_cpu_seconds,
-            queue=None if queue < 0 else queue,
+        workers = self.settings.workers
+        queue = workers.queue
+        return pool_for(
+            self.settings.limits, workers.processes or None, None if queue < 0 else queue
         )
 
     @cached_property

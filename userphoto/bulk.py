@@ -6,9 +6,10 @@ Import runs in three steps:
 1. **Plan** (parent, cheap): list the files, match each name to a user, and decide what needs
    work. Unmatched, ambiguous and duplicate names, and users whose account cannot hold photos,
    are settled here without reading a byte.
-2. **Process** (worker processes, all cores): read the file, hash it, skip it when the hash
-   equals the user's saved photo (idempotent re-runs), else decode, face-crop and render every
-   size. A bad file becomes a report line, never a stopped run.
+2. **Process** (the image worker pool, `workers.py`: per-job memory and CPU limits): read
+   the file, hash it, skip it when the hash equals the user's saved photo (idempotent
+   re-runs), else decode, face-crop and render every size. A bad file becomes a report
+   line, never a stopped run.
 3. **Store** (parent only): SQLite has one writer, so results are written one transaction per
    photo as they arrive. A killed run loses at most the photos in flight; re-running skips
    everything already stored (same hash), so a re-run is the resume.
@@ -22,8 +23,6 @@ import hashlib
 import json
 import os
 import stat
-import threading
-import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +30,6 @@ from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
     Future,
-    ProcessPoolExecutor,
     ThreadPoolExecutor,
     wait,
 )
@@ -45,11 +43,10 @@ from . import imaging
 from .config import Settings
 from .errors import AccountUnavailable, ImageError
 from .matching import FileMatcher, MapMatcher, Matcher, Pattern, parse_map, suggest_patterns
-from .model import (
-    Rendered,
-)
+from .model import Limits, Rendered
 from .photos import Photos, RenderOptions, Runner
 from .store import Store
+from .workers import started_for
 
 if TYPE_CHECKING:
     pass
@@ -296,30 +293,6 @@ def process(job: Job) -> Outcome:
     return Outcome(status, sha, rendered=rendered)
 
 
-def _init_worker() -> None:
-    # Load the face detector once per worker, before the first photo, so it is not timed per file.
-    from .facecrop import warm_up
-
-    warm_up()
-
-
-def _start_worker() -> None:
-    """Pool initializer: warm up, and never outlive the importing process.
-
-    After a `kill -9` of the parent, forked workers still hold each other's ends of the
-    pool's pipes, so they would wait for work forever; a watchdog ends them instead.
-    """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
-    _init_worker()
-
-
 # --- plan, run, report -----------------------------------------------------------------------
 
 
@@ -476,7 +449,7 @@ def run(
         )
 
     try:
-        for item, outcome in _execute(work, jobs, photos.runner):
+        for item, outcome in _execute(work, jobs, photos.runner, photos.settings.limits):
             finish(item, outcome)
             if progress is not None:
                 progress.update()
@@ -487,19 +460,18 @@ def run(
 
 
 def _execute(
-    work: list[tuple[Item, Job]], jobs: int, runner: Runner | None = None
+    work: list[tuple[Item, Job]], jobs: int, runner: Runner | None, limits: Limits
 ) -> Iterator[tuple[Item, Outcome]]:
     """Outcomes as they complete. A bounded window keeps memory flat and a kill cheap.
 
-    With a runner (the image worker pool) every file is processed there, under the pool's
-    memory and CPU limits; `jobs` caps how many run at once.
+    Every file is processed in the image worker pool, under its per-job memory and CPU
+    limits: the caller's (`App.pool`), or, for a library caller without one, a pool of
+    `jobs` workers started for this import and closed after it. `jobs` caps how many run
+    at once.
     """
     if runner is None:
-        if jobs <= 1 or len(work) <= 1:
-            for item, job in work:
-                yield item, process(job)
-            return
-        yield from _execute_processes(work, jobs)
+        with started_for(limits, max(1, jobs)) as pool:
+            yield from _execute(work, jobs, pool, limits)
         return
 
     def bounded(job: Job) -> Outcome:
@@ -510,15 +482,6 @@ def _execute(
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="import") as threads:
         yield from _windowed(threads, bounded, work, jobs * 2)
-
-
-def _execute_processes(work: list[tuple[Item, Job]], jobs: int) -> Iterator[tuple[Item, Outcome]]:
-    """Without a worker pool (library callers): a process pool of our own."""
-    # Load OpenCV and the detector here, once: forked workers inherit them instead of each
-    # paying ~0.3 s at start (workers started another way load it in _init_worker).
-    _init_worker()
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_start_worker) as pool:
-        yield from _windowed(pool, process, work, jobs * 3)
 
 
 def _windowed(

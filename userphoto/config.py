@@ -19,9 +19,9 @@ import os
 import stat
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import UserPhotoError
@@ -415,7 +415,6 @@ KEYS = (
 BY_SECTION: dict[str, dict[str, Key]] = {s.name: {} for s in SECTIONS}
 for _key in KEYS:
     BY_SECTION[_key.section][_key.name] = _key
-_UNSET = object()
 
 
 class ConfigError(UserPhotoError):
@@ -532,6 +531,9 @@ def env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, dict[
     return found
 
 
+_View = TypeVar("_View")  # a typed view of one section (`Settings.typed`)
+
+
 @dataclass
 class Settings:
     home: Path
@@ -646,13 +648,44 @@ class Settings:
             raise KeyError(f"[{name}] is not declared in userphoto/config.py")
         return self.data.get(name, {})
 
-    def get(self, section: str, key: str, default: Any = _UNSET) -> Any:
-        """The configured value, else the declared default (or `default` when given)."""
+    def get(self, section: str, key: str) -> Any:
+        """The configured value, else the declared default: `KEYS` is the only place a
+        default lives (no caller passes one; tests/test_config.py checks). Code reading a
+        section uses its typed view (`server`, `web`, `workers`, `avatar`, `oidc`, `limits`)."""
         declared = BY_SECTION.get(section, {}).get(key)
         if declared is None:  # a bug: every key the code reads is declared in KEYS
             raise KeyError(f"{section}.{key} is not declared in userphoto/config.py")
-        fallback = declared.default if default is _UNSET else default
-        return self.section(section).get(key, fallback)
+        return self.section(section).get(key, declared.default)
+
+    def typed(self, view: type[_View], section: str) -> _View:
+        """One section as its frozen, typed value (`ServerSettings`, ...): every field a
+        declared key, converted to the key's kind (a TOML integer where a number is wanted
+        becomes a float; a list of strings a tuple)."""
+        values = {}
+        for f in fields(view):  # type: ignore[arg-type]  # the views are dataclasses
+            key = BY_SECTION[section][f.name]
+            values[f.name] = _as_kind(key, self.get(section, f.name))
+        return view(**values)
+
+    @property
+    def server(self) -> ServerSettings:
+        return self.typed(ServerSettings, "server")
+
+    @property
+    def web(self) -> WebSettings:
+        return self.typed(WebSettings, "web")
+
+    @property
+    def workers(self) -> WorkersSettings:
+        return self.typed(WorkersSettings, "workers")
+
+    @property
+    def avatar(self) -> AvatarSettings:
+        return self.typed(AvatarSettings, "avatar")
+
+    @property
+    def oidc(self) -> OidcSettings:
+        return self.typed(OidcSettings, "oidc")
 
     @property
     def config_path(self) -> Path:
@@ -744,6 +777,83 @@ class Settings:
         for key in KEYS:
             value = self.get(key.section, key.name)
             yield key, mask(key, value), self.origin.get((key.section, key.name), "default")
+
+
+# --- typed views: one frozen value per section, its fields the section's declared keys -----
+# No defaults here: `Settings.typed` fills every field from the declaration (tests/test_config.py
+# checks that the fields and their types match `KEYS`), so callers get real types, not Any.
+
+
+def _as_kind(key: Key, value: Any) -> Any:
+    # Only converts: a value of the wrong kind (a Settings built in code, not validated) is
+    # passed on as it is, for the reader's own check to name.
+    if key.kind == FLOAT and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if key.kind in (STRS, URIS) and isinstance(value, list | tuple):
+        return tuple(value)
+    return value
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str
+    port: int
+    tls_cert: str
+    tls_key: str
+    max_connections: int
+    header_timeout: float
+    body_timeout: float
+    shutdown_seconds: int
+    cache_mb: int
+    miss_threads: int
+    miss_queue: int
+    outside_miss_threads: int
+    outside_miss_queue: int
+    access_log: str
+    access_log_file: str
+    metrics_allow: tuple[str, ...]
+    trusted_proxies: tuple[str, ...]
+    public_url: str
+    token_days: int
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    secure_cookies: bool
+    session_lifetime: float
+    session_idle: float
+    session_recheck: float
+
+
+@dataclass(frozen=True)
+class WorkersSettings:
+    processes: int
+    queue: int
+
+
+@dataclass(frozen=True)
+class AvatarSettings:
+    default_url_allow: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    issuer: str
+    client_id: str
+    client_secret: str
+    client_secret_file: str
+    scopes: str
+    user_claim: str
+    admin_claim: str
+    admin_values: tuple[str, ...]
+    api_audience: str
+    redirect_uri: str
+    post_logout_redirect_uri: str
+    jwks_min_refresh: float
+    jwks_max_age: float
+    timeout: float
+    label: str
 
 
 NOT_SET, EMPTY = "(not set)", "(empty)"

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .app import App
-from .directory import status as directory_status
+from .context import Context
 from .findings import (
     ADDRESS,
     CATALOGUE,
@@ -145,15 +144,18 @@ class DoctorReport:
 
 
 def doctor(
-    app: App,
+    app: Context,
     progress: Callable[[int], None] | None = None,
     phase: Callable[[str], None] | None = None,
+    sync_runs: Mapping[str, Any] | None = None,
 ) -> DoctorReport:
     """Every org-wide check: the store counts users per facts value, the rule runs per value.
 
     `phase` names each step as it starts; `progress` advances by users as their group's
     findings are counted. The database's grouping is the long step and reports nothing
-    until it is done: the phase says what is being waited for.
+    until it is done: the phase says what is being waited for. `sync_runs`: what the last
+    directory syncs did (`directory.status.load(store)`, handed in by the CLI and the admin
+    page: the doctor imports no directory code); None: no directory checks.
     """
     start = time.perf_counter()
     report = DoctorReport()
@@ -189,14 +191,13 @@ def doctor(
     report.worst = [(a, f) for _s, a, f in scored[:WORST]]
     if phase:
         phase("checking the organization")
-    report.org = _org_checks(app)
+    report.org = _org_checks(app, sync_runs or {})
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _org_checks(app: App) -> list[Cause]:
+def _org_checks(app: Context, status: Mapping[str, Any]) -> list[Cause]:
     out: list[Cause] = []
-    status = directory_status.load(app.store)
     for mode in ("full", "delta"):
         run = status.get(mode)
         if run and not run.get("ok"):

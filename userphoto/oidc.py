@@ -93,16 +93,16 @@ class OidcConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcConfig | None:
         """The `[oidc]` settings, or None when no issuer is configured."""
-        section = settings.section("oidc")
-        issuer = str(section.get("issuer", "")).strip().rstrip("/")
+        typed = settings.oidc
+        issuer = typed.issuer.strip().rstrip("/")
         if not issuer:
             return None
         where = f"[oidc] in {settings.config_path}"
-        client_id = str(section.get("client_id", "")).strip()
+        client_id = typed.client_id.strip()
         if not client_id:
             raise ConfigError(f"{where}: issuer is set but client_id is missing.")
-        secret = str(section.get("client_secret", ""))
-        secret_file = str(settings.get("oidc", "client_secret_file", ""))
+        secret = typed.client_secret
+        secret_file = typed.client_secret_file
         if secret_file and not secret:
             path = Path(secret_file).expanduser()
             path = path if path.is_absolute() else settings.home / path
@@ -117,40 +117,35 @@ class OidcConfig:
                 f"{where}: no client secret; put it in a file named by client_secret_file "
                 "or in the environment variable USERPHOTO_OIDC_CLIENT_SECRET."
             )
-        user_claim = str(settings.get("oidc", "user_claim", "email"))
+        user_claim = typed.user_claim
         if user_claim not in USER_CLAIMS:
             raise ConfigError(
                 f"{where}: user_claim must be one of {', '.join(USER_CLAIMS)}, not {user_claim!r}."
             )
-        admin_values = settings.get("oidc", "admin_values", [])
+        admin_values: Any = typed.admin_values
         if isinstance(admin_values, str):
             admin_values = [admin_values]
-        if not isinstance(admin_values, list):
+        if not isinstance(admin_values, list | tuple):
             raise ConfigError(f"{where}: admin_values must be a list of group or role names.")
         return cls(
             issuer=issuer,
             client_id=client_id,
             client_secret=secret,
-            scopes=str(settings.get("oidc", "scopes", cls.scopes)),
+            scopes=typed.scopes,
             user_claim=user_claim,
-            admin_claim=str(settings.get("oidc", "admin_claim", cls.admin_claim)),
+            admin_claim=typed.admin_claim,
             admin_values=tuple(str(v) for v in admin_values),
-            api_audience=str(settings.get("oidc", "api_audience", "")),
-            redirect_uri=str(settings.get("oidc", "redirect_uri", "")),
-            post_logout_redirect_uri=str(settings.get("oidc", "post_logout_redirect_uri", "")),
-            jwks_min_refresh=_seconds(
-                section, "jwks_min_refresh", settings.get("oidc", "jwks_min_refresh"), where
-            ),
-            jwks_max_age=_seconds(
-                section, "jwks_max_age", settings.get("oidc", "jwks_max_age"), where
-            ),
-            timeout=_seconds(section, "timeout", 5.0, where),
-            label=str(settings.get("oidc", "label", cls.label)),
+            api_audience=typed.api_audience,
+            redirect_uri=typed.redirect_uri,
+            post_logout_redirect_uri=typed.post_logout_redirect_uri,
+            jwks_min_refresh=_seconds("jwks_min_refresh", typed.jwks_min_refresh, where),
+            jwks_max_age=_seconds("jwks_max_age", typed.jwks_max_age, where),
+            timeout=_seconds("timeout", typed.timeout, where),
+            label=typed.label,
         )
 
 
-def _seconds(section: dict[str, Any], key: str, default: float, where: str) -> float:
-    value = section.get(key, default)
+def _seconds(key: str, value: float, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{where}: {key} must be a number of seconds, not {value!r}.")
     return float(value)

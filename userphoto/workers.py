@@ -35,12 +35,13 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from typing import Any, TypeVar
 
 from .errors import NOT_THE_FILE, ImageError, ImageErrorKind, WorkersBusy, WorkersUnavailable
+from .model import Limits
 
 log = logging.getLogger("userphoto.workers")
 
@@ -496,3 +497,23 @@ class WorkerPool:
             f"This image needs more than {self.memory // (1024 * 1024)} MB to decode; export "
             "it as a baseline JPEG (648×648 is plenty).",
         )
+
+
+def pool_for(limits: Limits, size: int | None = None, queue: int | None = None) -> WorkerPool:
+    """A pool whose every job runs under `limits` (the `[limits]` job memory and CPU): the
+    one way a pool is made (`App.pool`, a library caller's import, a library caller's sync)."""
+    return WorkerPool(
+        size, memory=limits.job_memory, cpu_seconds=limits.job_cpu_seconds, queue=queue
+    )
+
+
+@contextlib.contextmanager
+def started_for(limits: Limits, size: int | None = None) -> Iterator[WorkerPool]:
+    """A pool started for one piece of work and closed after it: for a library caller that
+    has no pool running (an `App` has one: `App.pool`)."""
+    pool = pool_for(limits, size)
+    try:
+        pool.start()
+        yield pool
+    finally:
+        pool.close()

@@ -8,6 +8,7 @@ wait for the change with `Served.wait_for`.
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -211,7 +212,7 @@ def start_server(
     extra_env: dict[str, str] | None = None,
     *,
     scheme: str = "http",
-    verify: str | bool = True,
+    verify: ssl.SSLContext | bool = True,
     port: int | None = None,
     wrap: list[str] | None = None,
 ) -> tuple[subprocess.Popen, str]:

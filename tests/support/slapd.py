@@ -176,6 +176,10 @@ class Slapd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc is not None:
+            for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    pipe.close()
         self.proc = None
 
     def connection(self) -> ldap3.Connection:

@@ -18,11 +18,13 @@ from starlette.routing import BaseRoute, Route
 
 from .. import diagnose as troubleshooter
 from ..auth import Unauthorized
+from ..directory import status as sync_status
+from ..directory.probe import live_directory_check
 from ..doctor import doctor
 from ..errors import Forbidden, InvalidArgument
 from ..model import ClientProfile, parse_size
 from .common import Services
-from .site import services_of, viewer_of
+from .request import services_of, viewer_of
 
 _NO_STORE = {"cache-control": "no-store"}
 
@@ -64,13 +66,16 @@ async def _diagnose(request: Request) -> Response:
         token=request.headers.get("x-diagnose-token") or None,
         client=client,
         size=size,
+        directory_check=live_directory_check(app.settings),
     )
     return JSONResponse(verdict.to_dict(), headers=_NO_STORE)
 
 
 async def _doctor(request: Request) -> Response:
     _require_admin(request)
-    report = await run_in_threadpool(doctor, services_of(request).app)
+    app = services_of(request).app
+    runs = await run_in_threadpool(sync_status.load, app.store)
+    report = await run_in_threadpool(doctor, app, sync_runs=runs)
     return JSONResponse(report.to_dict(), headers=_NO_STORE)
 
 

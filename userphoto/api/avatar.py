@@ -132,7 +132,7 @@ class AvatarApi:
 
     def __init__(self, services: Services):
         self.s = services
-        allow = services.app.settings.get("avatar", "default_url_allow", [])
+        allow = services.app.settings.avatar.default_url_allow
         self.allowed_urls = tuple(UrlRule.parse(str(a)) for a in allow)
         self.generated = Generated()
 

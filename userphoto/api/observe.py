@@ -28,7 +28,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -48,8 +48,43 @@ from prometheus_client.registry import Collector
 from .. import __version__
 
 if TYPE_CHECKING:
+    from ..app import App
     from ..config import Settings
-    from .server import PhotoServer
+    from .cache import AnswerCache
+
+
+class _Queue(Protocol):
+    @property
+    def depth(self) -> int: ...
+
+
+class _Feed(Protocol):
+    @property
+    def seq(self) -> int: ...
+
+
+class Observed(Protocol):
+    """What the metrics read of the serving process (`server.PhotoServer` is one). A
+    protocol, not the class: the server imports this module, and nothing imports back."""
+
+    @property
+    def app(self) -> App: ...
+
+    @property
+    def cache(self) -> AnswerCache: ...
+
+    @property
+    def requests(self) -> Requests: ...
+
+    @property
+    def pool(self) -> _Queue: ...
+
+    @property
+    def outside_pool(self) -> _Queue: ...
+
+    @property
+    def follower(self) -> _Feed: ...
+
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 FLUSH_RECORDS = 256
@@ -108,8 +143,8 @@ class AccessLog:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccessLog:
-        fmt = str(settings.get("server", "access_log", "json"))
-        target = settings.get("server", "access_log_file", "")
+        fmt = settings.server.access_log
+        target = settings.server.access_log_file
         fd = 2
         if target and fmt != "off":
             fd = os.open(str(target), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
@@ -213,13 +248,13 @@ class Metrics:
     library at scrape time; process metrics are the library's own collectors.
     """
 
-    def __init__(self, server: PhotoServer):
+    def __init__(self, server: Observed):
         self.server = server
         self.requests: dict[tuple[str, int], int] = {}
         self.latency: dict[str, Histogram] = {}
         self.builds = Histogram()
         self.store_reads = Histogram()
-        allow = server.app.settings.get("server", "metrics_allow", ["127.0.0.0/8", "::1/128"])
+        allow = server.app.settings.server.metrics_allow
         self.allow = [ipaddress.ip_network(str(a), strict=False) for a in allow]
         # A registry of this server's own (not the library's global one): several servers
         # may live in one process (tests), each with its own counts.
@@ -323,7 +358,7 @@ class ServingCollector(Collector):
 class WorkersCollector(Collector):
     """The image worker pool (`workers.WorkerPool.stats`)."""
 
-    def __init__(self, server: PhotoServer):
+    def __init__(self, server: Observed):
         self.server = server
 
     def collect(self) -> Iterator[Metric]:
@@ -360,7 +395,7 @@ class SyncCollector(Collector):
     """The directory sync, as its runs recorded it in the store (`directory.status`): whichever
     node or process ran it, every server reports the same facts."""
 
-    def __init__(self, server: PhotoServer):
+    def __init__(self, server: Observed):
         self.server = server
 
     def collect(self) -> Iterator[Metric]:

@@ -31,7 +31,7 @@ class TrustedProxies:
 
     @classmethod
     def from_settings(cls, settings: Any) -> TrustedProxies:
-        return cls(list(settings.get("server", "trusted_proxies", []) or []))
+        return cls(list(settings.server.trusted_proxies))
 
     def trusts(self, address: str) -> bool:
         verdict = self._verdicts.get(address)

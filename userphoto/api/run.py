@@ -43,7 +43,7 @@ def create_app() -> Any:
     if main := os.environ.get(MAIN_PID):
         die_with(int(main))
     app = App.load(os.environ.get("USERPHOTO_HOME") or None)
-    configure(str(app.settings.get("server", "access_log", "json")))  # structured lines
+    configure(app.settings.server.access_log)  # structured lines
     server = PhotoServer(app)
     # The cyclic garbage collector was the largest single cost of the serving process under
     # cache misses (py-spy, --gil): every cached answer is a few container objects that live
@@ -57,8 +57,8 @@ def create_app() -> Any:
 
 
 def tls_paths(settings: Settings) -> tuple[Path, Path] | None:
-    cert = settings.get("server", "tls_cert", "")
-    key = settings.get("server", "tls_key", "")
+    cert = settings.server.tls_cert
+    key = settings.server.tls_key
     if not cert and not key:
         return None
     if not (cert and key):
@@ -105,9 +105,9 @@ def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
         # An idle or slow connection costs little here (~14 KB: 1,000 idle and 512 busy took
         # 20 MB), while a cap they can fill locks everyone else out: with 512, that flood
         # left new clients unserved for 15 s. Caps per client, answered with 503: nginx.
-        backpressure=int(settings.get("server", "max_connections", 4096)),
+        backpressure=settings.server.max_connections,
         http1_settings=HTTP1Settings(
-            header_read_timeout=int(float(settings.get("server", "header_timeout", 10)) * 1000),
+            header_read_timeout=int(settings.server.header_timeout * 1000),
             keep_alive=True,
             max_buffer_size=HEAD_BUFFER,
         ),
@@ -124,7 +124,7 @@ def run(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
         ssl_key=tls[1] if tls else None,
         respawn_failed_workers=True,
         respawn_interval=1.0,
-        workers_kill_timeout=int(settings.get("server", "shutdown_seconds", 10)),
+        workers_kill_timeout=settings.server.shutdown_seconds,
         log_level=LogLevels.warning,
         log_access=False,  # ours is structured and leaves tokens and queries out
     )

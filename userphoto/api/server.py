@@ -67,7 +67,6 @@ KNOWN_PARAMS = frozenset(
 QUERY_MEMO_LIMIT = 20_000  # raw query strings remembered with their normalized form
 QUERY_MEMO_MAX_LEN = 256
 FEED_BATCH = 10_000  # changes one feed read returns at most (Store.changes_since's limit)
-BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
 OUTSIDE_MISS_GRID = 0.005  # s: outsiders' misses are answered on this grid (photo_miss)
 _GET_HEAD = frozenset({"GET", "HEAD"})
 _NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
@@ -235,16 +234,15 @@ class PhotoServer:
         """`poll`: follow the store's change feed in a thread (tests apply it by hand)."""
         self.app = app
         settings = app.settings
-        domains = tuple(settings.get("server", "domains"))
+        served = settings.server
+        domains = served.domains
         self.auth = Authenticator(app.store, domains, oidc=app.oidc)
         self.lookup = Lookup(app)
         self.services = Services(app, self.auth, self.lookup)
-        self.cache = AnswerCache(
-            max_bytes=int(settings.get("server", "cache_mb", 256)) * 1024 * 1024
-        )
+        self.cache = AnswerCache(max_bytes=served.cache_mb * 1024 * 1024)
         self.site: ASGIApp = create_site(self.services, server=self)
         self.max_body = settings.limits.max_bytes
-        self.body_timeout = float(settings.get("server", "body_timeout", BODY_TIMEOUT))
+        self.body_timeout = served.body_timeout
         # Image work runs in the worker pool, so uploads run concurrently (up to its size);
         # starting the workers now spares the first uploads their start-up.
         # /readyz waits for them.
@@ -255,14 +253,14 @@ class PhotoServer:
         self._writes = 0  # uploads and deletes received and not yet answered
         self.surfaces: list[tuple[str, Surface]] = self._surfaces()
         self.pool = MissPool(
-            int(settings.get("server", "miss_threads", 4)),
-            int(settings.get("server", "miss_queue", 1024)),
+            served.miss_threads,
+            served.miss_queue,
         )
         # Outsiders (anonymous, partners) get a pool of their own: however many of them ask
         # for uncached pictures, they cannot crowd out members' misses.
         self.outside_pool = MissPool(
-            int(settings.get("server", "outside_miss_threads", 1)),
-            int(settings.get("server", "outside_miss_queue", 256)),
+            served.outside_miss_threads,
+            served.outside_miss_queue,
             "userphoto-outside-miss",
             nice=True,
         )

@@ -8,8 +8,8 @@ websockets: initialise state lazily, not in startup hooks.
 How to add routes (web pages, the admin API, the troubleshooter):
 1. Write a module exposing `def routes(services: Services) -> list[starlette.routing.BaseRoute]`
    (e.g. `userphoto/web/__init__.py` or `userphoto/api/admin.py`).
-2. Add its dotted name to `SITE_MODULES` below (a one-line edit).
-3. In a handler, `services_of(request)` gives the App / store / Photos service, and
+2. Import it here and add it to `SITE_MODULES` below.
+3. In a handler, `services_of(request)` (`request.py`) gives the App / store / Photos, and
    `viewer_of(request)` the authenticated `Viewer` (member, admin, partner or anonymous; a bad
    bearer token raises `Unauthorized`, which the handler below turns into a JSON 401). A
    cookie-based sign-in can call `services_of(request).auth.from_token(token)` (in a thread:
@@ -25,10 +25,10 @@ status; other exceptions become a JSON 500 without details (and are logged).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,44 +37,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import web
 from ..errors import Forbidden, UserPhotoError
-from ..model import Viewer
+from . import admin, openapi
 from .common import Services
-from .proxies import CLIENT, ProxyHeaders, TrustedProxies
+from .proxies import ProxyHeaders, TrustedProxies
+
+# REQUEST_ID_KEY: re-exported for the server, which stamps it on the scopes it passes on.
+from .request import REQUEST_ID_KEY as REQUEST_ID_KEY
+from .request import VIEWER, services_of, viewer_of
 
 log = logging.getLogger("userphoto.api")
 _NO_STORE = {"cache-control": "no-store"}
 
-# Modules contributing routes to the site, each with `routes(services) -> list[BaseRoute]`.
-SITE_MODULES: list[str] = ["userphoto.api.admin", "userphoto.web", "userphoto.api.openapi"]
-
-
-def services_of(request: Request) -> Services:
-    return request.app.state.services
-
-
-VIEWER = "userphoto.header_viewer"  # scope key: the header's Viewer, or the error it raised
-REQUEST_ID_KEY = "userphoto.request_id"  # scope key: the request's id (api/logs.py)
-
-
-def client_of(request: Request) -> str:
-    """The client's address as believed (`[server] trusted_proxies`, api/proxies.py): for
-    anything that records who asked, such as an audit entry."""
-    return str(request.scope.get(CLIENT) or (request.client.host if request.client else ""))
-
-
-def request_id_of(request: Request) -> str | None:
-    return request.scope.get(REQUEST_ID_KEY)
-
-
-def viewer_of(request: Request) -> Viewer:
-    """The request's viewer from its `Authorization` header (anonymous when there is none)."""
-    checked = request.scope.get(VIEWER)
-    if isinstance(checked, Viewer):
-        return checked
-    if isinstance(checked, UserPhotoError):
-        raise checked
-    return services_of(request).auth.from_header(request.headers.get("authorization"))
+# Modules contributing routes to the site, each with `routes(services) -> list[BaseRoute]`,
+# imported plainly (the import graph shows every edge; handlers reach the request's services
+# through `request.py`, which imports none of them).
+SITE_MODULES: tuple[ModuleType, ...] = (admin, web, openapi)
 
 
 class Credentials:
@@ -229,8 +208,7 @@ def create_site(
         UserPhotoError: _user_error,
         Exception: _bug,
     }
-    for name in SITE_MODULES:
-        module = importlib.import_module(name)
+    for module in SITE_MODULES:
         contribute: Callable[[Services], list[BaseRoute]] = module.routes
         routes.extend(contribute(services))
         if hasattr(module, "not_found"):  # a module may answer unknown paths (the web's 404)

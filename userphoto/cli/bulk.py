@@ -14,8 +14,8 @@ from ..bulk import PROBLEMS, WOULD, Item, Status
 from ..errors import InvalidArgument
 from ..matching import DEFAULT_PATTERN
 from ..review import review_sheet
-from . import Context, cli, pass_ctx
 from .photos import size_param
+from .root import Context, cli, pass_ctx
 
 ORDER = [Status.IMPORTED, Status.REPLACED, Status.UNCHANGED, Status.KEPT, *PROBLEMS]
 PROBLEM_LINES = 20

@@ -12,7 +12,7 @@ import click
 from .. import config as conf
 from ..errors import UserPhotoError
 from ..redaction import redact
-from . import Context, cli, pass_ctx, require_data_folder
+from .root import Context, cli, pass_ctx, require_data_folder
 
 
 @cli.group("config")

@@ -6,7 +6,7 @@ import click
 
 from .. import auth
 from .. import demo as demo_org
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 ADMIN = f"it@{demo_org.DOMAIN}"
 MEMBER = f"adele.vance@{demo_org.DOMAIN}"
@@ -51,7 +51,7 @@ def demo(ctx: Context) -> None:
     # Fresh tokens every run: only their hashes are stored, so old ones cannot be shown again.
     _record, admin = auth.create_token(app.store, ADMIN, admin=True)
     _record, member = auth.create_token(app.store, MEMBER)
-    host, port = app.settings.get("server", "host"), app.settings.get("server", "port")
+    host, port = app.settings.server.host, app.settings.server.port
     click.echo(f"web pages and APIs (after `userphoto serve`): http://{host}:{port}/")
     click.echo(f"admin token  ({ADMIN}): {admin}")
     click.echo(f"member token ({MEMBER}): {member}")

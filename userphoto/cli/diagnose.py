@@ -8,10 +8,12 @@ import sys
 import click
 
 from .. import diagnose as troubleshooter
+from ..directory import status as sync_status
+from ..directory.probe import live_directory_check
 from ..doctor import doctor as check_everyone
 from ..model import ClientProfile
-from . import Context, cli, pass_ctx
 from .photos import size_param
+from .root import Context, cli, pass_ctx
 
 
 @cli.command()
@@ -82,6 +84,7 @@ def diagnose(
         token=token,
         client=client,
         size=size,
+        directory_check=live_directory_check(ctx.app.settings),
     )
     click.echo(json.dumps(verdict.to_dict(), indent=2) if as_json else verdict.text())
     if verdict.errors:
@@ -111,7 +114,9 @@ def doctor(ctx: Context, as_json: bool) -> None:
             bar.label = text
             bar.render_progress()  # shows the new step at once
 
-        report = check_everyone(app, progress=bar.update, phase=phase)
+        report = check_everyone(
+            app, progress=bar.update, phase=phase, sync_runs=sync_status.load(app.store)
+        )
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.text())
     if report.errors:
         sys.exit(1)

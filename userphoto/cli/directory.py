@@ -10,7 +10,7 @@ import click
 from .. import imaging
 from ..errors import InvalidArgument, UnknownUser
 from ..model import normalize_address
-from . import Context, cli, pass_ctx, read_photo_file
+from .root import Context, cli, pass_ctx, read_photo_file
 from .sync import directory_config
 
 if TYPE_CHECKING:

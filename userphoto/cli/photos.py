@@ -8,7 +8,7 @@ import click
 
 from ..errors import InvalidArgument
 from ..model import SD_MAX, Account, CropBox, parse_size
-from . import Context, cli, pass_ctx, read_photo_file
+from .root import Context, cli, pass_ctx, read_photo_file
 
 
 def _crop(_ctx: click.Context, _param: click.Parameter, value: str | None) -> CropBox | None:

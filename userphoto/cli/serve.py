@@ -8,7 +8,7 @@ import socket
 import click
 
 from ..errors import UserPhotoError
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 
 @cli.command("serve")
@@ -55,8 +55,8 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int) -> Non
     ctx.app.store  # noqa: B018 - create and migrate the store once, before workers start
     settings.public_url  # noqa: B018 - a bad [server] public_url is one clear line, here
     os.environ["USERPHOTO_HOME"] = str(settings.home)
-    host = host or settings.get("server", "host")
-    port = settings.get("server", "port") if port is None else port
+    host = host or settings.server.host
+    port = settings.server.port if port is None else port
     # Bind first, then say where we serve: a taken port is one clear line, not a traceback.
     try:
         socket.create_server((host, port)).close()

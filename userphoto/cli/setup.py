@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..store import redact
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 
 @cli.command()

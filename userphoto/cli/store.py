@@ -7,7 +7,7 @@ import click
 from ..errors import InvalidArgument
 from ..store import open_store, redact
 from ..store.copy import copy_store
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 
 @cli.group("store")

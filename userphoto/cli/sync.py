@@ -17,7 +17,7 @@ import click
 from ..errors import UserPhotoError
 from ..model import User
 from ..store import Store
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 if TYPE_CHECKING:  # LDAP code loads only when a sync command runs
     from ..directory.config import DirectoryConfig
@@ -97,8 +97,10 @@ def sync(
             _status(ctx.app.store, user_key)
         return
     from ..directory.sync import SyncEngine
+    from ..directory.sync.photos import use_pool
 
     config = directory_config(ctx)
+    use_pool(ctx.app.pool)  # directory photos in the App's pool, under the [limits] job limits
     engine = SyncEngine(ctx.app.store, config)
     if watch:
         _watch(ctx, engine)
@@ -126,6 +128,8 @@ def _holder() -> str:
 
 
 def _watch(ctx: Context, engine: SyncEngine) -> None:
+    from ..directory.sync.watch import watch as follow
+
     config = engine.config
     store = ctx.app.store
     stop = threading.Event()
@@ -152,7 +156,7 @@ def _watch(ctx: Context, engine: SyncEngine) -> None:
         )
         keeper.start()
         try:
-            engine.watch(cycle, after_cycle=after, drain=drain, announce=click.echo)
+            follow(engine, cycle, after_cycle=after, drain=drain, announce=click.echo)
         finally:
             cycle.set()
             keeper.join()

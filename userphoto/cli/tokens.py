@@ -11,7 +11,7 @@ import click
 
 from .. import auth
 from ..errors import InvalidArgument, NotFound
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 
 @cli.group()
@@ -64,7 +64,7 @@ def token_create(ctx: Context, address: str, admin: bool, expires: str | None) -
       curl -H "Authorization: Bearer $(userphoto token create ada@contoso.example)" ...
     """
     app = ctx.app
-    lasts = lifetime(expires, int(app.settings.get("server", "token_days")))
+    lasts = lifetime(expires, app.settings.server.token_days)
     record, secret = auth.create_token(app.store, address, admin=admin, lifetime=lasts)
     click.echo(secret)
     kind = "admin" if admin else "member"

@@ -11,7 +11,7 @@ from ..errors import InvalidArgument
 from ..model import Account, PhotoState, Picture, User, Visibility, is_address
 from ..resolve import URL_RULE, usable_url
 from ..store import UserQuery
-from . import Context, cli, pass_ctx
+from .root import Context, cli, pass_ctx
 
 ACCOUNT = click.Choice([a.value for a in Account])
 PICTURE = click.Choice([p.value for p in Picture])

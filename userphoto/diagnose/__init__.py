@@ -6,7 +6,9 @@ way, with the commands that fix each, in the order to apply them. It only reads;
 changes anything. (`doctor.py` runs the org-wide checks.)
 
 Parts: `facts` (what is read, once), `rules` (pure: facts → causes), `surfaces` (pure: the
-answer of each API), `viewer` (who looks), `probe` (the live directory check), `render`.
+answer of each API), `viewer` (who looks), `render`. The live directory check
+(`directory/probe.py`) is handed in by the caller (`directory_check`): this package imports no
+adapter.
 The causes come from the one catalogue in `userphoto.findings`.
 
 Fix commands are exact `userphoto` command lines; `FILE` stands for a photo to upload (a JPEG
@@ -15,16 +17,21 @@ or PNG, 648×648 or larger) and `URL` for a web address the administrator choose
 
 from __future__ import annotations
 
-from ..app import App
+from collections.abc import Callable
+
+from ..context import Context
 from ..findings import FILE, LEVEL_ORDER, Cause, Level
-from ..model import SD_MAX, ClientProfile, DirectoryThumbnail, Viewer
+from ..model import SD_MAX, ClientProfile, DirectoryThumbnail, User, Viewer
 from ..resolve import Resolution, Source, resolve
 from .facts import MEETING_SIZE, Facts, gather
-from .probe import DirectoryCheck, live_directory_check
 from .render import Diagnosis, Sees, Symptom
 from .rules import causes as rule_causes
 from .surfaces import Answer, predict
 from .viewer import not_found, viewer_of
+
+# The live directory probe: the directory's own change time of the user's entry, compared
+# with what the last sync saw (`directory.probe.live_directory_check` builds one).
+DirectoryCheck = Callable[[User], Cause | None]
 
 __all__ = [
     "FILE",
@@ -33,6 +40,7 @@ __all__ = [
     "Answer",
     "Cause",
     "Diagnosis",
+    "DirectoryCheck",
     "Facts",
     "Level",
     "Sees",
@@ -42,7 +50,7 @@ __all__ = [
 
 
 def diagnose(
-    app: App,
+    app: Context,
     target: str,
     *,
     viewer: str | None = None,
@@ -55,8 +63,8 @@ def diagnose(
 ) -> Diagnosis:
     """Explain what `viewer` (default: a member of the organization) sees of `target`.
 
-    `directory_check` looks up the live directory for sync lag; by default the configured
-    directory is asked when the target came from it.
+    `directory_check` looks up the live directory for sync lag (the CLI and the web page pass
+    `directory.probe.live_directory_check(settings)`); None: no live check.
     """
     client = ClientProfile(client)
     causes: list[Cause] = []
@@ -75,8 +83,7 @@ def diagnose(
     facts = gather(app, user, who, client, size, refused)
     res = resolve(user, who, client, size, photo_sizes=facts.photo_sizes, directory=facts.thumb)
     causes += rule_causes(facts)
-    check = directory_check or live_directory_check(app)
-    lag = check(user) if check else None
+    lag = directory_check(user) if directory_check else None
     if lag:
         causes.append(lag)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..app import App
+from ..context import Context
 from ..model import (
     MEETING_SIZE,
     SD_MAX,
@@ -65,7 +65,7 @@ class Facts:
 
 
 def gather(
-    app: App,
+    app: Context,
     user: User,
     viewer: Viewer,
     client: ClientProfile,
@@ -91,7 +91,7 @@ def gather(
 _STORED = (AuditAction.PHOTO_SET, AuditAction.PHOTO_SAVE, AuditAction.PHOTO_PREVIEW)
 
 
-def last_rejection(app: App, user: User) -> AuditEntry | None:
+def last_rejection(app: Context, user: User) -> AuditEntry | None:
     """The newest refused upload, unless a photo was stored after it."""
     for entry in app.store.audit_log(user.id, limit=20):
         if entry.action == AuditAction.PHOTO_REJECTED:

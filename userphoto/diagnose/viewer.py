@@ -6,15 +6,15 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import replace
 
-from ..app import App
 from ..auth import Authenticator, Unauthorized
+from ..context import Context
 from ..findings import Cause, cause
 from ..model import ANONYMOUS, User, Viewer, ViewerKind
 from ..store import UserQuery
 
 
 def viewer_of(
-    app: App,
+    app: Context,
     address: str | None,
     external: str | None,
     anonymous: bool,
@@ -92,7 +92,7 @@ def token_cause(message: str, external: str | None) -> Cause:
     return found
 
 
-def not_found(app: App, target: str) -> Cause:
+def not_found(app: Context, target: str) -> Cause:
     key = target.strip().lower()
     local = key.partition("@")[0]
     pool: list[str] = []
@@ -104,5 +104,5 @@ def not_found(app: App, target: str) -> Cause:
     return cause("user_not_found", target=target, hint=hint, search=local or key)
 
 
-def _search(app: App, text: str) -> Iterable[User]:
+def _search(app: Context, text: str) -> Iterable[User]:
     return app.store.list_users(UserQuery(search=text, limit=200))

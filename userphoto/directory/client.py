@@ -103,9 +103,17 @@ class DirectoryClient:
             raise_exceptions=True,
             read_only=False,
         )
-        conn.open()
-        if self.config.starttls and not uri.lower().startswith("ldaps://"):
-            conn.start_tls()
+        try:
+            conn.open()
+            if self.config.starttls and not uri.lower().startswith("ldaps://"):
+                conn.start_tls()
+        except BaseException:
+            # ldap3 leaves the socket of a refused or failed connect open: close it here.
+            sock = getattr(conn, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            raise
         try:
             conn.bind()
         except lx.LDAPInvalidCredentialsResult:

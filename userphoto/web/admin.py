@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..directory import status as sync_status
 from ..doctor import CHECKS, doctor, user_findings
 from ..errors import UserPhotoError
 from ..model import MEETING_SIZE, ClientProfile, DirectoryFacts, PhotoState, User
@@ -104,7 +105,7 @@ class Doctor:
             cached = self._report
             if cached and cached[0] == generation and time.time() - cached[1] < DOCTOR_MAX_AGE:
                 return cached[2]
-            result = doctor(app).to_dict()
+            result = doctor(app, sync_runs=sync_status.load(app.store)).to_dict()
             self._report = (generation, time.time(), result)
             return result
 

@@ -156,11 +156,12 @@ class Sessions:
         self.services = services
         settings = services.app.settings
         self.public_url = settings.public_url  # checked here, at start: a bad one stops us
-        self.lifetime = float(settings.get("web", "session_lifetime"))
-        self.idle = float(settings.get("web", "session_idle"))
-        self.recheck = float(settings.get("web", "session_recheck"))
+        web = settings.web
+        self.lifetime = web.session_lifetime
+        self.idle = web.session_idle
+        self.recheck = web.session_recheck
         self.keys = SessionKeys(services.app.store, self.lifetime, settings.home)
-        self._force_secure: bool = bool(settings.get("web", "secure_cookies", False))
+        self._force_secure: bool = web.secure_cookies
         # sid -> (monotonic time of the look, alive then): the last look at each session.
         self._looked: dict[str, tuple[float, bool]] = {}
         services.prepare.append(self.prepare)

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..diagnose import diagnose
+from ..directory.probe import live_directory_check
 from ..errors import UserPhotoError
 from ..model import HD_SIZES, ClientProfile
 from .context import Web
@@ -88,4 +89,6 @@ class TroubleshootPage:
             kwargs["external"] = form["external"]
         elif form["kind"] == "anonymous":
             kwargs["anonymous"] = True
-        return diagnose(self.web.services.app, form["target"], **kwargs).to_dict()
+        app = self.web.services.app
+        check = live_directory_check(app.settings)
+        return diagnose(app, form["target"], directory_check=check, **kwargs).to_dict()

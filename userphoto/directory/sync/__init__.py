@@ -24,11 +24,8 @@ Rules that hold for every mode:
 from __future__ import annotations
 
 from .engine import ACTOR, SyncEngine
+from .pages import READ_AHEAD
 from .photos import CHUNK, WORKERS, PhotoWorkers, photo_workers, worker_pids
-
-# Pages a full read may run ahead of the writes (~3.5 MB a page with photos). Read from here
-# at each run, so a test can keep the read close behind the writes.
-READ_AHEAD = 16
 
 __all__ = [
     "ACTOR",

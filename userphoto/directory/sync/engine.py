@@ -9,7 +9,6 @@ which splitting them would pass around.)
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -23,20 +22,13 @@ from ..entry import DirectoryUser, EntryProblem, Flavour, parse
 from ..photo import UNCHANGED, Prepared, directory_thumbnail
 from ..status import SyncReport, now
 from . import cursors, dirsync, photos, reconcile
+from . import pages as page_reader
 from .pages import prefetch, read_elsewhere
 
 log = logging.getLogger(__name__)
 
 ACTOR = "directory-sync"
 Work = tuple[list[Entry], photos.Waiter]  # a page, and its photos' waiter
-
-
-def _read_ahead() -> int:
-    # Pages a full read may run ahead of the writes: the package's READ_AHEAD, read per run
-    # so that a test can keep the read close behind the writes.
-    from .. import sync
-
-    return sync.READ_AHEAD
 
 
 class SyncEngine:
@@ -69,21 +61,6 @@ class SyncEngine:
         if cursor is None:
             return self._run("full", force=False)
         return self._run("delta", cursor=cursor)
-
-    def watch(
-        self,
-        stop: threading.Event,
-        *,
-        after_cycle: Callable[[SyncReport], None] | None = None,
-        drain: Callable[[], object] | None = None,  # its result is not used
-        announce: Callable[[str], None] | None = None,
-    ) -> None:
-        """Follow the directory until `stop` is set (see `watch.py`): pushed by the server
-        (syncrepl) or polled. `announce` hears which of the two runs (and why); `drain`
-        retries write-backs."""
-        from .watch import watch
-
-        watch(self, stop, after_cycle=after_cycle, drain=drain, announce=announce)
 
     def close(self) -> None:
         self.client.close()
@@ -203,7 +180,7 @@ class SyncEngine:
         # prefetch thread up to READ_AHEAD pages ahead of the writes here; a delta is a page or
         # two, read inline (starting a thread would cost more than it saves).
         work = self._with_photos(pages, flavour)
-        source = prefetch(work, ahead=_read_ahead()) if full else work
+        source = prefetch(work, ahead=page_reader.READ_AHEAD) if full else work
 
         seen: set[str] = set()
         newest = self._pipeline(

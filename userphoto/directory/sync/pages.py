@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Pages a full read may run ahead of the writes (~3.5 MB a page with photos). Read from here
+# at each run (`engine`), so a test can keep the read close behind the writes.
+READ_AHEAD = 16
+
 
 def read_pages(
     config: DirectoryConfig, search_filter: str, attributes: list[str], out: Connection

@@ -1,4 +1,8 @@
-"""Directory photos re-encoded in worker processes, a page at a time, ahead of the writes."""
+"""Directory photos re-encoded in the image worker pool, a page at a time, ahead of the writes.
+
+The pool is the process's one pool (`workers.py`, every job under the `[limits]` job memory
+and CPU): the CLI hands in the App's (`use_pool`); a library caller that hands in none gets
+one of `WORKERS` processes under the default limits, started on first need."""
 
 from __future__ import annotations
 
@@ -10,16 +14,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from PIL import Image
 
 from ...errors import ImageError
-from ...model import DirectoryThumbnail
+from ...model import DirectoryThumbnail, Limits
 from ...store import Store
-from ...workers import WorkerPool
+from ...workers import WorkerPool, pool_for
 from ..client import Entry
 from ..entry import DirectoryUser, Flavour, directory_id
 from ..photo import UNCHANGED, Prepared, prepare_many, prepare_photo
 from ..status import SyncReport
 from . import reconcile
 
-WORKERS = 2  # photo re-encoding processes, started by a full sync
+WORKERS = 2  # photo re-encoding processes a library caller's sync starts (no pool handed in)
 CHUNK = 64  # photos per worker job: well inside one job's CPU limit (~5 ms a photo)
 Waiter = Callable[[], list[Prepared | None]]  # a page's prepared photos, once ready
 
@@ -35,9 +39,10 @@ class PhotoWorkers:
     photo by photo, so only that photo gets the problem.
     """
 
-    def __init__(self, size: int = WORKERS):
-        self.pool = WorkerPool(size)
-        self.threads = ThreadPoolExecutor(size, thread_name_prefix="directory-photos")
+    def __init__(self, pool: WorkerPool):
+        self.pool = pool
+        self.size = pool.size
+        self.threads = ThreadPoolExecutor(pool.size, thread_name_prefix="directory-photos")
 
     def start(self) -> None:
         self.pool.start()
@@ -51,7 +56,7 @@ class PhotoWorkers:
         buffer = io.BytesIO()
         Image.new("RGB", (96, 96), (128, 128, 128)).save(buffer, "JPEG")
         sample = buffer.getvalue()
-        for done in [self.submit([sample], "thumbnailPhoto") for _ in range(WORKERS)]:
+        for done in [self.submit([sample], "thumbnailPhoto") for _ in range(self.size)]:
             done.result()
 
     def submit(self, raws: list[bytes], attribute: str) -> Future[list[Prepared]]:
@@ -71,8 +76,18 @@ class PhotoWorkers:
         return out
 
 
+def use_pool(pool: WorkerPool) -> None:
+    """Directory photos go to `pool` (the App's: `sync` in the CLI) from now on, instead of
+    a pool of their own."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL.pool is not pool:
+            _POOL = PhotoWorkers(pool)
+
+
 def photo_workers() -> PhotoWorkers:
-    """One pool per process, started on first need and reused by every engine.
+    """The pool handed in (`use_pool`), else one per process, started on first need (every
+    job under the default `[limits]`) and reused by every engine.
 
     Workers come from a forkserver: a clean process with no threads and none of this
     process's sockets or pipes (a plain fork from a threaded process can deadlock, and
@@ -82,8 +97,8 @@ def photo_workers() -> PhotoWorkers:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = PhotoWorkers(WORKERS)
-            _POOL.start()
+            _POOL = PhotoWorkers(pool_for(Limits(), WORKERS))
+        _POOL.start()  # at once, not on the first photo (the forkserver; see above)
         return _POOL
 
 
@@ -130,7 +145,7 @@ def prepare_page(
     futures: list[Future[list[Prepared]]] = []
     if raws:  # every directory photo is decoded in the worker pool, never here
         pool = photo_workers()
-        chunk = min(CHUNK, max(1, len(raws) // (2 * WORKERS)))
+        chunk = min(CHUNK, max(1, len(raws) // (2 * pool.size)))
         futures = [pool.submit(raws[k : k + chunk], attribute) for k in range(0, len(raws), chunk)]
 
     def wait() -> list[Prepared | None]:

@@ -36,7 +36,8 @@ def watch(
     drain: Callable[[], object] | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> None:
-    """See `SyncEngine.watch`."""
+    """Follow the directory until `stop` is set: pushed by the server (syncrepl) or polled.
+    `announce` hears which of the two runs (and why); `drain` retries write-backs."""
     config = engine.config
     # The photo workers start (and take a first photo) now, not with the first change:
     # starting them takes seconds on a busy machine, which that change would wait for.

@@ -1,11 +1,14 @@
-"""The live probe: ask the directory whether an entry changed after the last sync saw it."""
+"""The live probe: ask the directory whether an entry changed after the last sync saw it.
+
+The troubleshooter (`diagnose`) imports no directory code: the CLI and the web page build this
+check from the settings and hand it in (`diagnose(..., directory_check=...)`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 
-from ..app import App
+from ..config import Settings
 from ..findings import Cause, cause
 from ..model import User
 
@@ -14,15 +17,16 @@ _TIME = re.compile(r"^(\d{14})")
 DirectoryCheck = Callable[[User], Cause | None]
 
 
-def live_directory_check(app: App) -> DirectoryCheck | None:
-    """Compare the directory's own change time of the entry with what the last sync saw."""
+def live_directory_check(settings: Settings) -> DirectoryCheck | None:
+    """Compare the directory's own change time of the entry with what the last sync saw
+    (None when no directory is configured)."""
     try:
-        from ..directory.client import DirectoryClient
-        from ..directory.config import DirectoryConfig
+        from .client import DirectoryClient
+        from .config import DirectoryConfig
     except ImportError:
         return None
     try:
-        config = DirectoryConfig.from_settings(app.settings)
+        config = DirectoryConfig.from_settings(settings)
     except Exception:
         return None
     if config is None:
