@@ -692,6 +692,8 @@ def test_mapping_file(org: App, run_cli: RunCli, tmp_path: Path) -> None:
     assert proc.returncode == 1 and "mapping file is empty" in proc.stderr.decode()
     proc = run_cli("import", str(folder), "--map", str(mapping), "--match", "{name}", check=False)
     assert proc.returncode == 2 and "not both" in proc.stderr.decode()
+
+
 def test_a_library_import_gets_a_pool_of_its_own_under_the_job_limits(
     org: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,22 +17,48 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..findings import UserFacts
 from ..model import (
     ApiToken,
+    AuditAction,
     AuditEntry,
     DirectoryThumbnail,
     Partner,
     Photo,
     PhotoState,
+    Rendered,
     User,
 )
 from .columns import PHOTO_COLUMNS, THUMBNAIL_COLUMNS, USER_COLUMNS
 
-if TYPE_CHECKING:
-    from .roles import PhotoWrites
+
+class PhotoWrites(Protocol):
+    """The statements of one user's photo change, inside one transaction; the lifecycle
+    rules that decide which run are userphoto/photos.py's."""
+
+    user_id: str
+
+    def lock_user(self) -> None: ...
+    def next_version(self) -> int: ...
+    def current(self, state: PhotoState) -> tuple[int, int] | None: ...
+    def retire(self, current: PhotoState, to: PhotoState) -> None: ...
+    def add(
+        self,
+        version: int,
+        state: PhotoState,
+        rendered: Rendered,
+        at: datetime,
+        actor: str,
+        via: str,
+    ) -> int: ...
+    def promote(self, photo_id: int) -> None: ...
+    def set_removal_record(self, at: datetime | None) -> bool: ...
+    def audit(
+        self, action: AuditAction, at: datetime, actor: str, via: str, detail: str = ...
+    ) -> None: ...
+    def changed(self) -> None: ...
 
 
 @dataclass(frozen=True)

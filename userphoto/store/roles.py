@@ -13,16 +13,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..model import (
     ApiToken,
-    AuditAction,
     AuditEntry,
     DirectoryThumbnail,
     Partner,
     Photo,
     PhotoState,
-    Rendered,
     User,
 )
-from .base import Change, Lease, Serving, Table, UserQuery, WebSession
+from .base import Change, Lease, PhotoWrites, Serving, Table, UserQuery, WebSession
 
 
 class Users(Protocol):
@@ -34,33 +32,6 @@ class Users(Protocol):
     def list_users(self, query: UserQuery = ...) -> list[User]: ...
     def iter_users(self, batch: int = ...) -> Iterator[User]: ...
     def count_users(self, search: str = ...) -> int: ...
-
-
-class PhotoWrites(Protocol):
-    """The statements of one user's photo change, inside one transaction; the lifecycle
-    rules that decide which run are userphoto/photos.py's."""
-
-    user_id: str
-
-    def lock_user(self) -> None: ...
-    def next_version(self) -> int: ...
-    def current(self, state: PhotoState) -> tuple[int, int] | None: ...
-    def retire(self, current: PhotoState, to: PhotoState) -> None: ...
-    def add(
-        self,
-        version: int,
-        state: PhotoState,
-        rendered: Rendered,
-        at: datetime,
-        actor: str,
-        via: str,
-    ) -> int: ...
-    def promote(self, photo_id: int) -> None: ...
-    def set_removal_record(self, at: datetime | None) -> bool: ...
-    def audit(
-        self, action: AuditAction, at: datetime, actor: str, via: str, detail: str = ...
-    ) -> None: ...
-    def changed(self) -> None: ...
 
 
 class PhotoVersions(Protocol):
