@@ -45,5 +45,8 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy userphoto
 
+# Every benchmark in bench/, one after the other, in quick mode (a short run each: it checks
+# they work, the figures of BENCHMARKS.md come from full runs: python -m bench.NAME).
+# Fails when any benchmark fails. BENCH_ARGS="serve sync" runs only these.
 bench: setup
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
