@@ -194,11 +194,15 @@ def main() -> None:
     print(f"{len(files)} files, {WIDTH}×{HEIGHT}, {size_mb:.1f} MB each on average")
     with tempfile.TemporaryDirectory(prefix="userphoto-bench-") as tmp:
         work = Path(tmp)
-        # The import reads a folder holding exactly these files (the cache may hold more).
+        # The import reads a folder holding exactly these files (the cache may hold more):
+        # hard links (the import never follows a symbolic link), copies across file systems.
         folder = work / "photos"
         folder.mkdir()
         for f in files:
-            (folder / f.name).symlink_to(f)
+            try:
+                os.link(f, folder / f.name)
+            except OSError:
+                shutil.copyfile(f, folder / f.name)
         runs = {
             "vips": lambda: run_vips(files, work, batch=False),
             "import": lambda: run_import(files, folder, work),

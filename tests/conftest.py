@@ -89,7 +89,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("store_url") == "postgresql"
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
         runs_one = any(hasattr(item.module, name) for name in SERVER_RUNNERS)
         if names & EXTERNAL_FIXTURES or on_postgres or runs_one:
             item.add_marker(pytest.mark.external)

@@ -28,10 +28,10 @@ import pytest
 from PIL import Image
 
 from tests.conftest import BIN
+from tests.support.directory import write_config
 from tests.support.images import encode
 from tests.support.net import free_port
 from tests.support.slapd import PEOPLE, Slapd, ldif, need_slapd
-from tests.test_directory_slapd import write_config
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
