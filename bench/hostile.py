@@ -14,14 +14,16 @@ phase:
 
 Also: 8 concurrent normal uploads against one alone (ideal ratio: 8 / cores).
 
-    .venv/bin/python -m bench.hostile [--seconds 8] [--senders 3] [--quick]
+    .venv/bin/python -m bench.hostile [--seconds 8] [--senders 3] [--connections] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,11 +33,12 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from bench.common import ROOT, parse, status_kb, tree_rss
-from tests.support.images import png_rgba, scan_bomb
+from tests.support.images import noise_jpeg, png_rgba, scan_bomb
 from tests.support.server import addr, seed, start_server, stop_server
 from userphoto.demo import portrait
 
@@ -215,6 +218,208 @@ def preview_burst(base: str, admin_token: str, key: str, pid: int) -> tuple[int,
     return before, peak, tree_rss(pid), codes
 
 
+# --- connections: non-reading clients and a connection flood (issue 24) ----------------------
+class Flood:
+    """What one connection phase measured."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.tree_peak = 0
+        self.latencies: list[float] = []  # a keep-alive client's cached GETs
+        self.fresh: list[float] = []  # a new client's GET, a new connection each
+        self.fresh_failed = 0
+
+
+def _raw_get(host: str, port: int, target: str, token: str, source: str = "") -> float | None:
+    """Seconds for one GET on a new connection (None: no 200 within 15 s)."""
+    started = time.perf_counter()
+    try:
+        with socket.create_connection(
+            (host, port), timeout=15, source_address=(source, 0) if source else None
+        ) as sock:
+            sock.sendall(
+                f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            ok = sock.recv(100).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return None
+    return time.perf_counter() - started if ok else None
+
+
+def _stuff(sock: socket.socket, payload: bytes, seconds: float = 3) -> None:
+    sock.setblocking(False)
+    sent, deadline = 0, time.monotonic() + seconds
+    while sent < len(payload) and time.monotonic() < deadline:
+        try:
+            sent += sock.send(payload[sent : sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.02)
+        except OSError:
+            return
+
+
+def _non_readers(host: str, port: int, target: str, token: str) -> list[socket.socket]:
+    """3 HTTP/1.1 connections with 6,000 pipelined GETs each and 3 h2c connections with 200
+    streams each (an unlimited flow-control window granted), none of them ever read."""
+    import h2.config
+    import h2.connection
+    import h2.settings
+
+    socks = []
+    one = f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    for _ in range(3):
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        _stuff(sock, one.encode() * 6000)
+        socks.append(sock)
+    head = [(":method", "GET"), (":path", target), (":scheme", "http"), (":authority", "x")]
+    for _ in range(3):
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
+        conn.increment_flow_control_window(2**31 - 1 - 65535)
+        for n in range(200):
+            auth = ("authorization", f"Bearer {token}")
+            conn.send_headers(1 + 2 * n, [*head, auth], end_stream=True)
+        _stuff(sock, conn.data_to_send())
+        socks.append(sock)
+    return socks
+
+
+def _flood(host: str, port: int, token: str, address: str) -> list[socket.socket]:
+    """1,000 idle connections (never a byte) and 512 busy ones (an upload's head and 1 KB of
+    its 100 KB body, the rest never sent), from 127.0.0.1 like the server's own clients."""
+    socks = [socket.create_connection((host, port), timeout=15) for _ in range(1000)]
+    for _ in range(512):
+        sock = socket.create_connection((host, port), timeout=15)
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.send(
+                f"PUT /v1/users/{address}/photo HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Type: image/jpeg\r\n"
+                "Content-Length: 100000\r\n\r\n".encode()
+                + b"\xff" * 1000
+            )
+        socks.append(sock)
+    return socks
+
+
+def connection_phase(
+    flood: Flood, base: str, tokens: dict[str, str], pid: int, seconds: float, open_load: Any
+) -> None:
+    """Open the load (`open_load()` returns its sockets; None: unloaded), then for `seconds`
+    run a keep-alive client's cached GETs, a new client's GET every 0.2 s, and sample the
+    whole process tree's RSS."""
+    host, port = base.removeprefix("http://").split(":")
+    target = f"/v1/users/{addr('ada')}/photo?size=240"
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            total = tree_rss(pid)
+            flood.tree_peak = max(flood.tree_peak, total)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    socks: list[socket.socket] = open_load() if open_load else []
+    try:
+        # The keep-alive client connects after the load is in: it competes for a slot too.
+        with httpx.Client(base_url=base, timeout=15) as client:
+            headers = {"Authorization": f"Bearer {tokens['bob']}"}
+            deadline = time.monotonic() + seconds
+            next_fresh = time.monotonic()
+            while time.monotonic() < deadline:
+                if time.monotonic() >= next_fresh:
+                    took = _raw_get(host, int(port), target, tokens["bob"])
+                    if took is None:
+                        flood.fresh_failed += 1
+                    else:
+                        flood.fresh.append(took)
+                    next_fresh = time.monotonic() + 0.2
+                t = time.perf_counter()
+                try:
+                    r = client.get(target, headers=headers)
+                    if r.status_code == 200:
+                        flood.latencies.append(time.perf_counter() - t)
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.005)
+    finally:
+        for sock in socks:
+            sock.close()
+        stop.set()
+        sampler.join()
+
+
+def _pct(values: list[float], q: float) -> float:
+    return p(values, q) if values else float("nan")  # nan: not one answer in the phase
+
+
+def connection_phases(base: str, tokens: dict[str, str], pid: int, seconds: float) -> list[str]:
+    """The connection phases against one server; the table's lines."""
+    host, port = base.removeprefix("http://").split(":")
+    with httpx.Client(base_url=base, timeout=60) as client:
+        big = client.put(
+            f"/v1/users/{addr('max')}/photo",
+            content=noise_jpeg(900),
+            headers={**JPEG, "Authorization": f"Bearer {tokens['admin']}"},
+        )
+        assert big.status_code == 200, big.text
+        big_target = f"/v1/users/{addr('max')}/photo?size=648"
+        size = len(
+            client.get(big_target, headers={"Authorization": f"Bearer {tokens['bob']}"}).content
+        )
+    phases = [
+        (Flood("unloaded"), None),
+        (
+            Flood(f"non-reading: 3 x 6,000 pipelined + 3 x 200 h2 streams of {size // 1024} KB"),
+            lambda: _non_readers(host, int(port), big_target, tokens["bob"]),
+        ),
+        (
+            Flood("connection flood: 1,000 idle + 512 busy"),
+            lambda: _flood(host, int(port), tokens["admin"], addr("oz")),
+        ),
+        (Flood("unloaded again"), None),
+    ]
+    for flood, load in phases:
+        connection_phase(flood, base, tokens, pid, seconds, load)
+    ref = _pct(phases[0][0].latencies, 0.99)
+    lines = [
+        "| phase | tree peak RSS | GET p50 ms | GET p99 ms | p99 / unloaded "
+        "| new client GET median / max ms (failed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for flood, _load in phases:
+        fresh = (
+            f"{_pct(flood.fresh, 0.5):.1f} / {_pct(flood.fresh, 1.0):.1f}" if flood.fresh else "-"
+        )
+        lines.append(
+            f"| {flood.name} | {flood.tree_peak / MB:.0f} MB | {_pct(flood.latencies, 0.5):.2f} "
+            f"| {_pct(flood.latencies, 0.99):.2f} | {_pct(flood.latencies, 0.99) / ref:.2f} "
+            f"| {fresh} ({flood.fresh_failed}) |"
+        )
+    return lines
+
+
+def connections_bench(seconds: float, extra_env: dict[str, str] | None = None) -> list[str]:
+    """The connection phases on a server of their own (`--connections`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        tokens = seed(home)[0]
+        proc, base = start_server(home, extra_env)
+        try:
+            while httpx.get(base + "/readyz", timeout=10).status_code != 200:
+                time.sleep(0.2)  # image workers started: their start-up is not the load's
+            return connection_phases(base, tokens, proc.pid, seconds)
+        finally:
+            stop_server(proc)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--send":
         send(*sys.argv[2:7])
@@ -222,7 +427,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--senders", type=int, default=3)
+    parser.add_argument("--connections", action="store_true", help="only the connection phases")
     args = parse(parser, {"seconds": 1.0, "senders": 1})
+    if args.connections:
+        print("\n".join(connections_bench(args.seconds)))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
@@ -285,6 +494,7 @@ def main() -> None:
         f"(limit {PREVIEW_BURST_LIMIT / MB:.0f} MB: {verdict}), {after / MB:.0f} MB after "
         f"(peak / before {peak / before:.2f}, after / before {after / before:.2f})"
     )
+    print("\n".join(["", "Connections:", *connections_bench(args.seconds)]))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import socket
 
+import pytest
 from PIL import Image
 
 from tests.support.images import encode
@@ -97,3 +98,51 @@ def test_malformed_and_oversized_heads(served: Served) -> None:
     upgrade = get("/healthz", "Connection: Upgrade", "Upgrade: websocket")
     raw = talk(served, upgrade, once=True)
     assert statuses(raw) == [200] and b"101" not in raw.split(b"\r\n")[0]  # upgrade ignored
+
+
+def test_head_of_a_static_file_says_the_length_get_sends(served: Served) -> None:
+    got = talk(served, get("/web/static/site.css", close=True))
+    headed = talk(served, get("/web/static/site.css", close=True).replace(b"GET", b"HEAD", 1))
+    _head, _, body = got.partition(b"\r\n\r\n")
+    assert statuses(got) == statuses(headed) == [200] and len(body) > 10_000
+    length = re.search(rb"content-length: (\d+)", headed)
+    assert length and int(length[1]) == len(body), headed
+    assert headed.endswith(b"\r\n\r\n")  # and no body
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        "Transfer-Encoding: identity, chunked",
+        "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked, identity",
+        "Transfer-Encoding: identity",
+        "Transfer-Encoding: x",
+    ],
+)
+@pytest.mark.parametrize("path", ["/healthz", f"/v1/users/{addr('ada')}/photo?size=48"])
+def test_any_transfer_encoding_but_plain_chunked_is_refused(
+    served: Served, framing: str, path: str
+) -> None:
+    """Smuggling bait: the body would hide a second request if the framing were read one way
+    here and another way by a proxy. 400, and the connection ends (nothing after is read)."""
+    smuggled = get("/healthz")
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: x\r\n{framing}\r\n\r\n".encode()
+        + f"{len(smuggled):x}\r\n".encode()
+        + smuggled
+        + b"\r\n0\r\n\r\n"
+        + get("/healthz")
+    )
+    raw = talk(served, request)
+    assert statuses(raw) == [400], raw[:400]
+
+
+def test_plain_chunked_bodies_still_work(served: Served) -> None:
+    raw = talk(
+        served,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        + get("/healthz", close=True),
+    )
+    assert statuses(raw) == [200, 200]
