@@ -10,7 +10,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import userphoto
+
 TESTS = Path(__file__).resolve().parent
+PACKAGE = Path(userphoto.__file__).resolve().parent
+# Folders of tests that are not a subpackage: the pure core's modules (model, resolve,
+# imaging, facecrop, findings) and the deployment (docs/deploy, packaging, the README's
+# commands, the walkthrough). Tests of userphoto's top-level service modules stay at tests/.
+OTHER_FOLDERS = {"core", "deploy"}
 
 
 def is_test_module(dotted: str) -> bool:
@@ -42,6 +49,14 @@ def test_no_test_module_imports_another_test_module() -> None:
         if is_test_module(name)
     ]
     assert not offenders, "move what they share to tests/support/:\n" + "\n".join(offenders)
+
+
+def test_test_folders_mirror_the_package() -> None:
+    """tests/store/ holds the store's tests, tests/web/ the pages', and so on."""
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    folders = {p.parent.relative_to(TESTS) for p in TESTS.rglob("test_*.py")} - {Path(".")}
+    strays = sorted(str(f) for f in folders if str(f) not in subpackages | OTHER_FOLDERS)
+    assert not strays, f"test folders that mirror nothing in userphoto/: {strays}"
 
 
 def test_the_check_sees_every_form_of_import(tmp_path: Path) -> None:
