@@ -258,6 +258,7 @@ def prepare_serving(home: Path, size: int, cold_users: int) -> tuple[str, bytes]
     from userphoto.app import App
     from userphoto.demo import portrait
     from userphoto.model import PhotoState, Rendered, User, Visibility
+    from userphoto.photos import put_photo
 
     app = App.load(home)
     app.settings.write_default()
@@ -280,7 +281,7 @@ def prepare_serving(home: Path, size: int, cold_users: int) -> tuple[str, bytes]
     with app.store.batch():
         app.store.add_users(cold)
         for u in cold:
-            app.store.put_photo(u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
+            put_photo(app.store, u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
     _record, token = auth.create_token(app.store, ADDRESS)
     app.close()
     return token, data

@@ -20,6 +20,7 @@ from bench.common import parse
 from userphoto import facecrop, imaging
 from userphoto.demo import portrait
 from userphoto.model import PhotoState, User
+from userphoto.photos import put_photo
 from userphoto.store.sqlite import SQLiteStore
 
 
@@ -39,7 +40,7 @@ def main() -> None:
                 store._db.execute(f"PRAGMA synchronous={mode}")
                 started = time.perf_counter()
                 for _ in range(args.writes):
-                    store.put_photo("u", rendered, PhotoState.SAVED, actor="bench", via="bench")
+                    put_photo(store, "u", rendered, PhotoState.SAVED, actor="bench", via="bench")
                 per_write[mode].append((time.perf_counter() - started) / args.writes)
         store.close()
     normal = statistics.median(per_write["NORMAL"]) * 1000

@@ -32,6 +32,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.demo import portrait
 from userphoto.model import PhotoState, User, Visibility
+from userphoto.photos import put_photo
 
 SIZES = [48, 64, 96, 120, 240, 360, 432, 504, 648]
 
@@ -54,7 +55,7 @@ def seed(home: Path, users: int) -> None:
         with app.store.batch():
             app.store.add_users(hidden)
             for u in hidden:
-                app.store.put_photo(u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
+                put_photo(app.store, u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
     finally:
         app.close()
 

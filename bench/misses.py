@@ -1,5 +1,5 @@
 """Miss builds in-process: one store read per key (`Store.serving`) against the single reads
-it replaced (`Store.serving_by_parts`: find the user, photo, directory slot, rendition).
+it replaced (`tests/support/serving.py`: find the user, photo, directory slot, rendition).
 
 Same run, same users, same process, on SQLite and on PostgreSQL: each build is the whole
 answer a cache miss makes (`api.server.guarded` on the native surface: the store read, the
@@ -27,11 +27,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from bench.common import PG_SERVER, group_cpu, parse, pg_database, serve, stop
+from tests.support.serving import serving_by_parts
 from userphoto import auth
 from userphoto.api.common import Req
 from userphoto.api.native import PREFIX as NATIVE
@@ -41,6 +43,7 @@ from userphoto.config import Settings
 from userphoto.demo import portrait
 from userphoto.imaging import Rendered
 from userphoto.model import PhotoState, User, Viewer, ViewerKind, Visibility
+from userphoto.photos import put_photo
 
 ADDRESS = "reader@bench.example"
 ANONYMOUS = ViewerKind.ANONYMOUS
@@ -66,7 +69,7 @@ def seed(app: App, users: int) -> str:
     with app.store.batch():
         app.store.add_users([*cold, hidden])
         for u in [*cold, hidden]:
-            app.store.put_photo(u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
+            put_photo(app.store, u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
     return auth.create_token(app.store, ADDRESS)[1]
 
 
@@ -110,7 +113,10 @@ def measure(home: Path, users: int, passes: int) -> dict[str, tuple[float, float
         one_read = store.serving
         results: dict[str, list[tuple[float, float]]] = {}
         for _ in range(passes):
-            for name, read in (("before", store.serving_by_parts), ("after", one_read)):
+            for name, read in (
+                ("before", partial(serving_by_parts, store)),
+                ("after", one_read),
+            ):
                 store.serving = read  # type: ignore[method-assign]
                 results.setdefault(name, []).append(timed(cold, users))
             store.serving = one_read  # type: ignore[method-assign]

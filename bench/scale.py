@@ -44,6 +44,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.demo import portrait
 from userphoto.model import PhotoState, User, Visibility
+from userphoto.photos import put_photo
 from userphoto.store.base import address_hashes
 
 
@@ -231,7 +232,7 @@ def seed_photos(home: Path, store_url: str, users: int) -> str:
         renders = [app.photos.render(who, portrait(i, 700, 700)) for i in range(8)]
         with store.batch():
             for i in range(users):
-                store.put_photo(f"m{i:06d}", renders[i % 8], PhotoState.SAVED, actor="b", via="b")
+                put_photo(store, f"m{i:06d}", renders[i % 8], PhotoState.SAVED, actor="b", via="b")
         return auth.create_token(store, "it@big.example", admin=True)[1]
     finally:
         app.close()

@@ -8,10 +8,13 @@ authenticated member, so the full path (token → viewer → cached answer) is m
    RSGI, access log on) and the same `PhotoServer` app on the other candidate servers:
    granian RSGI without the access log, granian ASGI, uvicorn + httptools (ASGI); and
    granian with a do-nothing RSGI app answering the same bytes (`bench.common.noop`): the
-   ceiling of any app on granian, measured in the same run.
+   ceiling of any app on granian, measured in the same run. Each round also prints our
+   CPU per cached hit over the do-nothing app's (goal: at most 1.15×).
 2. Cold misses: a fresh server per round, measured once /readyz says ready, asked for
    distinct users of 30,000 for 2 s (each at most once: more than 10,000 misses at the
-   rates seen here), against nginx serving 30,000 distinct files the same way.
+   rates seen here), against nginx serving 30,000 distinct files the same way, and against
+   the floor of a miss: the do-nothing app's CPU per request (measured right after, in the
+   same round) plus the bare SQL read of the miss's one query (goal: at most 2× the floor).
 3. Cached GETs from one client while 32 clients ask for random uncached
    `/avatar/<hash>?d=identicon&s=2048`: p99 against the unloaded p99.
 
@@ -112,9 +115,12 @@ def cold_round(
     nginx_port: int,
     auth_header: dict[str, str],
     size: int,
+    noop: tuple[str, int],
     users: int = COLD_USERS,
-) -> tuple[float, float, int]:
-    """(userphoto misses/s, nginx distinct files/s, userphoto requests made) for one round."""
+) -> tuple[float, float, int, float, float]:
+    """(userphoto misses/s, nginx distinct files/s, userphoto requests made, userphoto CPU µs
+    per miss, the do-nothing app's CPU µs per request) for one round. `noop`: the do-nothing
+    app's URL and process group, measured right after the misses (the floor's first half)."""
     port = free_port()
     proc = start([str(BIN / "userphoto"), "serve", "--port", str(port)], env)
     try:
@@ -146,7 +152,10 @@ def cold_round(
     )
     out = wrk_raw(["-t1", "-c64", "-d2s", "-s", str(theirs), f"http://127.0.0.1:{nginx_port}"])
     ref = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    return rate, ref, count, spent / count * 1e6
+    before = group_cpu(noop[1])
+    _rate, noop_count = wrk(noop[0], {}, 2)
+    noop_us = (group_cpu(noop[1]) - before) / noop_count * 1e6
+    return rate, ref, count, spent / count * 1e6, noop_us
 
 
 def bare_read_us(home: Path, size: int, reads: int = 5_000) -> float:
@@ -246,7 +255,7 @@ def main() -> None:
     procs: list[subprocess.Popen] = []
     targets: dict[str, tuple[str, dict[str, str]]] = {}
     rounds: list[dict[str, dict[str, tuple[float, float]]]] = []
-    cold: list[tuple[float, float, int, float]] = []
+    cold: list[tuple[float, float, int, float, float]] = []
     load: list[tuple[float, float, float]] = []
     try:
         port = free_port()
@@ -287,8 +296,9 @@ def main() -> None:
                 quiet_env,
             ),
         ]
-        if "cached" not in parts:
-            candidates = []
+        noop_name = "granian RSGI, do-nothing app (ceiling)"
+        if "cached" not in parts:  # the do-nothing app still measures the floor of a miss
+            candidates = [c for c in candidates if c[0] == noop_name]
         for name, cmd, cenv in candidates:
             port = free_port()
             if cmd[0] == "userphoto":
@@ -298,6 +308,7 @@ def main() -> None:
             procs.append(start([str(BIN / cmd[0]), *cmd[1:]], cenv))
             targets[name] = (f"http://127.0.0.1:{port}{photo}", auth_header)
         pgids = dict(zip(targets, (p.pid for p in procs), strict=True))
+        noop_target = (targets[noop_name][0], pgids[noop_name])
         if "cached" in parts:
             etags = {name: check_answers(name, url, h) for name, (url, h) in targets.items()}
             # Throughput, and the server's own CPU time per request (its process group's
@@ -314,11 +325,14 @@ def main() -> None:
                         result[name][case] = (rate, cpu_us)
                 rounds.append(result)
         else:
-            wait_http(targets["nginx static file"][0], {})
+            for url, h in targets.values():
+                wait_http(url, h, timeout=60)
         if "cold" in parts:
             for _ in range(args.rounds):
                 cold.append(
-                    cold_round(tmp, env, nginx_port, auth_header, args.size, args.cold_users)
+                    cold_round(
+                        tmp, env, nginx_port, auth_header, args.size, noop_target, args.cold_users
+                    )
                 )
             read_us = bare_read_us(home, args.size)
         if "load" in parts:
@@ -350,32 +364,46 @@ def main() -> None:
                     f"| {name} | {case} | {best:,.0f} | {ratio:.2f} | {cpu:.1f} "
                     f"| {ref_cpu / cpu:.2f} |"
                 )
+    if rounds:
+        # Cached hits against the do-nothing app, per round (goal: at most 1.15x its CPU).
+        print()
+        print("| cached hit CPU / do-nothing app's CPU | case | median | spread (rounds) |")
+        print("|---|---|---|---|")
+        for name in (
+            "userphoto serve (granian RSGI, access log on)",
+            "granian RSGI, access log off",
+        ):
+            for case in ("200", "304"):
+                per = [r[name][case][1] / r[noop_name][case][1] for r in rounds]
+                print(
+                    f"| {name} | {case} | **{statistics.median(per):.2f}×** "
+                    f"| {min(per):.2f}–{max(per):.2f}× |"
+                )
     if cold:
         print()
+        # The floor: no miss can cost less than granian calling a do-nothing app plus the
+        # bare store read, both measured in the same round (goal: a miss at most 2x it).
         print(
             "| cold misses (2 s per round, each of 30,000 users at most once) | userphoto req/s | "
-            "nginx distinct files req/s | ratio | userphoto CPU µs per miss | requests |"
+            "nginx distinct files req/s | ratio | userphoto CPU µs per miss | do-nothing app "
+            "µs + bare read µs = floor | miss CPU / floor | requests |"
         )
-        print("|---|---|---|---|---|---|")
-        for n, (rate, ref_rate, count, cpu_us) in enumerate(cold, 1):
+        print("|---|---|---|---|---|---|---|---|")
+        for n, (rate, ref_rate, count, cpu_us, noop_us) in enumerate(cold, 1):
             flag = "" if count <= args.cold_users else " (some were hits!)"
+            floor = noop_us + read_us
             print(
                 f"| round {n} | {rate:,.0f} | {ref_rate:,.0f} | {rate / ref_rate:.2f} "
-                f"| {cpu_us:.0f} | {count:,}{flag} |"
+                f"| {cpu_us:.0f} | {noop_us:.1f} + {read_us:.1f} = {floor:.1f} "
+                f"| {cpu_us / floor:.2f}× | {count:,}{flag} |"
             )
-        ratio = statistics.median(r / f for r, f, _c, _u in cold)
-        print(f"| median | | | {ratio:.2f} | {statistics.median(c[3] for c in cold):.0f} | |")
-        # The floor: no miss can cost less than granian calling a do-nothing app plus the
-        # bare store read; nginx's time per request is its one core over its rate.
-        noop = "granian RSGI, do-nothing app (ceiling)"
-        if rounds and noop in targets:
-            noop_us = statistics.median(r[noop]["200"][1] for r in rounds)
-            nginx_us = 1e6 / statistics.median(f for _r, f, _c, _u in cold)
-            print(
-                f"\nfloor of a miss: do-nothing app {noop_us:.1f} µs + bare SQLite read "
-                f"{read_us:.1f} µs = {noop_us + read_us:.1f} µs CPU; nginx {nginx_us:.1f} µs "
-                f"per distinct file -> at best {nginx_us / (noop_us + read_us):.2f}x nginx"
-            )
+        ratio = statistics.median(c[0] / c[1] for c in cold)
+        per = [c[3] / (c[4] + read_us) for c in cold]
+        print(
+            f"| median | | | {ratio:.2f} | {statistics.median(c[3] for c in cold):.0f} "
+            f"| {statistics.median(c[4] for c in cold) + read_us:.1f} "
+            f"| **{statistics.median(per):.2f}×** ({min(per):.2f}–{max(per):.2f}×) | |"
+        )
     if load:
         print()
         print(

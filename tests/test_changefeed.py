@@ -27,7 +27,7 @@ def kinds(changes: list[Change]) -> list[tuple[ChangeKind, str | None]]:
 
 def test_each_write_records_one_change_for_its_user(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "db")
-    start = store.generation()
+    start = store.latest_seq()
     store.add_user(user(1))
     store.add_users([user(2), user(3)])
     u = store.find_user("u2")
@@ -52,7 +52,7 @@ def test_each_write_records_one_change_for_its_user(tmp_path: Path) -> None:
     ]
     seqs = [c.seq for c in changes]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    assert store.generation() == seqs[-1]
+    assert store.latest_seq() == seqs[-1]
     assert kinds(store.changes_since(seqs[2], limit=2)) == [
         (ChangeKind.USER, "u2"),
         (ChangeKind.CREDENTIALS, None),
@@ -62,7 +62,7 @@ def test_each_write_records_one_change_for_its_user(tmp_path: Path) -> None:
 def test_a_failed_write_records_no_change(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "db")
     store.add_user(user(1))
-    latest = store.generation()
+    latest = store.latest_seq()
     with pytest.raises(Conflict):
         store.add_user(user(1))
     assert store.changes_since(latest) == []
@@ -71,7 +71,7 @@ def test_a_failed_write_records_no_change(tmp_path: Path) -> None:
 def test_another_process_sees_changes_and_wait_blocks_until_one(tmp_path: Path) -> None:
     writer = SQLiteStore(tmp_path / "db")
     follower = SQLiteStore(tmp_path / "db")  # its own connection, as another process has
-    latest = follower.generation()
+    latest = follower.latest_seq()
     started = time.monotonic()
     assert follower.wait_for_changes(latest, timeout=0.3) == []
     assert time.monotonic() - started >= 0.25
@@ -92,9 +92,9 @@ def test_a_follower_behind_the_pruned_rows_is_told_to_drop_everything(
 ) -> None:
     monkeypatch.setattr(sqlite_store, "CHANGES_KEPT", 50)
     store = SQLiteStore(tmp_path / "db")
-    start = store.generation()
+    start = store.latest_seq()
     store.add_users([user(n) for n in range(1200)])  # 1,200 rows: pruning runs
     changes = store.changes_since(start)
-    assert changes == [Change(store.generation(), ChangeKind.ORG, None)]
-    recent = store.changes_since(store.generation() - 3)
+    assert changes == [Change(store.latest_seq(), ChangeKind.ORG, None)]
+    recent = store.changes_since(store.latest_seq() - 3)
     assert [c.kind for c in recent] == [ChangeKind.USER] * 3  # a recent follower goes on

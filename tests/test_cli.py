@@ -238,5 +238,7 @@ def test_serve_refuses_a_bad_public_url_in_one_line(run_cli: RunCli) -> None:
     for bad in ("photos.contoso.example", "https://photos.contoso.example/#top"):
         r = run_cli("serve", check=False, env={"USERPHOTO_SERVER_PUBLIC_URL": bad})
         err = r.stderr.decode()
-        assert r.returncode == 1 and "[server] public_url" in err, err
+        assert r.returncode == 1 and "public_url" in err and "USERPHOTO_SERVER_PUBLIC_URL" in err, (
+            err
+        )
         assert "Traceback" not in err

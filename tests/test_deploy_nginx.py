@@ -183,3 +183,26 @@ def test_userphoto_sees_the_client_scheme_and_request_id_nginx_forwards(front: F
     assert line is not None, "userphoto logged no line with nginx's request id"
     assert line["client"] == "127.0.0.2" and line["viewer"] == "member"
     assert f"id={request_id}" in (front.tmp / "access.log").read_text()
+
+
+def test_a_browser_form_post_through_nginx_on_another_port_is_same_site(front: Front) -> None:
+    """nginx listens on a port other than 443 here, and a browser's Origin names it: nginx
+    forwards the host with its port ($http_host), so userphoto (no public_url set) sees the
+    same origin and the sign-in form is not taken for another site's."""
+    with httpx.Client(base_url=front.base, verify=str(front.cert), timeout=10) as client:
+        page = client.get("/signin")
+        csrf = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        signed_in = client.post(
+            "/signin",
+            data={"csrf": csrf, "token": front.tokens["ada"], "next": "/"},
+            headers={"Origin": front.base},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        assert signed_in.headers["location"] == "/me"
+        dropped = client.post(
+            "/signout",
+            data={"csrf": csrf},
+            headers={"Origin": front.base.rsplit(":", 1)[0]},  # the port left out
+        )
+        assert dropped.status_code == 403
+        assert dropped.json()["error"]["message"] == "This request came from another site."

@@ -37,7 +37,7 @@ from tests.support.slapd import (
 )
 from userphoto import imaging
 from userphoto.app import App
-from userphoto.config import Settings
+from userphoto.config import ConfigError, Settings
 from userphoto.directory import status
 from userphoto.directory import sync as sync_module
 from userphoto.directory.writeback import WriteBack
@@ -117,11 +117,11 @@ def test_initial_full_sync_of_1000_users(home: Path, seeded: Slapd) -> None:
     assert app.store.get_photo(user.id) is None  # the directory photo never becomes the HD one
 
     # A second full sync rewrites nothing and leaves serving caches alone (status is not an answer).
-    generation = app.store.generation()
+    generation = app.store.latest_seq()
     again = engine_for(app).full()
     assert (again.added, again.updated, again.photos_new, again.unchanged) == (0, 0, 0, 1000)
     assert again.photos_unchanged == 1000
-    assert app.store.generation() == generation
+    assert app.store.latest_seq() == generation
     app.close()
 
 
@@ -156,10 +156,10 @@ def test_delta_after_10_changes(home: Path, seeded: Slapd) -> None:
         assert thumb is not None and thumb.raw_hash != before[i].raw_hash  # type: ignore[union-attr]
     assert app.store.find_user(address(6)).display_name == "Renamed 6"  # type: ignore[union-attr]
     # Nothing changed since: an idle delta writes nothing at all.
-    generation = app.store.generation()
+    generation = app.store.latest_seq()
     idle = engine.delta()
     assert idle.ok and not idle.changed
-    assert app.store.generation() == generation
+    assert app.store.latest_seq() == generation
     app.close()
 
 
@@ -307,9 +307,9 @@ def test_writeback_visible_through_ldapsearch_and_no_loop(home: Path, seeded: Sl
     assert report.ok and report.photos_new == 0 and report.photo_problems == 0
     assert app.store.get_directory_thumbnail(user.id).written_by_us  # type: ignore[union-attr]
     versions = len(app.store.photo_history(user.id))
-    generation = app.store.generation()
+    generation = app.store.latest_seq()
     assert not engine_for(app).delta().changed
-    assert app.store.generation() == generation
+    assert app.store.latest_seq() == generation
     assert len(app.store.photo_history(user.id)) == versions  # no photo loop either
 
     # An admin changes the directory photo: a real directory change, HD photo untouched.
@@ -370,6 +370,41 @@ def test_refused_writeback_stays_queued_without_blocking_others(home: Path, seed
     assert ldapsearch_photo(seeded, user_dn(13)) is not None
     assert app.store.pending_writebacks() == [moved.id]
     app.close()
+
+
+def test_a_node_without_the_bind_password_queues_for_the_sync(home: Path, seeded: Slapd) -> None:
+    """The guide gives the bind password to `sync` only: a serving node with the same config
+    (its `bind_password_file` absent there) still saves photos and queues their write-back,
+    never binding; the sync, which has the file, writes them."""
+    first = make_app(home, seeded, writeback=True)
+    assert engine_for(first).full().ok
+    first.close()
+    settings = seeded.directory_settings(writeback=True)
+    password = settings.pop("bind_password")
+    write_config(home, {**settings, "bind_password_file": "bind-password"})
+    before = ldapsearch_photo(seeded, user_dn(14))
+
+    node = App(Settings.load(home))
+    with pytest.raises(ConfigError, match=r"bind_password_file .* cannot be read"):
+        node.directory  # noqa: B018 - what sync and `directory check` load: still an error
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 300), (90, 30, 160)).save(buf, "JPEG")
+    node.photos.set(address(14), buf.getvalue())
+    user = node.store.find_user(address(14))
+    assert user is not None and node.store.get_photo(user.id) is not None
+    assert node.store.pending_writebacks() == [user.id]
+    assert ldapsearch_photo(seeded, user_dn(14)) == before  # the node did not write
+    node.close()
+
+    (home / "bind-password").write_text(password + "\n")
+    sync = App(Settings.load(home))
+    assert sync.directory is not None and not sync.directory.unbound
+    assert WriteBack(sync.store, sync.directory).drain() == 1
+    seen = ldapsearch_photo(seeded, user_dn(14))
+    assert seen is not None and seen != before
+    assert Image.open(io.BytesIO(seen)).size == (96, 96)
+    assert sync.store.pending_writebacks() == []
+    sync.close()
 
 
 def test_directory_upload_command(

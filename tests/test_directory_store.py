@@ -42,24 +42,24 @@ def test_add_users_all_or_nothing(store: Store) -> None:
     added = store.add_users([person(2, "two@example.org"), person(3)])
     assert [u.id for u in added] == ["id2", "id3"]
     assert store.find_user("two@example.org").id == "id2"  # type: ignore[union-attr]
-    before = store.generation()
+    before = store.latest_seq()
     with pytest.raises(Conflict):
         store.add_users([person(4), person(5, "p1@example.org")])  # alias taken by p1
     with pytest.raises(Conflict):
         store.add_users([person(6), person(6)])  # twice in one batch
     assert store.find_user("p4@example.org") is None  # nothing of a refused batch stays
     assert store.count_users() == 3
-    assert store.generation() == before
+    assert store.latest_seq() == before
 
 
 def test_batch_commits_once_and_only_what_was_written(store: Store) -> None:
-    g0 = store.generation()
+    g0 = store.latest_seq()
     with store.batch():
         pass
-    assert store.generation() == g0  # an empty batch changes nothing
+    assert store.latest_seq() == g0  # an empty batch changes nothing
     with store.batch():
         store.audit(AuditEntry(datetime.now(UTC), "t", "x", "noop", "test"))
-    assert store.generation() == g0  # audit-only: committed, caches untouched
+    assert store.latest_seq() == g0  # audit-only: committed, caches untouched
     assert store.audit_log("x")[0].action == "noop"
     with store.batch():
         store.add_user(person(1))
@@ -71,7 +71,7 @@ def test_batch_commits_once_and_only_what_was_written(store: Store) -> None:
         (ChangeKind.USER, person(1).id),
         (ChangeKind.USER, person(2).id),
     ]
-    assert store.generation() == changes[-1].seq
+    assert store.latest_seq() == changes[-1].seq
     assert store.count_users() == 2
 
 
@@ -79,7 +79,7 @@ def test_put_directory_thumbnails_in_one_transaction(store: Store) -> None:
     from userphoto.model import DirectoryThumbnail
 
     store.add_users([person(1), person(2)])
-    g0 = store.generation()
+    g0 = store.latest_seq()
     at = datetime.now(UTC)
     store.put_directory_thumbnails(
         [

@@ -38,6 +38,7 @@ from userphoto.model import (
     SourceInfo,
     User,
 )
+from userphoto.photos import put_photo, remove_photo
 from userphoto.resolve import usable_url
 from userphoto.store import PhotoStatus, StatusFilter, StatusQuery, Store
 from userphoto.store.facts_sql import NAMES, facts_of_key, key_of
@@ -162,12 +163,17 @@ def seed(store: Store, users: int = 160) -> None:
         if photo != "none":
             sizes = FULL if photo != "small" else FULL[:4]
             reason = CropReason.FACE if crowd else rng.choice(list(CropReason))
-            store.put_photo(user.id, rendered(sizes, reason), PhotoState.SAVED, actor="t", via="t")
+            put_photo(store, user.id, rendered(sizes, reason), PhotoState.SAVED, actor="t", via="t")
         if photo == "removed":
-            store.remove_photo(user.id, actor="t", via="t")
+            remove_photo(store, user.id, actor="t", via="t")
         if not crowd and rng.random() < 0.2:
-            store.put_photo(
-                user.id, rendered(FULL, CropReason.FACE), PhotoState.PREVIEW, actor="t", via="t"
+            put_photo(
+                store,
+                user.id,
+                rendered(FULL, CropReason.FACE),
+                PhotoState.PREVIEW,
+                actor="t",
+                via="t",
             )
         kind = "none" if crowd else rng.choice(["none", "usable", "ours", "broken", "empty"])
         if kind != "none":

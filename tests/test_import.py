@@ -212,7 +212,7 @@ def test_import_reimport_and_report(
     assert org.store.get_thumbnail(ada.id)  # the directory thumbnail is stored too
 
     # Re-run: every stored photo is skipped by hash, nothing is rewritten.
-    generation = org.store.generation()
+    generation = org.store.latest_seq()
     again = run_cli(
         "import",
         str(folder),
@@ -225,7 +225,7 @@ def test_import_reimport_and_report(
     rows2 = {r["file"]: r for r in json.loads((tmp_path / "r2.json").read_text())}
     assert rows2["ada.lovelace.jpg"]["status"] == "unchanged"
     assert "5 unchanged" in again.stdout.decode()
-    assert org.store.generation() == generation
+    assert org.store.latest_seq() == generation
     assert all(saved(org, uid) == 1 for uid in hashes)
     assert org.store.get_photo("u-ada").version == 1  # type: ignore[union-attr]
 

@@ -15,6 +15,7 @@ from userphoto import imaging
 from userphoto.app import App
 from userphoto.errors import AccountUnavailable, Conflict, NoPhoto, NoPreview, UnknownUser
 from userphoto.model import Account, PhotoState, User
+from userphoto.photos import put_photo
 from userphoto.store import address_hashes, open_store
 from userphoto.store import postgres as pg_store
 from userphoto.store import sqlite as sqlite_store
@@ -191,10 +192,10 @@ def test_sd_only_accounts_hold_only_sd_sizes(app: App) -> None:
 
 def test_invalid_upload_changes_nothing(app: App, ada: User) -> None:
     app.photos.set(ada.address, photo((200, 0, 0)))
-    generation = app.store.generation()
+    generation = app.store.latest_seq()
     with pytest.raises(imaging.ImageError):
         app.photos.set(ada.address, b"<html>not a photo</html>")
-    assert app.store.generation() == generation  # no cached answer needs to change
+    assert app.store.latest_seq() == generation  # no cached answer needs to change
     assert close(colour_of(app.photos.get(ada.address)[2]), (200, 0, 0))
     rejected = app.store.audit_log(ada.id)[0]
     assert rejected.action == "photo.rejected" and "HTML" in rejected.detail
@@ -203,25 +204,25 @@ def test_invalid_upload_changes_nothing(app: App, ada: User) -> None:
 # --- atomicity, change tracking, migrations --------------------------------------------------
 def test_failure_mid_write_leaves_the_previous_photo_intact(app: App, ada: User) -> None:
     first = app.photos.set(ada.address, photo((200, 0, 0)))
-    generation = app.store.generation()
+    generation = app.store.latest_seq()
     good = app.photos.render(ada, photo((0, 0, 200)))
     # The last rendition cannot be stored: the write fails after the old photo was retired
     # and most new renditions were inserted, inside the same transaction.
     broken = replace(good, renditions={**good.renditions, 648: object()})  # type: ignore[dict-item]
     with pytest.raises((sqlite3.Error, psycopg.Error)):
-        app.store.put_photo(ada.id, broken, PhotoState.SAVED, actor="t", via="test")
+        put_photo(app.store, ada.id, broken, PhotoState.SAVED, actor="t", via="test")
     current = app.store.get_photo(ada.id)
     assert current is not None and current.id == first.id and current.version == 1
     assert close(colour_of(app.store.get_rendition(first.id, 648)), (200, 0, 0))  # type: ignore[arg-type]
-    assert app.store.generation() == generation
+    assert app.store.latest_seq() == generation
     assert len(app.store.photo_history(ada.id)) == 1
 
 
 def test_generation_is_seen_across_connections(app: App, ada: User) -> None:
     other = open_store(app.settings.store_url)
-    before = other.generation()
+    before = other.latest_seq()
     app.photos.set(ada.address, photo((9, 9, 9)))
-    assert other.generation() > before
+    assert other.latest_seq() > before
     other.close()
 
 

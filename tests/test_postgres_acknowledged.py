@@ -100,6 +100,17 @@ def test_uploads_while_connections_die_answer_the_truth(home: Path, pg_url: str,
         assert logged.get(f"up-{n}") == status, (n, status, logged.get(f"up-{n}"))
 
 
+def wait_for_last_use(pg_url: str, seconds: float = 10) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        deadline = time.monotonic() + seconds
+        while not any(t.last_used for t in store.list_tokens()):
+            assert time.monotonic() < deadline, "the token's last use was never recorded"
+            time.sleep(0.05)
+    finally:
+        store.close()
+
+
 def test_a_commit_whose_acknowledgement_was_lost_is_read_back(home: Path, pg_url: str, monkeypatch):
     """The connection dies after COMMIT reached the database and before its reply came back
     (a TCP proxy drops the reply): the upload is stored, so the answer is 200, found by
@@ -115,6 +126,11 @@ def test_a_commit_whose_acknowledgement_was_lost_is_read_back(home: Path, pg_url
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
             assert client.get("/healthz").status_code == 200
+            # The token's first use is recorded by a background write: let it land first, so
+            # the COMMIT whose reply is lost below is the upload's own.
+            auth = {"Authorization": headers["Authorization"]}
+            assert client.get(f"{path}/meta", headers=auth).status_code in (200, 404)
+            wait_for_last_use(pg_url)
             for n, body in enumerate(bodies):
                 proxy.lose_commit_replies = 1 if n < 2 else 0
                 sent = {**headers, "X-Request-Id": f"lost-{n}"}

@@ -20,7 +20,15 @@ from userphoto.model import (
     ViewerKind,
     Visibility,
 )
-from userphoto.resolve import Source, Step, Verdict, allowed_sizes, choose_size, resolve
+from userphoto.resolve import (
+    Source,
+    Step,
+    Verdict,
+    allowed_sizes,
+    choose_size,
+    resolve,
+    viewer_class,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -287,3 +295,28 @@ def test_directory_facts_decide_as_the_thumbnail_does(state: str) -> None:
             b = resolve(target, viewer, photo_sizes=sizes, directory=facts)
             assert (a.source, a.size) == (b.source, b.size)
             assert [e.verdict for e in a.trace] == [e.verdict for e in b.trace]
+
+
+def test_viewers_of_one_class_get_the_same_resolution_and_classes_differ() -> None:
+    """The answer cache shares answers within `viewer_class`: resolve must not tell those
+    viewers apart, and it does tell an admin from a member (its trace names the kind)."""
+    other_member = Viewer(ViewerKind.MEMBER, "n@org.test", "another")
+    other_self = Viewer(ViewerKind.ADMIN, "t2@org.test", "target")
+    twins = [(VIEWERS["member"], other_member), (VIEWERS["self"], other_self)]
+    for picture, visibility in itertools.product(Picture, Visibility):
+        target = User(
+            id="target",
+            address="t@org.test",
+            display_name="T",
+            picture=picture,
+            visibility=visibility,
+            picture_url="https://pics.example/t.jpg",
+        )
+        for one, two in twins:
+            assert viewer_class(one, target.id) == viewer_class(two, target.id)
+            first = resolve(target, one, photo_sizes=HD_SIZES)
+            assert first == resolve(target, two, photo_sizes=HD_SIZES)
+        member, admin = VIEWERS["member"], VIEWERS["admin"]
+        assert viewer_class(member, target.id) != viewer_class(admin, target.id)
+        if resolve(target, member).visible:
+            assert resolve(target, member).trace != resolve(target, admin).trace

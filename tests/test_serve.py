@@ -108,6 +108,26 @@ def test_native_meta_matches_the_photo(served: Served) -> None:
     assert [t["step"] for t in meta["trace"]] == ["visibility", "hd", "directory", "url", "default"]
 
 
+def test_meta_trace_speaks_of_the_viewer_who_asks_not_the_one_who_built_it(
+    served: Served,
+) -> None:
+    """Answers are cached per viewer class (resolve's own): an admin's cached /meta trace is
+    never served to a member, nor a member's to an admin, though both are internal."""
+
+    def visibility(who: str, query: str) -> str:
+        meta = served.get(f"/v1/users/{addr('ada')}/photo/meta?{query}", who).json()
+        return next(t["reason"] for t in meta["trace"] if t["step"] == "visibility")
+
+    for first, then, query in (
+        ("admin", "bob", "client=web&size=64"),
+        ("bob", "admin", "client=web&size=48"),
+    ):
+        kinds = {"admin": "an admin", "bob": "a member"}
+        for who in (first, then, first, then):  # the second pair is served from the cache
+            reason = visibility(who, query)
+            assert reason.endswith(f"admits {kinds[who]} viewer"), (who, reason)
+
+
 @on_each_store
 def test_native_directory_thumbnail_inside_only(served: Served) -> None:
     inside = served.get(f"/v1/users/{addr('cy')}/photo", "bob")

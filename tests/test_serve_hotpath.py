@@ -326,7 +326,7 @@ def test_an_org_change_drops_everything_and_the_server_goes_on(hot) -> None:
 
     in_loop(warm())
     assert server.cache.answers
-    server.apply(Change(app.store.generation() + 1, ChangeKind.ORG, None))
+    server.apply(Change(app.store.latest_seq() + 1, ChangeKind.ORG, None))
     assert not server.cache.answers and server.cache.bytes == 0
     calls.clear()
     in_loop(warm())

@@ -17,6 +17,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.demo import portrait
 from userphoto.model import DirectoryThumbnail, PhotoState, User
+from userphoto.photos import put_photo
 from userphoto.store import TABLES, open_store
 from userphoto.store.copy import CopyMismatch, copy_store, table_digest
 
@@ -156,7 +157,7 @@ def test_ten_thousand_users_round_trip_byte_identical(
     ]
     with store.batch():
         for i in range(0, 10_000, 2):  # every other user has a photo (40 distinct renders)
-            store.put_photo(f"u{i:05d}", renders[i % 40], PhotoState.SAVED, actor="t", via="test")
+            put_photo(store, f"u{i:05d}", renders[i % 40], PhotoState.SAVED, actor="t", via="test")
     before = digests(app.settings.store_url)
     assert before["users"][0] == 10_000 and before["renditions"][0] == 5_000 * 4
 

@@ -41,7 +41,7 @@ def test_open_store_picks_postgres_and_migrates_once(pg_url: str) -> None:
 
 def test_changes_name_the_user_and_kind(two: tuple[PostgresStore, PostgresStore]) -> None:
     a, b = two
-    g0 = b.generation()
+    g0 = b.latest_seq()
     a.add_user(user(1))
     a.update_user(User(id="u1", address="u1@x.example", display_name="One", aliases=["o@x.ex"]))
     a.add_token(ApiToken("t1", "d" * 64, "u1@x.example", False, a.find_user("u1").created))  # type: ignore[union-attr]
@@ -53,23 +53,23 @@ def test_changes_name_the_user_and_kind(two: tuple[PostgresStore, PostgresStore]
         (ChangeKind.CREDENTIALS, None),
     ]
     assert [c.seq for c in changes] == sorted({c.seq for c in changes})
-    assert b.generation() == changes[-1].seq
+    assert b.latest_seq() == changes[-1].seq
     assert b.changes_since(changes[0].seq, limit=1) == [changes[1]]
 
 
 def test_a_failed_write_records_no_change(pg_url: str) -> None:
     store = PostgresStore(pg_url)
     store.add_user(user(1))
-    g = store.generation()
+    g = store.latest_seq()
     with pytest.raises(Exception, match="already"):
         store.add_user(user(1))
-    assert store.generation() == g and store.changes_since(g) == []
+    assert store.latest_seq() == g and store.changes_since(g) == []
     store.close()
 
 
 def test_bulk_load_is_one_org_change(pg_url: str) -> None:
     store = PostgresStore(pg_url)
-    g = store.generation()
+    g = store.latest_seq()
     store.add_users([user(i) for i in range(1500)])
     assert store.changes_since(g) == [Change(g + 1, ChangeKind.ORG, None)]
     store.close()
@@ -81,7 +81,7 @@ def test_pruned_feed_tells_a_late_follower_to_drop_everything(pg_url: str) -> No
     with psycopg.connect(pg_url, autocommit=True) as conn:  # as pruning leaves it
         conn.execute("UPDATE change_horizon SET seq = 1")
     store.update_user(User(id="u1", address="u1@x.example", display_name="Renamed"))
-    latest = store.generation()
+    latest = store.latest_seq()
     assert store.changes_since(0) == [Change(latest, ChangeKind.ORG, None)]
     assert store.changes_since(1) == [Change(latest, ChangeKind.USER, "u1")]
     store.close()
@@ -91,7 +91,7 @@ def test_another_node_sees_a_change_within_half_a_second(
     two: tuple[PostgresStore, PostgresStore],
 ) -> None:
     a, b = two
-    last = b.generation()
+    last = b.latest_seq()
     assert b.wait_for_changes(last, timeout=0.2) == []  # nothing yet: waits, returns empty
     got: list[Change] = []
     seen_at: list[float] = []
@@ -114,7 +114,7 @@ def test_a_killed_listen_connection_loses_no_change(
     two: tuple[PostgresStore, PostgresStore],
 ) -> None:
     a, b = two
-    last = b.generation()
+    last = b.latest_seq()
     got: list[Change] = []
     follower = threading.Thread(target=lambda: got.extend(b.wait_for_changes(last, 10.0)))
     follower.start()
@@ -147,7 +147,7 @@ def test_database_gone_then_back(new_pg_database: NewDatabase) -> None:
     direct = PostgresStore(url)
     try:
         store.add_user(user(1))
-        last = store.generation()
+        last = store.latest_seq()
         proxy.down()
         started = time.monotonic()
         with pytest.raises(StoreUnavailable) as info:

@@ -46,7 +46,7 @@ def test_reads_go_to_a_current_replica_only(replicated: PrivateCluster) -> None:
         with psycopg.connect(replica, autocommit=True) as standby:
             standby.execute("SELECT pg_wal_replay_pause()")
             other.update_user(User(id="ada", address="ada@x.example", display_name="Ada L."))
-            node.generation()
+            node.latest_seq()
             before = node.replica_reads
             assert node.find_user("ada").display_name == "Ada L."  # type: ignore[union-attr]
             assert node.replica_reads == before  # answered by the primary

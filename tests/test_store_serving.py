@@ -1,7 +1,7 @@
 """`Store.serving`: everything a cache miss needs about one key in one read, on both stores.
 
 Each store's one-query answer is compared with the reference made of the single reads
-(`serving_by_parts`: find the user, their photo, directory slot, rendition)."""
+(`tests/support/serving.py`: find the user, their photo, directory slot, rendition)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.serving import serving_by_parts
 from userphoto import imaging
 from userphoto.demo import portrait
 from userphoto.model import DirectoryThumbnail, PhotoState, User, Visibility
+from userphoto.photos import put_photo, remove_photo
 from userphoto.resolve import choose_size
 from userphoto.store import Store, address_hashes, open_store
 from userphoto.store.serving_sql import NOBODY
@@ -59,7 +61,7 @@ def people(store: Store, rendered: imaging.Rendered) -> Store:
             attributes={"dn": "uid=ann"},
         )
     )
-    store.put_photo("ann", rendered, PhotoState.SAVED, actor="t", via="test")
+    put_photo(store, "ann", rendered, PhotoState.SAVED, actor="t", via="test")
     store.put_directory_thumbnail(thumb("ann"))
     store.add_user(User(id="bo", address="bo@example.org", display_name="Bo"))
     store.put_directory_thumbnail(thumb("bo", None))
@@ -67,9 +69,9 @@ def people(store: Store, rendered: imaging.Rendered) -> Store:
     store.add_user(
         User(id="dee", address="dee@example.org", display_name="D", visibility=Visibility.NOBODY)
     )
-    store.put_photo("dee", rendered, PhotoState.SAVED, actor="t", via="test")
+    put_photo(store, "dee", rendered, PhotoState.SAVED, actor="t", via="test")
     store.add_user(User(id="eli", address="eli@example.org", display_name="Eli"))
-    store.put_photo("eli", rendered, PhotoState.PREVIEW, actor="t", via="test")
+    put_photo(store, "eli", rendered, PhotoState.PREVIEW, actor="t", via="test")
     return store
 
 
@@ -96,7 +98,7 @@ KEYS = [
 def test_one_read_equals_the_single_reads(people: Store, size: int | None) -> None:
     for key, by_hash in KEYS:
         one = people.serving(key, size, by_hash=by_hash)
-        parts = people.serving_by_parts(key, size, by_hash=by_hash)
+        parts = serving_by_parts(people, key, size, by_hash=by_hash)
         assert one == parts, (key, by_hash, size)
 
 
@@ -146,13 +148,13 @@ def test_changes_show_in_the_next_read(people: Store, rendered: imaging.Rendered
     moved = people.serving("new@example.org", 96)
     assert moved is not None and moved.user.display_name == "Ann B"
     assert people.serving(address_hashes("new@example.org")[1], 96, by_hash=True) == moved
-    people.put_photo(
-        "ann", imaging.render(portrait(9, 300, 300)), PhotoState.SAVED, actor="t", via="t"
+    put_photo(
+        people, "ann", imaging.render(portrait(9, 300, 300)), PhotoState.SAVED, actor="t", via="t"
     )
     newer = people.serving("ann", 96)
     assert newer is not None and newer.photo is not None and newer.photo.id != before.photo.id
     assert newer.rendition is not None and newer.rendition[1] != before.rendition[1]  # type: ignore[index]
-    people.remove_photo("ann", actor="t", via="t")
+    remove_photo(people, "ann", actor="t", via="t")
     people.delete_directory_thumbnail("ann")
     gone = people.serving("ann", 96)
     assert gone is not None and gone.photo is None and gone.directory is None
@@ -166,7 +168,7 @@ def test_sqlite_answers_known_and_unknown_keys_in_one_statement(
     id). PostgreSQL runs the same single statement (serving_sql); bench/misses.py times it."""
     store = SQLiteStore(tmp_path / "one.db")
     store.add_user(User(id="ann", address="ann@example.org", display_name="Ann"))
-    store.put_photo("ann", rendered, PhotoState.SAVED, actor="t", via="test")
+    put_photo(store, "ann", rendered, PhotoState.SAVED, actor="t", via="test")
     store.add_user(User(id="cy", address="cy@example.org", display_name="Cy"))
     statements: list[str] = []
     db = store._db
@@ -177,7 +179,7 @@ def test_sqlite_answers_known_and_unknown_keys_in_one_statement(
             store.serving(key, 96)
             assert len(statements) == 1, (key, statements)
         statements.clear()
-        store.serving_by_parts("ann", 96)
+        serving_by_parts(store, "ann", 96)
         assert len(statements) >= 5  # what a miss cost before: user, aliases, photo, slot, jpeg
     finally:
         db.set_trace_callback(None)

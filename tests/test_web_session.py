@@ -431,3 +431,61 @@ def test_session_keys_rotate_and_the_previous_key_still_opens(tmp_path) -> None:
     # Another node reading the same store opens what this one sealed.
     assert SessionKeys(store, 1.0, tmp_path).open(keys.seal(b"x")) == b"x"
     store.close()
+
+
+PUBLIC = "https://photos.test:8443"  # a public address on a port other than 443
+
+
+@pytest.fixture(scope="module")
+def behind_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A node with `[server] public_url` on a non-default port, trusting a proxy on loopback."""
+    from tests.support.server import seed, start_server, stop_server
+
+    home = tmp_path_factory.mktemp("origin-home")
+    seed(home)
+    proc, base = start_server(
+        home,
+        {
+            "USERPHOTO_SERVER_PUBLIC_URL": PUBLIC,
+            "USERPHOTO_SERVER_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+        },
+    )
+    try:
+        yield base
+    finally:
+        stop_server(proc)
+
+
+def test_origin_must_be_the_public_url_or_the_address_asked(behind_proxy: str) -> None:
+    """A write's `Origin` is this site when it is `[server] public_url` (scheme, host and port)
+    or the address the request was made to, as a trusted proxy forwarded it; anything else,
+    a dropped port included, is another site (403) before the CSRF token is even looked at."""
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "proxy.test:9443"}
+    cases: list[tuple[str, dict[str, str], bool]] = [
+        (PUBLIC, {}, True),
+        ("HTTPS://Photos.Test:8443", {}, True),  # scheme and host compared without case
+        (behind_proxy, {}, True),  # the node reached directly
+        ("https://proxy.test:9443", forwarded, True),  # the proxy's address, port kept
+        ("https://photos.test", {}, False),  # the public port dropped
+        ("http://photos.test:8443", {}, False),  # another scheme
+        ("https://photos.test:8443.evil.example", {}, False),
+        ("https://proxy.test", forwarded, False),  # the forwarded port dropped
+        ("https://proxy.test:9443", {}, False),  # not forwarded: not this address
+        ("https://evil.example", forwarded, False),
+        ("not a url", {}, False),
+    ]
+    with httpx.Client(base_url=behind_proxy, timeout=15) as client:
+        csrf = csrf_of(client.get("/signin").text)
+        for origin, extra, allowed in cases:
+            r = client.post(
+                "/signin",
+                data={"csrf": csrf, "token": "upt_not-a-real-token"},
+                headers={"Origin": origin, **extra},
+            )
+            if allowed:  # past the Origin and CSRF checks: the made-up token is refused
+                assert r.status_code == 401 and "not valid" in r.text, (origin, r.text)
+            else:
+                assert r.status_code == 403, (origin, r.status_code)
+                error = r.json()["error"]
+                assert error["code"] == "csrf", origin
+                assert error["message"] == "This request came from another site.", origin

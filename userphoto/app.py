@@ -35,10 +35,12 @@ class App:
 
     @cached_property
     def photos(self) -> Photos:
+        from .directory.config import DirectoryConfig
         from .facecrop import suggest  # face-aware default crop for uploads without a box
 
         photos = Photos(self.store, self.settings, suggest_crop=suggest, runner=self.pool)
-        directory = self.directory
+        # Serving needs no bind password: without one, write-backs are queued for the sync.
+        directory = DirectoryConfig.from_settings(self.settings, need_password=False)
         if directory is not None and directory.writeback:
             # HD photo saved/removed -> the directory's thumbnailPhoto follows.
             from .directory.writeback import attach

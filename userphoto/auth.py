@@ -154,7 +154,9 @@ class Authenticator:
         # Token id -> monotonic time its use was last noted; ids waiting to be written.
         self._noted: dict[str, float] = {}
         self._unwritten: dict[str, datetime] = {}
-        self._writing = threading.Lock()
+        self._wake = threading.Event()  # the one writer of last uses waits on it
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
         self.reload()
 
     def reload(self) -> None:
@@ -221,16 +223,28 @@ class Authenticator:
         return record.id if record is not None else None
 
     def _note_use(self, token_id: str) -> None:
-        """Remember that a token was used; written by a thread, at most once a minute."""
+        """Remember that a token was used; written by one thread, at most once a minute."""
         now = time.monotonic()
         if now - self._noted.get(token_id, -USE_EVERY) < USE_EVERY:
             return
         self._noted[token_id] = now
         self._unwritten[token_id] = datetime.now(UTC)
-        threading.Thread(target=self._write_uses, name="token-use", daemon=True).start()
+        with self._writer_lock:
+            if self._writer is None:
+                writer = threading.Thread(target=self._write_uses, name="token-use", daemon=True)
+                try:
+                    writer.start()
+                except RuntimeError as exc:  # no thread to be had (a tight memory limit)
+                    log.warning("cannot record tokens' last use: %s", exc)
+                    self._unwritten.clear()
+                    return
+                self._writer = writer
+        self._wake.set()
 
     def _write_uses(self) -> None:
-        with self._writing:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
             while self._unwritten:
                 token_id, at = self._unwritten.popitem()
                 try:

@@ -336,6 +336,8 @@ class Item:
     crop_reason: str = ""  # CropReason value of the stored crop
     crop_confidence: float | None = None
     crop_guess: bool = False  # the crop is a guess: an admin should look at it
+    # The automatic photo checks that did not pass (`id=outcome: words; ...`; docs/checks.md).
+    checks: str = ""
     version: int | None = None
     user_id: str = field(default="", repr=False)
 
@@ -466,6 +468,9 @@ def run(
         decision = photo.crop_decision
         item.crop_reason, item.crop_confidence = decision.reason.value, decision.confidence
         item.crop_guess = decision.guess
+        item.checks = "; ".join(
+            f"{r.id}={r.outcome}: {r.words}" for r in photo.checks if r.outcome != "pass"
+        )
         item.detail = (
             f"version {photo.version}, sizes {photo.sizes[0]}..{photo.largest}, crop {decision}"
         )

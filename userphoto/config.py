@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import UserPhotoError
-from .model import Limits
+from .model import CHECK_ACTIONS, CHECK_NAMES, CheckPolicy, Limits
 from .redaction import redact
 
 CONFIG_NAME = "userphoto.toml"
@@ -146,6 +146,7 @@ def sqlite_file(url: str) -> Path | None:
 
 PORT = between(0, 65535)
 SECONDS = positive
+SERVE_SKIPS = frozenset({"USERPHOTO_DIRECTORY_BIND_PASSWORD_FILE"})  # files `serve` never reads
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ class Section:
 
 
 _LIMITS = Limits()
+_CHECKS = CheckPolicy()
 
 SECTIONS = (
     Section("limits", "What an upload may be; anything else is refused with the reason."),
@@ -228,6 +230,37 @@ KEYS = (
         rule=between(1, 95)),
     Key("policy", "self_service", BOOL, True,
         "members may change their own photo (the modeled SetPhotoEnabled)"),
+    # The automatic photo checks (checks.py; thresholds measured: docs/checks.md). Actions:
+    # refuse (422 photo_check_failed), review (as warn until approval exists), warn, off.
+    *(
+        Key("policy", f"check_{name}", STR, getattr(_CHECKS, name), help_text,
+            rule=one_of(*CHECK_ACTIONS))
+        for name, help_text in (
+            ("one_face", "exactly one face: refuse, review, warn or off"),
+            ("face_size", "the face's width within face_size_min..face_size_max of the "
+             "picture's short side: refuse, review, warn or off"),
+            ("sharpness", "the face region is sharp (sharpness_min): refuse, review, warn or off"),
+            ("exposure", "the face region is neither too dark, too bright nor clipped: "
+             "refuse, review, warn or off"),
+            ("resolution", "the source's short side is at least resolution_min px: "
+             "refuse, review, warn or off"),
+        )
+    ),
+    Key("policy", "face_size_min", FLOAT, _CHECKS.face_size_min,
+        "smallest face width, as a share of the picture's short side", rule=between(0, 1)),
+    Key("policy", "face_size_max", FLOAT, _CHECKS.face_size_max,
+        "largest face width, as a share of the picture's short side", rule=between(0, 2)),
+    Key("policy", "sharpness_min", FLOAT, _CHECKS.sharpness_min,
+        "least sharpness of the face region (Laplacian / intensity variance at 64 px)",
+        rule=at_least(0)),
+    Key("policy", "exposure_min", FLOAT, _CHECKS.exposure_min,
+        "darkest mean luminance of the face region (0-255)", rule=between(0, 255)),
+    Key("policy", "exposure_max", FLOAT, _CHECKS.exposure_max,
+        "brightest mean luminance of the face region (0-255)", rule=between(0, 255)),
+    Key("policy", "clipped_max", FLOAT, _CHECKS.clipped_max,
+        "largest share of the face region clipped to black or white", rule=between(0, 1)),
+    Key("policy", "resolution_min", INT, _CHECKS.resolution_min,
+        "smallest short side of the source, px, for the resolution check", rule=at_least(1)),
     Key("server", "host", STR, "127.0.0.1", "address `userphoto serve` listens on"),
     Key("server", "port", INT, 8080, "port `userphoto serve` listens on", rule=PORT),
     Key("server", "tls_cert", STR, "",
@@ -292,7 +325,7 @@ KEYS = (
         "once a minute)", rule=SECONDS),
     Key("web", "session_recheck", FLOAT, 5.0,
         "seconds a process trusts its last look at a session; a sign-out on another node "
-        "counts here within this time", rule=SECONDS),
+        "counts here within this time (0: look every time)", rule=at_least(0)),
     Key("avatar", "default_url_allow", STRS, [],
         "URL prefixes a Libravatar d=URL default may start with (no open redirect)",
         example=["https://static.contoso.example/avatars/"], rule=web_urls),
@@ -558,12 +591,12 @@ class Settings:
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.home / path
 
-    def file_problems(self) -> Iterator[tuple[str, str]]:
+    def file_problems(self, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
         """("error" | "warning", message) for every path setting (`Key.path`): a file that
         is missing or unreadable is an error; a secret file that others may read, a warning.
         Only sections in use are looked at ([directory] with a uri, [oidc] with an issuer)."""
         for key in KEYS:
-            if not key.path or not self._in_use(key.section):
+            if not key.path or not self._in_use(key.section) or key.env in skip:
                 continue
             path = self.path_of(key)
             if path is None:
@@ -602,7 +635,9 @@ class Settings:
 
     def require_files(self) -> None:
         """At startup (`serve`): the first file problem, as the error `config check` shows."""
-        for level, message in self.file_problems():
+        # `serve` never binds to the directory (without the password its write-backs are
+        # queued for the sync, which alone has it: docs/deployment.md).
+        for level, message in self.file_problems(skip=SERVE_SKIPS):
             if level == "error":
                 raise ConfigError(message)
 
@@ -660,6 +695,25 @@ class Settings:
     @property
     def self_service(self) -> bool:
         return self.get("policy", "self_service")
+
+    @property
+    def check_policy(self) -> CheckPolicy:
+        """The automatic photo checks' actions and thresholds (`[policy]`)."""
+        return CheckPolicy(
+            **{name: self.get("policy", f"check_{name}") for name in CHECK_NAMES},
+            **{
+                name: self.get("policy", name)
+                for name in (
+                    "face_size_min",
+                    "face_size_max",
+                    "sharpness_min",
+                    "exposure_min",
+                    "exposure_max",
+                    "clipped_max",
+                    "resolution_min",
+                )
+            },
+        )
 
     @property
     def store_url(self) -> str:

@@ -66,6 +66,15 @@ class Conflict(UserPhotoError):
     status = 409
 
 
+class PhotoChanged(UserPhotoError):
+    """A rendition vanished between reading the photo and its bytes (a concurrent change)."""
+
+    status = 409
+
+    def __init__(self) -> None:
+        super().__init__("The photo changed while it was read; retry.")
+
+
 class Forbidden(UserPhotoError):
     code = "forbidden"
     status = 403
@@ -150,6 +159,7 @@ class ImageErrorKind(StrEnum):
     BAD_CROP = "bad_crop"
     TOO_COSTLY = "too_costly"  # would need more memory or CPU than one job may use
     CRASHED = "crashed"  # the decoder died on it (a worker process, not the server)
+    CHECK_FAILED = "check_failed"  # an automatic photo check set to `refuse` failed
 
 
 _STATUS = {
@@ -163,6 +173,7 @@ _STATUS = {
     ImageErrorKind.BAD_CROP: 400,
     ImageErrorKind.TOO_COSTLY: 422,
     ImageErrorKind.CRASHED: 422,
+    ImageErrorKind.CHECK_FAILED: 422,
 }
 
 
@@ -175,6 +186,19 @@ class ImageError(UserPhotoError):
 
     def __reduce__(self) -> tuple:  # crosses from worker processes
         return (ImageError, (self.kind, self.message))
+
+
+class PhotoCheckFailed(ImageError):
+    """An automatic photo check whose action is `refuse` failed (checks.py); the message
+    names the check and its measured value against the threshold."""
+
+    def __init__(self, message: str, check: str = ""):
+        super().__init__(ImageErrorKind.CHECK_FAILED, message)
+        self.code = "photo_check_failed"
+        self.check = check
+
+    def __reduce__(self) -> tuple:
+        return (PhotoCheckFailed, (self.message, self.check))
 
 
 # --- the image limits, worded once -----------------------------------------------------------

@@ -104,10 +104,13 @@ class Face:
 
 
 class Suggestion(NamedTuple):
-    """A box in the analysed image (None: the caller's centre-top crop) and why."""
+    """A box in the analysed image (None: the caller's centre-top crop) and why, with what
+    the detector found, so the photo checks (checks.py) need no second detection."""
 
     box: CropBox | None
     decision: CropDecision
+    faces: tuple[Face, ...] = ()  # every detection, in the analysed image's pixels
+    sideways: bool = False  # the main face lies (or is tilted) sideways
 
 
 _local = threading.local()
@@ -306,9 +309,11 @@ def suggest(image: Image.Image, min_side: float = 0.0) -> Suggestion:
     """The `imaging.CropSuggester`: a portrait square around a trusted face, and why."""
     width, height = image.size
     image = image.convert("RGB")
-    face, decision = judge(detect_faces(image), width, height)
+    faces = tuple(detect_faces(image))
+    face, decision = judge(list(faces), width, height)
     if face is None:
-        return Suggestion(None, decision)
+        tilted = decision.note.startswith("face tilted")
+        return Suggestion(None, decision, faces, tilted)
     if lies_sideways(image, face):
         return Suggestion(
             None,
@@ -317,5 +322,7 @@ def suggest(image: Image.Image, min_side: float = 0.0) -> Suggestion:
                 decision.confidence,
                 "the face lies sideways: rotate the picture upright",
             ),
+            faces,
+            True,
         )
-    return Suggestion(frame(face, width, height, min_side), decision)
+    return Suggestion(frame(face, width, height, min_side), decision, faces)

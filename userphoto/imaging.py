@@ -38,6 +38,7 @@ from .model import (
     MANUAL_CROP,
     MASTER_MAX,
     SD_MAX,
+    CheckResult,
     CropBox,
     CropDecision,
     CropReason,
@@ -72,6 +73,9 @@ class Suggestion(Protocol):
 # largest rendition) and returns a box in its coordinates, or None for the centre-top crop,
 # with the decision saying why. The face-aware crop (facecrop.suggest) plugs in here.
 CropSuggester = Callable[[Image.Image, float], Suggestion]
+# The photo checks (checks.run) look at the same small image and the suggester's findings, so
+# checking a photo costs no second decode and no second detection.
+PhotoChecker = Callable[[Image.Image, SourceInfo, Suggestion], tuple[CheckResult, ...]]
 NO_SUGGESTER = CropDecision(CropReason.CENTRE, 0.0, "no face detection")
 # With a suggester, the first decode keeps full detail for boxes down to this share of the
 # short side (tighter boxes cost a second decode).
@@ -597,6 +601,7 @@ def render(
     limits: Limits = Limits(),
     crop: CropBox | None = None,
     suggest: CropSuggester | None = None,
+    check: PhotoChecker | None = None,
     thumbnail_size: int = SD_MAX,
     max_size: int = MASTER_MAX,
     quality: int = JPEG_QUALITY,
@@ -605,7 +610,7 @@ def render(
 
     `crop` is an explicit box in upright source pixels; without it `suggest` (face-aware)
     proposes one and the centre is the fallback. `max_size` caps the renditions
-    (96 for sd_only accounts).
+    (96 for sd_only accounts). `check` runs on what the suggester saw (not for manual crops).
     """
     suggesting = crop is None and suggest is not None
     # A suggested (face) crop is usually tighter than the short side, so decode finer up
@@ -620,6 +625,7 @@ def render(
     )
     suggested = None
     decision = MANUAL_CROP if crop is not None else NO_SUGGESTER
+    checks: tuple[CheckResult, ...] = ()
     if suggesting:
         assert suggest is not None
         # Box-filter reduction: the suggester only looks, so fast beats pretty here.
@@ -628,6 +634,8 @@ def render(
         f = source.width / small.width
         suggestion = suggest(small, max_size / f)
         decision, box = suggestion.decision, suggestion.box
+        if check is not None:
+            checks = check(small, source, suggestion)
         if box is not None:
             suggested = _clamp(
                 CropBox(round(box.x * f), round(box.y * f), round(box.size * f)),
@@ -655,7 +663,7 @@ def render(
     images = _downscales(square, [s for s in HD_SIZES if s <= min(box.size, max_size)])
     renditions = {size: encode_jpeg(img, quality) for size, img in images.items()}
     thumbnail = directory_thumbnail(images.get(thumbnail_size, square), thumbnail_size, quality)
-    return Rendered(source, box, renditions, thumbnail, decision)
+    return Rendered(source, box, renditions, thumbnail, decision, checks)
 
 
 def _widen(box: CropBox, side: int, source: SourceInfo) -> CropBox:

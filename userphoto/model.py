@@ -201,6 +201,67 @@ class SourceInfo:
     sha256: str
 
 
+# --- photo checks: what the automatic checks measured (checks.py measures, config sets) --------
+
+CHECK_ACTIONS = ("refuse", "review", "warn", "off")
+CHECK_NAMES = ("one_face", "face_size", "sharpness", "exposure", "resolution")
+
+
+@dataclass(frozen=True)
+class CheckPolicy:
+    """The `[policy]` check settings: each check's action and the thresholds an admin tunes.
+
+    Defaults were chosen by measuring real photos (bench/checks.py, docs/checks.md). Until
+    approval exists, `review` behaves as `warn` (shown, not enforced).
+    """
+
+    one_face: str = "warn"
+    face_size: str = "warn"
+    sharpness: str = "warn"
+    exposure: str = "warn"
+    resolution: str = "warn"
+    face_size_min: float = 0.08  # face width / the picture's short side
+    face_size_max: float = 0.55
+    sharpness_min: float = 0.25  # Laplacian energy / intensity variance of the face, at 32 px
+    exposure_min: float = 60.0  # mean face luminance, 0-255
+    exposure_max: float = 200.0
+    clipped_max: float = 0.15  # share of face pixels at black or white
+    resolution_min: int = 320  # the source's short side, px
+
+    def action(self, check: str) -> str:
+        value: str = getattr(self, check)
+        return value
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One automatic check of one photo: what it measured, against what, and what follows."""
+
+    id: str
+    value: float
+    threshold: str  # as people read it: "= 1", ">= 0.10", "60-200"
+    passed: bool
+    action: str  # one of CHECK_ACTIONS: what a failure does
+    words: str  # plain words for people ("the face is blurred")
+
+    @property
+    def outcome(self) -> str:
+        """pass, or the action a failure takes (`review` counts as `warn` until approval)."""
+        if self.passed or self.action == "off":
+            return "pass"
+        return self.action
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "value": round(self.value, 3),
+            "threshold": self.threshold,
+            "outcome": self.outcome,
+            "action": self.action,
+            "words": self.words,
+        }
+
+
 @dataclass(frozen=True)
 class Rendered:
     """Everything stored for one photo version."""
@@ -210,6 +271,7 @@ class Rendered:
     renditions: dict[int, bytes]  # HD size -> JPEG, only sizes <= the cropped side
     thumbnail: bytes  # the directory thumbnail, <= DIRECTORY_LIMIT
     decision: CropDecision = MANUAL_CROP  # how `crop` was chosen
+    checks: tuple[CheckResult, ...] = ()  # the automatic checks (none for a manual crop)
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -263,6 +325,8 @@ class Photo:
     via: str
     # How the crop was chosen (older rows and stores that do not record it: manual).
     crop_decision: CropDecision = MANUAL_CROP
+    # The automatic checks of this upload, carried with its answer (not stored yet).
+    checks: tuple[CheckResult, ...] = ()
 
     @property
     def largest(self) -> int:
@@ -299,12 +363,26 @@ class DirectoryFacts:
     height: int | None = None
 
 
+class AuditAction(StrEnum):
+    """What an audit line records (`AuditEntry.action`), each name spelled here only."""
+
+    USER_ADD = "user.add"
+    USER_UPDATE = "user.update"
+    PHOTO_SET = "photo.set"
+    PHOTO_PREVIEW = "photo.preview"
+    PHOTO_SAVE = "photo.save"
+    PHOTO_CANCEL = "photo.cancel"
+    PHOTO_REMOVE = "photo.remove"
+    PHOTO_CLEAR_RECORD = "photo.clear_record"
+    PHOTO_REJECTED = "photo.rejected"  # an upload that failed validation
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     actor: str
     user_id: str
-    action: str
+    action: str  # an AuditAction's value
     via: str
     detail: str = ""
 

@@ -9,6 +9,7 @@ change after it committed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from . import imaging
+from . import checks, imaging
 from .config import Settings
 from .errors import (
     AccountUnavailable,
@@ -31,7 +32,9 @@ from .model import (
     MASTER_MAX,
     SD_MAX,
     Account,
+    AuditAction,
     AuditEntry,
+    CheckPolicy,
     CropBox,
     Photo,
     PhotoState,
@@ -40,8 +43,9 @@ from .model import (
 )
 from .resolve import choose_size
 from .store import Store
+from .store.roles import PhotoVersions
 
-REJECTED = "photo.rejected"  # audit action of an upload that failed validation
+REJECTED = AuditAction.PHOTO_REJECTED  # an upload that failed validation
 # After a write's connection was lost, how long to keep asking whether it committed (s).
 READ_BACK_WAITS = (0.1, 0.3, 0.6, 1.0)
 
@@ -63,17 +67,23 @@ class RenderOptions:
     thumbnail_size: int
     max_size: int
     quality: int
+    checks: CheckPolicy | None = None  # the automatic photo checks ([policy]); None: none
 
     def render(self, data: bytes, crop: CropBox | None = None) -> Rendered:
-        return imaging.render(
+        rendered = imaging.render(
             data,
             limits=self.limits,
             crop=crop,
             suggest=self.suggest,
+            check=functools.partial(checks.run, self.checks) if self.checks else None,
             thumbnail_size=self.thumbnail_size,
             max_size=self.max_size,
             quality=self.quality,
         )
+        refused = checks.refusal(rendered.checks)
+        if refused is not None:  # raised in the worker: every upload path refuses alike
+            raise refused
+        return rendered
 
 
 class Runner(Protocol):
@@ -121,6 +131,7 @@ class Photos:
             thumbnail_size=self.settings.thumbnail_size,
             max_size=self.max_size(user),
             quality=self.settings.jpeg_quality,
+            checks=self.settings.check_policy,
         )
 
     def render(self, user: User, data: bytes, crop: CropBox | None = None) -> Rendered:
@@ -176,7 +187,7 @@ class Photos:
         state = PhotoState.PREVIEW if preview else PhotoState.SAVED
         began = datetime.now(UTC)
         try:
-            photo = self.store.put_photo(user.id, rendered, state, actor=actor, via=via)
+            photo = put_photo(self.store, user.id, rendered, state, actor=actor, via=via)
         except StoreUnavailable:
             # The connection died at or after COMMIT: the photo may be stored. It is ours
             # when the current photo has these bytes and was written after we began.
@@ -193,18 +204,19 @@ class Photos:
             log.warning("%s's upload lost its connection at COMMIT; read back: stored", user.id)
             photo = found
         self._notify(user, "previewed" if preview else "saved")
+        photo.checks = rendered.checks  # shown with the answer (not stored yet)
         return photo
 
     def save(self, key: str, *, actor: str = "admin", via: str = "cli") -> Photo:
         user = self.user(key)
         self.check_account(user)
-        photo = self.store.save_preview(user.id, actor=actor, via=via)
+        photo = save_preview(self.store, user.id, actor=actor, via=via)
         self._notify(user, "saved")
         return photo
 
     def cancel(self, key: str, *, actor: str = "admin", via: str = "cli") -> None:
         user = self.user(key)
-        self.store.cancel_preview(user.id, actor=actor, via=via)
+        cancel_preview(self.store, user.id, actor=actor, via=via)
         self._notify(user, "cancelled")
 
     # --- Get-UserPhoto -----------------------------------------------------------------------
@@ -246,7 +258,7 @@ class Photos:
     def remove(self, key: str, *, actor: str = "admin", via: str = "cli") -> None:
         user = self.user(key)
         try:
-            self.store.remove_photo(user.id, actor=actor, via=via)
+            remove_photo(self.store, user.id, actor=actor, via=via)
         except StoreUnavailable:
             # Removed by us or not, no saved photo is what was asked for: only then say so.
             gone = self._read_back(
@@ -258,7 +270,7 @@ class Photos:
 
     def clear_record(self, key: str, *, actor: str = "admin", via: str = "cli") -> bool:
         user = self.user(key)
-        cleared = self.store.clear_removal_record(user.id, actor=actor, via=via)
+        cleared = clear_removal_record(self.store, user.id, actor=actor, via=via)
         if cleared:
             self._notify(user, "record_cleared")
         return cleared
@@ -302,6 +314,88 @@ class Photos:
             return value if committed(value) else None
         log.warning("a write lost its connection and could not be read back")
         return None
+
+
+# --- the lifecycle's rules, over one store transaction each ----------------------------------
+# A new preview replaces the pending one (cancelled); a new save supersedes the saved photo,
+# discards any preview (as Set-UserPhoto without -Preview does) and clears the removal record.
+# Each change writes its audit line and tells followers, in the same transaction.
+def put_photo(
+    store: PhotoVersions,
+    user_id: str,
+    rendered: Rendered,
+    state: PhotoState,
+    *,
+    actor: str,
+    via: str,
+) -> Photo:
+    """Store a photo version (saved or preview) and all its renditions, in one transaction."""
+    if state not in (PhotoState.SAVED, PhotoState.PREVIEW):
+        raise ValueError(f"cannot put a photo in state {state}")
+    at = datetime.now(UTC)
+    with store.photo_writes(user_id) as w:
+        w.lock_user()
+        version = w.next_version()
+        w.retire(PhotoState.PREVIEW, PhotoState.CANCELLED)
+        if state is PhotoState.SAVED:
+            w.retire(PhotoState.SAVED, PhotoState.SUPERSEDED)
+            w.set_removal_record(None)
+        w.add(version, state, rendered, at, actor, via)
+        action = AuditAction.PHOTO_SET if state is PhotoState.SAVED else AuditAction.PHOTO_PREVIEW
+        w.audit(action, at, actor, via, f"version {version}")
+        w.changed()
+    photo = store.get_photo(user_id, state)
+    assert photo is not None
+    return photo
+
+
+def save_preview(store: PhotoVersions, user_id: str, *, actor: str, via: str) -> Photo:
+    """Promote the pending preview to the saved photo (NoPreview if none)."""
+    with store.photo_writes(user_id) as w:
+        w.lock_user()
+        preview = w.current(PhotoState.PREVIEW)
+        if preview is None:
+            raise NoPreview("There is no preview to save; upload one with --preview first.")
+        w.retire(PhotoState.SAVED, PhotoState.SUPERSEDED)
+        w.promote(preview[0])
+        w.set_removal_record(None)
+        w.audit(AuditAction.PHOTO_SAVE, datetime.now(UTC), actor, via, f"version {preview[1]}")
+        w.changed()
+    photo = store.get_photo(user_id)
+    assert photo is not None
+    return photo
+
+
+def cancel_preview(store: PhotoVersions, user_id: str, *, actor: str, via: str) -> None:
+    """Discard only the pending preview (NoPreview if none)."""
+    with store.photo_writes(user_id) as w:
+        if w.current(PhotoState.PREVIEW) is None:
+            raise NoPreview("There is no preview to cancel.")
+        w.retire(PhotoState.PREVIEW, PhotoState.CANCELLED)
+        w.audit(AuditAction.PHOTO_CANCEL, datetime.now(UTC), actor, via)
+        w.changed()
+
+
+def remove_photo(store: PhotoVersions, user_id: str, *, actor: str, via: str) -> None:
+    """Mark the saved photo removed and leave a removal record (NoPhoto if none)."""
+    with store.photo_writes(user_id) as w:
+        if w.current(PhotoState.SAVED) is None:
+            raise NoPhoto("This user has no saved photo to remove.")
+        w.retire(PhotoState.SAVED, PhotoState.REMOVED)
+        at = datetime.now(UTC)
+        w.set_removal_record(at)
+        w.audit(AuditAction.PHOTO_REMOVE, at, actor, via)
+        w.changed()
+
+
+def clear_removal_record(store: PhotoVersions, user_id: str, *, actor: str, via: str) -> bool:
+    """Drop the removal record; False if there was none."""
+    with store.photo_writes(user_id) as w:
+        cleared = w.set_removal_record(None)
+        if cleared:
+            w.audit(AuditAction.PHOTO_CLEAR_RECORD, datetime.now(UTC), actor, via)
+            w.changed()
+    return cleared
 
 
 def _inline(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

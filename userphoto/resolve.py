@@ -33,6 +33,7 @@ from .model import (
     Picture,
     User,
     Viewer,
+    ViewerKind,
     Visibility,
 )
 
@@ -140,6 +141,22 @@ def visibility(user: User, viewer: Viewer) -> tuple[bool, str]:
 def with_article(word: str) -> str:
     """'a partner', 'an anonymous', 'an admin': for sentences that name a kind of viewer."""
     return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+SELF = "self"  # the viewer class of people looking at their own photo
+
+
+def viewer_class(viewer: Viewer, user_id: str | None) -> str:
+    """The viewers `resolve` cannot tell apart when it decides about user `user_id`: the
+    user themself, else one class per viewer kind. Its source, size and every word of its
+    trace depend on the viewer through this alone (the trace names the kind), so answers
+    built from a resolution may be shared within a class and never across classes."""
+    if user_id is not None and viewer.user_id == user_id:
+        return SELF
+    return viewer.kind  # a StrEnum: equal to its value, and read without `.value`'s cost
+
+
+VIEWER_CLASSES: tuple[str, ...] = (SELF, *ViewerKind)
 
 
 def allowed_sizes(sizes: Sequence[int], cap: int | None) -> list[int]:

@@ -374,7 +374,7 @@ class WorkerPool:
         if not self._slots.acquire(blocking=False):
             with self._lock:
                 if self._waiting >= self.max_waiting:
-                    self._count_refusal("queue_full")
+                    self._refused["queue_full"] = self._refused.get("queue_full", 0) + 1
                     raise WorkersBusy(
                         "Every image worker is busy and the queue is full; try again shortly.",
                         retry_after=RETRY_AFTER,

@@ -30,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .. import answers
+from ..answers import Kind, Plan
 from ..errors import InvalidArgument, UserPhotoError
-from ..model import AVATAR_DEFAULT_SIZE, OUTSIDE_GENERATED_MAX, ClientProfile, Viewer
+from ..model import AVATAR_DEFAULT_SIZE, Viewer
 from ..resolve import Source, usable_url
 from . import default_picture
 from .cache import Answer, image_answer, plain_error, redirect_answer
@@ -170,43 +172,42 @@ class AvatarApi:
         viewer = req.viewer
         target = None if force else self.s.lookup.by_hash(digest, size)
         uid = target.user.id if target else None
-        if target is not None:
-            res = self.s.lookup.resolve(target, viewer, ClientProfile.WEB, None)
-            if res.source is Source.HD:
-                made = self.s.lookup.any_size(target, size)
-                if made is not None:
-                    return image_answer(made[0], viewer, "hd", target=uid)
-            elif res.source is Source.DIRECTORY:
-                assert target.directory is not None and target.directory.jpeg is not None
-                return image_answer(target.directory.jpeg, viewer, "directory", target=uid)
-            elif res.source is Source.URL:
-                assert res.url is not None
-                return redirect_answer(res.url, viewer, target=uid)
-            if not (viewer.internal and res.source is Source.DEFAULT):
-                target = None  # outsiders' defaults depend on the request only
-        return self._default(req, viewer, digest, size, default, target, uid)
+        res, plan = answers.avatar(
+            target.user if target else None,
+            viewer,
+            size,
+            photo_sizes=target.sizes if target else (),
+            directory=target.directory if target else None,
+            default=default,
+        )
+        if target is not None and plan.source is Source.HD:
+            assert plan.size is not None
+            made = self.s.lookup.any_size(target, plan.size)
+            if made is not None:
+                return image_answer(made[0], viewer, "hd", target=uid)
+            plan = answers.avatar_default(viewer, size, default)  # it changed while read
+        elif target is not None and plan.source is Source.DIRECTORY:
+            return image_answer(self.s.lookup.image(target, plan), viewer, "directory", target=uid)
+        elif plan.kind is Kind.REDIRECT:
+            assert plan.url is not None
+            return redirect_answer(plan.url, viewer, target=uid, source=plan.source or "url")
+        known = target if answers.knows_user(viewer, res) else None  # else: from the request
+        return self._default(req, viewer, digest, plan, known, uid)
 
     def _default(
         self,
         req: Req,
         viewer: Viewer,
         digest: str,
-        size: int,
-        default: str | None,
+        plan: Plan,
         target: Target | None,
         uid: str | None,
     ) -> Answer:
-        """The default picture; `target` is set only when the viewer may see the person."""
-        if default is None:
-            default = "initials" if target is not None else "mp"
-        if default == "404":
+        """The default picture `plan` names; `target` is set only when the viewer may see
+        the person."""
+        if plan.kind is Kind.NO_PHOTO:
             return plain_error(404, _NOT_FOUND, target=uid, cacheable=True)
-        if default.startswith(("http://", "https://")):
-            return redirect_answer(default, viewer, target=uid, source="default")
-        if not viewer.internal:
-            # What one outside request can cost is bounded: generated pictures for them stop
-            # at OUTSIDE_GENERATED_MAX px (the client scales up, as for photos).
-            size = min(size, OUTSIDE_GENERATED_MAX)
+        size, default = plan.size or DEFAULT_SIZE, plan.picture
         gen = self.generated
         if default in ("mp", "mm"):
             data = gen.get(("mp", size, ""), lambda: default_picture.silhouette(size))

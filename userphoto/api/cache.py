@@ -20,26 +20,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..answers import cache_control
 from ..errors import StoreUnavailable
-from ..model import Viewer, ViewerKind
+from ..model import Viewer
+from ..resolve import VIEWER_CLASSES, viewer_class
 
 Headers = list[tuple[bytes, bytes]]
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 VARY_AUTH = (b"vary", b"Authorization")
-PUBLIC_MAX_AGE = 300  # public answers: Libravatar's own value; ETags make revalidation cheap
-PRIVATE_MAX_AGE = 60
 
 
 def etag_of(body: bytes) -> bytes:
     """A strong ETag: it changes exactly when the bytes change."""
     return b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
-
-
-def cache_control(viewer: Viewer) -> bytes:
-    if viewer.address is None:
-        return f"public, max-age={PUBLIC_MAX_AGE}".encode()
-    return f"private, max-age={PRIVATE_MAX_AGE}".encode()
 
 
 @dataclass(slots=True)
@@ -235,6 +229,7 @@ def empty_answer(status: int, extra: Iterable[tuple[bytes, bytes]] = ()) -> Answ
     return Answer(status, [(b"content-length", b"0"), NOSNIFF, *extra])
 
 
+_UNKNOWN: Any = object()
 ENTRY_OVERHEAD = 400  # bytes an entry costs beyond its key and body (objects, dict slots)
 MAX_KEY_BYTES = 1024  # longer route keys are answered but never cached
 
@@ -275,6 +270,16 @@ class AnswerCache:
 
     def get(self, key: tuple, relation: str) -> Answer | None:
         answer = self.answers.get((key, relation))
+        if answer is not None:
+            answer.hot = True
+        return answer
+
+    def answer(self, key: tuple, viewer: Viewer) -> Answer | None:
+        """The cached answer to route `key` for this viewer, if any (runs on every hit)."""
+        target = self.targets.get(key, _UNKNOWN)  # one read: the follower may drop it
+        if target is _UNKNOWN:
+            return None
+        answer = self.answers.get((key, relation(viewer, target)))
         if answer is not None:
             answer.hot = True
         return answer
@@ -397,21 +402,6 @@ class AnswerCache:
             self.bodies, self.bytes, self.touched = {}, 0, {}
 
 
-RELATIONS = ("self", "internal", "partner", "anonymous")
-
-
-# The relation of a viewer who is not the answer's target, by kind (read on every hit).
-RELATION_OF_KIND = {
-    ViewerKind.MEMBER: "internal",
-    ViewerKind.ADMIN: "internal",
-    ViewerKind.PARTNER: "partner",
-    ViewerKind.ANONYMOUS: "anonymous",
-}
-
-
-def relation(viewer: Viewer, target: str | None) -> str:
-    """What an answer about `target` depends on: the viewer's relation, not their identity.
-    (One dict read: this runs on every cached answer.)"""
-    if target is not None and viewer.user_id == target:
-        return "self"
-    return RELATION_OF_KIND[viewer.kind]
+# Answers are shared by the viewers the resolution rule cannot tell apart (`viewer_class`).
+RELATIONS = VIEWER_CLASSES
+relation = viewer_class  # (viewer, target user id) -> the cache slot of its answers

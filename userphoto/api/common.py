@@ -50,6 +50,11 @@ class Req:
             self._query = query
         return self._query
 
+    def parsed(self, params: tuple[tuple[str, str], ...]) -> None:
+        """Parameters already parsed as `query` parses them (the server's route key, for an
+        ASCII query string): a miss is spared a second parse."""
+        self._query = dict(params)
+
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)
         return value.decode("latin-1") if value is not None else None

@@ -9,9 +9,10 @@ text; external viewers get one identical 404 for unknown, hidden and photo-less 
 
 from __future__ import annotations
 
+from .. import answers
+from ..answers import Kind
 from ..errors import InvalidArgument, UserPhotoError
-from ..model import EWS_DEFAULT_SIZE, ClientProfile, is_address
-from ..resolve import Source
+from ..model import EWS_DEFAULT_SIZE, is_address
 from .cache import Answer, image_answer, plain_error, redirect_answer
 from .common import Req, Services, size_param
 
@@ -43,26 +44,22 @@ class EwsApi:
         size = size_param(req.query.get("size")) or EWS_DEFAULT_SIZE
         viewer = req.viewer
         target = self.s.lookup.target(email, size)
+        _res, plan = answers.ews(
+            target.user if target else None,
+            viewer,
+            size,
+            photo_sizes=target.sizes if target else (),
+            directory=target.directory if target else None,
+        )
         if target is None:
             return plain_error(404, _NOTHING, cacheable=True)
         uid = target.user.id
-        res = self.s.lookup.resolve(
-            target, viewer, ClientProfile.HD, size, prefer_directory=size == 48
-        )
-        if res.source is Source.NONE and viewer.internal:
-            return plain_error(
-                403, res.trace[0].reason.encode() + b"\n", target=uid, cacheable=True
-            )
-        if res.source is Source.HD:
-            assert res.size is not None
-            data = self.s.lookup.rendition(target, res.size)
-            if data is None:
-                raise UserPhotoError("The photo changed while it was read; retry.", status=409)
-            return image_answer(data, viewer, "hd", target=uid)
-        if res.source is Source.DIRECTORY:
-            assert target.directory is not None and target.directory.jpeg is not None
-            return image_answer(target.directory.jpeg, viewer, "directory", target=uid)
-        if res.source is Source.URL:
-            assert res.url is not None
-            return redirect_answer(res.url, viewer, target=uid)
+        if plan.kind is Kind.REFUSED:
+            return plain_error(403, plan.reason.encode() + b"\n", target=uid, cacheable=True)
+        if plan.kind is Kind.IMAGE:
+            data = self.s.lookup.image(target, plan)
+            return image_answer(data, viewer, plan.source or "", target=uid)
+        if plan.kind is Kind.REDIRECT:
+            assert plan.url is not None
+            return redirect_answer(plan.url, viewer, target=uid)
         return plain_error(404, _NOTHING, target=uid, cacheable=True)

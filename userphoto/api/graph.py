@@ -17,11 +17,14 @@ picture's `$value` is a 302 to it (we never fetch it).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-from .. import imaging
+from .. import answers, imaging
+from ..answers import Kind, Plan
+from ..checks import summary
 from ..errors import InvalidArgument, UserPhotoError, unsupported_type
-from ..model import HD_SIZES, Account, ClientProfile, Viewer, ViewerKind
-from ..resolve import Resolution, Source, allowed_sizes
+from ..model import HD_SIZES, Viewer, ViewerKind
+from ..resolve import Source
 from .cache import (
     Answer,
     empty_answer,
@@ -132,43 +135,35 @@ class GraphApi:
         return viewer.user_id
 
     # --- reading -------------------------------------------------------------------------------
-    def _hidden(self, viewer: Viewer, target: Target | None, res: Resolution | None) -> Answer:
-        uid = target.user.id if target else None
-        if not viewer.internal:
+    def _refusal(self, plan: Plan, uid: str | None) -> Answer:
+        """Graph's words for a plan that shows nothing."""
+        kind = plan.kind
+        if kind is Kind.HIDDEN:
             return error_answer(404, *_NOT_FOUND, target=uid, cacheable=True)
-        if target is None:
+        if kind is Kind.UNKNOWN:
             return error_answer(404, "Request_ResourceNotFound", "No such user.", cacheable=True)
-        assert res is not None
-        if res.source is Source.NONE:
-            return error_answer(
-                403, "ErrorAccessDenied", res.trace[0].reason, target=uid, cacheable=True
-            )
-        if target.user.account in (Account.ABSENT, Account.DISABLED) and target.photo is None:
-            return error_answer(
-                404,
-                "ErrorNonExistentMailbox",
-                f"The user's photo-store account is {target.user.account.value}.",
-                target=uid,
-                cacheable=True,
-            )
-        why = "; ".join(e.reason for e in res.trace if e.verdict.value in ("skipped", "blocked"))
-        return error_answer(
-            404, "ImageNotFound", f"The photo wasn't found: {why}.", target=uid, cacheable=True
-        )
+        if kind is Kind.REFUSED:
+            return error_answer(403, "ErrorAccessDenied", plan.reason, target=uid, cacheable=True)
+        code = "ErrorNonExistentMailbox" if kind is Kind.NO_ACCOUNT else "ImageNotFound"
+        return error_answer(404, code, plan.reason, target=uid, cacheable=True)
 
     def read(self, req: Req, key: str, size: int | None, *, value: bool, listing: bool) -> Answer:
         viewer = req.viewer
         target = self.s.lookup.target(key, size)
-        if target is None:
-            return self._hidden(viewer, None, None)
-        uid = target.user.id
-        res = self.s.lookup.resolve(target, viewer, ClientProfile.HD, size)
-        if not res.photo:
-            return self._hidden(viewer, target, res)
-        if res.source is Source.URL:
-            assert res.url is not None
+        _res, plan = answers.graph(
+            target.user if target else None,
+            viewer,
+            size,
+            photo_sizes=target.sizes if target else (),
+            directory=target.directory if target else None,
+        )
+        uid = target.user.id if target else None
+        if target is None or plan.kind not in (Kind.IMAGE, Kind.REDIRECT):
+            return self._refusal(plan, uid)
+        if plan.kind is Kind.REDIRECT:
+            assert plan.url is not None
             if value:
-                return redirect_answer(res.url, viewer, target=uid)
+                return redirect_answer(plan.url, viewer, target=uid)
             entry = {
                 "@odata.mediaContentType": "image/jpeg",
                 "id": "url",
@@ -176,46 +171,18 @@ class GraphApi:
                 "height": None,
             }
             return json_answer(entry if not listing else {"value": [entry]}, viewer, target=uid)
-        available = self._available(target, res)
-        if size is not None and size not in available:
-            return error_answer(
-                404,
-                "ImageNotFound",
-                f"No {size}x{size} photo; available: " + ", ".join(f"{s}x{s}" for s in available),
-                target=uid,
-                cacheable=True,
-            )
         if listing:
-            sizes: list[int | None] = [None] if res.source is Source.DIRECTORY else [*available]
-            entries = [self._meta(target, res, s) for s in sizes]
+            sizes: list[int | None] = [None] if plan.source is Source.DIRECTORY else [*plan.sizes]
+            entries = [self._meta(target, plan, s) for s in sizes]
             return json_answer({"value": entries}, viewer, target=uid)
-        chosen = size if size is not None else res.size
         if value:
-            data = self._bytes(target, res, chosen)
-            return image_answer(data, viewer, res.source.value, target=uid)
-        return json_answer(self._meta(target, res, chosen), viewer, target=uid)
+            data = self.s.lookup.image(target, plan)
+            return image_answer(data, viewer, plan.source or "", target=uid)
+        return json_answer(self._meta(target, plan, plan.size), viewer, target=uid)
 
-    @staticmethod
-    def _available(target: Target, res: Resolution) -> list[int]:
-        if res.source is Source.DIRECTORY:  # one size, its own (not necessarily square)
-            assert target.directory is not None
-            width, height = target.directory.width, target.directory.height
-            return [width] if width == height else []
-        return allowed_sizes(target.sizes, res.cap)
-
-    def _bytes(self, target: Target, res: Resolution, size: int | None) -> bytes:
-        if res.source is Source.DIRECTORY:
-            assert target.directory is not None and target.directory.jpeg is not None
-            return target.directory.jpeg
-        assert size is not None
-        data = self.s.lookup.rendition(target, size)
-        if data is None:
-            raise UserPhotoError("The photo changed while it was read; retry.", status=409)
-        return data
-
-    def _meta(self, target: Target, res: Resolution, size: int | None) -> dict:
-        data = self._bytes(target, res, size)
-        if res.source is Source.DIRECTORY:
+    def _meta(self, target: Target, plan: Plan, size: int | None) -> dict:
+        data = self.s.lookup.image(target, replace(plan, size=size))
+        if plan.source is Source.DIRECTORY:
             assert target.directory is not None
             width, height = target.directory.width, target.directory.height
         else:
@@ -258,6 +225,8 @@ class GraphApi:
                 (b"x-userphoto-crop-reason", decision.reason.value.encode()),
                 (b"x-userphoto-crop-confidence", f"{decision.confidence:.3f}".encode()),
                 (b"x-userphoto-crop-guess", b"true" if decision.guess else b"false"),
+                # The automatic photo checks, `id=outcome, ...` (docs/checks.md).
+                (b"x-photo-checks", summary(photo.checks).encode()),
             ],
         )
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import imaging
+from ..answers import Kind, Plan
 from ..app import App
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, PhotoChanged
 from ..model import (
     ClientProfile,
     DirectoryThumbnail,
@@ -25,8 +26,11 @@ from ..model import (
     Viewer,
     is_address,
 )
-from ..resolve import Resolution, resolve
+from ..resolve import Resolution, Source, resolve
 from ..store import Serving, address_hashes
+from .cache import Answer, image_answer, redirect_answer
+from .default_picture import initials as draw_initials
+from .default_picture import initials_of
 
 RESIZED_MAX_BYTES = 64 * 1024 * 1024  # Libravatar sizes made from masters, kept for reuse
 _ID = re.compile(r"^[A-Za-z0-9._:{}~+=-]{1,128}$")
@@ -160,6 +164,30 @@ class Lookup:
             return target.prefetched[1]
         return self._read(self.store.get_rendition, target.photo.id, size)
 
+    def answer(self, viewer: Viewer, target: Target, plan: Plan) -> Answer:
+        """The image or redirect a native-API plan names (the web pictures serve it too)."""
+        uid = target.user.id
+        if plan.kind is Kind.REDIRECT:
+            assert plan.url is not None
+            return redirect_answer(plan.url, viewer, target=uid)
+        assert plan.kind is Kind.IMAGE and plan.source is not None
+        return image_answer(self.image(target, plan), viewer, plan.source.value, target=uid)
+
+    def image(self, target: Target, plan: Plan) -> bytes:
+        """The bytes of an IMAGE plan: the HD rendition, the directory JPEG or the user's
+        initials (PhotoChanged when the rendition went away since the target was read)."""
+        if plan.source is Source.DEFAULT:
+            assert plan.size is not None
+            return initials(target.user, plan.size)
+        if plan.source is Source.DIRECTORY:
+            assert target.directory is not None and target.directory.jpeg is not None
+            return target.directory.jpeg
+        assert plan.size is not None
+        data = self.rendition(target, plan.size)
+        if data is None:
+            raise PhotoChanged()
+        return data
+
     def any_size(self, target: Target, size: int) -> tuple[bytes, int] | None:
         """Libravatar sizes: a stored rendition when one matches, else made once from the
         master (the largest rendition) by downscaling. Never upscaled: above the master's
@@ -188,3 +216,8 @@ class Lookup:
                     _key, old = self._resized.popitem(last=False)
                     self._resized_bytes -= len(old)
         return made, size
+
+
+def initials(user: User, size: int) -> bytes:
+    """The generated default picture of a user: their initials on their own colour."""
+    return draw_initials(initials_of(user.display_name or user.address), user.id, size)

@@ -15,16 +15,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import answers
+from ..answers import Kind, Plan
 from ..errors import InvalidArgument, UserPhotoError
 from ..model import Viewer
-from ..resolve import Resolution, Source, Verdict, allowed_sizes
-from . import default_picture
-from .cache import Answer, error_answer, etag_of, image_answer, json_answer, redirect_answer
+from ..resolve import Resolution, Source, allowed_sizes
+from .cache import Answer, error_answer, etag_of, json_answer
 from .common import Req, Services, client_param, may_write, size_param
 from .lookup import Target, check_key
 
 PREFIX = "/v1/users/"
-_REFUSED = (Verdict.SKIPPED, Verdict.BLOCKED)
+_UNSEEN = (Kind.UNKNOWN, Kind.REFUSED, Kind.HIDDEN)
 HIDDEN_ANSWER = ("not_found", "No photo is available for this address.")
 
 
@@ -63,15 +64,6 @@ class NativeApi:
         )
 
     # --- reading -----------------------------------------------------------------------------
-    def not_visible(self, viewer: Viewer, target: Target | None, reason: str) -> Answer:
-        """Internal viewers learn why; external ones get the one no-enumeration answer."""
-        uid = target.user.id if target else None
-        if not viewer.internal:
-            return error_answer(404, *HIDDEN_ANSWER, target=uid, cacheable=True)
-        if target is None:
-            return error_answer(404, "unknown_user", "No such user.", cacheable=True)
-        return error_answer(403, "not_visible", reason, target=uid, cacheable=True)
-
     def get(self, req: Req, key: str, meta: bool) -> Answer:
         q = req.query
         size = size_param(q.get("size"))
@@ -81,46 +73,33 @@ class NativeApi:
             raise InvalidArgument(f"unknown default {default[:40]!r}; valid: initials, 404")
         viewer = req.viewer
         target = self.s.lookup.target(key, size)
-        if target is None:
-            return self.not_visible(viewer, None, "")
-        res = self.s.lookup.resolve(target, viewer, client, size)
-        uid = target.user.id
-        if res.source is Source.NONE:
-            return self.not_visible(viewer, target, res.trace[0].reason)
-        if res.source is Source.DEFAULT and not viewer.internal:
-            return self.not_visible(viewer, target, "")
+        res, plan = answers.native(
+            target.user if target else None,
+            viewer,
+            client,
+            size,
+            photo_sizes=target.sizes if target else (),
+            directory=target.directory if target else None,
+            no_default=default == "404" and not meta,
+        )
+        if target is None or res is None or plan.kind in _UNSEEN:
+            return self.refusal(plan, target)
         if meta:
             return self.meta(viewer, target, res)
-        if res.source is Source.URL:
-            assert res.url is not None
-            return redirect_answer(res.url, viewer, target=uid)
-        if res.source is Source.DEFAULT and default == "404":
-            return error_answer(
-                404,
-                "no_photo",
-                "No photo: "
-                + "; ".join(e.reason for e in res.trace if e.verdict in _REFUSED)
-                + ".",
-                target=uid,
-                cacheable=True,
-            )
-        data = self.bytes_for(target, res, size)
-        return image_answer(data, viewer, res.source.value, target=uid)
+        if plan.kind is Kind.NO_PHOTO:
+            return self.refusal(plan, target)
+        return self.s.lookup.answer(viewer, target, plan)
 
-    def bytes_for(self, target: Target, res: Resolution, size: int | None) -> bytes:
-        if res.source is Source.HD:
-            assert res.size is not None
-            data = self.s.lookup.rendition(target, res.size)
-            if data is None:
-                raise UserPhotoError("The photo changed while it was read; retry.", status=409)
-            return data
-        if res.source is Source.DIRECTORY:
-            assert target.directory is not None and target.directory.jpeg is not None
-            return target.directory.jpeg
-        user = target.user
-        return default_picture.initials(
-            default_picture.initials_of(user.display_name or user.address), user.id, size or 96
-        )
+    def refusal(self, plan: Plan, target: Target | None) -> Answer:
+        """The native API's words for a plan that shows nothing."""
+        uid = target.user.id if target else None
+        if plan.kind is Kind.UNKNOWN:
+            return error_answer(404, "unknown_user", "No such user.", cacheable=True)
+        if plan.kind is Kind.REFUSED:
+            return error_answer(403, "not_visible", plan.reason, target=uid, cacheable=True)
+        if plan.kind is Kind.NO_PHOTO:
+            return error_answer(404, "no_photo", plan.reason, target=uid, cacheable=True)
+        return error_answer(404, *HIDDEN_ANSWER, target=uid, cacheable=True)
 
     def meta(self, viewer: Viewer, target: Target, res: Resolution) -> Answer:
         sizes: list[int] = []
@@ -135,7 +114,7 @@ class NativeApi:
             "trace": None,
         }
         if res.source in (Source.HD, Source.DIRECTORY):
-            data = self.bytes_for(target, res, res.size)
+            data = self.s.lookup.image(target, Plan(Kind.IMAGE, res.source, res.size))
             payload["etag"] = etag_of(data).decode()
         if res.source is Source.HD and target.photo:
             payload["updated"] = target.photo.created.astimezone(UTC).isoformat()
@@ -167,6 +146,7 @@ class NativeApi:
                 "sizes": list(photo.sizes),
                 "crop": str(photo.crop),
                 "crop_decision": photo.crop_decision.as_json(),
+                "checks": [r.as_dict() for r in photo.checks],
                 "updated": datetime.now(UTC).isoformat(),
             },
             req.viewer,

@@ -1,12 +1,13 @@
 """The serving application: a bare photo hot path in front of the Starlette site.
 
 `userphoto serve` runs it on granian (`api/run.py`) through the RSGI interface (`__rsgi__`);
-the same object is also a plain ASGI app (`__call__`) for any ASGI server. No HTTP framing
+the same object is also a plain ASGI app (`__call__`) for any ASGI server, whose photo GETs
+are bridged onto the one RSGI hot path (`_AsgiAsRsgi`). No HTTP framing
 is ours: the server parses, frames, times out and limits; this module decides the answers.
 
 Request flow for a photo GET (`/v1/users/`, `/v1.0/`, `/ews/`, `/avatar/`):
   Authorization header → Viewer (a dict hit after the first request with that credential)
-  → (path, normalized query) → target user id → + viewer relation → cached Answer
+  → (path, normalized query) → target user id → + viewer class → cached Answer
   → `If-None-Match` ? 304 : 200. No SQL, no image work, no framework in the steady state.
 A miss is built in a bounded thread pool (`MissPool`), never on the event loop, and one key
 is built once however many requests wait for it. Writes (PUT/DELETE) run in a worker thread.
@@ -26,11 +27,11 @@ import contextvars
 import logging
 import math
 import os
+import queue
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -41,14 +42,7 @@ from ..auth import Authenticator
 from ..errors import ImageError, UserPhotoError, WorkersBusy, too_large
 from ..model import Viewer, ViewerKind
 from ..store import Change, ChangeKind
-from .cache import (
-    RELATION_OF_KIND,
-    Answer,
-    AnswerCache,
-    error_answer,
-    plain_error,
-    relation,
-)
+from .cache import Answer, AnswerCache, error_answer, plain_error, relation
 from .common import Req, Services
 from .logs import REQUEST_ID, request_id
 from .lookup import Lookup, user_tokens
@@ -76,7 +70,6 @@ FEED_BATCH = 10_000  # changes one feed read returns at most (Store.changes_sinc
 BODY_TIMEOUT = 30  # s a request body may take to arrive once its head is in ([server])
 OUTSIDE_MISS_GRID = 0.005  # s: outsiders' misses are answered on this grid (photo_miss)
 _GET_HEAD = frozenset({"GET", "HEAD"})
-_UNKNOWN = object()
 _NO_HOST = b"Send exactly one Host header (HTTP/1.1).\n"
 _BAD_FRAMING = (
     b"Transfer-Encoding must be exactly `chunked` (HTTP/1.1), once, and without Content-Length.\n"
@@ -134,17 +127,24 @@ class Follower(threading.Thread):
 
 
 class MissPool:
-    """Cache misses run here, off the event loop: a bounded pool, one build per key at once."""
+    """Cache misses run here, off the event loop: a bounded pool, one build per key at once.
+
+    Its own threads on a plain queue, each build's result handed straight to the loop's
+    future (`call_soon_threadsafe`): `ThreadPoolExecutor` + `wrap_future` cost a miss a
+    second future, its lock and chained callbacks, a measurable share of a cold miss."""
 
     def __init__(
         self, threads: int, queue_limit: int, name: str = "userphoto-miss", *, nice: bool = False
     ):
-        self.executor = ThreadPoolExecutor(
-            threads, name, initializer=_lower_priority if nice else None
-        )
+        self.size = threads
+        self.name = name
+        self.nice = nice
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
         self.queue_limit = queue_limit
         self.inflight: dict[tuple, asyncio.Future[Any]] = {}
         self.depth = 0
+        self.closed = False
 
     async def run(self, key: tuple, build: Callable[[], Any]) -> Any:
         """`build()` in the pool; concurrent calls with the same key share one build."""
@@ -153,21 +153,65 @@ class MissPool:
             return await asyncio.shield(waiting)
         if self.depth >= self.queue_limit:
             raise Busy()
-        loop = asyncio.get_running_loop()
+        if self.closed:
+            raise RuntimeError("the miss pool is shut down")
+        if len(self.threads) < self.size and len(self.threads) < self.depth + 1:
+            self._start_thread()
+        future = asyncio.get_running_loop().create_future()
         self.depth += 1
+        self.inflight[key] = future
         # The build's log lines carry the request id of the request that started it.
-        future: Future[Any] = self.executor.submit(contextvars.copy_context().run, build)
-        wrapped = asyncio.wrap_future(future, loop=loop)
-        self.inflight[key] = wrapped
+        self.queue.put((contextvars.copy_context(), build, future))
         try:
-            return await asyncio.shield(wrapped)
+            return await asyncio.shield(future)
         finally:
             self.depth -= 1
-            if self.inflight.get(key) is wrapped:
+            if self.inflight.get(key) is future:
                 del self.inflight[key]
 
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._work, name=f"{self.name}_{len(self.threads)}", daemon=True
+        )
+        self.threads.append(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        if self.nice:
+            _lower_priority()
+        while True:
+            item = self.queue.get()
+            if item is None or self.closed:
+                return
+            context, build, future = item
+            try:
+                result = context.run(build)
+            except BaseException as exc:
+                _hand_over(future, _set_exception, exc)
+            else:
+                _hand_over(future, _set_result, result)
+            del item, context, build, future  # nothing of a build outlives it here
+
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.closed = True
+        for _thread in self.threads:
+            self.queue.put(None)
+
+
+def _hand_over(future: asyncio.Future[Any], how: Callable[..., None], value: Any) -> None:
+    """A build's outcome to its future, on the future's loop (which may have closed)."""
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(how, future, value)
+
+
+def _set_result(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _lower_priority() -> None:
@@ -230,7 +274,7 @@ class PhotoServer:
         self.requests = Requests(self.metrics, self.access)
         self.proxies = TrustedProxies.from_settings(settings)
         self._queries: dict[str, tuple] = {}
-        self.follower = Follower(self, app.store.generation())
+        self.follower = Follower(self, app.store.latest_seq())
         self.cache.seq = self.follower.seq
         if poll:
             self.follower.start()
@@ -276,26 +320,24 @@ class PhotoServer:
         """(path, known parameters sorted: first value each, names lower-cased), parsed
         the way `Req.query` parses, so every spelling of one request shares one entry."""
         normal = self._queries.get(query)
-        if normal is None:
-            seen: dict[str, str] = {}
-            for name, value in parse_qsl(query, keep_blank_values=True):
-                name = name.lower()
-                if name in KNOWN_PARAMS and name not in seen:
-                    seen[name] = value
-            normal = tuple(sorted(seen.items()))
-            if len(query) <= QUERY_MEMO_MAX_LEN and len(self._queries) < QUERY_MEMO_LIMIT:
-                self._queries[query] = normal
+        if normal is not None:
+            return (path, normal)
+        seen: dict[str, str] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            name = name.lower()
+            if name in KNOWN_PARAMS and name not in seen:
+                seen[name] = value
+        normal = tuple(sorted(seen.items()))
+        if len(query) <= QUERY_MEMO_MAX_LEN and len(self._queries) < QUERY_MEMO_LIMIT:
+            self._queries[query] = normal
         return (path, normal)
 
     def cached(self, path: str, query: str, viewer: Viewer) -> tuple[tuple, Answer | None]:
-        cache = self.cache
+        """(route key, the cached answer for this viewer or None)."""
         key = self.route_key(path, query)
-        if "/me/" in path or path.endswith("/me"):
+        if path.endswith("/me") or "/me/" in path:
             key = (*key, viewer.user_id)  # the target depends on who asks
-        target = cache.targets.get(key, _UNKNOWN)  # one read: the follower may drop it
-        if target is _UNKNOWN:
-            return key, None
-        return key, cache.get(key, relation(viewer, target))  # type: ignore[arg-type]
+        return key, self.cache.answer(key, viewer)
 
     def photo_hit(
         self, surface: Surface, path: str, query: str, auth_header: str | bytes | None
@@ -308,19 +350,7 @@ class PhotoServer:
             return surface.error(exc), None, ()
         if viewer is None:  # a credential to verify first (store read or signature check)
             return None, None, ()
-        # `cached`, inlined: this runs on every cached answer.
-        normal = self._queries.get(query)
-        key = (path, normal) if normal is not None else self.route_key(path, query)
-        if path.endswith("/me") or "/me/" in path:
-            key = (*key, viewer.user_id)  # the target depends on who asks
-        cache = self.cache
-        target = cache.targets.get(key, _UNKNOWN)  # one read: the follower may drop it
-        if target is _UNKNOWN:
-            return None, viewer, key
-        if target is not None and viewer.user_id == target:
-            answer = cache.get(key, "self")
-        else:
-            answer = cache.get(key, RELATION_OF_KIND[viewer.kind])
+        key, answer = self.cached(path, query, viewer)
         return answer, viewer, key
 
     async def photo_slow(
@@ -365,6 +395,8 @@ class PhotoServer:
         loop = asyncio.get_running_loop()
         began = loop.time()  # the loop's clock: its timers fire on it (uvloop: whole ms)
         req = Req(method, path, query.encode("latin-1", "replace"), headers, viewer)
+        if query.isascii():  # the route key's parameters are what `Req.query` would parse
+            req.parsed(key[1])
         started = self.cache.seq
         pool = self.pool if viewer.internal else self.outside_pool
         try:
@@ -604,32 +636,24 @@ class PhotoServer:
             for prefix, surface in self.surfaces:
                 if path.startswith(prefix):
                     scope["userphoto.route"] = surface.route
-                    await self.photo(surface, scope, receive, send)
+                    if scope["method"] in _GET_HEAD:  # the one hot path, RSGI's
+                        bridged = _AsgiAsRsgi(scope)
+                        await self.__rsgi__(bridged, bridged)
+                        await bridged.send_to(send)
+                    else:
+                        await self.write(surface, scope, receive, send)
                     return
         elif scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         await self.site(scope, receive, send)
 
-    async def photo(self, surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
+    async def write(self, surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
+        """A photo PUT or DELETE (RSGI passes these on through `_rsgi_asgi`)."""
         headers = _first_wins(scope["headers"])
         method: str = scope["method"]
         path: str = scope["path"]
         auth_header = headers.get(b"authorization")
-        if method in _GET_HEAD:
-            query = scope["query_string"].decode("latin-1")
-            answer, viewer, key = self.photo_hit(surface, path, query, auth_header)
-            if answer is None and viewer is not None:
-                answer = await self.photo_miss(surface, method, path, query, viewer, key, headers)
-            elif answer is None:
-                answer, viewer, _state = await self.photo_slow(
-                    surface, method, path, query, auth_header, headers
-                )
-            elif viewer is not None:
-                self.cache.hits += 1
-            scope["userphoto.target"] = answer.target
-            await _send(send, answer, headers.get(b"if-none-match"), method == "HEAD")
-            return
         try:
             writer = self.auth.peek(auth_header)
             if writer is None:  # verifying needs the store or a signature check: off the loop
@@ -699,6 +723,55 @@ def _plain_chunked(headers: Any, version: str) -> bool:
         and values[0].strip().lower() == "chunked"
         and "content-length" not in headers
     )
+
+
+class _RsgiHeaders:
+    """ASGI request headers read the way RSGI's are: `get` (the first value), `get_all`."""
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]):
+        self.all: dict[str, list[str]] = {}
+        for name, value in pairs:
+            self.all.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self.all.get(name)
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        return self.all.get(name, [])
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(name, values[0]) for name, values in self.all.items()]
+
+
+class _AsgiAsRsgi:
+    """An ASGI photo GET as an RSGI scope and protocol at once, so ASGI servers run the one
+    RSGI hot path (`PhotoServer.__rsgi__`); `send_to` sends its answer as ASGI messages."""
+
+    def __init__(self, scope: Scope):
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query_string = scope["query_string"].decode("latin-1")
+        self.http_version = scope.get("http_version", "1.1")
+        self.scheme = scope.get("scheme", "http")
+        self.headers = _RsgiHeaders(scope["headers"])
+        host, port = scope.get("client") or ("", 0)
+        self.client = f"{host}:{port}"
+        self.status = 500
+        self.answer_headers: list[tuple[str, str]] = []
+        self.body = b""
+
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status, self.answer_headers, self.body = status, headers, body
+        self.answer_headers = [*headers, ("content-length", str(len(body)))]
+
+    def response_empty(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.status, self.answer_headers, self.body = status, headers, b""
+
+    async def send_to(self, send: Send) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.answer_headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def _credential_key(header: str | bytes | None) -> str:

@@ -144,7 +144,7 @@ async def _ready(request: Request) -> Response:
     services = services_of(request)
     server = request.app.state.server
     try:
-        latest = await asyncio.to_thread(services.app.store.generation)
+        latest = await asyncio.to_thread(services.app.store.latest_seq)
     except Exception as exc:
         log.warning("readiness: the store is unreachable: %s", type(exc).__name__)
         return _not_ready("store unreachable")

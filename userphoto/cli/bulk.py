@@ -190,6 +190,11 @@ def import_photos(
         click.echo(f"{'check crop':<13} {item.file} -> {item.user}  ({item.detail})")
     if len(guesses) > PROBLEM_LINES:
         click.echo(f"... and {len(guesses) - PROBLEM_LINES} more crops to check (see --review)")
+    flagged = [i for i in items if i.checks]
+    for item in flagged[:PROBLEM_LINES]:
+        click.echo(f"{'photo checks':<13} {item.file} -> {item.user}  ({item.checks})")
+    if len(flagged) > PROBLEM_LINES:
+        click.echo(f"... and {len(flagged) - PROBLEM_LINES} more photos with failed checks")
     done = sum(1 for i in items if i.status in (Status.IMPORTED, Status.REPLACED))
     rate = f", {pending / elapsed:.1f} files/s" if pending and elapsed > 0 else ""
     click.echo(f"{_summary(items, False)} ({done} stored in {elapsed:.1f} s{rate})")

@@ -54,7 +54,9 @@ def set_photo(
 
     FILE may be JPEG, PNG, GIF, WebP or AVIF (checked by content). It is validated,
     turned upright, converted to sRGB, cropped square and rendered at every HD size up to its
-    own (48 … 648; never upscaled) plus the 96×96 directory thumbnail.
+    own (48 … 648; never upscaled) plus the 96×96 directory thumbnail. The automatic photo
+    checks (one face, face size, sharpness, exposure, resolution; `[policy]`) are printed
+    one line each; a check set to `refuse` refuses the upload (docs/checks.md).
 
     \b
     Examples:
@@ -84,6 +86,8 @@ def set_photo(
         f"{photo.source_format} {photo.source_width}×{photo.source_height}, "
         f"crop {photo.crop} ({photo.crop_decision}), sizes {','.join(map(str, photo.sizes))}"
     )
+    for result in photo.checks:
+        click.echo(f"check {result.id}: {result.outcome}: {result.words}")
     if photo.crop_decision.guess:
         click.echo(
             f"note: the crop is a guess ({photo.crop_decision.reason.value}); check it, and give "

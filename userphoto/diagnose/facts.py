@@ -12,6 +12,7 @@ from ..app import App
 from ..model import (
     MEETING_SIZE,
     SD_MAX,
+    AuditAction,
     AuditEntry,
     ClientProfile,
     DirectoryThumbnail,
@@ -20,7 +21,6 @@ from ..model import (
     User,
     Viewer,
 )
-from ..photos import REJECTED
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,15 @@ def gather(
     )
 
 
+# The audit actions after which a photo is stored: a rejection before one is history.
+_STORED = (AuditAction.PHOTO_SET, AuditAction.PHOTO_SAVE, AuditAction.PHOTO_PREVIEW)
+
+
 def last_rejection(app: App, user: User) -> AuditEntry | None:
     """The newest refused upload, unless a photo was stored after it."""
     for entry in app.store.audit_log(user.id, limit=20):
-        if entry.action == REJECTED:
+        if entry.action == AuditAction.PHOTO_REJECTED:
             return entry
-        if entry.action in ("photo.set", "photo.save", "photo.preview"):
+        if entry.action in _STORED:
             return None
     return None

@@ -1,8 +1,7 @@
 """What each HTTP surface answers this viewer: the native API, Graph, EWS and /avatar/.
 
-Pure: the same `resolve` rule each surface runs, with each surface's own parameters and its
-own answer for what resolve leaves open (outsiders never get the generated default from the
-native API, Graph and EWS answer 404 without a photo, /avatar/ draws its `d=` default).
+Pure: each surface's answer comes from `answers`, the very functions the handlers run; this
+module only spells the request and the answer the way a client would see them.
 `tests/test_diagnose_matrix.py` holds these predictions to the real answers of a real server.
 """
 
@@ -11,18 +10,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .. import answers
+from ..answers import Kind
 from ..model import (
     AVATAR_DEFAULT_SIZE,
     EWS_DEFAULT_SIZE,
-    GENERATED_SIZE,
     HD_SIZES,
-    OUTSIDE_GENERATED_MAX,
     ClientProfile,
     DirectoryThumbnail,
     User,
     Viewer,
 )
-from ..resolve import Resolution, Source, allowed_sizes, resolve
+from ..resolve import Source
 
 
 @dataclass(frozen=True)
@@ -78,99 +77,32 @@ def predict(
     }
     if refused:
         return [Answer(name, req, 401) for name, req in requests.items()]
-    kw: dict[str, Any] = {"photo_sizes": photo_sizes, "directory": directory}
-
-    def image(name: str, res: Resolution, width: int, height: int | None = None) -> Answer:
-        return Answer(name, requests[name], 200, res.source.value, width, height or width)
-
-    def picture(res: Resolution, hd_size: int) -> Answer | None:
-        """HD, directory and web-address answers, the same on every surface."""
-        if res.source is Source.HD:
-            return image(name, res, hd_size)
-        if res.source is Source.DIRECTORY:
-            assert directory is not None
-            return image(name, res, directory.width, directory.height)
-        if res.source is Source.URL:
-            return Answer(name, requests[name], 302, "url", location=res.url)
-        return None
-
+    facts: dict[str, Any] = {"photo_sizes": photo_sizes, "directory": directory}
+    graph_size = size if size in HD_SIZES else None
+    plans = {
+        "native": answers.native(user, viewer, client, size, **facts)[1],
+        "graph": answers.graph(user, viewer, graph_size, **facts)[1],
+        "ews": answers.ews(user, viewer, ews_size, **facts)[1],
+        "avatar": answers.avatar(user, viewer, avatar_size, **facts)[1],
+    }
     out: list[Answer] = []
-    # Native API.
-    name = "native"
-    if user is None:
-        out.append(Answer(name, requests[name], 404))
-    else:
-        res = resolve(user, viewer, client, size, **kw)
-        if res.source is Source.NONE:
-            out.append(Answer(name, requests[name], 403 if viewer.internal else 404))
-        elif res.source is Source.DEFAULT:
-            if viewer.internal:
-                side = size or GENERATED_SIZE
-                out.append(
-                    Answer(name, requests[name], 200, "default", side, side, picture="initials")
-                )
-            else:
-                out.append(Answer(name, requests[name], 404))
-        else:
-            out.append(picture(res, res.size or 0) or Answer(name, requests[name], 404))
-    # Graph (always an HD client).
-    name = "graph"
-    if user is None:
-        out.append(Answer(name, requests[name], 404))
-    else:
-        res = resolve(user, viewer, ClientProfile.HD, size, **kw)
-        graph_size = size if size in HD_SIZES else None
-        if not res.photo:
-            hidden = res.source is Source.NONE and viewer.internal
-            out.append(Answer(name, requests[name], 403 if hidden else 404))
-        elif res.source is Source.DIRECTORY:
+    for name, plan in plans.items():
+        if plan.kind is Kind.REDIRECT:
+            source = plan.source.value if plan.source else None
+            out.append(Answer(name, requests[name], 302, source, location=plan.url))
+        elif plan.kind is not Kind.IMAGE:
+            out.append(Answer(name, requests[name], plan.status))
+        elif plan.source is Source.DIRECTORY:
             assert directory is not None
-            square = directory.width == directory.height
-            fits = graph_size is None or (square and graph_size == directory.width)
             out.append(
-                image(name, res, directory.width, directory.height)
-                if fits
-                else Answer(name, requests[name], 404)
+                Answer(name, requests[name], 200, "directory", directory.width, directory.height)
             )
-        elif res.source is Source.HD:
-            available = allowed_sizes(photo_sizes, res.cap)
-            if graph_size is not None and graph_size not in available:
-                out.append(Answer(name, requests[name], 404))
-            else:
-                out.append(image(name, res, graph_size or res.size or 0))
         else:
-            out.append(picture(res, 0) or Answer(name, requests[name], 404))
-    # EWS GetUserPhoto.
-    name = "ews"
-    if user is None:
-        out.append(Answer(name, requests[name], 404))
-    else:
-        res = resolve(
-            user, viewer, ClientProfile.HD, ews_size, prefer_directory=ews_size == 48, **kw
-        )
-        found = picture(res, res.size or 0)
-        hidden = res.source is Source.NONE and viewer.internal
-        out.append(found or Answer(name, requests[name], 403 if hidden else 404))
-    # /avatar/ (no d=: initials for members when the user chose the default, else mp).
-    name = "avatar"
-    found = None
-    initials = False
-    if user is not None:
-        res = resolve(user, viewer, ClientProfile.WEB, None, **kw)
-        master = max(photo_sizes) if photo_sizes else 0
-        found = picture(res, min(avatar_size, master))  # never upscaled: the master at most
-        initials = viewer.internal and res.source is Source.DEFAULT
-    drawn = avatar_size if viewer.internal else min(avatar_size, OUTSIDE_GENERATED_MAX)
-    out.append(
-        found
-        or Answer(
-            name,
-            requests[name],
-            200,
-            "default",
-            drawn,
-            drawn,
-            picture="initials" if initials else "mp",
-        )
-    )
+            assert plan.source is not None and plan.size is not None
+            side = plan.size
+            out.append(
+                Answer(
+                    name, requests[name], 200, plan.source.value, side, side, picture=plan.picture
+                )
+            )
     return out

@@ -52,21 +52,29 @@ class DirectoryConfig:
     dirsync: bool = True  # AD: use the DirSync control for deltas when the server offers it
     notify: bool = True  # AD: wake --watch on change notifications, not only by polling
     syncrepl: bool = True  # --watch: RFC 4533 refreshAndPersist when the server offers it
+    # Why this process cannot bind ("" when it can): a serving node loads the section without
+    # the bind password the guide gives only to `sync` (its write-backs then go to the queue).
+    unbound: str = ""
 
     @property
     def ldaps(self) -> bool:
         return any(u.lower().startswith("ldaps://") for u in self.uris)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DirectoryConfig | None:
-        """The `[directory]` section, or None when no directory is configured."""
+    def from_settings(
+        cls, settings: Settings, *, need_password: bool = True
+    ) -> DirectoryConfig | None:
+        """The `[directory]` section, or None when no directory is configured.
+        `need_password=False`: an unreadable `bind_password_file` is no error (`unbound`)."""
         raw = settings.section("directory")
         if not raw or not raw.get("uri"):
             return None
-        return cls.from_dict(raw, settings.home)
+        return cls.from_dict(raw, settings.home, need_password=need_password)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], home: Path | None = None) -> DirectoryConfig:
+    def from_dict(
+        cls, raw: dict[str, Any], home: Path | None = None, *, need_password: bool = True
+    ) -> DirectoryConfig:
         def get(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
             value = raw.get(key, default)
             if value is not None and not isinstance(value, kind):
@@ -89,6 +97,7 @@ class DirectoryConfig:
 
         password = get("bind_password", str, None)
         password_file = get("bind_password_file", str, None)
+        unbound = ""
         if password_file:
             path = Path(password_file).expanduser()
             if not path.is_absolute() and home is not None:
@@ -96,9 +105,9 @@ class DirectoryConfig:
             try:
                 password = path.read_text().rstrip("\r\n")
             except OSError as exc:
-                raise ConfigError(
-                    f"directory.bind_password_file {path} cannot be read: {exc.strerror}"
-                ) from None
+                unbound = f"directory.bind_password_file {path} cannot be read: {exc.strerror}"
+                if need_password:
+                    raise ConfigError(unbound) from None
 
         size = get("writeback_size", int, 96)
         if size not in WRITEBACK_SIZES:
@@ -136,6 +145,7 @@ class DirectoryConfig:
             dirsync=get("dirsync", bool, True),
             notify=get("notify", bool, True),
             syncrepl=get("syncrepl", bool, True),
+            unbound=unbound,
         )
 
 

@@ -3,7 +3,8 @@
 Registered as a `Photos` listener when `[directory] writeback = true`. The write happens right
 after the HD change commits; if the directory is down the upload still succeeds, the user is
 queued in the store's write-back queue (a table: concurrent writers lose nothing), and
-`sync --watch` claims and retries the entries.
+`sync --watch` claims and retries the entries. A serving node without the bind password (the
+guide gives it to the sync only) queues every write-back for the active sync.
 
 No loops: after writing, the same bytes go into the directory-thumbnail slot with
 `written_by_us` and their hash, so when sync reads them back the hash matches and nothing
@@ -55,6 +56,9 @@ class WriteBack:
     # --- the Photos listener ---------------------------------------------------------------
     def __call__(self, user: User, event: str) -> None:
         if event not in EVENTS or not self.applies(user):
+            return
+        if self.config.unbound:  # a node without the bind password: the active sync writes it
+            self.store.queue_writeback(user.id)
             return
         try:
             self.write(user)

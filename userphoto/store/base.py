@@ -1,11 +1,11 @@
-"""The one store interface. SQLite is the embedded default; PostgreSQL implements the same.
+"""The store facade. SQLite is the embedded default; PostgreSQL implements the same.
 
 Callers never see SQL. Every write that changes an answer appends to a per-user change feed
 (`Change`, `changes_since`, `wait_for_changes`) in the same transaction; serving processes
 follow it and drop only what each change touches.
 
-Over 400 lines for a reason: it is one interface, each method with the contract both stores
-keep; split, the contract would be read in pieces.
+`Store` offers every role at once, each method with the contract both stores keep; the
+role-sized interfaces (`roles.py`) are what new code asks for.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..findings import UserFacts
 from ..model import (
@@ -27,12 +27,12 @@ from ..model import (
     Partner,
     Photo,
     PhotoState,
-    Rendered,
     User,
 )
-from ..resolve import choose_size
 from .columns import PHOTO_COLUMNS, THUMBNAIL_COLUMNS, USER_COLUMNS
-from .serving_sql import NOBODY
+
+if TYPE_CHECKING:
+    from .roles import PhotoWrites
 
 
 @dataclass(frozen=True)
@@ -277,14 +277,10 @@ class Store(ABC):
 
     # --- photos ------------------------------------------------------------------------
     @abstractmethod
-    def put_photo(
-        self, user_id: str, rendered: Rendered, state: PhotoState, *, actor: str, via: str
-    ) -> Photo:
-        """Store a photo version and all its renditions in one transaction.
-
-        `SAVED` supersedes the current saved photo, clears any preview and any removal
-        record. `PREVIEW` replaces the pending preview and leaves the saved photo alone.
-        """
+    def photo_writes(self, user_id: str) -> AbstractContextManager[PhotoWrites]:
+        """The statements of one photo change for `user_id`, in one transaction that commits
+        when the block ends (or rolls back on an error). userphoto/photos.py holds the
+        lifecycle rules that decide which of them run (`put_photo`, `save_preview`, ...)."""
 
     @abstractmethod
     def get_photo(self, user_id: str, state: PhotoState = PhotoState.SAVED) -> Photo | None:
@@ -296,22 +292,6 @@ class Store(ABC):
     @abstractmethod
     def get_thumbnail(self, photo_id: int) -> bytes | None:
         """The directory thumbnail rendered with this photo (for write-back)."""
-
-    @abstractmethod
-    def save_preview(self, user_id: str, *, actor: str, via: str) -> Photo:
-        """Promote the pending preview to the saved photo (NoPreview if none)."""
-
-    @abstractmethod
-    def cancel_preview(self, user_id: str, *, actor: str, via: str) -> None:
-        """Discard only the pending preview (NoPreview if none)."""
-
-    @abstractmethod
-    def remove_photo(self, user_id: str, *, actor: str, via: str) -> None:
-        """Mark the saved photo removed and leave a removal record (NoPhoto if none)."""
-
-    @abstractmethod
-    def clear_removal_record(self, user_id: str, *, actor: str, via: str) -> bool:
-        """Drop the removal record; False if there was none."""
 
     @abstractmethod
     def photo_history(self, user_id: str) -> list[Photo]:
@@ -421,8 +401,9 @@ class Store(ABC):
         (re)connect so a dropped connection loses nothing."""
 
     @abstractmethod
-    def generation(self) -> int:
-        """The latest change's seq (0 when empty): grows with every committed change."""
+    def latest_seq(self) -> int:
+        """The newest change's seq in the change feed (0 when empty): grows with every
+        committed change, so a follower starts from it."""
 
     @abstractmethod
     def domains(self) -> set[str]:
@@ -496,24 +477,7 @@ class Store(ABC):
         slot and the rendition `size` picks (None: the largest). None for an unknown key,
         after the same reads a known one costs (timing must not tell them apart).
 
-        One query (serving_sql); `serving_by_parts` is the reference it is tested against."""
-
-    def serving_by_parts(
-        self, key: str, size: int | None = None, *, by_hash: bool = False
-    ) -> Serving | None:
-        """`serving` from the single reads (find the user, photo, directory slot, rendition):
-        what serving did before the one-query read; kept as the reference and for bench/."""
-        user = self.find_user_by_hash(key) if by_hash else self.find_user(key)
-        photo = self.get_photo(user.id if user else NOBODY)
-        directory = self.get_directory_thumbnail(user.id if user else NOBODY)
-        if user is None:
-            return None
-        rendition = None
-        if photo is not None and photo.sizes:
-            chosen = choose_size(photo.sizes, size, None)
-            data = self.get_rendition(photo.id, chosen)
-            rendition = (chosen, data) if data is not None else None
-        return Serving(user, photo, directory, rendition)
+        One query (serving_sql); tests check it against the single reads."""
 
     def batch(self) -> AbstractContextManager[None]:
         """Group the writes inside into one transaction where the backend can (bulk sync).

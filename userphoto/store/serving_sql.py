@@ -9,7 +9,11 @@ picks without a cap: that size if stored, else the largest below, else the small
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from .columns import PHOTO_COLUMNS, USER_COLUMNS
 from .columns import THUMBNAIL_COLUMNS as DIRECTORY_COLUMNS
@@ -124,3 +128,25 @@ POSTGRES_STAND_IN: tuple[object, ...] = (
     *(list(_SIZES), _AT, *_STAND_IN_PHOTO_END),
     *_NO_DIRECTORY,
 )
+
+
+def _sorted_json(aliases: str) -> list[str]:
+    return sorted(json.loads(aliases))
+
+
+def _as_is(aliases: list[str]) -> list[str]:
+    return aliases
+
+
+@dataclass(frozen=True)
+class Spelling:
+    """One backend's serving read: its statements, its stand-in row, its aliases' decoding."""
+
+    by_key: str
+    by_hash: str
+    stand_in: tuple[object, ...]
+    aliases: Callable[[Any], list[str]]
+
+
+SQLITE = Spelling(SQLITE_BY_KEY, SQLITE_BY_HASH, SQLITE_STAND_IN, _sorted_json)
+POSTGRES = Spelling(POSTGRES_BY_KEY, POSTGRES_BY_HASH, POSTGRES_STAND_IN, _as_is)

@@ -99,7 +99,7 @@ class Doctor:
 
     def report(self) -> dict[str, Any]:
         app = self.web.services.app
-        generation = app.store.generation()
+        generation = app.store.latest_seq()
         with self._lock:
             cached = self._report
             if cached and cached[0] == generation and time.time() - cached[1] < DOCTOR_MAX_AGE:

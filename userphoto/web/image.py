@@ -14,14 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..api import default_picture
-from ..api.cache import Answer, image_answer, redirect_answer
+from .. import answers
+from ..answers import Kind
+from ..api.cache import Answer
 from ..api.common import may_write, size_param
-from ..api.lookup import check_key
+from ..api.lookup import check_key, initials
 from ..errors import NoPreview, NotFound, UnknownUser, UserPhotoError
-from ..model import ANONYMOUS, GENERATED_SIZE, ClientProfile, PhotoState, User, Viewer
+from ..model import ANONYMOUS, ClientProfile, PhotoState, Viewer
 from ..photos import Photos
-from ..resolve import Source
 from .context import Web
 
 # What an outsider learns about a user they may not see, whoever it is (no enumeration).
@@ -62,30 +62,23 @@ class PhotoImages:
         None for a web-address picture when `follow_url` is off."""
         lookup = self.services.lookup
         target = lookup.target(check_key(key))
-        if target is None:
-            raise UnknownUser("No such user.") if viewer.internal else NotFound(HIDDEN)
-        uid = target.user.id
-        res = lookup.resolve(target, viewer, ClientProfile.HD, size)
-        if res.source is Source.NONE:
-            if not viewer.internal:
-                raise NotFound(HIDDEN)
-            raise UserPhotoError(res.trace[0].reason, code="not_visible", status=403)
-        if res.source is Source.DEFAULT and not viewer.internal:
-            raise NotFound(HIDDEN)  # the generated default would confirm the person exists
-        if res.source is Source.URL:
-            assert res.url is not None
-            return redirect_answer(res.url, viewer, target=uid) if follow_url else None
-        if res.source is Source.HD:
-            assert res.size is not None
-            data = lookup.rendition(target, res.size)
-            if data is None:
-                raise UserPhotoError("The photo changed while it was read; retry.", status=409)
-        elif res.source is Source.DIRECTORY:
-            assert target.directory is not None and target.directory.jpeg is not None
-            data = target.directory.jpeg
-        else:
-            data = initials(target.user, size or GENERATED_SIZE)
-        return image_answer(data, viewer, res.source.value, target=uid)
+        _res, plan = answers.native(
+            target.user if target else None,
+            viewer,
+            ClientProfile.HD,
+            size,
+            photo_sizes=target.sizes if target else (),
+            directory=target.directory if target else None,
+        )
+        if plan.kind is Kind.UNKNOWN:
+            raise UnknownUser("No such user.")
+        if plan.kind is Kind.REFUSED:
+            raise UserPhotoError(plan.reason, code="not_visible", status=403)
+        if target is None or plan.kind is Kind.HIDDEN:
+            raise NotFound(HIDDEN)
+        if plan.kind is Kind.REDIRECT and not follow_url:
+            return None
+        return lookup.answer(viewer, target, plan)
 
     def preview(self, viewer: Viewer, key: str, size: str | None) -> Response:
         if viewer is ANONYMOUS:
@@ -101,11 +94,6 @@ class PhotoImages:
         if data is None:
             raise NoPreview(f"{user.address}'s preview changed; reload the page.")
         return Response(data, media_type="image/jpeg", headers=PRIVATE)
-
-
-def initials(user: User, size: int) -> bytes:
-    name = default_picture.initials_of(user.display_name or user.address)
-    return default_picture.initials(name, user.id, size)
 
 
 PRIVATE = {

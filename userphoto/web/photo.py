@@ -65,6 +65,7 @@ def preview_payload(user: User, photo: Photo) -> dict[str, Any]:
         "version": photo.version,
         "crop": {"x": photo.crop.x, "y": photo.crop.y, "size": photo.crop.size},
         "crop_decision": photo.crop_decision.as_json(),
+        "checks": [r.as_dict() for r in photo.checks],
         "source": {
             "width": photo.source_width,
             "height": photo.source_height,

@@ -15,8 +15,9 @@
 - Every visitor gets a session, signed in or not, so even the sign-in form carries a CSRF
   token (no login CSRF). Signing in or out issues a brand-new session (no fixation).
 - CSRF: each write must carry the session's token, as the `csrf` form field or the
-  `X-CSRF-Token` header, compared in constant time; a present `Origin` must be this host.
-  Anything else is refused with 403.
+  `X-CSRF-Token` header, compared in constant time; a present `Origin` must be this site:
+  `[server] public_url` or the address the request was made to (`same_site`). Anything else
+  is refused with 403.
 - How a session names its viewer is a *method* (see `IDENTIFY`): `token` (a member/admin
   bearer token, checked again by `Authenticator` on every request, so revoking the token ends
   the session) or `oidc` (the person the identity provider vouched for at sign-in, looked up
@@ -46,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..api.common import Services
-from ..errors import Forbidden, UserPhotoError
+from ..errors import Forbidden, StoreReadOnly, UserPhotoError
 from ..model import ANONYMOUS, Viewer
 from ..oidc import viewer_of_session
 from ..store import Store, WebSession
@@ -56,6 +57,7 @@ KEY_FILE = "web-session.key"  # where keys lived before the store kept them (ado
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 TOUCH_EVERY = 60.0  # seconds between writes of a session's last use
+DEFAULT_PORTS = {"http": 80, "https": 443}
 KEYS_RECHECK = 5.0  # seconds between key-set reads on a cookie no known key opens
 
 
@@ -115,9 +117,15 @@ class SessionKeys:
             keys = self.store.session_keys()
             if not keys or now - keys[0][2] >= self.lifetime:
                 key = Fernet.generate_key().decode("ascii")
-                self.store.add_session_key(secrets.token_hex(8), key, now)
-                self.store.drop_session_keys(now - 2 * self.lifetime)
-                keys = self.store.session_keys()
+                try:
+                    self.store.add_session_key(secrets.token_hex(8), key, now)
+                    self.store.drop_session_keys(now - 2 * self.lifetime)
+                    keys = self.store.session_keys()
+                except StoreReadOnly:
+                    # A read-only data folder still serves; sign-in (which records a
+                    # session) is refused there anyway, so a key of this process's own
+                    # is enough until the store can be written again.
+                    keys = [("process", key, now), *keys]
             # A key opens what it sealed during its lifetime, for up to one lifetime more.
             usable = [k for k in keys if now - k[2] < 2 * self.lifetime]
             self._fernet = MultiFernet([Fernet(k[1].encode()) for k in usable])
@@ -317,13 +325,24 @@ class Sessions:
             return ANONYMOUS
 
     # --- CSRF --------------------------------------------------------------------------------
+    def same_site(self, origin: str, request: Request) -> bool:
+        """Whether a browser's `Origin` is this site: `[server] public_url` (the address
+        browsers use behind a proxy, whatever port it has) or the address the request itself
+        was made to (scheme and host as `[server] trusted_proxies` forwarded them), so a node
+        reached directly works too. Scheme, host and port must all match."""
+        sent = origin_of(origin)
+        if sent is None:
+            return False
+        if self.public_url and sent == origin_of(self.public_url):
+            return True
+        url = request.url
+        return sent == origin_of(f"{url.scheme}://{url.netloc}")
+
     def check_csrf(self, request: Request, form: dict[str, str] | None = None) -> None:
         """Refuse (403) a write whose token is missing or wrong, or that came from elsewhere."""
         origin = request.headers.get("origin")
-        if origin and origin != "null":
-            host = urlsplit(origin).netloc
-            if host != request.headers.get("host", ""):
-                raise Forbidden("This request came from another site.", code="csrf")
+        if origin and origin != "null" and not self.same_site(origin, request):
+            raise Forbidden("This request came from another site.", code="csrf")
         session = self.load(request)
         sent = request.headers.get(CSRF_HEADER) or (form or {}).get(CSRF_FIELD, "")
         if session is None or not sent or not hmac.compare_digest(sent, session.csrf):
@@ -332,6 +351,20 @@ class Sessions:
                 code="csrf",
             )
         request.state.session = session
+
+
+def origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL or `Origin`, the port filled in when it is the
+    scheme's default (a browser leaves 443 out of `Origin`); None when it is not one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
 
 
 _FIELDS = set(Session.__dataclass_fields__)

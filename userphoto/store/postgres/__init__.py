@@ -6,49 +6,30 @@ transaction-level advisory lock taken just before commit, so `seq` order is comm
 a follower reading `seq > last` never skips a change that committed late. The commit also
 notifies channel `userphoto_changes`, which `wait_for_changes` listens on.
 
-One module a job, joined here into `PostgresStore`: `schema` (tables, migrations, how values
-are kept), `connection` (pools, the read replica, transactions, publishing changes), `users`,
-`serving` (one read per serving cache miss),
-`status` (the listing and org-wide walks), `photos`, `thumbnails` (the directory slot),
-`credentials`, `sessions` (web sessions and their keys), `audit`, `state`, `changes` (the
-change feed), `leases`, `writeback` (the
-queue) and `dump` (`store copy`).
+Its statements are mostly the shared ones (`store/shared/`, over `sql.Dialect`); what is its
+own: `schema` (column types, migrations, how values are kept), `connection` (pools, the read
+replica, transactions, publishing changes), `users` (reads with aliases as arrays, COPY bulk
+load), `status` (the org-wide facts query with its settings), `changes` (the change feed,
+LISTEN/NOTIFY), `leases` and `writeback` (by the server's clock, SKIP LOCKED) and `dump`
+(loading for `store copy`).
 """
 
 from __future__ import annotations
 
-from .audit import AuditLog
+from ..shared import SharedJobs
 from .changes import ChangeFeed
 from .connection import describe
-from .credentials import Credentials
 from .dump import Dump
 from .leases import Leases
-from .photos import Photos
 from .schema import MIGRATIONS
-from .serving import ServingReads
-from .sessions import WebSessions
-from .state import AdapterState
-from .status import PhotoStatuses
-from .thumbnails import DirectoryThumbnails
+from .status import Facts
 from .users import Users
 from .writeback import WritebackQueue
 
 __all__ = ["MIGRATIONS", "PostgresStore", "describe"]
 
 
-class PostgresStore(
-    Users,
-    PhotoStatuses,
-    ServingReads,
-    Photos,
-    DirectoryThumbnails,
-    Credentials,
-    WebSessions,
-    AuditLog,
-    AdapterState,
-    ChangeFeed,
-    Leases,
-    WritebackQueue,
-    Dump,
-):
-    """The whole `Store` interface on a PostgreSQL database."""
+class PostgresStore(Users, Facts, ChangeFeed, Leases, WritebackQueue, Dump, SharedJobs):
+    """The whole `Store` interface on a PostgreSQL database: the shared statements
+    (`SharedJobs`) and
+    this backend's own jobs."""

@@ -13,7 +13,7 @@ from .connection import CHANNEL, PostgresBase
 class ChangeFeed(PostgresBase):
     """Followers read the change rows and wait on LISTEN/NOTIFY."""
 
-    def generation(self) -> int:
+    def latest_seq(self) -> int:
         with self._connection() as conn:  # the primary: it defines what is current
             row = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
         self._saw(row[0])  # type: ignore[index]

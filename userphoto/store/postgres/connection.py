@@ -8,7 +8,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +20,34 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ...errors import Conflict, StoreUnavailable
-from ...model import AuditEntry
 from ...redaction import redact
-from ..base import ChangeKind, Store
-from .schema import MIGRATIONS
+from .. import serving_sql
+from ..base import ChangeKind
+from ..sql import Dialect, SQLStore
+from .schema import CODEC, MIGRATIONS
+
+# Statements take `?` marks (made `%s` by `marked`); LIKE has no escape character, as SQLite's.
+DIALECT = Dialect(
+    "postgresql",
+    "%s",
+    CODEC,
+    "LIKE ? ESCAPE ''",
+    " FOR UPDATE",
+    ' COLLATE "C"',
+    serving_sql.POSTGRES,
+)
+_MARKED: dict[str, str] = {}
+
+
+def marked(sql: str) -> str:
+    """A shared statement with PostgreSQL's marks (`?` → `%s`), translated once per text."""
+    text = _MARKED.get(sql)
+    if text is None:
+        text = sql.replace("?", "%s")
+        if len(_MARKED) < 4096:  # the shared texts are a few hundred; never grow unbounded
+            _MARKED[sql] = text
+    return text
+
 
 CHANNEL = "userphoto_changes"
 # Advisory lock keys ("upho" + purpose): schema migrations, change numbering.
@@ -143,16 +167,32 @@ class _Tx:
     conn: psycopg.Connection
     changes: list[tuple[ChangeKind, str | None]] = field(default_factory=list)
 
-    def user(self, user_id: str) -> None:
-        self.changes.append((ChangeKind.USER, user_id))
+    # `sql.Tx`: shared statements, their marks made PostgreSQL's.
+    def one(self, sql: str, params: Any = ()) -> Any:
+        return self.conn.execute(marked(sql), params).fetchone()
+
+    def all(self, sql: str, params: Any = ()) -> list[Any]:
+        return self.conn.execute(marked(sql), params).fetchall()
+
+    def run(self, sql: str, params: Any = ()) -> int:
+        return self.conn.execute(marked(sql), params).rowcount
+
+    def many(self, sql: str, params: Iterable[Any]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(marked(sql), params)
+
+    def insert(self, sql: str, params: Any) -> int:
+        row = self.conn.execute(marked(sql) + " RETURNING id", params).fetchone()
+        return row[0]  # type: ignore[index]
+
+    def changed(self, kind: ChangeKind, user_ids: Iterable[str | None] = (None,)) -> None:
+        self.changes.extend((kind, uid) for uid in user_ids)
 
 
-class PostgresBase(Store):
+class PostgresBase(SQLStore):
     """What every job of the store stands on; `PostgresStore` (in `__init__`) joins them."""
 
-    # Every write records itself in the audit log: audit.py supplies this; declared here so
-    # that each job's module may call it.
-    _audit: Callable[[psycopg.Connection, AuditEntry], None]
+    dialect = DIALECT
 
     def __init__(
         self,
@@ -344,13 +384,15 @@ class PostgresBase(Store):
 
     # Reads take results in binary format: timestamps, arrays and jsonb load about a quarter
     # faster than from text (measured over org-wide status walks).
-    def _all(self, sql: str, params: Any = ()) -> list[tuple]:
-        with self._connection(read=True) as conn, conn.cursor(binary=True) as cur:
-            return cur.execute(sql, params).fetchall()
+    # Shared statements come with `?` marks: `marked` makes them ours (`%s` ones pass as
+    # they are). `primary`: a read that must see every commit (a sign-out) skips the replica.
+    def _all(self, sql: str, params: Any = (), *, primary: bool = False) -> list[tuple]:
+        with self._connection(read=not primary) as conn, conn.cursor(binary=True) as cur:
+            return cur.execute(marked(sql), params).fetchall()
 
-    def _one(self, sql: str, params: Any = ()) -> tuple | None:
-        with self._connection(read=True) as conn, conn.cursor(binary=True) as cur:
-            return cur.execute(sql, params).fetchone()
+    def _one(self, sql: str, params: Any = (), *, primary: bool = False) -> tuple | None:
+        with self._connection(read=not primary) as conn, conn.cursor(binary=True) as cur:
+            return cur.execute(marked(sql), params).fetchone()
 
     def _all_named(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         """`_all` with rows read by column name."""
@@ -358,7 +400,7 @@ class PostgresBase(Store):
             self._connection(read=True) as conn,
             conn.cursor(binary=True, row_factory=dict_row) as cur,
         ):
-            return cur.execute(sql, params).fetchall()
+            return cur.execute(marked(sql), params).fetchall()
 
     def _one_named(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
         """`_one` with the row read by column name."""
@@ -366,7 +408,7 @@ class PostgresBase(Store):
             self._connection(read=True) as conn,
             conn.cursor(binary=True, row_factory=dict_row) as cur,
         ):
-            return cur.execute(sql, params).fetchone()
+            return cur.execute(marked(sql), params).fetchone()
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -1,17 +1,17 @@
-"""The scale-out store's users: their rows, aliases, address hashes and search."""
+"""The scale-out store's user reads (aliases as an array in the user's row) and bulk load
+(COPY); writes of one user and counting are shared (`shared/users.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import psycopg
-
-from ...errors import Conflict, UnknownUser
-from ...model import AuditEntry, User
-from .. import queries, rows
+from ...errors import Conflict
+from ...model import AuditAction, User
+from .. import rows
 from ..base import ChangeKind, UserQuery, address_hashes
 from ..rows import USER_COLUMNS as _USER_COLUMNS
 from ..rows import now
+from ..shared.users import UserWrites
 from .connection import PostgresBase
 from .schema import CODEC
 
@@ -24,59 +24,12 @@ _USER_SELECT = (
 )
 
 
-class Users(PostgresBase):
+class Users(UserWrites, PostgresBase):
     """Users, their other addresses, finding them and searching them."""
 
     @staticmethod
     def _user(row: rows.Row, aliases: list[str]) -> User:
         return rows.user(row, aliases, CODEC)
-
-    _clean = staticmethod(rows.clean)
-
-    @staticmethod
-    def _user_row(user: User) -> tuple:
-        return rows.user_values(user, CODEC)
-
-    def _write_addresses(self, conn: psycopg.Connection, user: User) -> None:
-        conn.execute("DELETE FROM aliases WHERE user_id = %s", (user.id,))
-        conn.execute("DELETE FROM address_hashes WHERE user_id = %s", (user.id,))
-        if user.aliases:
-            taken = conn.execute(
-                "SELECT address FROM users WHERE address = ANY(%s) UNION ALL "
-                "SELECT address FROM aliases WHERE address = ANY(%s) LIMIT 1",
-                (user.aliases, user.aliases),
-            ).fetchone()
-            if taken:
-                raise Conflict(f"The address {taken[0]} already belongs to another user.")
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO aliases VALUES (%s, %s)", [(a, user.id) for a in user.aliases]
-            )
-            cur.executemany(
-                "INSERT INTO address_hashes VALUES (%s, %s) "
-                "ON CONFLICT (digest) DO UPDATE SET user_id = excluded.user_id",
-                [(d, user.id) for a in user.addresses for d in address_hashes(a)],
-            )
-
-    def add_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
-        self._clean(user)
-        user.created = user.updated = now()
-        with self._tx() as tx:
-            taken = tx.conn.execute(
-                "SELECT 1 FROM users WHERE id = %s OR address = %s UNION ALL "
-                "SELECT 1 FROM aliases WHERE address = %s",
-                (user.id, user.address, user.address),
-            ).fetchone()
-            if taken:
-                raise Conflict(f"A user with the id or address {user.address} already exists.")
-            tx.conn.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})",
-                self._user_row(user),
-            )
-            self._write_addresses(tx.conn, user)
-            self._audit(tx.conn, AuditEntry(now(), actor, user.id, "user.add", via, user.address))
-            tx.user(user.id)
-        return user
 
     def add_users(
         self, users: list[User], *, actor: str = "system", via: str = "cli"
@@ -116,33 +69,11 @@ class Users(PostgresBase):
                     "COPY audit (at, actor, user_id, action, via, detail) FROM STDIN"
                 ) as copy:
                     for u in users:
-                        copy.write_row((at, actor, u.id, "user.add", via, u.address))
-            tx.changes.extend((ChangeKind.USER, u.id) for u in users)
+                        copy.write_row(
+                            (at, actor, u.id, AuditAction.USER_ADD.value, via, u.address)
+                        )
+            tx.changed(ChangeKind.USER, [u.id for u in users])
         return users
-
-    def update_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
-        self._clean(user)
-        user.updated = now()
-        with self._tx() as tx:
-            clash = tx.conn.execute(
-                "SELECT 1 FROM users WHERE address = %s AND id <> %s UNION ALL "
-                "SELECT 1 FROM aliases WHERE address = %s AND user_id <> %s",
-                (user.address, user.id, user.address, user.id),
-            ).fetchone()
-            if clash:
-                raise Conflict(f"The address {user.address} already belongs to another user.")
-            cur = tx.conn.execute(
-                "UPDATE users SET address=%s, display_name=%s, account=%s, picture=%s, "
-                "picture_url=%s, visibility=%s, removal_record=%s, directory_gone=%s, "
-                "source=%s, attributes=%s, updated=%s WHERE id=%s",
-                (*self._user_row(user)[1:11], user.updated, user.id),
-            )
-            if cur.rowcount == 0:
-                raise UnknownUser(f"No user with id {user.id}.")
-            self._write_addresses(tx.conn, user)
-            self._audit(tx.conn, AuditEntry(now(), actor, user.id, "user.update", via, ""))
-            tx.user(user.id)
-        return user
 
     def find_user(self, key: str) -> User | None:
         key = key.strip()
@@ -162,10 +93,6 @@ class Users(PostgresBase):
         )
         return self._user(row, row["aliases"]) if row else None
 
-    @staticmethod
-    def _search(text: str) -> tuple[str, tuple]:
-        return queries.where(text, "LIKE %s ESCAPE ''")
-
     def list_users(self, query: UserQuery = UserQuery()) -> list[User]:
         where, params = self._search(query.search)
         found = self._all_named(
@@ -184,10 +111,6 @@ class Users(PostgresBase):
                 return
             yield from (self._user(r, r["aliases"]) for r in found)
             last = found[-1]["address"]
-
-    def count_users(self, search: str = "") -> int:
-        where, params = self._search(search)
-        return self._one(f"SELECT count(*) FROM users u {where}", params)[0]  # type: ignore[index]
 
     def domains(self) -> set[str]:
         rows = self._all(

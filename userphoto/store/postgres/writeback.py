@@ -1,12 +1,15 @@
-"""The scale-out store's write-back queue: users whose photo goes back to the directory."""
+"""The scale-out store's write-back queue: users whose photo goes back to the directory.
+Finishing and listing are shared (`shared/writeback.py`)."""
 
 from __future__ import annotations
 
+from ..shared.writeback import WritebackDone
 from .connection import PostgresBase
 
 
-class WritebackQueue(PostgresBase):
-    """The queue as a table; claims skip rows another drainer has locked."""
+class WritebackQueue(WritebackDone, PostgresBase):
+    """The queue as a table; claims skip rows another drainer has locked, by the database's
+    clock."""
 
     def queue_writeback(self, user_id: str) -> None:
         with self._tx() as tx:
@@ -18,7 +21,7 @@ class WritebackQueue(PostgresBase):
 
     def claim_writebacks(self, worker: str, limit: int, hold: float) -> list[tuple[str, int]]:
         with self._tx() as tx:
-            rows = tx.conn.execute(
+            found = tx.conn.execute(
                 "UPDATE writeback_queue SET claimed_by = %(w)s, "
                 "claimed_until = now() + %(hold)s * interval '1 s' WHERE user_id IN "
                 "(SELECT user_id FROM writeback_queue WHERE claimed_until IS NULL "
@@ -26,21 +29,4 @@ class WritebackQueue(PostgresBase):
                 "FOR UPDATE SKIP LOCKED) RETURNING user_id, version",
                 {"w": worker, "hold": hold, "n": limit},
             ).fetchall()
-        return [(r[0], r[1]) for r in rows]
-
-    def finish_writeback(self, user_id: str, version: int) -> None:
-        with self._tx() as tx:
-            gone = tx.conn.execute(
-                "DELETE FROM writeback_queue WHERE user_id = %s AND version = %s",
-                (user_id, version),
-            ).rowcount
-            if not gone:  # queued again meanwhile: free it for the next claim
-                tx.conn.execute(
-                    "UPDATE writeback_queue SET claimed_by = NULL, claimed_until = NULL "
-                    "WHERE user_id = %s",
-                    (user_id,),
-                )
-
-    def pending_writebacks(self) -> list[str]:
-        rows = self._all("SELECT user_id FROM writeback_queue ORDER BY queued, user_id")
-        return [r[0] for r in rows]
+        return [(r[0], r[1]) for r in found]

@@ -1,47 +1,28 @@
 """The embedded store: one SQLite file in WAL mode, photo bytes as blobs beside their rows.
 
-One module a job, joined here into `SQLiteStore`: `schema` (tables, migrations, how values are
-written), `connection` (connections, transactions, errors), `users`, `serving` (one read per
-serving cache miss), `status` (the listing and org-wide walks), `photos`, `thumbnails` (the
-directory slot), `credentials`, `sessions` (web sessions and their keys), `audit`, `state`,
-`changes` (the change feed), `leases`,
-`writeback` (the queue) and `dump` (`store copy`).
+Its statements are mostly the shared ones (`store/shared/`, over `sql.Dialect`); what is its
+own: `schema` (column types, migrations, how values are written), `connection` (connections,
+transactions, errors), `users` (reads and the bulk load), `status` (the org-wide facts query),
+`changes` (the change feed, polled), `leases` and `writeback` (one claimer at a time, Unix
+seconds) and `dump` (loading for `store copy`).
 """
 
 from __future__ import annotations
 
-from .audit import AuditLog
+from ..shared import SharedJobs
 from .changes import ChangeFeed
 from .connection import BUSY_SECONDS
-from .credentials import Credentials
 from .dump import Dump
 from .leases import Leases
-from .photos import Photos
 from .schema import MIGRATIONS
-from .serving import ServingReads
-from .sessions import WebSessions
-from .state import AdapterState
-from .status import PhotoStatuses
-from .thumbnails import DirectoryThumbnails
+from .status import Facts
 from .users import Users
 from .writeback import WritebackQueue
 
 __all__ = ["BUSY_SECONDS", "MIGRATIONS", "SQLiteStore"]
 
 
-class SQLiteStore(
-    Users,
-    PhotoStatuses,
-    ServingReads,
-    Photos,
-    DirectoryThumbnails,
-    Credentials,
-    WebSessions,
-    AuditLog,
-    AdapterState,
-    ChangeFeed,
-    Leases,
-    WritebackQueue,
-    Dump,
-):
-    """The whole `Store` interface on one SQLite file."""
+class SQLiteStore(Users, Facts, ChangeFeed, Leases, WritebackQueue, Dump, SharedJobs):
+    """The whole `Store` interface on one SQLite file: the shared statements
+    (`SharedJobs`) and
+    this backend's own jobs."""

@@ -36,7 +36,7 @@ class ChangeFeed(SQLiteBase):
         ).fetchall()
         if rows and rows[0]["seq"] == seq + 1:
             return [Change(r["seq"], ChangeKind(r["kind"]), r["user_id"]) for r in rows]
-        latest = self.generation()
+        latest = self.latest_seq()
         if latest == seq:
             return []
         # Rows the follower missed were pruned (or the store was replaced): start over.
@@ -50,6 +50,6 @@ class ChangeFeed(SQLiteBase):
                 return changes
             time.sleep(min(CHANGES_POLL, max(0.0, deadline - time.monotonic())))
 
-    def generation(self) -> int:
+    def latest_seq(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchone()
         return row[0] if row else 0

@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ...errors import StoreError, StoreFull, StoreLocked, StoreReadOnly
-from ...model import AuditEntry
 from ...resolve import usable_url
-from ..base import ChangeKind, Store
-from .schema import MIGRATIONS
+from .. import serving_sql
+from ..base import ChangeKind
+from ..sql import Dialect, SQLStore
+from .schema import CODEC, MIGRATIONS
+
+# Writes run one at a time (BEGIN IMMEDIATE): nothing to lock; text already sorts byte-wise.
+DIALECT = Dialect("sqlite", "?", CODEC, "LIKE ?", "", "", serving_sql.SQLITE)
 
 
 def _writable(path: str) -> bool:
@@ -40,12 +45,37 @@ def _create_private(path: str) -> None:
 BUSY_SECONDS = 5.0
 
 
-class SQLiteBase(Store):
+class SQLiteTx:
+    """A write transaction on the store's connection (`sql.Tx`)."""
+
+    def __init__(self, db: sqlite3.Connection, changed: Callable[..., None]):
+        self.db = db
+        self._changed = changed
+
+    def one(self, sql: str, params: Any = ()) -> Any:
+        return self.db.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Any = ()) -> list[Any]:
+        return self.db.execute(sql, params).fetchall()
+
+    def run(self, sql: str, params: Any = ()) -> int:
+        return self.db.execute(sql, params).rowcount
+
+    def many(self, sql: str, params: Iterable[Any]) -> None:
+        self.db.executemany(sql, params)
+
+    def insert(self, sql: str, params: Any) -> int:
+        return self.db.execute(sql, params).lastrowid or 0
+
+    def changed(self, kind: ChangeKind, user_ids: Iterable[str | None] = (None,)) -> None:
+        self._changed(self.db, kind, list(user_ids))
+
+
+class SQLiteBase(SQLStore):
     """What every job of the store stands on; `SQLiteStore` (in `__init__`) joins them."""
 
-    # Every write records itself in the audit log and the change feed: audit.py and
-    # changes.py supply these two; declared here so that each job's module may call them.
-    _audit: Callable[[sqlite3.Connection, AuditEntry], None]
+    dialect = DIALECT
+    # Every write records itself in the change feed: changes.py supplies this.
     _changed: Callable[[sqlite3.Connection, ChangeKind, list[str] | list[None]], None]
 
     def __init__(self, path: Path | str):
@@ -122,6 +152,19 @@ class SQLiteBase(Store):
             return StoreError(f"The disk holding {folder} failed a write ({exc}); nothing saved.")
         return exc
 
+    # Reads: sqlite3.Row is read by position and by name alike; one file, no replica.
+    def _one(self, sql: str, params: Any = (), *, primary: bool = False) -> Any:
+        return self._db.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: Any = (), *, primary: bool = False) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
+    def _one_named(self, sql: str, params: Any = ()) -> Any:
+        return self._db.execute(sql, params).fetchone()
+
+    def _all_named(self, sql: str, params: Any = ()) -> list[Any]:
+        return self._db.execute(sql, params).fetchall()
+
     def _rollback(self, db: sqlite3.Connection, savepoint: bool = False) -> None:
         """Undo what is open, if anything is: SQLite has already rolled back after some errors
         (a full disk), and a failing ROLLBACK must never hide the error that caused it."""
@@ -172,7 +215,7 @@ class SQLiteBase(Store):
             raise self._fault(exc) from None
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[SQLiteTx]:
         """A write transaction: everything in it commits together, or nothing does.
 
         Writes that change an answer record it with `_changed` inside the transaction, so
@@ -183,7 +226,7 @@ class SQLiteBase(Store):
             # Inside batch(): a savepoint, so a failed write undoes only itself.
             db.execute("SAVEPOINT write")
             try:
-                yield db
+                yield SQLiteTx(db, self._changed)
                 db.execute("RELEASE write")
                 self._local.wrote = True
             except sqlite3.Error as exc:
@@ -194,7 +237,7 @@ class SQLiteBase(Store):
                 raise
             return
         with self._immediate(db):
-            yield db
+            yield SQLiteTx(db, self._changed)
             db.execute("COMMIT")
 
     def _migrate(self) -> None:

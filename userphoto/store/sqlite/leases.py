@@ -24,20 +24,20 @@ class Leases(SQLiteBase):
 
     def take_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
         at = time.time()
-        with self._tx() as db:  # BEGIN IMMEDIATE: one taker at a time
-            row = db.execute(
+        with self._tx() as tx:  # BEGIN IMMEDIATE: one taker at a time
+            row = tx.one(
                 "INSERT INTO leases VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                 "since = CASE WHEN holder = excluded.holder THEN since ELSE excluded.since END, "
                 "holder = excluded.holder, expires = excluded.expires "
                 "WHERE holder = excluded.holder OR expires < ? "
                 "RETURNING holder, since, expires",
                 (name, holder, at, at + ttl, at),
-            ).fetchone()
+            )
         return self._lease(name, row) if row else None
 
     def release_lease(self, name: str, holder: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+        with self._tx() as tx:
+            tx.run("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
 
     def get_lease(self, name: str) -> Lease | None:
         row = self._db.execute(

@@ -1,22 +1,25 @@
-"""The embedded store's users: their rows, aliases, address hashes and search."""
+"""The embedded store's user reads (aliases a query of their own) and bulk load; writes of
+one user and counting are shared (`shared/users.py`)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
 
-from ...errors import Conflict, UnknownUser
-from ...model import AuditEntry, User
-from .. import queries, rows
+from ...errors import Conflict
+from ...model import AuditAction, User
+from .. import rows
 from ..base import ChangeKind, UserQuery, address_hashes
 from ..rows import USER_COLUMNS as _USER_COLUMNS
 from ..rows import now
+from ..shared import audit
+from ..shared.users import INSERT, UserWrites
 from .connection import SQLiteBase
 from .schema import CODEC
 from .schema import to_text as _ts
 
 
-class Users(SQLiteBase):
+class Users(UserWrites, SQLiteBase):
     """Users, their other addresses, finding them and searching them."""
 
     @staticmethod
@@ -29,48 +32,6 @@ class Users(SQLiteBase):
         )
         return [r[0] for r in rows]
 
-    def _write_addresses(self, db: sqlite3.Connection, user: User) -> None:
-        db.execute("DELETE FROM aliases WHERE user_id = ?", (user.id,))
-        db.execute("DELETE FROM address_hashes WHERE user_id = ?", (user.id,))
-        for alias in user.aliases:
-            taken = db.execute(
-                "SELECT 1 FROM users WHERE address = ? UNION ALL "
-                "SELECT 1 FROM aliases WHERE address = ?",
-                (alias, alias),
-            ).fetchone()
-            if taken:
-                raise Conflict(f"The address {alias} already belongs to another user.")
-            db.execute("INSERT INTO aliases VALUES (?, ?)", (alias, user.id))
-        for address in user.addresses:
-            for digest in address_hashes(address):
-                db.execute("INSERT OR REPLACE INTO address_hashes VALUES (?, ?)", (digest, user.id))
-
-    _clean = staticmethod(rows.clean)
-
-    @staticmethod
-    def _user_row(user: User) -> tuple:
-        return rows.user_values(user, CODEC)
-
-    def add_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
-        self._clean(user)
-        user.created = user.updated = now()
-        with self._tx() as db:
-            taken = db.execute(
-                "SELECT 1 FROM users WHERE id = ? OR address = ? UNION ALL "
-                "SELECT 1 FROM aliases WHERE address = ?",
-                (user.id, user.address, user.address),
-            ).fetchone()
-            if taken:
-                raise Conflict(f"A user with the id or address {user.address} already exists.")
-            db.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({', '.join('?' * 13)})",
-                self._user_row(user),
-            )
-            self._write_addresses(db, user)
-            self._audit(db, AuditEntry(now(), actor, user.id, "user.add", via, user.address))
-            self._changed(db, ChangeKind.USER, [user.id])
-        return user
-
     def add_users(
         self, users: list[User], *, actor: str = "system", via: str = "cli"
     ) -> list[User]:
@@ -78,7 +39,8 @@ class Users(SQLiteBase):
         directory load); all or nothing, Conflict if any id or address is taken."""
         at = now()
         addresses, ids = rows.new_users(users, at)
-        with self._tx() as db:
+        with self._tx() as tx:
+            db = tx.db
             for start in range(0, len(addresses), 400):
                 part = addresses[start : start + 400]
                 marks = ",".join("?" * len(part))
@@ -96,10 +58,7 @@ class Users(SQLiteBase):
                 ).fetchone()
                 if taken:
                     raise Conflict(f"A user with the id {taken[0]} already exists.")
-            db.executemany(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({', '.join('?' * 13)})",
-                [self._user_row(u) for u in users],
-            )
+            db.executemany(INSERT, [self._user_row(u) for u in users])
             db.executemany(
                 "INSERT INTO aliases VALUES (?, ?)",
                 [(a, u.id) for u in users for a in u.aliases],
@@ -112,35 +71,11 @@ class Users(SQLiteBase):
                 [(d, u.id) for u in users for a in u.addresses for d in address_hashes(a)],
             )
             db.executemany(
-                "INSERT INTO audit (at, actor, user_id, action, via, detail) VALUES (?,?,?,?,?,?)",
-                [(_ts(at), actor, u.id, "user.add", via, u.address) for u in users],
+                audit.INSERT,
+                [(_ts(at), actor, u.id, AuditAction.USER_ADD.value, via, u.address) for u in users],
             )
-            self._changed(db, ChangeKind.USER, ids)
+            tx.changed(ChangeKind.USER, ids)
         return users
-
-    def update_user(self, user: User, *, actor: str = "system", via: str = "cli") -> User:
-        self._clean(user)
-        user.updated = now()
-        with self._tx() as db:
-            clash = db.execute(
-                "SELECT 1 FROM users WHERE address = ? AND id != ? UNION ALL "
-                "SELECT 1 FROM aliases WHERE address = ? AND user_id != ?",
-                (user.address, user.id, user.address, user.id),
-            ).fetchone()
-            if clash:
-                raise Conflict(f"The address {user.address} already belongs to another user.")
-            cur = db.execute(
-                "UPDATE users SET address=?, display_name=?, account=?, picture=?, "
-                "picture_url=?, visibility=?, removal_record=?, directory_gone=?, source=?, "
-                "attributes=?, updated=? WHERE id=?",
-                (*self._user_row(user)[1:11], _ts(user.updated), user.id),
-            )
-            if cur.rowcount == 0:
-                raise UnknownUser(f"No user with id {user.id}.")
-            self._write_addresses(db, user)
-            self._audit(db, AuditEntry(now(), actor, user.id, "user.update", via, ""))
-            self._changed(db, ChangeKind.USER, [user.id])
-        return user
 
     def find_user(self, key: str) -> User | None:
         key = key.strip()
@@ -190,14 +125,6 @@ class Users(SQLiteBase):
             for r in found:
                 yield self._user(r, aliases[r["id"]])
             last = found[-1]["address"]
-
-    @staticmethod
-    def _search(text: str) -> tuple[str, tuple]:
-        return queries.where(text, "LIKE ?")
-
-    def count_users(self, search: str = "") -> int:
-        where, params = self._search(search)
-        return self._db.execute(f"SELECT count(*) FROM users u {where}", params).fetchone()[0]
 
     def domains(self) -> set[str]:
         rows = self._db.execute(

@@ -119,6 +119,7 @@
     src = data.source;
     box0 = data.crop;
     explain(data.crop_decision);
+    showChecks(data.checks || []);
     minSize = Math.min(src.width, src.height, Math.max(48, Number(app.dataset.min) || 48));
     img.onload = () => {
       crop.hidden = false;
@@ -181,6 +182,23 @@
   }
 
   // Why the suggested square is where it is; a guess asks the user to check it.
+  // The automatic photo checks, in plain words next to the previews (docs/checks.md).
+  function showChecks(checks) {
+    const box = $("checks"), list = $("checks-list");
+    if (!box || !list) return;
+    list.textContent = "";
+    // `review` is shown as a warning: approval does not exist yet (docs/checks.md).
+    const label = { pass: "OK", warn: "Warning", review: "Warning" };
+    for (const c of checks) {
+      const li = document.createElement("li");
+      li.className = `check check-${c.outcome}`;
+      li.dataset.check = c.id;
+      li.textContent = `${label[c.outcome] || c.outcome}: ${c.words}.`;
+      list.appendChild(li);
+    }
+    box.hidden = checks.length === 0;
+  }
+
   function explain(d) {
     const why = $("crop-why");
     if (!why || !d) return;
