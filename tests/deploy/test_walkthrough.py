@@ -45,7 +45,7 @@ from userphoto.config import BY_SECTION, toml_value
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "astronaut.jpg"
 CLIENT_SECRET = "walkthrough-client-secret-" + "z" * 24
 MEMBER, ADMIN = 1, 2  # directory users: the one who uploads, the one in photo-admins

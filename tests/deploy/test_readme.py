@@ -33,7 +33,7 @@ from tests.support.images import encode
 from tests.support.net import free_port
 from tests.support.slapd import PEOPLE, Slapd, ldif, need_slapd
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 # Commands that serve until stopped: started in the background, with their readiness line.
 LONG_RUNNING = {"userphoto serve": "serving on", "userphoto sync --watch": None}
