@@ -740,6 +740,9 @@ class _RsgiHeaders:
     def get_all(self, name: str) -> list[str]:
         return self.all.get(name, [])
 
+    def __contains__(self, name: object) -> bool:  # `"transfer-encoding" in headers`
+        return name in self.all
+
     def items(self) -> list[tuple[str, str]]:
         return [(name, values[0]) for name, values in self.all.items()]
 

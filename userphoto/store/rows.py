@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from enum import Enum
+from operator import itemgetter
+from typing import Any, Protocol, TypeVar
 
 from ..errors import Conflict
 from ..model import (
@@ -45,8 +47,35 @@ class Row(Protocol):
     def __getitem__(self, name: str, /) -> Any: ...
 
 
+E = TypeVar("E", bound=Enum)
+
+
 def _same(value: Any) -> Any:
     return value
+
+
+def _reader(kind: type[E]) -> Callable[[Any], E]:
+    """`kind(value)` through a table: an enum's own lookup costs a miss's decode several µs
+    (one per enum column); an unknown value still raises as `kind(value)` does."""
+    members = {member.value: member for member in kind}
+
+    def read(value: Any) -> E:
+        found = members.get(value)
+        return found if found is not None else kind(value)
+
+    return read
+
+
+_ACCOUNT = _reader(Account)
+_PICTURE = _reader(Picture)
+_VISIBILITY = _reader(Visibility)
+_STATE = _reader(PhotoState)
+_CROP_REASON = _reader(CropReason)
+# A row's columns in `columns` order, by name (`sqlite3.Row`, `dict_row`): the by-name
+# readers pick them so each value is decoded once, by position (`serving` reads by position).
+_USER_AT = itemgetter(*columns.USER_COLUMNS)
+_PHOTO_AT = itemgetter(*columns.PHOTO_COLUMNS)
+_THUMBNAIL_AT = itemgetter(*columns.THUMBNAIL_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -88,20 +117,30 @@ def new_users(users: list[User], at: datetime) -> tuple[list[str], list[str]]:
 
 
 def user(row: Row, aliases: Iterable[str], codec: Codec) -> User:
+    return user_at(_USER_AT(row), aliases, codec)
+
+
+def user_at(values: Sequence[Any], aliases: Iterable[str], codec: Codec) -> User:
+    """A user from its columns in `USER_COLUMNS` order."""
+    (
+        id_, address, display_name, account, picture, picture_url, visibility,
+        removal_record, directory_gone, source, attributes, created, updated,
+    ) = values  # fmt: skip
+    read_time = codec.read_time
     return User(
-        id=row["id"],
-        address=row["address"],
-        display_name=row["display_name"],
-        account=Account(row["account"]),
-        picture=Picture(row["picture"]),
-        picture_url=row["picture_url"],
-        visibility=Visibility(row["visibility"]),
-        removal_record=codec.read_time(row["removal_record"]),
-        directory_gone=bool(row["directory_gone"]),
-        source=row["source"],
-        attributes=codec.read_json(row["attributes"]),
-        created=codec.read_time(row["created"]),
-        updated=codec.read_time(row["updated"]),
+        id=id_,
+        address=address,
+        display_name=display_name,
+        account=_ACCOUNT(account),
+        picture=_PICTURE(picture),
+        picture_url=picture_url,
+        visibility=_VISIBILITY(visibility),
+        removal_record=read_time(removal_record),
+        directory_gone=bool(directory_gone),
+        source=source,
+        attributes=codec.read_json(attributes),
+        created=read_time(created),
+        updated=read_time(updated),
         aliases=list(aliases),
     )
 
@@ -127,24 +166,31 @@ def user_values(user: User, codec: Codec) -> tuple[Any, ...]:
 
 # --- photos --------------------------------------------------------------------------------
 def photo(row: Row, codec: Codec) -> Photo:
-    x, y, size = (int(v) for v in row["crop"].split(","))
+    return photo_at(_PHOTO_AT(row), codec)
+
+
+def photo_at(values: Sequence[Any], codec: Codec) -> Photo:
+    """A photo from its columns in `PHOTO_COLUMNS` order."""
+    (
+        id_, user_id, version, state, crop, source_hash, source_format, source_width,
+        source_height, sizes, created, actor, via, crop_reason, crop_confidence, crop_note,
+    ) = values  # fmt: skip
+    x, y, size = map(int, crop.split(","))
     return Photo(
-        id=row["id"],
-        user_id=row["user_id"],
-        version=row["version"],
-        state=PhotoState(row["state"]),
+        id=id_,
+        user_id=user_id,
+        version=version,
+        state=_STATE(state),
         crop=CropBox(x, y, size),
-        source_hash=row["source_hash"],
-        source_format=row["source_format"],
-        source_width=row["source_width"],
-        source_height=row["source_height"],
-        sizes=codec.read_sizes(row["sizes"]),
-        created=codec.read_time(row["created"]),  # type: ignore[arg-type]  # NOT NULL
-        actor=row["actor"],
-        via=row["via"],
-        crop_decision=CropDecision(
-            CropReason(row["crop_reason"]), row["crop_confidence"], row["crop_note"]
-        ),
+        source_hash=source_hash,
+        source_format=source_format,
+        source_width=source_width,
+        source_height=source_height,
+        sizes=codec.read_sizes(sizes),
+        created=codec.read_time(created),  # type: ignore[arg-type]  # NOT NULL
+        actor=actor,
+        via=via,
+        crop_decision=CropDecision(_CROP_REASON(crop_reason), crop_confidence, crop_note),
     )
 
 
@@ -197,16 +243,22 @@ def status(row: Row, codec: Codec) -> PhotoStatus:
 
 # --- the directory thumbnail slot ----------------------------------------------------------
 def thumbnail(row: Row, codec: Codec) -> DirectoryThumbnail:
+    return thumbnail_at(_THUMBNAIL_AT(row), codec)
+
+
+def thumbnail_at(values: Sequence[Any], codec: Codec) -> DirectoryThumbnail:
+    """A directory slot from its columns in `THUMBNAIL_COLUMNS` order."""
+    user_id, jpeg, raw_hash, raw_size, width, height, problem, seen, written_by_us = values
     return DirectoryThumbnail(
-        user_id=row["user_id"],
-        jpeg=codec.read_blob(row["jpeg"]),
-        raw_hash=row["raw_hash"],
-        raw_size=row["raw_size"],
-        width=row["width"],
-        height=row["height"],
-        problem=row["problem"],
-        seen=codec.read_time(row["seen"]),  # type: ignore[arg-type]  # NOT NULL
-        written_by_us=bool(row["written_by_us"]),
+        user_id=user_id,
+        jpeg=codec.read_blob(jpeg),
+        raw_hash=raw_hash,
+        raw_size=raw_size,
+        width=width,
+        height=height,
+        problem=problem,
+        seen=codec.read_time(seen),  # type: ignore[arg-type]  # NOT NULL
+        written_by_us=bool(written_by_us),
     )
 
 
@@ -260,12 +312,8 @@ def serving(row: Sequence[Any], aliases: Iterable[str], codec: Codec) -> Serving
     slot = row[q.DIRECTORY_AT : q.RENDITION_AT]
     size, jpeg = row[q.RENDITION_AT :]
     return Serving(
-        user(dict(zip(q.USER_COLUMNS, row[: q.ALIASES_AT], strict=True)), aliases, codec),
-        photo(dict(zip(q.PHOTO_COLUMNS, photo_row, strict=True)), codec)
-        if photo_row[0] is not None
-        else None,
-        thumbnail(dict(zip(q.DIRECTORY_COLUMNS, slot, strict=True)), codec)
-        if slot[0] is not None
-        else None,
+        user_at(row[: q.ALIASES_AT], aliases, codec),
+        photo_at(photo_row, codec) if photo_row[0] is not None else None,
+        thumbnail_at(slot, codec) if slot[0] is not None else None,
         (size, bytes(jpeg)) if jpeg is not None else None,
     )
