@@ -32,9 +32,10 @@ test: setup
 # without any test that needs a directory server, PostgreSQL, Chromium, the OpenID provider or
 # nginx (the `external` marker, set from a test's fixtures in tests/conftest.py). All tests
 # without such a server: pytest -m "not external".
-FAST_TESTS ?= tests/test_resolve.py tests/test_findings.py tests/test_config.py \
-	tests/test_changefeed.py tests/test_directory_store.py tests/test_directory_photo.py tests/test_directory_reconcile.py \
-	tests/test_imaging.py tests/test_facecrop.py
+FAST_TESTS ?= tests/core/test_resolve.py tests/core/test_findings.py tests/test_config.py \
+	tests/store/test_changefeed.py tests/directory/test_directory_store.py \
+	tests/directory/test_directory_photo.py tests/directory/test_directory_reconcile.py \
+	tests/core/test_imaging.py tests/core/test_facecrop.py
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not external and not slow" $(FAST_TESTS) $(PYTEST_ARGS)
 
@@ -45,5 +46,8 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy userphoto
 
+# Every benchmark in bench/, one after the other, in quick mode (a short run each: it checks
+# they work, the figures of BENCHMARKS.md come from full runs: python -m bench.NAME).
+# Fails when any benchmark fails. BENCH_ARGS="serve sync" runs only these.
 bench: setup
-	$(BIN)/python bench/ingest.py
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)

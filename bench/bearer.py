@@ -8,21 +8,19 @@ measures, in one process and one run, against the real test OpenID provider
   - steady state: `from_header` on a header seen before (every later request),
 and prints them as ratios to the `upt_` token, the reference.
 
-    .venv/bin/python bench/bearer.py [--rounds 2000]
+    .venv/bin/python -m bench.bearer [--rounds 2000] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from bench.common import parse
 from tests.oidc.provider import OpenIdProvider
 from userphoto import auth
 from userphoto.config import Settings
@@ -47,7 +45,7 @@ def per_call(fn: Callable[[], object], rounds: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000)
-    rounds = parser.parse_args().rounds
+    rounds = parse(parser, {"rounds": 200}).rounds
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         provider = OpenIdProvider(work, clients=[], groups={}).start()

@@ -22,11 +22,12 @@ synthetic but the backdrop a portrait is placed on):
 - close-up: a square of 1 and 1.2 face widths around the face, at 600 px;
 - low resolution: each base portrait scaled to 160 and 240 px.
 
-    .venv/bin/python bench/checks.py
+    .venv/bin/python -m bench.checks [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import time
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from skimage import data
 
+from bench.common import parse
 from userphoto import facecrop
 from userphoto.model import CHECK_NAMES, CheckPolicy, CheckResult, Limits
 from userphoto.photos import RenderOptions
@@ -164,6 +166,8 @@ def no_face(results: tuple[CheckResult, ...]) -> bool:
 
 
 def main() -> None:
+    # Already a short run: --quick (make bench) runs it whole.
+    parse(argparse.ArgumentParser(description=__doc__.splitlines()[0]), {})
     facecrop.warm_up()
     warn_all = CheckPolicy()  # defaults are warn: every check measured and reported
     opts = RenderOptions(Limits(min_side=64), facecrop.suggest, 96, 648, 85, warn_all)

@@ -15,7 +15,7 @@ A portrait counts as found when a box's centre lies inside its annotated face. F
 detectors a "box" is any detection; for userphoto's pipeline (MTCNN + judge + sideways check)
 it is a confident crop decision (`face` or `several faces`), which is what the user gets.
 
-    .venv/bin/python bench/detectors.py [--lfw 40]
+    .venv/bin/python -m bench.detectors [--lfw 40] [--quick]
 
 Candidates not measured here, and why: OpenCV's YuNet (`cv2.FaceDetectorYN` is in the wheel,
 its ONNX model is not), OpenCV LBP cascades (not in the pip wheel), MediaPipe/BlazeFace (see
@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+from bench.common import parse
 from userphoto import facecrop
 from userphoto.model import CropReason
 
@@ -270,7 +271,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lfw", type=int, default=40, help="LFW faces in the portrait set")
     parser.add_argument("--only", default="", help="measure only detectors whose name has this")
-    args = parser.parse_args()
+    args = parse(parser, {"lfw": 2})
     upright, sideways, nonfaces = build(args.lfw)
     upright = [Case(c.name, *_seen_case(c)) for c in upright]
     sideways = [Case(c.name, seen(c.image)[0], None) for c in sideways]

@@ -6,23 +6,20 @@ everything else goes through Pillow's pipeline, which drives the same library a 
 call. Both run here on the same bytes, alternating, best of `--rounds`: CPU per photo, the
 ratio, and the JPEG sizes (the short way has no Huffman optimisation).
 
-    .venv/bin/python bench/directory_photo.py [--rounds 5]
+    .venv/bin/python -m bench.directory_photo [--rounds 5] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from bench.common import parse
 from tests.support.slapd import photo
 from userphoto import imaging
 
@@ -57,9 +54,9 @@ def cpu_per_photo(reencode: Reencode, photos: list[bytes]) -> tuple[float, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parse(parser, {"rounds": 1})
     cases = {
-        "bench/sync.py's 96×96 directory photos": [photo(i) for i in range(500)],
+        "bench.sync's 96×96 directory photos": [photo(i) for i in range(500)],
         "96×96 noise": [noise(96, 96)] * 500,
         "300×400 noise": [noise(300, 400)] * 50,
         "648×648 noise": [noise(648, 648)] * 20,

@@ -9,7 +9,7 @@ References in the same run: one bare `SELECT` over the same joined rows, and the
 walk (every status row streamed into Python and through the rule), so the figures that
 matter are doctor's time as a multiple of just reading the data, and of the old way.
 
-    .venv/bin/python bench/doctor.py [--users 100000]
+    .venv/bin/python -m bench.doctor [--users 100000] [--quick]
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import argparse
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.common import BIN, parse
 from userphoto.store.sqlite import SQLiteStore
 
 
@@ -133,7 +133,7 @@ def row_walk(path: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
-    args = parser.parse_args()
+    args = parse(parser, {"users": 5_000})
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         start = time.perf_counter()
@@ -141,7 +141,7 @@ def main() -> None:
         print(f"seeded {args.users:,} users in {time.perf_counter() - start:.1f}s")
         read = bare_read(home / "userphoto.db")
         walk = row_walk(home / "userphoto.db")
-        cli = Path(sys.executable).parent / "userphoto"
+        cli = BIN / "userphoto"
         print(f"load average before: {os.getloadavg()}")
         before = os.times()
         start = time.perf_counter()

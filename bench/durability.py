@@ -5,26 +5,23 @@ loss (in WAL mode, NORMAL may lose the last commits). This times `put_photo` (on
 its nine renditions, the write an upload does) in both modes, alternating rounds on the same
 store in a folder on the disk given (default: a temporary folder), and prints the ratio.
 
-    .venv/bin/python bench/durability.py [--writes 100] [--rounds 3] [--dir PATH]
+    .venv/bin/python -m bench.durability [--writes 100] [--rounds 3] [--dir PATH] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from userphoto import facecrop, imaging  # noqa: E402
-from userphoto.demo import portrait  # noqa: E402
-from userphoto.model import PhotoState, User  # noqa: E402
-from userphoto.photos import put_photo  # noqa: E402
-from userphoto.store.sqlite import SQLiteStore  # noqa: E402
+from bench.common import parse
+from userphoto import facecrop, imaging
+from userphoto.demo import portrait
+from userphoto.model import PhotoState, User
+from userphoto.photos import put_photo
+from userphoto.store.sqlite import SQLiteStore
 
 
 def main() -> None:
@@ -32,7 +29,7 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None)
-    args = parser.parse_args()
+    args = parse(parser, {"writes": 10, "rounds": 1})
     rendered = imaging.render(portrait(1, 900, 900), suggest=facecrop.suggest)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         store = SQLiteStore(Path(tmp) / "userphoto.db")

@@ -13,7 +13,7 @@ timed misses per address (mean or minimum) tells the two apart (50 % = chance), 
 and 9 (9 = every size a photo surface renders), beside the same figure for two halves of the
 unknown addresses (a control: pure noise, since both halves get the same answer and work).
 
-    .venv/bin/python bench/hidden_timing.py [--users 1500]
+    .venv/bin/python -m bench.hidden_timing [--users 1500] [--quick]
 """
 
 from __future__ import annotations
@@ -22,20 +22,17 @@ import argparse
 import random
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.server import start_server, stop_server  # noqa: E402
-from userphoto.app import App  # noqa: E402
-from userphoto.config import Settings  # noqa: E402
-from userphoto.demo import portrait  # noqa: E402
-from userphoto.model import PhotoState, User, Visibility  # noqa: E402
-from userphoto.photos import put_photo  # noqa: E402
+from bench.common import parse
+from tests.support.server import start_server, stop_server
+from userphoto.app import App
+from userphoto.config import Settings
+from userphoto.demo import portrait
+from userphoto.model import PhotoState, User, Visibility
+from userphoto.photos import put_photo
 
 SIZES = [48, 64, 96, 120, 240, 360, 432, 504, 648]
 
@@ -98,7 +95,7 @@ def best_accuracy(hidden: list[float], unknown: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=1500)
-    args = parser.parse_args()
+    args = parse(parser, {"users": 100})
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         seed(home, args.users)

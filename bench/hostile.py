@@ -14,7 +14,7 @@ phase:
 
 Also: 8 concurrent normal uploads against one alone (ideal ratio: 8 / cores).
 
-    .venv/bin/python bench/hostile.py [--seconds 8] [--senders 3]
+    .venv/bin/python -m bench.hostile [--seconds 8] [--senders 3] [--connections] [--quick]
 """
 
 from __future__ import annotations
@@ -37,42 +37,13 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.support.images import noise_jpeg, png_rgba, scan_bomb  # noqa: E402
-from tests.support.server import addr, seed, start_server, stop_server  # noqa: E402
-from userphoto.demo import portrait  # noqa: E402
+from bench.common import ROOT, parse, status_kb, tree_rss
+from tests.support.images import noise_jpeg, png_rgba, scan_bomb
+from tests.support.server import addr, seed, start_server, stop_server
+from userphoto.demo import portrait
 
 MB = 1024 * 1024
 JPEG = {"Content-Type": "image/jpeg"}
-
-
-def tree(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
-    found, frontier = {root}, {root}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - found
-        found |= frontier
-    return sorted(found)
-
-
-def status_kb(pid: int, field: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def reset_peak(pid: int) -> bool:
@@ -110,8 +81,7 @@ def run_phase(phase: Phase, base: str, tokens: dict[str, str], pid: int, seconds
 
     def sample() -> None:
         while not stop.is_set():
-            total = sum(status_kb(p, "VmRSS:") for p in tree(pid)) * 1024
-            phase.tree_peak = max(phase.tree_peak, total)
+            phase.tree_peak = max(phase.tree_peak, tree_rss(pid))
             time.sleep(0.05)
 
     # Hostile clients run in processes of their own, so the normal client's latency is the
@@ -125,9 +95,9 @@ def run_phase(phase: Phase, base: str, tokens: dict[str, str], pid: int, seconds
             for i in range(phase.senders):
                 out = str(Path(tmp) / f"out{i}")
                 # Niced: real hostile clients are on other machines, not this one's cores.
-                command = ["nice", "-n", "10", sys.executable, __file__, "--send", base]
-                command.append(tokens["admin"])
-                senders.append(subprocess.Popen([*command, addr(who[i % 5]), str(body), out]))
+                command = ["nice", "-n", "10", sys.executable, "-m", "bench.hostile", "--send"]
+                command += [base, tokens["admin"], addr(who[i % 5]), str(body), out]
+                senders.append(subprocess.Popen(command, cwd=ROOT))
         deadline = time.monotonic() + 120  # senders import a lot; wait until all are ready
         while time.monotonic() < deadline and not all(
             (Path(tmp) / f"out{i}.ready").exists() for i in range(len(senders))
@@ -224,14 +194,13 @@ def preview_burst(base: str, admin_token: str, key: str, pid: int) -> tuple[int,
         url = f"/web/users/{key}/preview"
         web.post(url, content=normal, headers=headers)  # warm
         time.sleep(1)
-        rss = lambda: sum(status_kb(p, "VmRSS:") for p in tree(pid)) * 1024  # noqa: E731
-        before = peak = rss()
+        before = peak = tree_rss(pid)
         stop = threading.Event()
 
         def sample() -> None:
             nonlocal peak
             while not stop.is_set():
-                peak = max(peak, rss())
+                peak = max(peak, tree_rss(pid))
                 time.sleep(0.02)
 
         sampler = threading.Thread(target=sample)
@@ -246,7 +215,7 @@ def preview_burst(base: str, admin_token: str, key: str, pid: int) -> tuple[int,
         time.sleep(1)
         stop.set()
         sampler.join()
-    return before, peak, rss(), codes
+    return before, peak, tree_rss(pid), codes
 
 
 # --- connections: non-reading clients and a connection flood (issue 24) ----------------------
@@ -350,7 +319,7 @@ def connection_phase(
 
     def sample() -> None:
         while not stop.is_set():
-            total = sum(status_kb(p, "VmRSS:") for p in tree(pid)) * 1024
+            total = tree_rss(pid)
             flood.tree_peak = max(flood.tree_peak, total)
             time.sleep(0.05)
 
@@ -459,7 +428,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--senders", type=int, default=3)
     parser.add_argument("--connections", action="store_true", help="only the connection phases")
-    args = parser.parse_args()
+    args = parse(parser, {"seconds": 1.0, "senders": 1})
     if args.connections:
         print("\n".join(connections_bench(args.seconds)))
         return

@@ -10,7 +10,7 @@ a time, driven two ways: one process per file (`xargs -P 2 -n 1`) and two batch 
 
 Files are generated once, in parallel, and cached in $TMPDIR/userphoto-bench-import-v1.
 
-    .venv/bin/python bench/import.py [--rounds 3] [--files 200]
+    .venv/bin/python -m bench.import [--rounds 3] [--files 200] [--quick]
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,11 +31,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.common import BIN, parse
 from userphoto.config import Settings
 from userphoto.model import User
 from userphoto.store import open_store
 
-BIN = Path(sys.executable).parent
 CACHE = Path(tempfile.gettempdir()) / "userphoto-bench-import-v1"
 WIDTH, HEIGHT = 4000, 3000
 DOMAIN = "bench.example"
@@ -186,7 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--files", type=int, default=200)
-    args = parser.parse_args()
+    args = parse(parser, {"rounds": 1, "files": 4})
     if not shutil.which("vipsthumbnail"):
         raise SystemExit("vipsthumbnail not found: apt-get install libvips-tools")
     files = generate(args.files)
@@ -195,11 +194,15 @@ def main() -> None:
     print(f"{len(files)} files, {WIDTH}×{HEIGHT}, {size_mb:.1f} MB each on average")
     with tempfile.TemporaryDirectory(prefix="userphoto-bench-") as tmp:
         work = Path(tmp)
-        # The import reads a folder holding exactly these files (the cache may hold more).
+        # The import reads a folder holding exactly these files (the cache may hold more):
+        # hard links (the import never follows a symbolic link), copies across file systems.
         folder = work / "photos"
         folder.mkdir()
         for f in files:
-            (folder / f.name).symlink_to(f)
+            try:
+                os.link(f, folder / f.name)
+            except OSError:
+                shutil.copyfile(f, folder / f.name)
         runs = {
             "vips": lambda: run_vips(files, work, batch=False),
             "import": lambda: run_import(files, folder, work),

@@ -6,7 +6,7 @@ size. Both run in this process, alternating, on the same bytes; the figure that 
 the ratio. Peak extra memory is measured in a fresh child process per approach (ru_maxrss
 after the call minus before it), since Pillow allocates outside Python's tracemalloc.
 
-    .venv/bin/python bench/ingest.py [--rounds 7]
+    .venv/bin/python -m bench.ingest [--rounds 7] [--quick]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 import numpy as np
 from PIL import Image, ImageOps
 
+from bench.common import ROOT, parse
 from userphoto import checks, facecrop, imaging  # loaded before any measurement
 from userphoto.model import HD_SIZES, CheckPolicy
 
@@ -122,20 +123,21 @@ def peak_extra_mb(name: str, path: str) -> float:
     over from the parent across fork+exec.
     """
     code = (
-        "import sys; sys.path.insert(0, 'bench');"
-        "import ingest; data = open(sys.argv[1], 'rb').read();"
+        "import sys; from bench import ingest; data = open(sys.argv[1], 'rb').read();"
         "before = ingest.high_water_kb();"
         f"ingest.APPROACHES[{name!r}](data);"
         "print(ingest.high_water_kb() - before)"
     )
-    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, path], capture_output=True, check=True, cwd=ROOT
+    )
     return int(out.stdout) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
+    args = parse(parser, {"rounds": 1})
 
     data = twelve_megapixels()
     path = "/tmp/userphoto-bench-12mp.jpg"

@@ -17,28 +17,24 @@ plus, for the request id and client address a cached GET now carries:
   id+client     make a request id, set its context variable, cut the client's address out
                 of "address:port" and copy the answer's header list with X-Request-Id
 
-and what one cached GET costs end to end on this machine (bench/serve.py, BENCHMARKS.md) to
+and what one cached GET costs end to end on this machine (bench.serve, BENCHMARKS.md) to
 put the difference in proportion. Alternating rounds; the median of each.
 
-    .venv/bin/python bench/metrics_cost.py [--requests 200000] [--rounds 5]
+    .venv/bin/python -m bench.metrics_cost [--requests 200000] [--rounds 5] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from prometheus_client import CollectorRegistry, Counter, Histogram  # noqa: E402
-
-from userphoto.api.logs import REQUEST_ID, request_id  # noqa: E402
-from userphoto.api.observe import BUCKETS, AccessLog, Metrics, Requests  # noqa: E402
-from userphoto.api.observe import Histogram as OurHistogram  # noqa: E402
+from bench.common import parse
+from userphoto.api.logs import REQUEST_ID, request_id
+from userphoto.api.observe import BUCKETS, AccessLog, Metrics, Requests
+from userphoto.api.observe import Histogram as OurHistogram
 
 ROUTES = ["/v1/users/{user}/photo", "/avatar/{hash}", "/v1.0/users/{user}/photo/$value"]
 
@@ -99,10 +95,10 @@ def hot_path_additions(n: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parse(parser, {"requests": 20_000, "rounds": 1})
     runs: dict[str, list[float]] = {
         "hand-rolled": [],
         "prometheus": [],

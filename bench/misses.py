@@ -14,18 +14,15 @@ With `--http`, also a real `userphoto serve` on the SQLite store: its CPU µs pe
 over HTTP (every user once, 8 client threads) against its CPU µs per cached answer of the
 same URLs, so the build's share of a miss's whole cost shows.
 
-    .venv/bin/python bench/misses.py [--users 2000] [--passes 5] [--http]
-        [--pg postgresql://postgres@127.0.0.1:5432]
+    .venv/bin/python -m bench.misses [--users 2000] [--passes 5] [--http]
+        [--pg postgresql://postgres@127.0.0.1:5432] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,10 +31,8 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-from scale import free_port, pg_database  # bench/ is on the path when run as a script
-from serve import group_cpu
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' reference
+from bench.common import PG_SERVER, group_cpu, parse, pg_database, serve, stop
 from tests.support.serving import serving_by_parts
 from userphoto import auth
 from userphoto.api.common import Req
@@ -51,7 +46,6 @@ from userphoto.model import PhotoState, User, Viewer, ViewerKind, Visibility
 from userphoto.photos import put_photo
 
 ADDRESS = "reader@bench.example"
-BIN = Path(sys.executable).parent
 ANONYMOUS = ViewerKind.ANONYMOUS
 
 
@@ -147,26 +141,8 @@ def over_http(home: Path, users: int) -> tuple[float, float]:
     app = App(Settings.load(home))
     token = auth.create_token(app.store, ADDRESS)[1]
     app.close()
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, "USERPHOTO_HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = serve(home)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "userphoto serve did not start"
-            time.sleep(0.1)
-        time.sleep(3)  # the image workers start in the background: not part of the figure
         headers = {"Authorization": f"Bearer {token}"}
         clients = [httpx.Client(base_url=base, headers=headers, timeout=30) for _ in range(8)]
 
@@ -187,17 +163,16 @@ def over_http(home: Path, users: int) -> tuple[float, float]:
             c.close()
         return miss, hit
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+        stop(proc)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--passes", type=int, default=5)
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--pg", default=PG_SERVER)
     parser.add_argument("--http", action="store_true", help="also measure over HTTP")
-    args = parser.parse_args()
+    args = parse(parser, {"users": 200, "passes": 1, "http": True})
     figures: dict[str, dict[str, tuple[float, float]]] = {}
     http: tuple[float, float] | None = None
     with tempfile.TemporaryDirectory(prefix="userphoto-misses-") as tmp:

@@ -15,9 +15,9 @@ Four figures, each with its reference from the same run:
 The organization for (1) is seeded in bulk with COPY (adding a million users one API call at a
 time is not what is measured): 70% with an HD photo row, 15% with a directory photo.
 
-    .venv/bin/python bench/scale.py [--doctor-users 1000000] [--miss-users 2000]
+    .venv/bin/python -m bench.scale [--doctor-users 1000000] [--miss-users 2000]
         [--duration 5] [--rounds 30] [--node-rounds 3] [--pg postgresql://postgres@127.0.0.1:5432]
-        [--doctor-url URL-of-a-database-seeded-before] [--skip doctor http]
+        [--doctor-url URL-of-a-database-seeded-before] [--skip doctor http] [--quick]
 """
 
 from __future__ import annotations
@@ -25,26 +25,20 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import psycopg
-from serve import group_cpu  # bench/ is on the path when run as a script
 
+from bench.common import BIN, PG_SERVER, group_cpu, parse, pg_database, serve, stop
+from bench.common import wrk as common_wrk
 from userphoto import auth
 from userphoto.app import App
 from userphoto.config import Settings
@@ -52,59 +46,6 @@ from userphoto.demo import portrait
 from userphoto.model import PhotoState, User, Visibility
 from userphoto.photos import put_photo
 from userphoto.store.base import address_hashes
-
-BIN = Path(sys.executable).parent
-
-
-# --- plumbing -----------------------------------------------------------------------------------
-@contextmanager
-def pg_database(server: str) -> Iterator[str]:
-    name = f"userphoto_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(home: Path, store_url: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "USERPHOTO_HOME": str(home), "USERPHOTO_STORE_URL": store_url}
-    proc = subprocess.Popen(
-        [str(BIN / "userphoto"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            # Ready: the image workers started, so their start-up is not measured.
-            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("userphoto serve did not start")
-        time.sleep(0.1)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 # --- 1. doctor over a million users --------------------------------------------------------------
@@ -328,14 +269,8 @@ def cold_misses(base: str, users: int, threads: int = 8) -> float:
 
 
 def wrk(url: str, duration: int) -> float:
-    out = subprocess.run(
-        ["wrk", "-t1", "-c64", f"-d{duration}s", url], capture_output=True, text=True, check=True
-    ).stdout
-    if "Non-2xx or 3xx responses" in out:
-        raise SystemExit(f"wrk saw errors:\n{out}")
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert rate, out
-    return float(rate[1])
+    """Requests per second of `wrk -t1 -c64` (not pinned: the nodes share both cores)."""
+    return common_wrk(url, {}, duration, core=None)[0]
 
 
 def wrk_together(urls: list[str], duration: int) -> float:
@@ -385,13 +320,20 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=30, help="uploads timed for propagation")
     parser.add_argument("--node-rounds", type=int, default=3, help="one-vs-two-node rounds")
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--pg", default=PG_SERVER)
     parser.add_argument("--skip", nargs="*", default=[], choices=["doctor", "http"])
     parser.add_argument(
         "--doctor-url",
         help="a database this script seeded before (kept): measure doctor there, no seeding",
     )
-    args = parser.parse_args()
+    quick = {
+        "doctor_users": 20_000,
+        "miss_users": 200,
+        "duration": 1,
+        "rounds": 5,
+        "node_rounds": 1,
+    }
+    args = parse(parser, quick)
     if args.doctor_url and "doctor" not in args.skip:
         doctor(args.doctor_url, args.doctor_users, seeded=True)
     elif "doctor" not in args.skip:

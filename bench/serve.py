@@ -7,7 +7,7 @@ authenticated member, so the full path (token → viewer → cached answer) is m
 1. Cached GET 200 and GET with `If-None-Match` → 304, for nginx, `userphoto serve` (granian,
    RSGI, access log on) and the same `PhotoServer` app on the other candidate servers:
    granian RSGI without the access log, granian ASGI, uvicorn + httptools (ASGI); and
-   granian with a do-nothing RSGI app answering the same bytes (`serve_knobs.noop`): the
+   granian with a do-nothing RSGI app answering the same bytes (`bench.common.noop`): the
    ceiling of any app on granian, measured in the same run. Each round also prints our
    CPU per cached hit over the do-nothing app's (goal: at most 1.15×).
 2. Cold misses: a fresh server per round, measured once /readyz says ready, asked for
@@ -18,7 +18,7 @@ authenticated member, so the full path (token → viewer → cached answer) is m
 3. Cached GETs from one client while 32 clients ask for random uncached
    `/avatar/<hash>?d=identicon&s=2048`: p99 against the unloaded p99.
 
-    .venv/bin/python bench/serve.py [--duration 10] [--rounds 3] [--size 240]
+    .venv/bin/python -m bench.serve [--duration 10] [--rounds 3] [--size 240] [--quick]
 """
 
 from __future__ import annotations
@@ -27,75 +27,31 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from userphoto import auth  # noqa: E402
-from userphoto.app import App  # noqa: E402
-from userphoto.demo import portrait  # noqa: E402
-from userphoto.model import PhotoState, Rendered, User, Visibility  # noqa: E402
-from userphoto.photos import put_photo  # noqa: E402
-
-BIN = Path(sys.executable).parent
-ADDRESS = "bench.user@bench.example"
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    types {{ image/jpeg jpg; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {tmp}/www;
-        etag on;
-        open_file_cache off;
-    }}
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, headers: dict[str, str], timeout: float = 15) -> tuple[int, dict, bytes]:
-    deadline = time.time() + timeout
-    while True:
-        try:
-            req = urllib.request.Request(url, headers=headers)
-            with urllib.request.urlopen(req, timeout=2) as r:
-                return r.status, dict(r.headers), r.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers), exc.read()
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.1)
+from bench.common import (
+    ADDRESS,
+    BIN,
+    NGINX_CONF,
+    NOOP_BODY,
+    NOOP_TARGET,
+    ROOT,
+    check_answers,
+    free_port,
+    group_cpu,
+    parse,
+    prepare_serving,
+    stop,
+    wait_http,
+    wait_ready,
+    wrk,
+)
+from bench.common import start_pinned as start
 
 
 def granian(interface: str, *target: str) -> list[str]:
@@ -106,105 +62,7 @@ def granian(interface: str, *target: str) -> list[str]:
     ]  # fmt: skip
 
 
-def wait_ready(port: int, timeout: float = 30) -> None:
-    """Until /readyz says ready: the image workers have started and the feed is followed,
-    so their start-up is not measured as serving work."""
-    deadline = time.time() + timeout
-    while wait_http(f"http://127.0.0.1:{port}/readyz", {}, timeout)[0] != 200:
-        if time.time() > deadline:
-            raise SystemExit("the server did not become ready")
-        time.sleep(0.1)
-
-
-def wrk(url: str, headers: dict[str, str], duration: int) -> tuple[float, int]:
-    """(requests per second, requests completed)."""
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{duration}s"]
-    for k, v in headers.items():
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx or 3xx responses" in out:
-        raise SystemExit(f"wrk saw errors:\n{out}")
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    count = re.search(r"(\d+) requests in", out)
-    assert rate and count, out
-    return float(rate[1]), int(count[1])
-
-
-def group_cpu(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by every process of one process group."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 COLD_USERS = 30_000  # more than 2 s of misses at any rate seen here
-
-
-def prepare(home: Path, size: int) -> tuple[str, bytes]:
-    app = App.load(home)
-    app.settings.write_default()
-    user = User(
-        id="bench-1", address=ADDRESS, display_name="Bench User", visibility=Visibility.EVERYONE
-    )
-    app.store.add_user(user)
-    app.photos.set(ADDRESS, portrait(7, 900, 900))
-    _photo, _size, data = app.photos.get(ADDRESS, size=size)
-    # The cold-miss users: one real rendering, stored for each (only the measured size, so
-    # the database stays small); the server does not know they are alike.
-    rendered = app.photos.render(user, portrait(8, 900, 900), None)
-    rendered = Rendered(
-        rendered.source, rendered.crop, {size: rendered.renditions[size]}, rendered.thumbnail
-    )
-    cold = [
-        User(id=f"cold-{n}", address=f"cold{n}@bench.example", display_name=f"Cold {n}")
-        for n in range(COLD_USERS)
-    ]
-    with app.store.batch():
-        app.store.add_users(cold)
-        for u in cold:
-            put_photo(app.store, u.id, rendered, PhotoState.SAVED, actor="bench", via="bench")
-    _record, token = auth.create_token(app.store, ADDRESS)
-    app.close()
-    return token, data
-
-
-def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        ["taskset", "-c", "0", *cmd],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # the access log is written (its cost counted), not kept
-        start_new_session=True,
-    )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def check(name: str, url: str, headers: dict[str, str]) -> str:
-    """Both answers are right before anything is timed; returns the ETag."""
-    status, got, _body = wait_http(url, headers, timeout=60)  # servers start at once
-    assert status == 200, (name, status)
-    etag = got.get("ETag") or got.get("etag")
-    assert etag, f"{name} sent no ETag"
-    status304, _h, _b = wait_http(url, {**headers, "If-None-Match": etag})
-    assert status304 == 304, (name, status304)
-    wrk(url, headers, 2)  # warm-up: fills caches and connection pools
-    return etag
 
 
 def wrk_script(tmp: Path, name: str, body: str) -> Path:
@@ -258,6 +116,7 @@ def cold_round(
     auth_header: dict[str, str],
     size: int,
     noop: tuple[str, int],
+    users: int = COLD_USERS,
 ) -> tuple[float, float, int, float, float]:
     """(userphoto misses/s, nginx distinct files/s, userphoto requests made, userphoto CPU µs
     per miss, the do-nothing app's CPU µs per request) for one round. `noop`: the do-nothing
@@ -273,7 +132,7 @@ def cold_round(
             COLD_LUA.format(
                 prefix="/v1/users/cold",
                 suffix=f"@bench.example/photo?size={size}",
-                count=COLD_USERS,
+                count=users,
                 headers=lua_headers(auth_header),
             ),
         )
@@ -289,7 +148,7 @@ def cold_round(
     theirs = wrk_script(
         tmp,
         "cold-nginx",
-        COLD_LUA.format(prefix="/cold/", suffix=".jpg", count=COLD_USERS, headers="{}"),
+        COLD_LUA.format(prefix="/cold/", suffix=".jpg", count=users, headers="{}"),
     )
     out = wrk_raw(["-t1", "-c64", "-d2s", "-s", str(theirs), f"http://127.0.0.1:{nginx_port}"])
     ref = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
@@ -369,7 +228,9 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["cached", "cold", "load"], action="append", help="parts to run"
     )
-    args = parser.parse_args()
+    parser.add_argument("--cold-users", type=int, default=COLD_USERS, help=argparse.SUPPRESS)
+    quick = {"duration": 1, "rounds": 1, "only": ["cached", "cold"], "cold_users": 3_000}
+    args = parse(parser, quick)
     parts = set(args.only or ["cached", "cold", "load"])
     if not (shutil.which("nginx") and shutil.which("wrk")):
         raise SystemExit("needs nginx-light and wrk (apt-get install nginx-light wrk)")
@@ -377,11 +238,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="userphoto-bench-"))
     tmp.chmod(0o755)  # nginx workers drop to an unprivileged user when started as root
     home = tmp / "home"
-    token, data = prepare(home, args.size)
+    token, data = prepare_serving(home, args.size, args.cold_users)
     (tmp / "www").mkdir()
     (tmp / "www" / "photo.jpg").write_bytes(data)
     (tmp / "www" / "cold").mkdir()
-    for n in range(COLD_USERS):
+    for n in range(args.cold_users):
         (tmp / "www" / "cold" / f"{n}.jpg").write_bytes(data)
     env = {**os.environ, "USERPHOTO_HOME": str(home)}
     quiet_env = {**env, "USERPHOTO_SERVER_ACCESS_LOG": "off"}
@@ -413,8 +274,8 @@ def main() -> None:
             (
                 # The ceiling: granian with an app that does nothing but answer the same bytes.
                 "granian RSGI, do-nothing app (ceiling)",
-                granian("rsgi", "--working-dir", str(ROOT / "bench"), "serve_knobs:noop"),
-                {**quiet_env, "BENCH_NOOP_BODY": str(tmp / "www" / "photo.jpg")},
+                granian("rsgi", "--working-dir", str(ROOT), NOOP_TARGET),
+                {**quiet_env, NOOP_BODY: str(tmp / "www" / "photo.jpg")},
             ),
             (
                 "uvicorn + httptools (same app)",
@@ -449,7 +310,7 @@ def main() -> None:
         pgids = dict(zip(targets, (p.pid for p in procs), strict=True))
         noop_target = (targets[noop_name][0], pgids[noop_name])
         if "cached" in parts:
-            etags = {name: check(name, url, h) for name, (url, h) in targets.items()}
+            etags = {name: check_answers(name, url, h) for name, (url, h) in targets.items()}
             # Throughput, and the server's own CPU time per request (its process group's
             # utime + stime): the second is what each server would manage with a core to
             # itself, and far steadier than req/s when other work shares the machine.
@@ -468,7 +329,11 @@ def main() -> None:
                 wait_http(url, h, timeout=60)
         if "cold" in parts:
             for _ in range(args.rounds):
-                cold.append(cold_round(tmp, env, nginx_port, auth_header, args.size, noop_target))
+                cold.append(
+                    cold_round(
+                        tmp, env, nginx_port, auth_header, args.size, noop_target, args.cold_users
+                    )
+                )
             read_us = bare_read_us(home, args.size)
         if "load" in parts:
             load = loaded_p99(tmp, env, f"http://127.0.0.1:PORT{photo}", auth_header, args.rounds)
@@ -525,7 +390,7 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|---|")
         for n, (rate, ref_rate, count, cpu_us, noop_us) in enumerate(cold, 1):
-            flag = "" if count <= COLD_USERS else " (some were hits!)"
+            flag = "" if count <= args.cold_users else " (some were hits!)"
             floor = noop_us + read_us
             print(
                 f"| round {n} | {rate:,.0f} | {ref_rate:,.0f} | {rate / ref_rate:.2f} "

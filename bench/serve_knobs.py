@@ -6,7 +6,7 @@ round, so load from anything else on the machine hits each alike. The do-nothing
 the same bytes with the same headers as a cached photo: its rate is granian's ceiling for
 this answer on one core, whatever our Python does.
 
-    .venv/bin/python bench/serve_knobs.py [--duration 5] [--rounds 3] [--case 200|304]
+    .venv/bin/python -m bench.serve_knobs [--duration 5] [--rounds 3] [--case 200|304] [--quick]
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
-HERE = Path(__file__).resolve().parent
-BODY_FILE = "BENCH_NOOP_BODY"  # not USERPHOTO_*: the config refuses unknown ones
+from bench import common
 
 # (name, granian flags): the first is what `userphoto serve` ran before this bench.
 KNOBS: list[tuple[str, list[str]]] = [
@@ -44,53 +41,20 @@ BASE = ["--interface", "rsgi", "--runtime-mode", "st", "--loop", "uvloop", "--no
 BASE += ["--log-level", "warning", "--host", "127.0.0.1"]
 
 
-class _Noop:
-    """A do-nothing RSGI app: the cached photo's bytes and headers, no logic at all."""
-
-    def __init__(self) -> None:
-        self.body = Path(os.environ[BODY_FILE]).read_bytes()
-        self.headers = [
-            ("content-type", "image/jpeg"),
-            ("etag", '"0123456789abcdef0123456789abcdef"'),
-            ("cache-control", "private, max-age=60"),
-            ("x-content-type-options", "nosniff"),
-            ("vary", "Authorization"),
-            ("x-photo-source", "uploaded"),
-        ]
-
-    async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        if scope.headers.get("if-none-match"):
-            proto.response_empty(304, self.headers[1:])
-        else:
-            proto.response_bytes(200, self.headers, self.body)
-
-
-def noop() -> _Noop:
-    return _Noop()
-
-
 def start(log: Path, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """Like bench/serve.py's `start`, keeping the server's stderr (to say why one failed)."""
+    """A pinned server keeping its stderr (to say why one failed)."""
     with log.open("wb") as err:
-        return subprocess.Popen(
-            ["taskset", "-c", "0", *cmd],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-        )
+        return common.start_pinned(cmd, env, stderr=err)
 
 
 def main() -> None:
-    sys.path.insert(0, str(HERE))
-    import serve  # the same helpers as bench/serve.py: prepare, start, wrk, group_cpu
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--case", choices=["200", "304"], default="200")
     parser.add_argument("--only", action="append", help="knob names to run (default: all)")
-    args = parser.parse_args()
+    quick = {"duration": 1, "rounds": 1, "only": [KNOBS[0][0], KNOBS[1][0]]}
+    args = common.parse(parser, quick)
     if not (shutil.which("nginx") and shutil.which("wrk")):
         raise SystemExit("needs nginx-light and wrk (apt-get install nginx-light wrk)")
     knobs = [k for k in KNOBS if not args.only or k[0] in args.only]
@@ -103,7 +67,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="userphoto-knobs-"))
     tmp.chmod(0o755)
     home = tmp / "home"
-    token, data = serve.prepare(home, 240)
+    token, data = common.prepare_serving(home, 240, cold_users=0)
     (tmp / "www").mkdir()
     (tmp / "www" / "photo.jpg").write_bytes(data)
     (tmp / "body").write_bytes(data)
@@ -111,46 +75,46 @@ def main() -> None:
         **os.environ,
         "USERPHOTO_HOME": str(home),
         "USERPHOTO_SERVER_ACCESS_LOG": "off",
-        BODY_FILE: str(tmp / "body"),
+        common.NOOP_BODY: str(tmp / "body"),
     }
     auth = {"Authorization": f"Bearer {token}"}
-    photo = "/v1/users/" + serve.ADDRESS + "/photo?size=240"
-    granian = str(serve.BIN / "granian")
+    photo = "/v1/users/" + common.ADDRESS + "/photo?size=240"
+    granian = str(common.BIN / "granian")
     procs = []
     targets: dict[str, tuple[str, dict[str, str]]] = {}
     rounds: list[dict[str, tuple[float, float]]] = []
     try:
-        port = serve.free_port()
-        (tmp / "nginx.conf").write_text(serve.NGINX_CONF.format(tmp=tmp, port=port))
-        procs.append(serve.start(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]))
+        port = common.free_port()
+        (tmp / "nginx.conf").write_text(common.NGINX_CONF.format(tmp=tmp, port=port))
+        procs.append(common.start_pinned(["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]))
         targets["nginx static file"] = (f"http://127.0.0.1:{port}/photo.jpg", {})
         for name, flags in knobs:
             for app, target, path, headers in (
-                ("do-nothing", "serve_knobs:noop", "/", {}),
+                ("do-nothing", common.NOOP_TARGET, "/", {}),
                 ("PhotoServer", "userphoto.api.run:create_app", photo, auth),
             ):
-                port = serve.free_port()
+                port = common.free_port()
                 cmd = [granian, *BASE, "--port", str(port), "--factory", *flags]
                 if app == "do-nothing":
-                    cmd += ["--working-dir", str(HERE)]
+                    cmd += ["--working-dir", str(common.ROOT)]
                 procs.append(start(tmp / f"server-{len(procs)}.log", [*cmd, target], env))
                 targets[f"{app} | {name}"] = (f"http://127.0.0.1:{port}{path}", headers)
         pgids = dict(zip(targets, (p.pid for p in procs), strict=True))
         etags = {}
         for (name, (url, h)), proc in zip(targets.items(), procs, strict=True):
             try:
-                serve.wait_http(url, h, timeout=90)  # twenty servers start at once
+                common.wait_http(url, h, timeout=90)  # twenty servers start at once
             except OSError:
                 log = tmp / f"server-{procs.index(proc)}.log"
                 raise SystemExit(f"{name} did not start:\n{log.read_text()[-3000:]}") from None
             if name.startswith("do-nothing"):
-                serve.wait_http(url, h)
-                serve.wrk(url, h, 1)
+                common.wait_http(url, h)
+                common.wrk(url, h, 1)
             else:
-                etags[name] = serve.check(name, url, h)
+                etags[name] = common.check_answers(name, url, h)
         ref = "nginx static file"
         if args.case == "304":
-            _status, got, _b = serve.wait_http(targets[ref][0], {})
+            _status, got, _b = common.wait_http(targets[ref][0], {})
             etags[ref] = got.get("ETag") or got.get("etag")
         for _ in range(args.rounds):
             result = {}
@@ -158,14 +122,14 @@ def main() -> None:
                 extra = {}
                 if args.case == "304":
                     extra = {"If-None-Match": etags.get(name, '"0123456789abcdef"')}
-                before = serve.group_cpu(pgids[name])
-                rate, count = serve.wrk(url, {**h, **extra}, args.duration)
-                result[name] = (rate, (serve.group_cpu(pgids[name]) - before) / count * 1e6)
+                before = common.group_cpu(pgids[name])
+                rate, count = common.wrk(url, {**h, **extra}, args.duration)
+                result[name] = (rate, (common.group_cpu(pgids[name]) - before) / count * 1e6)
             rounds.append(result)
             print(f"round done, load average {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         for proc in procs:
-            serve.stop(proc)
+            common.stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(

@@ -12,7 +12,7 @@ Seeds N users with thumbnailPhoto offline (`slapadd`), then measures in this ord
 5. the same as 3 on a real Samba AD DC (change notification + DirSync), provisioned here in
    its own network namespace (needs root; --no-samba skips it).
 
-    .venv/bin/python bench/sync.py [--users 10000] [--changes 20] [--ad-people 200]
+    .venv/bin/python -m bench.sync [--users 10000] [--changes 20] [--ad-people 200] [--quick]
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ import httpx
 import ldap3
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.support.slapd import Slapd, free_port, ldif, photo, uid, user_dn
+from bench.common import free_port, parse, percentile
+from tests.support.slapd import Slapd, ldif, photo, uid, user_dn
 from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.directory import status
@@ -49,13 +48,6 @@ from userphoto.directory.sync import SyncEngine
 
 BIN = Path(sys.executable).parent
 WATCH_LOG: Path | None = None  # --watch-log
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 30.0, step: float = 0.02) -> float:
@@ -97,7 +89,8 @@ def main() -> None:
     parser.add_argument(
         "--watch-log", type=Path, help="`sync --watch -v` writes its log here (diagnosis)"
     )
-    args = parser.parse_args()
+    # Quick: a small directory and no Samba AD DC (provisioning one alone takes minutes).
+    args = parse(parser, {"users": 500, "changes": 3, "no_samba": True})
     global WATCH_LOG
     WATCH_LOG = args.watch_log
     n = args.users

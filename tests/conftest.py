@@ -14,12 +14,13 @@ from userphoto.app import App
 from userphoto.config import Settings
 
 # Fixture modules of each feature area (servers, directories, browsers).
+# Listed before the modules that import them, so each is loaded once, by pytest.
 pytest_plugins: list[str] = [
+    "tests.support.postgres",
     "tests.support.slapd",
     "tests.support.samba",
     "tests.support.server",
     "tests.support.browser",
-    "tests.support.postgres",
 ]
 
 BIN = Path(sys.executable).parent
@@ -89,7 +90,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and callspec.params.get("store_url") == "postgresql"
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
         runs_one = any(hasattr(item.module, name) for name in SERVER_RUNNERS)
         if names & EXTERNAL_FIXTURES or on_postgres or runs_one:
             item.add_marker(pytest.mark.external)

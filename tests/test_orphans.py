@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, RunCli
+from tests.support.directory import write_config
 from tests.support.slapd import HAVE_SLAPD, Slapd, ldif
-from tests.test_directory_slapd import write_config
 from userphoto.demo import portrait
 from userphoto.model import User
 

@@ -9,6 +9,7 @@ cookies). `shot(page, name)` saves a full-page screenshot under tests/artifacts/
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,3 +135,23 @@ def sign_in(page: Any, web: Web, who: str, then: str = "") -> None:
     page.get_by_label("Token").fill(web.tokens[who])
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_load_state()
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a web page carries (its `csrf-token` meta tag)."""
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def provider_login(page: Any, login: str) -> None:
+    """The provider's own login and consent pages, as a person would use them (the login
+    is skipped when the browser is still signed in at the provider)."""
+    page.locator("input[name=login], button:has-text('Continue')").first.wait_for()
+    if page.locator("input[name=login]").count():
+        page.locator("input[name=login]").fill(login)
+        page.locator("input[name=password]").fill("any password")
+        page.get_by_role("button", name="Sign-in").click()
+    consent = page.get_by_role("button", name="Continue")
+    consent.wait_for()
+    consent.click()

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
 
 import numpy as np
 from PIL import Image
+
+
+# --- a face to find: the astronaut's head on a plain backdrop -------------------------------
+@functools.cache
+def astronaut_head() -> Image.Image:
+    """scikit-image's astronaut, head only (260 px square): a real face for the face crop."""
+    from skimage import data  # loaded by the tests that need a face, not by every importer
+
+    return Image.fromarray(data.astronaut()).crop((100, 0, 360, 260))
+
+
+def face_photo(seed: int, size: tuple[int, int] = (480, 320), noise: float = 4.0) -> bytes:
+    """A JPEG: a gradient backdrop with the astronaut's head pasted off-centre."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(60, 200, 3) * np.ones((h, w, 3))
+    img = base + np.linspace(0, 50, w)[None, :, None] + rng.normal(0, noise, (h, w, 3))
+    canvas = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    side = int(h * 0.6)
+    x = int(rng.integers(0, w // 4)) if seed % 2 else int(rng.integers(3 * w // 4 - side, w - side))
+    canvas.paste(astronaut_head().resize((side, side)), (max(0, x), int(rng.integers(0, h - side))))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
 
 # --- a Display-P3 ICC profile, built from its primaries ------------------------------------
 D65 = np.array([0.95047, 1.0, 1.08883])

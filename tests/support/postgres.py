@@ -2,6 +2,11 @@
 
 The server is the machine's PostgreSQL (`.ci/run` starts it); `USERPHOTO_TEST_PG` names
 another one. Under CI a missing server fails the tests; elsewhere they are skipped.
+
+A test runs on both stores in one way: a fixture parametrized over `STORES`. Store-level tests
+take `store_url` (or `store_env`, `store_app`, built on it); every test using it runs once per
+store. Tests against the seeded HTTP server (`served`, tests.support.server) are marked
+`@on_each_store` to get that server on each store.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 
 SERVER = os.environ.get("USERPHOTO_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+STORES = ("sqlite", "postgresql")  # the parameters of every test that runs on both stores
 
 
 def _admin() -> psycopg.Connection:
@@ -41,6 +47,19 @@ def _admin() -> psycopg.Connection:
 def drop_database(name: str) -> None:
     with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh empty database (its URL) for as long as the block runs: for fixtures of a
+    wider scope than one test, which cannot use `new_pg_database`."""
+    name = f"userphoto_test_{uuid.uuid4().hex[:12]}"
+    with _admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{SERVER}/{name}"
+    finally:
+        drop_database(name)
 
 
 NewDatabase = Callable[[], str]
@@ -69,7 +88,7 @@ def pg_url(new_pg_database: NewDatabase) -> str:
     return new_pg_database()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, home: Path) -> str:
     """The contract suite's store: each test runs once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":

@@ -7,6 +7,7 @@ wait for the change with `Served.wait_for`.
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import subprocess
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from PIL import Image
 
 from tests.support.net import free_port
+from tests.support.postgres import STORES, pg_database
 from userphoto import auth, imaging
 from userphoto.app import App
 from userphoto.config import Settings
@@ -282,10 +284,39 @@ def serving(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[Ser
 
 
 @pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One seeded server for the whole session (read-mostly tests)."""
+def served_on_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One seeded server for the whole session (read-mostly tests), on SQLite."""
     with serving(tmp_path_factory.mktemp("served-home")) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def served_on_postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The same seeded server on a PostgreSQL database of its own, named in its data folder's
+    config, so the server, the seeding, `Served.app()` and CLI runs on that folder all use it."""
+    with pg_database() as url:
+        home = tmp_path_factory.mktemp("served-pg-home")
+        (home / "userphoto.toml").write_text(f"[store]\nurl = {json.dumps(url)}\n")
+        with serving(home) as s:
+            app = s.app()
+            try:
+                assert app.settings.store_url == url  # not silently SQLite
+            finally:
+                app.close()
+            yield s
+
+
+@pytest.fixture
+def served(request: pytest.FixtureRequest) -> Served:
+    """The seeded server: on SQLite, or on each store in turn for a test marked
+    `@on_each_store`."""
+    store = getattr(request, "param", "sqlite")
+    return request.getfixturevalue(f"served_on_{store}")
+
+
+# A test against `served` that must hold on both stores (every surface, uploads and deletes,
+# changes from another process): it runs once on SQLite and once on PostgreSQL.
+on_each_store = pytest.mark.parametrize("served", STORES, indirect=True)
 
 
 @pytest.fixture

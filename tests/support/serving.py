@@ -1,6 +1,7 @@
 """The reference a cache miss's one-query read (`Store.serving`) is checked against: the same
 answer from the single reads (find the user, their photo, directory slot, rendition), as
-serving read before the one-query read. Used by tests/test_store_serving.py and bench/misses.py."""
+serving read before the one-query read. Used by tests/store/test_store_serving.py and
+bench/misses.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Pure: each surface's answer comes from `answers`, the very functions the handlers run; this
 module only spells the request and the answer the way a client would see them.
-`tests/test_diagnose_matrix.py` holds these predictions to the real answers of a real server.
+`tests/diagnose/test_diagnose_matrix.py` holds these predictions to the real answers of a real
+server.
 """
 
 from __future__ import annotations

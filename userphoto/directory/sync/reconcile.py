@@ -2,7 +2,7 @@
 
 No I/O: the engine looks things up and writes; these rules decide. Kept apart so each rule
 (adoption, change detection, the deletion guard's arithmetic, photo change detection) is one
-function with fast unit tests (tests/test_directory_reconcile.py, no LDAP server).
+function with fast unit tests (tests/directory/test_directory_reconcile.py, no LDAP server).
 """
 
 from __future__ import annotations

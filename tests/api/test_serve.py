@@ -11,7 +11,7 @@ import jwt
 import pytest
 from PIL import Image
 
-from tests.support.server import ALLOWED_DEFAULT, Served, addr, directory_jpeg
+from tests.support.server import ALLOWED_DEFAULT, Served, addr, directory_jpeg, on_each_store
 from userphoto.demo import portrait
 
 
@@ -44,6 +44,7 @@ def partner_jwt(
 
 
 # --- native -------------------------------------------------------------------------------------
+@on_each_store
 def test_native_photo_with_source_header_and_caching_headers(served: Served) -> None:
     r = served.get(f"/v1/users/{addr('ada')}/photo?size=240", "bob")
     assert r.status_code == 200
@@ -57,6 +58,7 @@ def test_native_photo_with_source_header_and_caching_headers(served: Served) -> 
     assert r.headers["x-content-type-options"] == "nosniff"
 
 
+@on_each_store
 def test_native_same_photo_by_id_alias_and_any_case(served: Served) -> None:
     etags = {
         served.get(f"/v1/users/{key}/photo?size=96", "bob").headers["etag"]
@@ -86,6 +88,7 @@ def test_native_head_has_headers_and_no_body(served: Served) -> None:
     assert head.headers["content-length"] == str(len(get.content))
 
 
+@on_each_store
 def test_native_sizes_legacy_small_source_and_sd_account(served: Served) -> None:
     assert dims(
         served.get(f"/v1/users/{addr('ada')}/photo?size=HR648x648&client=legacy", "bob")
@@ -125,6 +128,7 @@ def test_meta_trace_speaks_of_the_viewer_who_asks_not_the_one_who_built_it(
             assert reason.endswith(f"admits {kinds[who]} viewer"), (who, reason)
 
 
+@on_each_store
 def test_native_directory_thumbnail_inside_only(served: Served) -> None:
     inside = served.get(f"/v1/users/{addr('cy')}/photo", "bob")
     assert inside.status_code == 200
@@ -135,6 +139,7 @@ def test_native_directory_thumbnail_inside_only(served: Served) -> None:
     assert outside.content == served.get(f"/v1/users/{addr('nobody')}/photo").content
 
 
+@on_each_store
 def test_native_removal_record_blocks_directory_default_picture_instead(served: Served) -> None:
     r = served.get(f"/v1/users/{addr('gus')}/photo?size=120", "bob")
     assert r.headers["x-photo-source"] == "default"
@@ -148,6 +153,7 @@ def test_native_removal_record_blocks_directory_default_picture_instead(served: 
     assert directory["verdict"] == "blocked" and "--clear-record" in directory["reason"]
 
 
+@on_each_store
 def test_native_web_address_picture_is_a_redirect(served: Served) -> None:
     r = served.get(f"/v1/users/{addr('fay')}/photo")
     assert r.status_code == 302
@@ -163,6 +169,7 @@ def test_native_default_initials_for_members(served: Served) -> None:
     assert corner != (255, 255, 255)  # a coloured background, not a blank
 
 
+@on_each_store
 def test_native_hidden_is_403_inside(served: Served) -> None:
     r = served.get(f"/v1/users/{addr('dee')}/photo", "bob")
     assert r.status_code == 403
@@ -178,6 +185,7 @@ def test_public_answers_are_publicly_cacheable(served: Served) -> None:
 
 
 # --- no enumeration ------------------------------------------------------------------------------
+@on_each_store
 @pytest.mark.parametrize("who", [None, "partner"])
 def test_no_enumeration_for_external_viewers(served: Served, who: str | None) -> None:
     token = partner_jwt(served) if who == "partner" else None
@@ -212,6 +220,7 @@ def test_no_enumeration_for_external_viewers(served: Served, who: str | None) ->
 
 
 # --- Graph ---------------------------------------------------------------------------------------
+@on_each_store
 def test_graph_metadata_value_and_sizes(served: Served) -> None:
     base = f"/v1.0/users/{addr('ada')}"
     meta = served.get(f"{base}/photo", "bob").json()
@@ -230,6 +239,7 @@ def test_graph_metadata_value_and_sizes(served: Served) -> None:
     assert by_id == meta
 
 
+@on_each_store
 def test_graph_errors_in_graphs_shape(served: Served) -> None:
     r = served.get(f"/v1.0/users/{addr('eve')}/photos/648x648", "bob")
     assert r.status_code == 404 and r.json()["error"]["code"] == "ImageNotFound"
@@ -252,6 +262,7 @@ def test_graph_me_is_the_caller(served: Served) -> None:
     assert served.get("/v1.0/me/photo", "bob").json()["id"] == "648x648"
 
 
+@on_each_store
 def test_graph_disabled_account_falls_back_to_directory_inside(served: Served) -> None:
     r = served.get(f"/v1.0/users/{addr('jon')}/photo/$value", "bob")
     assert r.status_code == 200 and dims(r) == (80, 100)
@@ -259,6 +270,7 @@ def test_graph_disabled_account_falls_back_to_directory_inside(served: Served) -
     assert meta["id"] == "80x100"
 
 
+@on_each_store
 def test_graph_put_and_delete_through_the_photo_lifecycle(served: Served) -> None:
     path = f"/v1.0/users/{addr('kim')}/photo/$value"
     jpeg = portrait(3, 500, 500)
@@ -323,6 +335,7 @@ def test_self_service_policy_off_blocks_members_not_admins(served_policy_off: Se
 
 
 # --- EWS -----------------------------------------------------------------------------------------
+@on_each_store
 def test_ews_sizes_case_insensitive_and_largest_available(served: Served) -> None:
     ews = "/ews/Exchange.asmx/s/GetUserPhoto?email={}&size={}"
     assert dims(served.get(ews.format(addr("ada"), "HR240x240"), "bob")) == (240, 240)
@@ -335,6 +348,7 @@ def test_ews_sizes_case_insensitive_and_largest_available(served: Served) -> Non
     assert bad.status_code == 400 and "648" in bad.text
 
 
+@on_each_store
 def test_ews_48_and_missing_hd_use_directory_inside_only(served: Served) -> None:
     ews = "/ews/Exchange.asmx/s/GetUserPhoto?email={}&size={}"
     small = served.get(ews.format(addr("ned"), "HR48x48"), "bob")
@@ -357,6 +371,7 @@ def test_ews_etag_and_304(served: Served) -> None:
 
 
 # --- Libravatar ----------------------------------------------------------------------------------
+@on_each_store
 def test_avatar_by_md5_sha256_alias_and_normalized_address(served: Served) -> None:
     a = served.get(f"/avatar/{md5(addr('ada'))}?s=96")
     b = served.get(f"/avatar/{sha256(' Ada@CONTOSO.test ')}?s=96")
@@ -366,6 +381,7 @@ def test_avatar_by_md5_sha256_alias_and_normalized_address(served: Served) -> No
     assert a.headers["cache-control"].startswith("public")
 
 
+@on_each_store
 def test_avatar_sizes_made_from_master_never_upscaled(served: Served) -> None:
     h = md5(addr("ada"))
     assert dims(served.get(f"/avatar/{h}")) == (80, 80)  # the default size
@@ -376,6 +392,7 @@ def test_avatar_sizes_made_from_master_never_upscaled(served: Served) -> None:
     assert served.get(f"/avatar/{h}?s=77").content == first.content  # made once, cached
 
 
+@on_each_store
 def test_avatar_defaults(served: Served) -> None:
     unknown = md5("nobody@elsewhere.test")
     assert served.get(f"/avatar/{unknown}?d=404").status_code == 404
@@ -455,6 +472,7 @@ def test_bad_tokens_are_401_on_every_surface(served: Served) -> None:
     assert served.get("/v1/whoami").json()["kind"] == "anonymous"
 
 
+@on_each_store
 def test_changes_from_another_process_show_within_a_second(served: Served, run_cli) -> None:
     path = f"/v1/users/{addr('oz')}/photo?size=48"
     assert served.get(path).status_code == 200
@@ -487,6 +505,7 @@ def test_changes_from_another_process_show_within_a_second(served: Served, run_c
     assert took < 1.0
 
 
+@on_each_store
 def test_revoked_token_stops_working_within_a_second(served: Served) -> None:
     app = served.app()
     try:

@@ -17,6 +17,14 @@ import pytest
 from PIL import Image
 
 from tests.conftest import BIN, RunCli
+from tests.support.directory import (
+    address,
+    engine_for,
+    make_app,
+    set_photo_in_ldap,
+    wait_for_watch,
+    write_config,
+)
 from tests.support.slapd import (
     ADMIN_DN,
     ADMIN_PASSWORD,
@@ -31,24 +39,12 @@ from userphoto import imaging
 from userphoto.app import App
 from userphoto.config import ConfigError, Settings
 from userphoto.directory import status
-from userphoto.directory.sync import SyncEngine
 from userphoto.directory.sync import pages as sync_pages
 from userphoto.directory.writeback import WriteBack
 from userphoto.model import Account, DirectoryThumbnail, PhotoState
 
 # A missing slapd skips these on a developer machine and fails them under CI=true.
 pytestmark = pytest.mark.usefixtures("slapd_installed")
-
-
-def write_config(home: Path, table: dict[str, object]) -> None:
-    lines = ["[directory]"]
-    for key, value in table.items():
-        if isinstance(value, dict):  # an inline table
-            inner = ", ".join(f"{k} = {json.dumps(v)}" for k, v in value.items())
-            lines.append(f"{key} = {{ {inner} }}")
-        else:
-            lines.append(f"{key} = {json.dumps(value)}")
-    (home / "userphoto.toml").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
@@ -59,20 +55,6 @@ def seeded(tmp_path: Path) -> Iterator[Slapd]:
     server.start()
     yield server
     server.stop()
-
-
-def make_app(home: Path, server: Slapd, **extra: object) -> App:
-    write_config(home, server.directory_settings(**extra))
-    return App(Settings.load(home))
-
-
-def engine_for(app: App, **hooks: object) -> SyncEngine:
-    assert app.directory is not None
-    return SyncEngine(app.store, app.directory, **hooks)  # type: ignore[arg-type]
-
-
-def address(i: int) -> str:
-    return f"{uid(i)}@example.org"
 
 
 def ldapsearch_photo(server: Slapd, dn: str) -> bytes | None:
@@ -103,12 +85,6 @@ def ldapsearch_photo(server: Slapd, dn: str) -> bytes | None:
         if line.startswith("thumbnailPhoto:: "):
             return base64.b64decode(line.split(":: ", 1)[1])
     return None
-
-
-def set_photo_in_ldap(server: Slapd, i: int, data: bytes | None) -> None:
-    conn = server.connection()
-    conn.modify(user_dn(i), {"thumbnailPhoto": [(ldap3.MODIFY_REPLACE, [data] if data else [])]})
-    conn.unbind()
 
 
 # --- initial load, delta, change detection ---------------------------------------------------
@@ -498,7 +474,6 @@ def test_malformed_directory_photos(home: Path, seeded: Slapd, run_cli: RunCli) 
     user_view = run_cli("sync", "--status", "--user", address(1)).stdout.decode()
     assert "problem with the directory's value:" in user_view and "102,400" in user_view
     # The same facts as JSON (`--json`), from the same store.
-    import json
 
     status = json.loads(run_cli("sync", "--status", "--json").stdout)
     delta = status["runs"]["delta"]  # what the text showed: the run's problems, as recorded
@@ -530,19 +505,6 @@ def test_account_state_mapping(home: Path, seeded: Slapd) -> None:
 
 
 # --- watch -----------------------------------------------------------------------------------
-def wait_for_watch(app: App, timeout: float = 30) -> dict[str, object]:
-    """The watch's status once it follows the directory (syncrepl: its refresh is done)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        watch = status.load(app.store).get("watch") or {}
-        if watch.get("state") == "running" and (
-            watch.get("mode") == "polling" or watch.get("refresh")
-        ):
-            return watch
-        time.sleep(0.05)
-    raise AssertionError(f"the watch did not get ready: {status.load(app.store).get('watch')}")
-
-
 def test_watch_picks_up_a_change_within_seconds(home: Path, seeded: Slapd, run_cli: RunCli) -> None:
     write_config(home, seeded.directory_settings(watch_interval=0.2))
     run_cli("sync", "--full")

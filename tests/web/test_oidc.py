@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from tests.oidc.provider import OpenIdProvider
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, astronaut_png, shot
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, astronaut_png, provider_login, shot
 from tests.support.net import free_port
 from tests.support.server import addr, seed, start_server, stop_server
 from userphoto.config import Settings
@@ -149,19 +149,6 @@ def page(chromium: Any) -> Iterator[Any]:
 def untampered(site: Site) -> Iterator[None]:
     yield
     site.provider.tamper("")
-
-
-def provider_login(page: Any, login: str) -> None:
-    """The provider's own login and consent pages, as a person would use them (the login
-    is skipped when the browser is still signed in at the provider)."""
-    page.locator("input[name=login], button:has-text('Continue')").first.wait_for()
-    if page.locator("input[name=login]").count():
-        page.locator("input[name=login]").fill(login)
-        page.locator("input[name=password]").fill("any password")
-        page.get_by_role("button", name="Sign-in").click()
-    consent = page.get_by_role("button", name="Continue")
-    consent.wait_for()
-    consent.click()
 
 
 def oidc_sign_in(page: Any, site: Site, login: str) -> None:

@@ -17,9 +17,9 @@ import ldap3
 import pytest
 from PIL import Image
 
+from tests.support.directory import write_config
 from tests.support.samba import ADMIN_DN, ADMIN_PASSWORD, URI, USERS, Samba, add_person, netns
 from tests.support.slapd import photo
-from tests.test_directory_slapd import write_config
 from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.directory import status

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import RunCli
+from tests.support.images import face_photo
 
 
 def test_user_list_json(run_cli: RunCli, tmp_path) -> None:
@@ -22,9 +23,7 @@ def test_user_list_json(run_cli: RunCli, tmp_path) -> None:
     run_cli(
         "user", "add", "grace@contoso.example", "--name", "Grace Hopper", "--account", "sd_only"
     )
-    from tests.test_import import photo
-
-    (tmp_path / "a.jpg").write_bytes(photo(1))
+    (tmp_path / "a.jpg").write_bytes(face_photo(1))
     run_cli("set", "ada@contoso.example", str(tmp_path / "a.jpg"))
     listing = json.loads(run_cli("user", "list", "--json").stdout)
     assert listing["total"] == 2 and listing["offset"] == 0

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.browser import csrf_of
 from tests.support.server import seed, start_server, stop_server
-from tests.test_web_session import csrf_of
 from userphoto.web.session import COOKIE
 
 

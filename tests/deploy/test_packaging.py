@@ -24,7 +24,7 @@ import pytest
 
 from tests.support.net import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "astronaut.jpg"
 pytestmark = pytest.mark.slow
 

@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from tests.support.net import free_port
+from tests.support.nginx import site_config
 from tests.support.server import addr, seed, start_server, stop_server
 from tests.support.tls import self_signed
-from tests.test_deploy_nginx import site_config
 
 PER_CLIENT = 32  # limit_conn userphoto_per_client in docs/deploy/nginx.conf
 MAIN = """

@@ -34,19 +34,18 @@ from PIL import Image
 
 from tests.conftest import BIN
 from tests.oidc.provider import OpenIdProvider
-from tests.support.browser import shot
+from tests.support.browser import provider_login, shot
 from tests.support.net import free_port
+from tests.support.nginx import MAIN, site_config
 from tests.support.postgres import NewDatabase
 from tests.support.server import serve_log, start_server, stop_server
 from tests.support.slapd import Slapd, ldif, need_slapd, uid, user_dn
 from tests.support.tls import self_signed
-from tests.test_deploy_nginx import MAIN, site_config
-from tests.test_oidc import provider_login
 from userphoto.config import BY_SECTION, toml_value
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "astronaut.jpg"
 CLIENT_SECRET = "walkthrough-client-secret-" + "z" * 24
 MEMBER, ADMIN = 1, 2  # directory users: the one who uploads, the one in photo-admins

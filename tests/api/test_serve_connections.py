@@ -1,7 +1,7 @@
 """A directly exposed `userphoto serve` (no proxy in front) under a connection flood, over
 raw sockets: 1,000 idle connections and 512 busy ones (uploads whose bodies never finish)
 must not lock a new client out. (The per-client and the global caps answered with 503 are
-nginx's, in front: tests/test_deploy_nginx_limits.py.)"""
+nginx's, in front: tests/deploy/test_deploy_nginx_limits.py.)"""
 
 from __future__ import annotations
 

@@ -28,12 +28,12 @@ import pytest
 from PIL import Image
 
 from tests.conftest import BIN
+from tests.support.directory import write_config
 from tests.support.images import encode
 from tests.support.net import free_port
 from tests.support.slapd import PEOPLE, Slapd, ldif, need_slapd
-from tests.test_directory_slapd import write_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 # Commands that serve until stopped: started in the background, with their readiness line.
 LONG_RUNNING = {"userphoto serve": "serving on", "userphoto sync --watch": None}

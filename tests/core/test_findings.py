@@ -69,8 +69,8 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
 ORGANIZATION = ("self_service_disabled", "no_partners", "sync_failed")
 # Produced by other tests (a live directory to ask; a bearer token, which the web form lacks).
 ELSEWHERE = {
-    "sync_lag": "tests/test_diagnose_directory.py",
-    "token_invalid": "tests/test_diagnose_http.py",
+    "sync_lag": "tests/diagnose/test_diagnose_directory.py",
+    "token_invalid": "tests/diagnose/test_diagnose_http.py",
 }
 # What the doctor's per-user rule can say (findings.user_findings over every facts value).
 DOCTOR_CODES = {code for f in every_user_facts() for code in user_findings(f)}
@@ -234,7 +234,7 @@ def test_every_catalogue_entry_is_accounted_for() -> None:
     assert shown_here | set(ELSEWHERE) == set(CATALOGUE)
     assert set(CASES) >= DOCTOR_CODES  # every per-user doctor finding is compared below
     for code, test in ELSEWHERE.items():
-        assert f'"{code}"' in (Path(__file__).parent.parent / test).read_text(), code
+        assert f'"{code}"' in (Path(__file__).parents[2] / test).read_text(), code
 
 
 def test_diagnose_doctor_filter_and_troubleshooter_agree(org: Org) -> None:

@@ -22,7 +22,7 @@ import pytest
 import userphoto
 from userphoto.config import BY_SECTION
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "docs" / "deploy"
 UNITS = ("userphoto.service", "userphoto-sync.service")
 OIDC_DROP_IN = Path("userphoto.service.d") / "oidc.conf"  # only with [oidc]

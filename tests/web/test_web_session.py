@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.support.browser import Web, astronaut_png
+from tests.support.browser import Web, astronaut_png, csrf_of
 from userphoto.web.session import COOKIE, KEY_FILE
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ import ldap3
 import pytest
 
 from tests.conftest import BIN, RunCli
-from tests.support.slapd import HAVE_SLAPD, Slapd, ldif, photo, user_dn, user_entry
-from tests.test_directory_slapd import (
+from tests.support.directory import (
     address,
     engine_for,
     make_app,
@@ -27,6 +26,7 @@ from tests.test_directory_slapd import (
     wait_for_watch,
     write_config,
 )
+from tests.support.slapd import HAVE_SLAPD, Slapd, ldif, photo, user_dn, user_entry
 from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.directory import status

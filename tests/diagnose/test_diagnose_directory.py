@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from tests.support.directory import write_config
 from tests.support.images import encode
 from tests.support.slapd import Slapd, ldif, uid, user_dn
-from tests.test_directory_slapd import write_config
 from userphoto.app import App
 from userphoto.cli import cli
 from userphoto.config import Settings

@@ -21,32 +21,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from skimage import data
 
 from tests.conftest import BIN, RunCli
+from tests.support.images import astronaut_head
+from tests.support.images import face_photo as photo
 from userphoto import bulk, imaging
 from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.matching import Matcher, Pattern, fold, split_name
 from userphoto.model import Account, CropReason, PhotoState, User
-
-HEAD = Image.fromarray(data.astronaut()).crop((100, 0, 360, 260))
-
-
-def photo(seed: int, size: tuple[int, int] = (480, 320), noise: float = 4.0) -> bytes:
-    """A JPEG: a gradient backdrop with the astronaut's head pasted off-centre."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    base = rng.integers(60, 200, 3) * np.ones((h, w, 3))
-    img = base + np.linspace(0, 50, w)[None, :, None] + rng.normal(0, noise, (h, w, 3))
-    canvas = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-    side = int(h * 0.6)
-    x = int(rng.integers(0, w // 4)) if seed % 2 else int(rng.integers(3 * w // 4 - side, w - side))
-    canvas.paste(HEAD.resize((side, side)), (max(0, x), int(rng.integers(0, h - side))))
-    buf = io.BytesIO()
-    canvas.save(buf, "JPEG", quality=88)
-    return buf.getvalue()
-
 
 PEOPLE = [
     # (id, address, name, aliases, attributes, account)
@@ -351,7 +334,7 @@ def test_kill_and_resume(org: App, home: Path, tmp_path: Path, run_cli: RunCli) 
     rng = np.random.default_rng(0)
     noise = rng.normal(128, 30, (1000, 1400, 3))
     backdrop = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8))
-    head = HEAD.resize((500, 500))
+    head = astronaut_head().resize((500, 500))
     files = {}
     for i in range(count):
         canvas = backdrop.copy()

@@ -22,7 +22,7 @@ from tests.support.images import encode
 from tests.support.net import free_port
 from userphoto.cli import cli
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def leaf_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
