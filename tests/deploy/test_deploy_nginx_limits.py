@@ -25,27 +25,11 @@ import httpx
 import pytest
 
 from tests.support.net import free_port
-from tests.support.nginx import site_config
+from tests.support.nginx import MAIN, site_config
 from tests.support.server import addr, seed, start_server, stop_server
 from tests.support.tls import self_signed
 
 PER_CLIENT = 32  # limit_conn userphoto_per_client in docs/deploy/nginx.conf
-MAIN = """
-worker_processes 1;
-worker_rlimit_nofile 8192;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/userphoto.conf;
-}}
-"""
 
 
 @dataclass

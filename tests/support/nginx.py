@@ -8,12 +8,14 @@ from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "nginx.conf"
 
+# The main file as the guide asks for it (docs/deploy/nginx.conf's connection-limit block).
 MAIN = """
 worker_processes 1;
+worker_rlimit_nofile 8192;
 daemon off;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
+events {{ worker_connections 4096; }}
 http {{
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
