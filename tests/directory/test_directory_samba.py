@@ -24,6 +24,7 @@ from userphoto.app import App
 from userphoto.config import Settings
 from userphoto.directory import status
 from userphoto.directory.sync import SyncEngine
+from userphoto.directory.sync.watch import watch
 from userphoto.model import Account
 
 
@@ -151,7 +152,7 @@ def test_ad_watch_wakes_on_change_notification(ad: tuple[Samba, App]) -> None:
     stop = threading.Event()
     cycles: list[object] = []
     watcher = threading.Thread(
-        target=engine_.watch, args=(stop,), kwargs={"after_cycle": cycles.append}
+        target=watch, args=(engine_, stop), kwargs={"after_cycle": cycles.append}
     )
     watcher.start()  # inside the DC's netns: the thread inherits it
     try:
