@@ -307,6 +307,11 @@ class WorkerPool:
         self._problems: list[str] = []
 
     @property
+    def closed(self) -> bool:
+        """Closed: it runs no more jobs (its owner, an App, was closed)."""
+        return self._closed
+
+    @property
     def problems(self) -> list[str]:
         """Limits the workers cannot enforce as configured (for the log and /readyz)."""
         with self._lock:

@@ -96,7 +96,8 @@ def photo_workers() -> PhotoWorkers:
     """
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None:
+        # A pool handed in goes with its App: once that App is closed, one of our own.
+        if _POOL is None or _POOL.pool.closed:
             _POOL = PhotoWorkers(pool_for(Limits(), WORKERS))
         _POOL.start()  # at once, not on the first photo (the forkserver; see above)
         return _POOL
