@@ -18,7 +18,14 @@ import httpx
 import pytest
 
 from tests.support.net import free_port
-from tests.support.server import BIN, Served, addr, seed, serve_log, start_server, stop_server
+from tests.support.server import (
+    BIN,
+    Served,
+    addr,
+    serve_log,
+    serving,
+    stop_server,
+)
 from userphoto.app import App
 from userphoto.config import Settings
 
@@ -26,15 +33,8 @@ from userphoto.config import Settings
 @pytest.fixture(scope="module")
 def exposed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server with the default settings (timeouts and connection cap included)."""
-    home = tmp_path_factory.mktemp("exposed-home")
-    tokens, secret, rsa_key, ec_key, ids = seed(home)
-    proc, base = start_server(home)
-    served = Served(base, home, tokens, secret, rsa_key, ec_key, ids)
-    try:
+    with serving(tmp_path_factory.mktemp("exposed-home")) as served:
         yield served
-    finally:
-        served.client.close()
-        stop_server(proc)
 
 
 def fresh_get(served: Served) -> tuple[int, float]:

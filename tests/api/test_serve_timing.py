@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.server import Served, addr, seed, start_server, stop_server
+from tests.support.server import Served, addr, serving
 
 GRID = 0.005  # userphoto.api.server.OUTSIDE_MISS_GRID
 
@@ -19,15 +19,8 @@ GRID = 0.005  # userphoto.api.server.OUTSIDE_MISS_GRID
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A server of its own: every key below is asked here for the first time."""
-    home = tmp_path_factory.mktemp("timing-home")
-    tokens, secret, rsa_key, ec_key, ids = seed(home)
-    proc, base = start_server(home)
-    served = Served(base, home, tokens, secret, rsa_key, ec_key, ids)
-    try:
+    with serving(tmp_path_factory.mktemp("timing-home")) as served:
         yield served
-    finally:
-        served.client.close()
-        stop_server(proc)
 
 
 def timed(sock: socket.socket, target: str) -> tuple[bytes, float]:
