@@ -5,10 +5,7 @@ httpx through it, GETs, the public avatar cache, and the limits nginx enforces."
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,10 +15,8 @@ import httpx
 import pytest
 
 from tests.support.images import noise_jpeg
-from tests.support.net import free_port
-from tests.support.nginx import MAIN, site_config
+from tests.support.nginx import documented_nginx
 from tests.support.server import addr, seed, serve_log, start_server, stop_server
-from tests.support.tls import self_signed
 
 
 @dataclass
@@ -36,51 +31,15 @@ class Front:
 
 @pytest.fixture(scope="module")
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
-    if shutil.which("nginx") is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is missing (scripts/setup.sh installs nginx-light)")
-        pytest.skip("nginx is not installed (scripts/setup.sh installs nginx-light)")
     home = tmp_path_factory.mktemp("nginx-home")
     tokens, *_rest = seed(home)
     # As documented: userphoto believes the forwarded headers of the proxy on loopback.
     proc, base = start_server(home, {"USERPHOTO_SERVER_TRUSTED_PROXIES": '["127.0.0.1/32"]'})
-    # nginx workers run unprivileged when the tests run as root: a folder they can reach
-    # (pytest's own are private to root) with temp and cache folders they may write.
-    tmp = Path(tempfile.mkdtemp(prefix="userphoto-nginx-"))
-    tmp.chmod(0o755)
-    for name in ("cache", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / name).mkdir()
-        (tmp / name).chmod(0o777)
-    cert, key = self_signed(tmp)
-    https, http = free_port(), free_port()
-    upstream = int(base.rsplit(":", 1)[1])
-    (tmp / "userphoto.conf").write_text(site_config(tmp, upstream, https, http, cert, key))
-    (tmp / "nginx.conf").write_text(MAIN.format(tmp=tmp))
-    nginx = subprocess.Popen(
-        ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    url = f"https://127.0.0.1:{https}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if httpx.get(url + "/healthz", verify=str(cert), timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if nginx.poll() is not None or time.monotonic() > deadline:
-                err = nginx.stderr.read().decode() if nginx.stderr else ""
-                raise RuntimeError(f"nginx did not start: {err}")
-            time.sleep(0.1)
-        yield Front(url, f"http://127.0.0.1:{http}", cert, tokens, tmp, home)
+        with documented_nginx(int(base.rsplit(":", 1)[1])) as n:
+            yield Front(n.url, n.plain, n.cert, tokens, n.tmp, home)
     finally:
-        nginx.terminate()
-        nginx.wait(10)
         stop_server(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_curl_uploads_through_nginx_and_the_photo_comes_back(front: Front, tmp_path: Path) -> None:

@@ -9,25 +9,17 @@ from the global one."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import ssl
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.net import free_port
-from tests.support.nginx import MAIN, site_config
+from tests.support.nginx import documented_nginx
 from tests.support.server import addr, seed, start_server, stop_server
-from tests.support.tls import self_signed
 
 PER_CLIENT = 32  # limit_conn userphoto_per_client in docs/deploy/nginx.conf
 
@@ -41,47 +33,8 @@ class Front:
 @contextmanager
 def nginx_front(base: str, tokens: dict[str, str], worker_connections: int) -> Iterator[Front]:
     """Debian's nginx with the documented site file in front of the server at `base`."""
-    if shutil.which("nginx") is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is missing (scripts/setup.sh installs nginx-light)")
-        pytest.skip("nginx is not installed (scripts/setup.sh installs nginx-light)")
-    tmp = Path(tempfile.mkdtemp(prefix="userphoto-nginx-limits-"))
-    tmp.chmod(0o755)
-    for name in ("cache", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / name).mkdir()
-        (tmp / name).chmod(0o777)
-    cert, key = self_signed(tmp)
-    https, http = free_port(), free_port()
-    upstream = int(base.rsplit(":", 1)[1])
-    (tmp / "userphoto.conf").write_text(site_config(tmp, upstream, https, http, cert, key))
-    main = MAIN.format(tmp=tmp).replace(
-        "worker_connections 4096;", f"worker_connections {worker_connections};"
-    )
-    (tmp / "nginx.conf").write_text(main)
-    nginx = subprocess.Popen(
-        ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                got = httpx.get(f"https://127.0.0.1:{https}/healthz", verify=False, timeout=1)
-                if got.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if nginx.poll() is not None or time.monotonic() > deadline:
-                err = nginx.stderr.read().decode() if nginx.stderr else ""
-                raise RuntimeError(f"nginx did not start: {err}")
-            time.sleep(0.1)
-        yield Front(https, tokens)
-    finally:
-        nginx.terminate()
-        nginx.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
+    with documented_nginx(int(base.rsplit(":", 1)[1]), worker_connections) as n:
+        yield Front(n.port, tokens)
 
 
 @pytest.fixture(scope="module")

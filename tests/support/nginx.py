@@ -4,7 +4,20 @@ Used by the deploy tests and the walkthrough."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
+
+from tests.support import missing
+from tests.support.net import free_port
+from tests.support.tls import self_signed
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "nginx.conf"
 
@@ -45,3 +58,58 @@ def site_config(tmp: Path, upstream: int, https: int, http: int, cert: Path, key
         assert old in text, f"{DOC} no longer contains {old!r}: update this test"
         text = text.replace(old, new)
     return text
+
+
+@dataclass
+class Nginx:
+    url: str  # https, the documented TLS server block
+    plain: str  # the port-80 server block
+    port: int  # url's port
+    cert: Path  # the test CA's certificate for url
+    tmp: Path  # nginx's folder (access.log, error.log)
+
+
+@contextmanager
+def documented_nginx(upstream: int, worker_connections: int = 4096) -> Iterator[Nginx]:
+    """Debian's nginx from docs/deploy/nginx.conf in front of the server on `upstream`,
+    ready (its /healthz answers 200 through nginx); stopped and its folder removed after."""
+    if shutil.which("nginx") is None:
+        missing("nginx is not installed (scripts/setup.sh installs nginx-light)")
+    # nginx workers run unprivileged when the tests run as root: a folder they can reach
+    # (pytest's own are private to root) with temp and cache folders they may write.
+    tmp = Path(tempfile.mkdtemp(prefix="userphoto-nginx-"))
+    tmp.chmod(0o755)
+    for name in ("cache", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / name).mkdir()
+        (tmp / name).chmod(0o777)
+    cert, key = self_signed(tmp)
+    https, http = free_port(), free_port()
+    (tmp / "userphoto.conf").write_text(site_config(tmp, upstream, https, http, cert, key))
+    main = MAIN.format(tmp=tmp).replace(
+        "worker_connections 4096;", f"worker_connections {worker_connections};"
+    )
+    (tmp / "nginx.conf").write_text(main)
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    url = f"https://127.0.0.1:{https}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if httpx.get(url + "/healthz", verify=str(cert), timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if nginx.poll() is not None or time.monotonic() > deadline:
+                err = nginx.stderr.read().decode() if nginx.stderr else ""
+                raise RuntimeError(f"nginx did not start: {err}")
+            time.sleep(0.1)
+        yield Nginx(url, f"http://127.0.0.1:{http}", https, cert, tmp)
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
